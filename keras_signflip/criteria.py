@@ -1,0 +1,223 @@
+"""Pruning criteria: pure score functions, higher score = keep.
+
+A criterion never thresholds; `keras_signflip.selection` turns scores into
+masks. Scores are written once against a NumPy-style namespace `xp`
+(`tf.experimental.numpy` on the tf_keras path, `keras.ops` or NumPy elsewhere),
+so every wrapper family shares the same math.
+
+| name | score (higher = keep) | reference |
+|---|---|---|
+| `Magnitude` | abs(w) | Zhou et al. 2019 `large_final` |
+| `SignFlip` | -flips | the research log; prune weights that flip |
+| `Hybrid(power=2)` | abs(w)**p / (flips + 1) | FlipOut, Apostol et al. 2020 |
+| `LargeFinalSameSign` | abs(w) if sign(w) == sign(w_ref) else 0 | Zhou et al. 2019 |
+| `MagnitudeIncrease` | abs(w) - abs(w_ref) | Zhou et al. 2019 |
+| `Movement` | abs(w - w_ref) | Zhou et al. 2019 |
+| `Random(seed)` | a fixed hash of (seed, tensor, position) in [0, 1) | the control |
+
+`w` is the current weight, `flips` its sign-flip count, `w_ref` the weight at
+the reference point (initialisation, or where `set_reference` moved it).
+"""
+from typing import NamedTuple
+
+__all__ = [
+    "WeightState", "Criterion", "Magnitude", "SignFlip", "Hybrid",
+    "LargeFinalSameSign", "MagnitudeIncrease", "Movement", "Random", "get",
+    "serialize", "CRITERIA",
+]
+
+
+class WeightState(NamedTuple):
+  """What a criterion may read besides the weight itself."""
+  flips: object      # int32, weight's shape: sign flips while unpruned.
+  reference: object  # float32, weight's shape: weight at the reference point.
+  key: int = 0       # stable per-tensor integer (crc32 of the weight's name).
+
+
+def _default_xp():
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return tf.experimental.numpy
+
+
+class Criterion:
+  """Base class. Subclasses implement `score` and, if they take arguments,
+  `get_config`; `from_config(get_config())` rebuilds an equal criterion."""
+
+  name = None
+  _by_class_name = {}
+
+  def __init_subclass__(cls, **kwargs):
+    super().__init_subclass__(**kwargs)
+    Criterion._by_class_name[cls.__name__] = cls
+
+  def score(self, weight, state, xp=None):
+    """Returns a float tensor shaped like `weight`; higher scores are kept."""
+    raise NotImplementedError
+
+  def get_config(self):
+    return {}
+
+  @classmethod
+  def from_config(cls, config):
+    return cls(**config)
+
+  def __eq__(self, other):
+    return type(self) is type(other) and self.get_config() == other.get_config()
+
+  def __hash__(self):
+    return hash((type(self).__name__, tuple(sorted(self.get_config().items()))))
+
+  def __repr__(self):
+    args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+    return f"{type(self).__name__}({args})"
+
+
+class Magnitude(Criterion):
+  """abs(w): plain magnitude pruning, TF-MOT's criterion."""
+  name = "magnitude"
+
+  def score(self, weight, state, xp=None):
+    xp = xp or _default_xp()
+    return xp.abs(weight)
+
+
+class SignFlip(Criterion):
+  """-flips: weights that flipped sign most are pruned first.
+
+  Weights with equal counts are ranked by position (see `selection`).
+  """
+  name = "sign_flip"
+
+  def score(self, weight, state, xp=None):
+    xp = xp or _default_xp()
+    return -xp.asarray(state.flips, dtype="float32")
+
+
+class Hybrid(Criterion):
+  """abs(w)**power / (flips + 1): the FlipOut saliency (Apostol et al. 2020).
+
+  Args:
+    power: exponent p of the magnitude term, a positive number. Defaults to 2.
+  """
+  name = "hybrid"
+
+  def __init__(self, power=2.0):
+    if not isinstance(power, (int, float)) or isinstance(power, bool) or power <= 0:
+      raise ValueError("Received an invalid value for `power`, expected a "
+                       f"positive number. Received: power={power!r}")
+    self.power = float(power)
+
+  def score(self, weight, state, xp=None):
+    xp = xp or _default_xp()
+    flips = xp.asarray(state.flips, dtype="float32")
+    return xp.power(xp.abs(weight), self.power) / (flips + 1.0)
+
+  def get_config(self):
+    return {"power": self.power}
+
+
+class LargeFinalSameSign(Criterion):
+  """abs(w) where sign(w) == sign(w_ref), else 0 (Zhou et al. 2019)."""
+  name = "large_final_same_sign"
+
+  def score(self, weight, state, xp=None):
+    xp = xp or _default_xp()
+    same = xp.sign(weight) == xp.sign(state.reference)
+    return xp.where(same, xp.abs(weight), xp.zeros_like(weight))
+
+
+class MagnitudeIncrease(Criterion):
+  """abs(w) - abs(w_ref) (Zhou et al. 2019)."""
+  name = "magnitude_increase"
+
+  def score(self, weight, state, xp=None):
+    xp = xp or _default_xp()
+    return xp.abs(weight) - xp.abs(state.reference)
+
+
+class Movement(Criterion):
+  """abs(w - w_ref) (Zhou et al. 2019)."""
+  name = "movement"
+
+  def score(self, weight, state, xp=None):
+    xp = xp or _default_xp()
+    return xp.abs(weight - state.reference)
+
+
+_M32 = 2**32
+
+
+def _mix32(h, xp):
+  """An integer hash step (xorshift-multiply) on values in [0, 2**32).
+
+  The multipliers stay below 2**31 so every product fits in int64 on every
+  backend; written by hand because no backend-neutral counter-based RNG exists.
+  """
+  h = xp.bitwise_xor(h, xp.right_shift(h, 16))
+  h = (h * 0x7FEB352D) % _M32
+  h = xp.bitwise_xor(h, xp.right_shift(h, 15))
+  h = (h * 0x6C8E9CF5) % _M32
+  return xp.bitwise_xor(h, xp.right_shift(h, 16))
+
+
+class Random(Criterion):
+  """A fixed uniform score per weight: random pruning, the usual control.
+
+  The score hashes (seed, tensor key, flat position), so it is the same at
+  every mask update (pruning stays monotone and random) and on every backend.
+
+  Args:
+    seed: non-negative integer. Defaults to 0.
+  """
+  name = "random"
+
+  def __init__(self, seed=0):
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+      raise ValueError("Received an invalid value for `seed`, expected a "
+                       f"non-negative integer. Received: seed={seed!r}")
+    self.seed = seed
+
+  def score(self, weight, state, xp=None):
+    xp = xp or _default_xp()
+    size = 1
+    for d in weight.shape:
+      size *= int(d)
+    salt = _mix32(xp.asarray((self.seed * 0x9E3779B1 + state.key) % _M32,
+                             dtype="int64"), xp)
+    h = _mix32((xp.arange(size, dtype="int64") + salt) % _M32, xp)
+    u = xp.asarray(h, dtype="float32") / float(_M32)
+    return xp.reshape(u, tuple(int(d) for d in weight.shape))
+
+  def get_config(self):
+    return {"seed": self.seed}
+
+
+CRITERIA = {c.name: c for c in (Magnitude, SignFlip, Hybrid, LargeFinalSameSign,
+                                MagnitudeIncrease, Movement, Random)}
+
+
+def get(identifier):
+  """Returns a criterion from an instance, a registered name, or a config dict.
+
+  Raises:
+    ValueError: for an unknown name, listing the valid ones.
+  """
+  if isinstance(identifier, Criterion):
+    return identifier
+  if isinstance(identifier, dict):
+    class_name = identifier.get("class_name")
+    by_class = Criterion._by_class_name
+    if class_name not in by_class:
+      raise ValueError(f"Unknown criterion class {class_name!r}. Expected one "
+                       f"of {sorted(by_class)}.")
+    return by_class[class_name].from_config(identifier.get("config", {}))
+  if isinstance(identifier, str) and identifier in CRITERIA:
+    return CRITERIA[identifier]()
+  raise ValueError(f"Received an invalid value for `criterion`, expected a "
+                   f"keras_signflip.criteria.Criterion or one of "
+                   f"{sorted(CRITERIA)}. Received: criterion={identifier!r}")
+
+
+def serialize(criterion):
+  """{'class_name': ..., 'config': ...}, the inverse of `get`."""
+  return {"class_name": type(criterion).__name__, "config": criterion.get_config()}

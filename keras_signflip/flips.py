@@ -1,0 +1,96 @@
+"""Sign-flip counting and re-masking after every optimizer step, in-graph.
+
+Every prunable weight gets a variable constraint. tf_keras optimizers (the
+current and the legacy ones) apply a variable's constraint right after its
+update, inside the same training step, so the constraint sees each step's
+result:
+
+    flipped = (prev_sign * sign(w_after) < 0) and mask == 1
+    flips  += flipped
+    w       = w_after * mask        # pruned weights exactly zero after the step
+    prev_sign = sign(w)
+
+Zero has no sign: moving to or from exactly 0 is not a flip. `prev_sign` is
+the sign after the previous step, so a user's own `set_weights` between steps
+must be followed by `sync_signs` (the callbacks and `set_reference` do it).
+"""
+from typing import NamedTuple
+
+from keras_signflip._compat import tf
+
+__all__ = ["FlipVariables", "AfterStepConstraint", "attach", "detach", "sync_signs"]
+
+
+class FlipVariables(NamedTuple):
+  """The pruning variables of one prunable weight tensor."""
+  weight: tf.Variable     # the layer's own weight (any float dtype)
+  mask: tf.Variable       # weight's true dtype, 0/1 (TF-MOT's)
+  threshold: tf.Variable  # scalar: lowest kept score at the last update
+  prev_sign: tf.Variable  # int8, weight's shape: sign after the last step
+  flips: tf.Variable      # int32, weight's shape: flips while unpruned
+  reference: tf.Variable  # float32, weight's shape: reference weights
+  key: int                # stable per-tensor integer for `Random`
+
+
+def _true_value(weight):
+  """The float32 value of a weight, also for mixed-precision AutoCastVariables."""
+  inner = getattr(weight, "_variable", weight)  # AutoCastVariable wraps one.
+  return tf.cast(tf.convert_to_tensor(inner), tf.float32)
+
+
+def signs(values):
+  return tf.cast(tf.sign(values), tf.int8)
+
+
+class AfterStepConstraint:
+  """Variable constraint: count flips against `prev_sign`, then re-mask.
+
+  Runs the layer's own constraint first, if it had one.
+  """
+
+  def __init__(self, state, original=None):
+    self.state = state
+    self.original = original
+
+  def __call__(self, weight):
+    value = self.original(weight) if self.original is not None else weight
+    value = tf.convert_to_tensor(value)
+    mask = tf.cast(self.state.mask, value.dtype)
+    new_sign = signs(value)
+    flipped = tf.math.logical_and(
+        tf.math.less(self.state.prev_sign * new_sign, 0),
+        tf.math.greater(self.state.mask, 0))
+    self.state.flips.assign_add(tf.cast(flipped, tf.int32))
+    self.state.prev_sign.assign(new_sign * tf.cast(mask, tf.int8))
+    return value * mask
+
+
+def _components(variable):
+  """The tf.Variables that hold `_constraint` for a (wrapped) variable."""
+  inner = getattr(variable, "_variable", variable)  # AutoCastVariable
+  values = getattr(inner, "values", None)           # tf.distribute variables
+  return list(values) if values else [inner]
+
+
+def attach(state):
+  """Installs the after-step constraint on `state.weight`; idempotent."""
+  current = state.weight.constraint
+  if isinstance(current, AfterStepConstraint):
+    current = current.original
+  constraint = AfterStepConstraint(state, original=current)
+  for v in _components(state.weight):
+    v._constraint = constraint  # pylint: disable=protected-access
+
+
+def detach(weight):
+  """Restores the layer's own constraint (used by `strip_pruning`)."""
+  current = weight.constraint
+  if isinstance(current, AfterStepConstraint):
+    for v in _components(weight):
+      v._constraint = current.original  # pylint: disable=protected-access
+
+
+def sync_signs(state):
+  """prev_sign := sign(w * mask): call after changing weights outside a step."""
+  state.prev_sign.assign(signs(_true_value(state.weight) *
+                               tf.cast(state.mask, tf.float32)))

@@ -1,0 +1,169 @@
+"""Mask updates by any criterion, layer or global scope, on TF-MOT's `Pruning`.
+
+TF-MOT hard-wires abs(w) and a full sort into the private
+`pruning_impl.Pruning._update_mask`; `CriterionPruning` replaces its mask
+update and keeps the rest (weight masking, distribution handling, summaries).
+At a pruning step (the schedule says so):
+
+    score = criterion(w, flips, reference); score = -inf where mask == 0
+    k     = max(round(n * (1 - sparsity)), 1)          # TF-MOT's kept count
+    if min_flips:   # flip-triggered: prune every unpruned weight with
+                    # flips >= min_flips, but never below k kept
+        k = max(k, #unpruned weights with flips < min_flips)
+    mask  = mask AND top_k(score)                       # monotone
+    flips = flips * mask                                # pruned count zero
+
+n and top_k run over one tensor (layer scope) or all wrapped tensors of the
+model together (global scope).
+"""
+from keras_signflip import criteria as criteria_lib
+from keras_signflip import selection
+from keras_signflip._compat import tf
+from keras_signflip.flips import _true_value
+
+from tensorflow_model_optimization.python.core.sparsity.keras import pruning_impl  # pylint: disable=g-direct-tensorflow-import
+from tensorflow_model_optimization.python.core.sparsity.keras import pruning_utils  # pylint: disable=g-direct-tensorflow-import
+
+__all__ = ["CriterionPruning", "compute_masks"]
+
+_XP = tf.experimental.numpy
+_NAN_MESSAGE = ("keras_signflip: a prunable weight holds NaN or Inf at a mask "
+                "update; the masks were not changed. Lower the learning rate or "
+                "add gradient clipping, then resume from the last checkpoint.")
+
+
+def _scores(states, criterion):
+  scores, alive = [], []
+  for s in states:
+    w = _true_value(s.weight)
+    tf.debugging.assert_all_finite(w, _NAN_MESSAGE)
+    score = tf.cast(criterion.score(
+        w, criteria_lib.WeightState(s.flips, s.reference, s.key), _XP), tf.float32)
+    live = tf.math.greater(s.mask, 0)
+    scores.append(tf.where(live, score, float("-inf")))
+    alive.append(live)
+  return scores, alive
+
+
+def compute_masks(states, sparsity, criterion, min_flips=None):
+  """New bool masks for `states` ranked together, and the lowest kept score.
+
+  Args:
+    states: list of `FlipVariables` ranked as one (one for layer scope).
+    sparsity: float scalar, the schedule's target for the whole list.
+    criterion: a `Criterion`.
+    min_flips: None, or the flip-triggered threshold (an int >= 1).
+  """
+  scores, alive = _scores(states, criterion)
+  total = sum(int(tf.size(s.weight)) for s in states)
+  k = selection.kept_count(total, sparsity)
+  if min_flips:
+    candidates = [tf.math.logical_and(a, s.flips >= min_flips)
+                  for a, s in zip(alive, states)]
+    safe = tf.add_n([tf.reduce_sum(tf.cast(a & ~c, tf.int32))
+                     for a, c in zip(alive, candidates)])
+    k = tf.math.maximum(k, safe)
+    scores = [tf.where(c, x, tf.where(a, float("inf"), x))
+              for x, a, c in zip(scores, alive, candidates)]
+  keep = selection.select_top_k(scores, k)
+  new_masks = [tf.math.logical_and(m, a) for m, a in zip(keep, alive)]
+  return new_masks, selection.threshold_score(scores, new_masks)
+
+
+def _block_masks(state, sparsity, criterion, block_size, pooling):
+  """Layer scope with blocks: rank pooled block scores, expand back (2-D)."""
+  scores, alive = _scores([state], criterion)
+  score = tf.squeeze(scores[0])
+  pooled = pruning_utils.factorized_pool(
+      score, window_shape=block_size, pooling_type=pooling,
+      strides=block_size, padding="SAME")
+  if pooled.shape.ndims != 2:
+    pooled = tf.squeeze(pooled)
+  keep = selection.select_top_k(pooled, selection.kept_count(tf.size(pooled), sparsity))
+  expanded = pruning_utils.expand_tensor(tf.cast(keep, tf.float32), block_size)
+  sliced = tf.slice(expanded, [0, 0], [score.shape[0], score.shape[1]])
+  mask = tf.math.logical_and(tf.reshape(sliced > 0, tf.shape(state.mask)), alive[0])
+  return mask, selection.threshold_score(scores[0], mask)
+
+
+def _m_by_n_mask(state, criterion, m_by_n):
+  """TF-MOT's m-by-n pattern, ranked by the (non-negative shifted) score."""
+  scores, alive = _scores([state], criterion)
+  live_min = tf.reduce_min(tf.where(alive[0], scores[0], float("inf")))
+  shifted = tf.where(alive[0], scores[0] - live_min + 1.0, 0.0)
+  prepared = pruning_utils.weights_rearrange(shifted)
+  mask = pruning_utils.generate_m_by_n_mask(prepared, m_by_n)
+  mask = pruning_utils.m_by_n_sparsity_mask_prepare(mask, state.weight.shape)
+  return tf.math.logical_and(tf.cast(mask, tf.bool), alive[0]), tf.constant(0.0)
+
+
+class CriterionPruning(pruning_impl.Pruning):
+  """TF-MOT's `Pruning` with criterion scores and exact O(n) selection.
+
+  Args (beyond TF-MOT's):
+    states: this layer's `FlipVariables`, one per prunable weight.
+    criterion: a `Criterion`.
+    min_flips: None, or the flip-triggered threshold.
+    group_fn: returns None (layer scope) or the wrapper's `GlobalGroup`, read
+      when the update is built; only the group's leader updates, for every
+      member at once.
+  """
+
+  def __init__(self, *, states, criterion, min_flips, group_fn, **tfmot_kwargs):
+    super().__init__(**tfmot_kwargs)
+    self._states = states
+    self._criterion = criterion
+    self._min_flips = min_flips
+    self._group_fn = group_fn
+
+  def _new_values(self, group):
+    """[(variable, new value)] for every mask, threshold and flip count."""
+    step = self._step_fn()
+    sparsity = self._pruning_schedule(step)[1]
+    if group is not None:
+      states = group.states()
+      masks, threshold = compute_masks(states, sparsity, self._criterion, self._min_flips)
+      results = [(s, m, threshold) for s, m in zip(states, masks)]
+    else:
+      results = []
+      for s in self._states:
+        if self._sparsity_m_by_n:
+          m, t = _m_by_n_mask(s, self._criterion, self._sparsity_m_by_n)
+        elif self._block_size != [1, 1]:
+          m, t = _block_masks(s, sparsity, self._criterion, self._block_size,
+                              self._block_pooling_type)
+        else:
+          (m,), t = compute_masks([s], sparsity, self._criterion, self._min_flips)
+        results.append((s, m, t))
+    updates = []
+    for s, m, t in results:
+      updates.append((s.mask, tf.cast(m, s.mask.dtype)))
+      updates.append((s.threshold, tf.cast(t, s.threshold.dtype)))
+      updates.append((s.flips, s.flips * tf.cast(m, tf.int32)))
+    return updates
+
+  def _should_update(self):
+    if self._sparsity_m_by_n:
+      return tf.math.equal(self._step_fn(), 1)  # as TF-MOT: once, at step 1
+    return self._pruning_schedule(self._step_fn())[0]
+
+  def conditional_mask_update(self):
+    """An op that updates the masks when the schedule says so."""
+    group = self._group_fn()
+    if group is not None and not group.is_leader(self):
+      return tf.no_op()
+
+    def update_local():
+      return tf.group([v.assign(x) for v, x in self._new_values(group)])
+
+    def update_distributed(distribution):
+      def update():
+        return tf.group([
+            distribution.extended.update(v, lambda var, x: var.assign(x), (x,))
+            for v, x in self._new_values(group)])
+      return tf.cond(self._should_update(), update, tf.no_op)
+
+    replica_context = tf.distribute.get_replica_context()
+    if replica_context:
+      return replica_context.merge_call(update_distributed)
+    return tf.cond(self._should_update(), update_local, tf.no_op)

@@ -1,0 +1,72 @@
+"""FlipOut's gradient noise on prunable weights, for plain `model.fit`.
+
+For each wrapped weight with gradient g and mask m (Apostol et al. 2020):
+
+    sigma = factor * sqrt(mean((g * m) ** 2))      # per-layer RMS x factor
+    g    <- (g + sigma * N(0, 1)) * m
+
+Other variables' gradients pass unchanged. The noise is drawn with a
+stateless RNG keyed by (seed, optimizer step, variable index), so a run is
+reproducible and resumes identically.
+
+tf_keras optimizers have no gradient-transform hook, so `with_gradient_noise`
+returns a copy of the optimizer whose class overrides `apply_gradients`.
+"""
+from keras_signflip import flips as flips_lib
+from keras_signflip._compat import keras, tf
+
+__all__ = ["with_gradient_noise"]
+
+_NOISY_CLASSES = {}
+
+
+def _add_noise(optimizer, grads_and_vars):
+  out = []
+  step = tf.cast(optimizer.iterations, tf.int32)
+  for i, (g, v) in enumerate(grads_and_vars):
+    constraint = getattr(v, "constraint", None)
+    if g is None or not isinstance(constraint, flips_lib.AfterStepConstraint):
+      out.append((g, v))
+      continue
+    g = tf.convert_to_tensor(g)
+    mask = tf.cast(constraint.state.mask, g.dtype)
+    masked = g * mask
+    sigma = optimizer.noise_factor * tf.sqrt(tf.reduce_mean(tf.square(masked)))
+    draw = tf.random.stateless_normal(tf.shape(g), seed=tf.stack(
+        [optimizer.noise_seed * 1000003 + i, step]), dtype=g.dtype)
+    out.append(((masked + sigma * draw) * mask, v))
+  return out
+
+
+def _noisy_class(base):
+  if base not in _NOISY_CLASSES:
+    def apply_gradients(self, grads_and_vars, *args, **kwargs):
+      return base.apply_gradients(self, _add_noise(self, list(grads_and_vars)),
+                                  *args, **kwargs)
+    _NOISY_CLASSES[base] = type(base.__name__, (base,), {
+        "apply_gradients": apply_gradients, "__module__": base.__module__})
+  return _NOISY_CLASSES[base]
+
+
+def with_gradient_noise(optimizer, factor, seed=0):
+  """A copy of a tf_keras `optimizer` that adds FlipOut's gradient noise.
+
+  Args:
+    optimizer: a tf_keras optimizer instance (its config is copied).
+    factor: the noise scale relative to each layer's gradient RMS, >= 0.
+    seed: integer seed of the noise. Defaults to 0.
+
+  Example:
+    >>> model.compile(with_gradient_noise(keras.optimizers.Adam(1e-3), 0.5), ...)
+  """
+  if not isinstance(optimizer, (keras.optimizers.Optimizer,
+                                keras.optimizers.legacy.Optimizer)):
+    raise ValueError("Received an invalid value for `optimizer`, expected a "
+                     f"tf_keras optimizer instance. Received: {optimizer!r}")
+  if not isinstance(factor, (int, float)) or factor < 0:
+    raise ValueError("Received an invalid value for `factor`, expected a "
+                     f"number >= 0. Received: factor={factor!r}")
+  noisy = _noisy_class(type(optimizer)).from_config(optimizer.get_config())
+  noisy.noise_factor = float(factor)
+  noisy.noise_seed = int(seed)
+  return noisy

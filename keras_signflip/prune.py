@@ -1,0 +1,209 @@
+"""Public entry points: wrap, strip, inspect, and move the reference point."""
+import numpy as np
+
+from keras_signflip import criteria as criteria_lib
+from keras_signflip import flips as flips_lib
+from keras_signflip import schedules as schedules_lib
+from keras_signflip._compat import PruneLowMagnitude, PruneRegistry, is_keras3_object, keras, tfmot
+from keras_signflip.wrapper import GlobalGroup, PruneSignFlip, _validate
+
+__all__ = ["prune_sign_flip", "strip_pruning", "prune_scope", "flip_counts",
+           "set_reference", "link_global", "collect_wrappers", "masks"]
+
+
+def collect_wrappers(model):
+  """Every `PruneSignFlip` in `model`, nested models included, in layer order."""
+  if not isinstance(model, keras.Model):
+    return []
+  return [l for l in _all_layers(model) if isinstance(l, PruneSignFlip)]
+
+
+def _all_layers(model):
+  """model.layers, recursing into nested models, in order."""
+  out = []
+  for layer in model.layers:
+    out.extend(_all_layers(layer) if isinstance(layer, keras.Model) else [layer])
+  return out
+
+
+def _check_model(to_prune):
+  if is_keras3_object(to_prune):
+    raise ValueError(
+        "prune_sign_flip received a Keras 3 object "
+        f"({type(to_prune).__module__}.{type(to_prune).__name__}), but this "
+        "path is TF-MOT's and needs Keras 2: build the model with `import "
+        "tf_keras as keras` (or set TF_USE_LEGACY_KERAS=1 before importing "
+        "TensorFlow).")
+  if isinstance(to_prune, keras.Model):
+    if not (isinstance(to_prune, keras.Sequential) or to_prune._is_graph_network):  # pylint: disable=protected-access
+      raise ValueError(
+          "prune_sign_flip supports Sequential and Functional models; received "
+          f"a subclassed model ({type(to_prune).__name__}). Wrap its layers "
+          "with prune_sign_flip(layer) inside the model instead.")
+    layers = _all_layers(to_prune)
+  elif isinstance(to_prune, (list, tuple)):
+    layers = list(to_prune)
+  elif isinstance(to_prune, keras.layers.Layer):
+    layers = [to_prune]
+  else:
+    raise ValueError("prune_sign_flip takes a tf_keras layer, a list of layers, or "
+                     f"a Sequential/Functional model; received {type(to_prune).__name__}.")
+  return layers
+
+
+def prune_sign_flip(to_prune, pruning_schedule=None, criterion="sign_flip",
+                    scope="layer", min_flips=None, block_size=(1, 1),
+                    block_pooling_type="AVG", pruning_policy=None,
+                    sparsity_m_by_n=None, **kwargs):
+  """`tfmot.sparsity.keras.prune_low_magnitude`, with a pluggable criterion.
+
+  Args:
+    to_prune: a layer, a list of layers, or a Sequential/Functional model.
+    pruning_schedule: a TF-MOT `PruningSchedule` (`ConstantSparsity`,
+      `PolynomialDecay`, `keras_signflip.schedules.GeometricSparsity`, ...).
+      Defaults to `ConstantSparsity(0.5, 0)`.
+    criterion: a `keras_signflip.criteria.Criterion` or its name. Defaults to
+      `SignFlip()`.
+    scope: "layer" (each weight tensor reaches the schedule's sparsity) or
+      "global" (one ranking over every wrapped weight of the model). Defaults
+      to "layer".
+    min_flips: None, or an int >= 1: flip-triggered pruning. At each mask
+      update every unpruned weight with >= min_flips flips is pruned, never
+      beyond the schedule's sparsity (lowest score first when that cap binds;
+      with `SignFlip`, the most flipped).
+    block_size, block_pooling_type, pruning_policy, sparsity_m_by_n: as TF-MOT.
+    **kwargs: passed to the wrapper of a single layer.
+
+  Returns:
+    The wrapped layer(s) or a clone of the model with wrapped layers (the
+    layers themselves, and so their weights, are shared with `to_prune`).
+
+  Raises:
+    ValueError: bad arguments, a subclassed or Keras 3 model, an unsupported
+      layer, or an unbuilt model with scope="global"; raised before wrapping.
+
+  Example:
+    >>> model = prune_sign_flip(base, pruning_schedule=GeometricSparsity(0.5, 500),
+    ...                         criterion=criteria.Hybrid(power=2), scope="global")
+    >>> model.compile(...); model.fit(x, y, callbacks=[UpdatePruningStep()])
+  """
+  layers = _check_model(to_prune)
+  criterion = _validate(criterion, scope, min_flips, block_size, sparsity_m_by_n)
+  if pruning_schedule is not None and not isinstance(
+      pruning_schedule, tfmot.sparsity.keras.PruningSchedule):
+    raise ValueError("Received an invalid value for `pruning_schedule`, expected "
+                     "a tfmot.sparsity.keras.PruningSchedule. Received: "
+                     f"pruning_schedule={pruning_schedule!r}")
+  for layer in layers:
+    if _needs_wrapper(layer, pruning_policy) and not _supported(layer):
+      raise ValueError(
+          f"Layer {layer.name} ({type(layer).__name__}) cannot be pruned: it "
+          "is not in TF-MOT's PruneRegistry and has no `get_prunable_weights`. "
+          "Implement tfmot.sparsity.keras.PrunableLayer, or exclude it with a "
+          "`pruning_policy` (or wrap only the other layers).")
+  if scope == "global" and isinstance(to_prune, keras.Model) and not to_prune.built:
+    raise ValueError("scope='global' needs a built model (one with a known input "
+                     "shape): give the first layer an `input_shape` or call "
+                     "`model.build(...)` first.")
+
+  params = dict(criterion=criterion, scope=scope, min_flips=min_flips,
+                block_size=block_size, block_pooling_type=block_pooling_type,
+                sparsity_m_by_n=sparsity_m_by_n)
+
+  def new_schedule():
+    # One schedule object per wrapper (TF-MOT shares one default instance).
+    if pruning_schedule is None:
+      return tfmot.sparsity.keras.ConstantSparsity(0.5, 0)
+    return pruning_schedule
+
+  def wrap(layer):
+    if isinstance(layer, keras.Model):
+      return keras.models.clone_model(layer, input_tensors=None, clone_function=wrap)
+    if not _needs_wrapper(layer, pruning_policy):
+      return layer
+    return PruneSignFlip(layer, pruning_schedule=new_schedule(), **params)
+
+  if isinstance(to_prune, (list, tuple)):
+    result = [wrap(l) if not isinstance(l, keras.layers.InputLayer)
+              else l.__class__.from_config(l.get_config()) for l in to_prune]
+    wrappers = [w for w in result if isinstance(w, PruneSignFlip)]
+  elif isinstance(to_prune, keras.Model):
+    if pruning_policy:
+      pruning_policy.ensure_model_supports_pruning(to_prune)
+    result = keras.models.clone_model(to_prune, input_tensors=None, clone_function=wrap)
+    wrappers = collect_wrappers(result)
+  else:
+    result = PruneSignFlip(to_prune, pruning_schedule=new_schedule(), **params, **kwargs)
+    wrappers = [result]
+  if scope == "global":
+    GlobalGroup(wrappers)
+  return result
+
+
+
+
+def _needs_wrapper(layer, pruning_policy):
+  if isinstance(layer, (keras.Model, keras.layers.InputLayer, PruneLowMagnitude)):
+    return False
+  return not (pruning_policy and not pruning_policy.allow_pruning(layer))
+
+
+def _supported(layer):
+  return (isinstance(layer, tfmot.sparsity.keras.PrunableLayer)
+          or hasattr(layer, "get_prunable_weights")
+          or PruneRegistry.supports(layer))
+
+
+def link_global(model):
+  """Links a loaded model's scope="global" wrappers into one ranking group."""
+  members = [w for w in collect_wrappers(model) if w.scope == "global"]
+  if members and any(w.group is None or w.group.wrappers != members for w in members):
+    GlobalGroup(members)
+  return model
+
+
+def strip_pruning(model):
+  """TF-MOT's `strip_pruning`, also restoring the layers' own constraints."""
+  for w in collect_wrappers(model):
+    for state in w.flip_states:
+      flips_lib.detach(state.weight)
+  return tfmot.sparsity.keras.strip_pruning(model)
+
+
+def prune_scope():
+  """A custom-object scope for loading saved, still-wrapped models."""
+  objects = {"PruneLowMagnitude": PruneLowMagnitude, "PruneSignFlip": PruneSignFlip,
+             "GeometricSparsity": schedules_lib.GeometricSparsity}
+  objects.update({c.__name__: c for c in criteria_lib.CRITERIA.values()})
+  return keras.utils.custom_object_scope(objects)
+
+
+def _states(model):
+  return [s for w in collect_wrappers(model) for s in w.flip_states]
+
+
+def flip_counts(model):
+  """{weight name: int32 np.ndarray of flip counts} for every wrapped weight."""
+  return {s.weight.name: np.asarray(s.flips.numpy()) for s in _states(model)}
+
+
+def masks(model):
+  """{weight name: np.ndarray mask (0/1)} for every wrapped weight."""
+  return {s.weight.name: np.asarray(s.mask.numpy()) for s in _states(model)}
+
+
+def set_reference(model):
+  """Moves every wrapper's reference weights to the current weights.
+
+  Criteria that compare against a reference (`LargeFinalSameSign`,
+  `MagnitudeIncrease`, `Movement`) then measure from here: call it at the
+  rewind step for late-rewinding tickets.
+  """
+  states = _states(model)
+  if not states:
+    raise ValueError("set_reference found no keras_signflip wrappers in the "
+                     "model; wrap it with prune_sign_flip first.")
+  for s in states:
+    s.reference.assign(flips_lib._true_value(s.weight))  # pylint: disable=protected-access
+    flips_lib.sync_signs(s)
+  return model

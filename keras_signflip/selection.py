@@ -1,0 +1,105 @@
+"""Exact top-k mask selection in O(n), for one tensor or many (global scope).
+
+Given scores and a kept count k, keep exactly the k highest scores. Equal
+scores are ranked by position: tensor order first, then flat (row-major) index,
+lower first -- the order `tf.math.top_k` uses, so `Magnitude` at layer scope
+reproduces TF-MOT's masks.
+
+Instead of sorting (TF-MOT's `top_k` over the whole tensor), scores are mapped
+to order-preserving 32-bit integer keys and the k-th largest key is found by a
+two-pass radix select on 16-bit digits with `tf.math.bincount`. Global scope
+sums per-tensor histograms, so the concatenation is never built or sorted.
+"""
+import tensorflow as tf
+
+__all__ = ["kept_count", "select_top_k", "sortable_keys"]
+
+_DIGIT = 1 << 16
+
+
+def kept_count(size, sparsity):
+  """max(round(size * (1 - sparsity)), 1) in float32, exactly as TF-MOT.
+
+  `round` is TensorFlow's round-half-to-even.
+  """
+  size = tf.cast(size, tf.float32)
+  kept = tf.math.maximum(tf.math.round(size * (1.0 - tf.cast(sparsity, tf.float32))), 1.0)
+  return tf.cast(tf.math.minimum(kept, size), tf.int32)
+
+
+def sortable_keys(scores):
+  """int32 keys with key(a) < key(b) iff a < b for float32 scores (no NaN).
+
+  Non-negative floats order like their bit patterns; for negative floats the
+  order of the low 31 bits is reversed, so they are flipped. -0.0 maps just
+  below +0.0.
+  """
+  bits = tf.bitcast(tf.cast(scores, tf.float32), tf.int32)
+  return tf.where(bits < 0, tf.bitwise.bitwise_xor(bits, 0x7FFFFFFF), bits)
+
+
+def _digit_hi(keys):
+  return tf.bitwise.right_shift(keys, 16) + (_DIGIT // 2)  # in [0, 65536)
+
+
+def _digit_lo(keys):
+  return tf.bitwise.bitwise_and(keys, 0xFFFF)  # in [0, 65536)
+
+
+def _histogram(digits):
+  return tf.math.bincount(digits, minlength=_DIGIT, maxlength=_DIGIT, dtype=tf.int32)
+
+
+def _pick_bucket(counts, k):
+  """The bucket holding the k-th largest item, and how many lie above it."""
+  at_or_above = tf.math.cumsum(counts, reverse=True)
+  bucket = tf.math.count_nonzero(at_or_above >= k, dtype=tf.int32) - 1
+  above = at_or_above[bucket] - counts[bucket]
+  return bucket, above
+
+
+def select_top_k(scores, k):
+  """Boolean masks keeping exactly the k highest of all `scores` together.
+
+  Args:
+    scores: a float tensor, or a list of them (global scope: one ranking over
+      all of them). NaN scores are not allowed.
+    k: int32 scalar, 1 <= k <= total size.
+
+  Returns:
+    A bool tensor (or list) shaped like `scores`, with exactly k True values.
+  """
+  single = not isinstance(scores, (list, tuple))
+  score_list = [scores] if single else list(scores)
+  keys = [tf.reshape(sortable_keys(s), [-1]) for s in score_list]
+  his = [_digit_hi(x) for x in keys]
+  k = tf.cast(k, tf.int32)
+
+  hi_bucket, above_hi = _pick_bucket(tf.add_n([_histogram(h) for h in his]), k)
+  lo_counts = tf.add_n([
+      _histogram(tf.boolean_mask(_digit_lo(x), tf.equal(h, hi_bucket)))
+      for x, h in zip(keys, his)])
+  lo_bucket, above_lo = _pick_bucket(lo_counts, k - above_hi)
+
+  threshold = tf.cast((tf.cast(hi_bucket, tf.int64) - _DIGIT // 2) * _DIGIT
+                      + tf.cast(lo_bucket, tf.int64), tf.int32)
+  ties_to_keep = k - above_hi - above_lo  # >= 1: the threshold key itself.
+  masks = []
+  ties_before = tf.constant(0, tf.int32)
+  for s, x in zip(score_list, keys):
+    tie = tf.equal(x, threshold)
+    tie_rank = tf.math.cumsum(tf.cast(tie, tf.int32)) + ties_before
+    keep = tf.math.logical_or(x > threshold,
+                              tf.math.logical_and(tie, tie_rank <= ties_to_keep))
+    masks.append(tf.reshape(keep, tf.shape(s)))
+    ties_before += tf.reduce_sum(tf.cast(tie, tf.int32))
+  return masks[0] if single else masks
+
+
+def threshold_score(scores, masks):
+  """The lowest kept score (for TF-MOT's `threshold` variable and summaries)."""
+  score_list = scores if isinstance(scores, (list, tuple)) else [scores]
+  mask_list = masks if isinstance(masks, (list, tuple)) else [masks]
+  lows = [tf.reduce_min(tf.where(m, tf.cast(s, tf.float32), float("inf")))
+          for s, m in zip(score_list, mask_list)]
+  return tf.reduce_min(tf.stack(lows))

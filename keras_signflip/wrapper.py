@@ -1,0 +1,160 @@
+"""`PruneSignFlip`: TF-MOT's `PruneLowMagnitude` with criteria and flip counts.
+
+It is a `PruneLowMagnitude`, so TF-MOT's `strip_pruning`, `UpdatePruningStep`
+and `PruningSummaries` find and handle it. Beyond TF-MOT's (mask, threshold,
+pruning_step) it keeps, per prunable weight:
+
+| variable | dtype | bytes per weight |
+|---|---|---|
+| prev_sign | int8 | 1 |
+| flips | int32 | 4 |
+| reference | float32 | 4 |
+
+i.e. 9 bytes per prunable weight beyond TF-MOT's own mask (4).
+"""
+import zlib
+
+from keras_signflip import criteria as criteria_lib
+from keras_signflip import schedules as schedules_lib
+from keras_signflip import flips as flips_lib
+from keras_signflip.mask_update import CriterionPruning
+from keras_signflip._compat import PruneLowMagnitude, keras, tf, tfmot
+
+__all__ = ["PruneSignFlip", "GlobalGroup", "SCOPES"]
+
+SCOPES = ("layer", "global")
+
+
+class GlobalGroup:
+  """The wrappers of one model ranked together (scope="global").
+
+  The first member is the leader: its mask update computes every member's
+  mask from one ranking; the others' updates are no-ops.
+  """
+
+  def __init__(self, wrappers):
+    self.wrappers = list(wrappers)
+    for w in self.wrappers:
+      w.group = self
+
+  def states(self):
+    unbuilt = [w.name for w in self.wrappers if not w.built]
+    if unbuilt:
+      raise ValueError(
+          f"scope='global' ranks every wrapped layer together, but {unbuilt} "
+          "are not built yet. Give the model an input shape (or call "
+          "`model.build(...)`) before training.")
+    return [s for w in self.wrappers for s in w.flip_states]
+
+  def is_leader(self, pruning_obj):
+    return self.wrappers[0].pruning_obj is pruning_obj
+
+
+def _validate(criterion, scope, min_flips, block_size, sparsity_m_by_n):
+  """Checks the arguments; returns the criterion instance."""
+  criterion = criteria_lib.get(criterion)
+  if scope not in SCOPES:
+    raise ValueError(f"Received an invalid value for `scope`, expected one of "
+                     f"{list(SCOPES)}. Received: scope={scope!r}")
+  if min_flips is not None and (isinstance(min_flips, bool) or
+                                not isinstance(min_flips, int) or min_flips < 1):
+    raise ValueError("Received an invalid value for `min_flips`, expected None "
+                     f"or an integer >= 1. Received: min_flips={min_flips!r}")
+  structured = tuple(block_size) != (1, 1) or sparsity_m_by_n
+  if structured and scope == "global":
+    raise ValueError("`block_size` and `sparsity_m_by_n` need scope='layer'; "
+                     "global ranking of blocks is not supported. Received: "
+                     f"block_size={block_size!r}, sparsity_m_by_n={sparsity_m_by_n!r}")
+  if structured and min_flips is not None:
+    raise ValueError("`min_flips` (flip-triggered pruning) prunes single "
+                     "weights and cannot be combined with `block_size` or "
+                     "`sparsity_m_by_n`.")
+  return criterion
+
+
+@keras.utils.register_keras_serializable(package="keras_signflip")
+class PruneSignFlip(PruneLowMagnitude):
+  """Prunes a layer's weights by a criterion, counting sign flips every step.
+
+  Args:
+    layer: the layer to wrap (registry-supported or `PrunableLayer`).
+    pruning_schedule: a TF-MOT `PruningSchedule`. Defaults to
+      `ConstantSparsity(0.5, 0)` (a new instance per wrapper).
+    criterion: a `keras_signflip.criteria.Criterion` or its name. Defaults to
+      `SignFlip()`.
+    scope: "layer" or "global". Global wrappers are linked by
+      `prune_sign_flip` into one `GlobalGroup`.
+    min_flips: None, or flip-triggered pruning's threshold (>= 1).
+    block_size, block_pooling_type, sparsity_m_by_n: as TF-MOT (layer scope).
+  """
+
+  def __init__(self, layer, pruning_schedule=None, criterion="sign_flip",
+               scope="layer", min_flips=None, block_size=(1, 1),
+               block_pooling_type="AVG", sparsity_m_by_n=None, **kwargs):
+    if pruning_schedule is None:
+      pruning_schedule = tfmot.sparsity.keras.ConstantSparsity(0.5, 0)
+    self.criterion = _validate(criterion, scope, min_flips, block_size, sparsity_m_by_n)
+    self.scope = scope
+    self.min_flips = min_flips
+    self.group = None
+    self.flip_states = []
+    super().__init__(layer, pruning_schedule=pruning_schedule, block_size=block_size,
+                     block_pooling_type=block_pooling_type,
+                     sparsity_m_by_n=sparsity_m_by_n, **kwargs)
+
+  def build(self, input_shape):
+    super().build(input_shape)
+    self.flip_states = []
+    for weight, mask, threshold in self.pruning_vars:
+      base = weight.name.split(":")[0].replace("/", "_")
+      prev_sign = self.add_weight(
+          f"{base}_prev_sign", shape=weight.shape, dtype=tf.int8, trainable=False,
+          initializer=lambda shape, dtype, w=weight: flips_lib.signs(flips_lib._true_value(w)),
+          aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+      flip_count = self.add_weight(
+          f"{base}_flips", shape=weight.shape, dtype=tf.int32, trainable=False,
+          initializer="zeros", aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+      reference = self.add_weight(
+          f"{base}_reference", shape=weight.shape, dtype=tf.float32, trainable=False,
+          initializer=lambda shape, dtype, w=weight: flips_lib._true_value(w),
+          aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+      state = flips_lib.FlipVariables(weight, mask, threshold, prev_sign,
+                                      flip_count, reference,
+                                      zlib.crc32(weight.name.encode()))
+      flips_lib.attach(state)
+      self.flip_states.append(state)
+    self.pruning_obj = CriterionPruning(
+        states=self.flip_states, criterion=self.criterion,
+        min_flips=self.min_flips, group_fn=self.global_group,
+        training_step_fn=lambda: self.pruning_step,
+        pruning_vars=self.pruning_vars, pruning_schedule=self.pruning_schedule,
+        block_size=self.block_size, block_pooling_type=self.block_pooling_type,
+        sparsity_m_by_n=self.sparsity_m_by_n)
+
+  def global_group(self):
+    """The `GlobalGroup` this wrapper ranks in; None for scope="layer"."""
+    if self.scope == "global" and self.group is None:
+      raise ValueError(
+          f"{self.name} has scope='global' but is not linked to the other "
+          "wrappers of its model. Wrap models with `prune_sign_flip`, or after "
+          "loading call `keras_signflip.link_global(model)` (the "
+          "`keras_signflip.UpdatePruningStep` callback does it for you).")
+    return self.group
+
+  def get_config(self):
+    config = super().get_config()
+    config.update({
+        "criterion": criteria_lib.serialize(self.criterion),
+        "scope": self.scope,
+        "min_flips": self.min_flips,
+        "sparsity_m_by_n": self.sparsity_m_by_n,
+    })
+    return config
+
+  @classmethod
+  def from_config(cls, config):
+    config = dict(config)
+    config["pruning_schedule"] = schedules_lib.get(config["pruning_schedule"])
+    config["criterion"] = criteria_lib.get(config["criterion"])
+    config["layer"] = keras.layers.deserialize(config["layer"])
+    return cls(**config)

@@ -1,0 +1,28 @@
+"""keras_signflip: sign-flip, FlipOut and lottery-ticket pruning on TF-MOT."""
+import setuptools
+
+setuptools.setup(
+    name="keras_signflip",
+    version="0.1.0",
+    description=("Sign-flip, FlipOut hybrid and reference-sign pruning criteria, "
+                 "global pruning and lottery tickets for TF-MOT (tf_keras)."),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=setuptools.find_packages(include=["keras_signflip", "keras_signflip.*"]),
+    python_requires=">=3.10,<3.13",
+    install_requires=[
+        # TF-MOT 0.8 needs Keras 2 (tf_keras) of the same minor as TensorFlow;
+        # keras_signflip subclasses TF-MOT internals, so 0.8.x only.
+        "tensorflow>=2.16,<2.22",
+        "tf-keras>=2.16,<2.22",
+        "tensorflow-model-optimization>=0.8,<0.9",
+        "tensorflow-datasets>=4.9",
+        "absl-py>=1.0",
+        "numpy>=1.23",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "hypothesis>=6"],
+        "plots": ["matplotlib>=3.5"],
+    },
+    license="Apache-2.0",
+)
