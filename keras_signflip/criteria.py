@@ -31,7 +31,7 @@ class WeightState(NamedTuple):
   """What a criterion may read besides the weight itself."""
   flips: object      # int32, weight's shape: sign flips while unpruned.
   reference: object  # float32, weight's shape: weight at the reference point.
-  key: int = 0       # stable per-tensor integer (crc32 of the weight's name).
+  key: int = 0       # stable per-tensor integer (its position in the model).
 
 
 def _default_xp():
@@ -153,11 +153,11 @@ def _mix32(h, xp):
   The multipliers stay below 2**31 so every product fits in int64 on every
   backend; written by hand because no backend-neutral counter-based RNG exists.
   """
-  h = xp.bitwise_xor(h, xp.right_shift(h, 16))
+  h = xp.bitwise_xor(h, h // 2**16)  # h // 2**s is h >> s for h >= 0.
   h = (h * 0x7FEB352D) % _M32
-  h = xp.bitwise_xor(h, xp.right_shift(h, 15))
+  h = xp.bitwise_xor(h, h // 2**15)
   h = (h * 0x6C8E9CF5) % _M32
-  return xp.bitwise_xor(h, xp.right_shift(h, 16))
+  return xp.bitwise_xor(h, h // 2**16)
 
 
 class Random(Criterion):

@@ -29,7 +29,7 @@ class FlipVariables(NamedTuple):
   prev_sign: tf.Variable  # int8, weight's shape: sign after the last step
   flips: tf.Variable      # int32, weight's shape: flips while unpruned
   reference: tf.Variable  # float32, weight's shape: reference weights
-  key: int                # stable per-tensor integer for `Random`
+  key: int                # per-tensor integer (position) for `Random`
 
 
 def _true_value(weight):

@@ -116,12 +116,15 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="sign_flip",
       return tfmot.sparsity.keras.ConstantSparsity(0.5, 0)
     return pruning_schedule
 
+  positions = iter(range(10**9))
+
   def wrap(layer):
     if isinstance(layer, keras.Model):
       return keras.models.clone_model(layer, input_tensors=None, clone_function=wrap)
     if not _needs_wrapper(layer, pruning_policy):
       return layer
-    return PruneSignFlip(layer, pruning_schedule=new_schedule(), **params)
+    return PruneSignFlip(layer, pruning_schedule=new_schedule(),
+                         position=next(positions), **params)
 
   if isinstance(to_prune, (list, tuple)):
     result = [wrap(l) if not isinstance(l, keras.layers.InputLayer)

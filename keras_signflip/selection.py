@@ -31,10 +31,13 @@ def sortable_keys(scores):
   """int32 keys with key(a) < key(b) iff a < b for float32 scores (no NaN).
 
   Non-negative floats order like their bit patterns; for negative floats the
-  order of the low 31 bits is reversed, so they are flipped. -0.0 maps just
-  below +0.0.
+  order of the low 31 bits is reversed, so they are flipped. -0.0 is first
+  made +0.0, since the two compare equal (as do subnormals, which
+  TensorFlow's CPU kernels flush to zero).
   """
-  bits = tf.bitcast(tf.cast(scores, tf.float32), tf.int32)
+  scores = tf.cast(scores, tf.float32)
+  scores = tf.where(tf.equal(scores, 0.0), tf.zeros_like(scores), scores)
+  bits = tf.bitcast(scores, tf.int32)
   return tf.where(bits < 0, tf.bitwise.bitwise_xor(bits, 0x7FFFFFFF), bits)
 
 

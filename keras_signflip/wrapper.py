@@ -12,8 +12,6 @@ pruning_step) it keeps, per prunable weight:
 
 i.e. 9 bytes per prunable weight beyond TF-MOT's own mask (4).
 """
-import zlib
-
 from keras_signflip import criteria as criteria_lib
 from keras_signflip import schedules as schedules_lib
 from keras_signflip import flips as flips_lib
@@ -86,16 +84,21 @@ class PruneSignFlip(PruneLowMagnitude):
       `prune_sign_flip` into one `GlobalGroup`.
     min_flips: None, or flip-triggered pruning's threshold (>= 1).
     block_size, block_pooling_type, sparsity_m_by_n: as TF-MOT (layer scope).
+    position: this wrapper's index among the model's wrappers (set by
+      `prune_sign_flip`); keys `Random` so the same architecture gets the
+      same random scores in every process.
   """
 
   def __init__(self, layer, pruning_schedule=None, criterion="sign_flip",
                scope="layer", min_flips=None, block_size=(1, 1),
-               block_pooling_type="AVG", sparsity_m_by_n=None, **kwargs):
+               block_pooling_type="AVG", sparsity_m_by_n=None, position=0,
+               **kwargs):
     if pruning_schedule is None:
       pruning_schedule = tfmot.sparsity.keras.ConstantSparsity(0.5, 0)
     self.criterion = _validate(criterion, scope, min_flips, block_size, sparsity_m_by_n)
     self.scope = scope
     self.min_flips = min_flips
+    self.position = int(position)
     self.group = None
     self.flip_states = []
     super().__init__(layer, pruning_schedule=pruning_schedule, block_size=block_size,
@@ -105,7 +108,7 @@ class PruneSignFlip(PruneLowMagnitude):
   def build(self, input_shape):
     super().build(input_shape)
     self.flip_states = []
-    for weight, mask, threshold in self.pruning_vars:
+    for j, (weight, mask, threshold) in enumerate(self.pruning_vars):
       base = weight.name.split(":")[0].replace("/", "_")
       prev_sign = self.add_weight(
           f"{base}_prev_sign", shape=weight.shape, dtype=tf.int8, trainable=False,
@@ -120,7 +123,7 @@ class PruneSignFlip(PruneLowMagnitude):
           aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
       state = flips_lib.FlipVariables(weight, mask, threshold, prev_sign,
                                       flip_count, reference,
-                                      zlib.crc32(weight.name.encode()))
+                                      self.position * 64 + j)
       flips_lib.attach(state)
       self.flip_states.append(state)
     self.pruning_obj = CriterionPruning(
@@ -148,6 +151,7 @@ class PruneSignFlip(PruneLowMagnitude):
         "scope": self.scope,
         "min_flips": self.min_flips,
         "sparsity_m_by_n": self.sparsity_m_by_n,
+        "position": self.position,
     })
     return config
 

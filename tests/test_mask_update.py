@@ -1,0 +1,150 @@
+"""Masks at a mask update equal a NumPy statement of each criterion's formula."""
+import numpy as np
+import pytest
+
+import keras_signflip as ksf
+from keras_signflip import criteria
+from keras_signflip._compat import keras, tfmot
+from tests import testing_utils as tu
+
+# NumPy formulas, written independently of keras_signflip.criteria.
+FORMULAS = {
+    "magnitude": lambda w, f, r: np.abs(w),
+    "sign_flip": lambda w, f, r: -f.astype(np.float32),
+    "hybrid": lambda w, f, r: np.abs(w) ** 2 / (f + 1),
+    "large_final_same_sign": lambda w, f, r: np.where(np.sign(w) == np.sign(r), np.abs(w), 0),
+    "magnitude_increase": lambda w, f, r: np.abs(w) - np.abs(r),
+    "movement": lambda w, f, r: np.abs(w - r),
+}
+
+
+def _model(name, scope, sparsity, min_flips=None):
+  base = keras.Sequential([keras.layers.Dense(7, input_shape=(5,)),
+                           keras.layers.Dense(6), keras.layers.Dense(3)])
+  return ksf.prune_sign_flip(
+      base, pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(sparsity, 0, frequency=1),
+      criterion=name, scope=scope, min_flips=min_flips)
+
+
+def _set_random_state(model, seed):
+  """Weights with ties, flip counts with ties, references, some prior pruning."""
+  rng = np.random.RandomState(seed)
+  for w in ksf.collect_wrappers(model):
+    for s in w.flip_states:
+      shape = s.weight.shape
+      weight = rng.choice([-0.5, -0.25, 0.25, 0.5, 1.0], size=shape) + \
+          (rng.rand(*shape) < 0.5) * rng.randn(*shape)
+      mask = (rng.rand(*shape) > 0.2).astype(np.float32)
+      s.weight.assign((weight * mask).astype(np.float32))
+      s.mask.assign(mask)
+      s.flips.assign((rng.randint(0, 4, size=shape) * mask).astype(np.int32))
+      s.reference.assign(rng.randn(*shape).astype(np.float32))
+    w.pruning_step.assign(1)
+
+
+def _reference_masks(model, name, scope, sparsity, min_flips=None):
+  states = [s for w in ksf.collect_wrappers(model) for s in w.flip_states]
+  groups = [states] if scope == "global" else [[s] for s in states]
+  out = []
+  for group in groups:
+    arrays = [(s.weight.numpy(), s.flips.numpy(), s.reference.numpy(), s.mask.numpy() > 0)
+              for s in group]
+    scores, alive = [], []
+    for w, f, r, a in arrays:
+      scores.append(np.where(a, FORMULAS[name](w, f, r), -np.inf).astype(np.float32))
+      alive.append(a)
+    k = tu.reference_kept(sum(a.size for a in alive), sparsity)
+    if min_flips:
+      cand = [a & (f >= min_flips) for (w, f, r, a) in arrays]
+      k = max(k, sum(int((a & ~c).sum()) for a, c in zip(alive, cand)))
+      scores = [np.where(c, s, np.where(a, np.inf, -np.inf)) for s, a, c in zip(scores, alive, cand)]
+    out += [m & a for m, a in zip(tu.reference_topk(scores, k), alive)]
+  return out
+
+
+def _update(model):
+  for w in ksf.collect_wrappers(model):
+    w.pruning_obj.conditional_mask_update()
+
+
+@pytest.mark.parametrize("scope", ["layer", "global"])
+@pytest.mark.parametrize("name", sorted(FORMULAS))
+@pytest.mark.parametrize("sparsity", [0.3, 0.75, 0.95])
+def test_masks_match_numpy_formula(name, scope, sparsity):
+  model = _model(name, scope, sparsity)
+  _set_random_state(model, seed=hash((name, scope, sparsity)) % 1000)
+  want = _reference_masks(model, name, scope, sparsity)
+  old = [s.mask.numpy() for w in ksf.collect_wrappers(model) for s in w.flip_states]
+  _update(model)
+  got = [s.mask.numpy() for w in ksf.collect_wrappers(model) for s in w.flip_states]
+  for g, wnt, o in zip(got, want, old):
+    np.testing.assert_array_equal(g > 0, wnt)
+    assert np.all(g <= o), "masks must be monotone"
+  flips = [s.flips.numpy() for w in ksf.collect_wrappers(model) for s in w.flip_states]
+  assert all(np.all(f[g == 0] == 0) for f, g in zip(flips, got))
+
+
+@pytest.mark.parametrize("scope", ["layer", "global"])
+def test_kept_count_is_exact(scope):
+  model = _model("magnitude", scope, 0.6)
+  for w in ksf.collect_wrappers(model):
+    w.pruning_step.assign(1)
+  _update(model)
+  masks = [m for m in ksf.masks(model).values()]
+  if scope == "layer":
+    assert [int(m.sum()) for m in masks] == [tu.reference_kept(m.size, 0.6) for m in masks]
+  else:
+    assert sum(int(m.sum()) for m in masks) == tu.reference_kept(sum(m.size for m in masks), 0.6)
+
+
+@pytest.mark.parametrize("min_flips", [1, 2, 3])
+@pytest.mark.parametrize("sparsity", [0.2, 0.5, 0.9])
+@pytest.mark.parametrize("scope", ["layer", "global"])
+def test_flip_triggered_pruning(min_flips, sparsity, scope):
+  model = _model("sign_flip", scope, sparsity, min_flips=min_flips)
+  _set_random_state(model, seed=min_flips)
+  want = _reference_masks(model, "sign_flip", scope, sparsity, min_flips)
+  _update(model)
+  for g, wnt in zip(ksf.masks(model).values(), want):
+    np.testing.assert_array_equal(g > 0, wnt)
+
+
+def test_flip_triggered_prunes_all_flippers_when_cap_allows():
+  model = _model("sign_flip", "layer", 0.9, min_flips=2)
+  _set_random_state(model, seed=0)
+  before = {n: (ksf.flip_counts(model)[n], m) for n, m in ksf.masks(model).items()}
+  _update(model)
+  for n, m in ksf.masks(model).items():
+    flips, old = before[n]
+    expected = (old > 0) & (flips < 2)
+    if expected.sum() >= tu.reference_kept(m.size, 0.9):
+      np.testing.assert_array_equal(m > 0, expected)
+
+
+def test_layer_and_global_differ_and_global_hits_overall_target():
+  model = _model("magnitude", "global", 0.8)
+  rng = np.random.RandomState(0)
+  for i, w in enumerate(ksf.collect_wrappers(model)):
+    w.flip_states[0].weight.assign(rng.randn(*w.flip_states[0].weight.shape) * (i + 1))
+    w.pruning_step.assign(1)
+  _update(model)
+  masks = list(ksf.masks(model).values())
+  per_layer = [1 - m.mean() for m in masks]
+  total = sum(m.size for m in masks)
+  assert sum(int(m.sum()) for m in masks) == tu.reference_kept(total, 0.8)
+  assert max(per_layer) - min(per_layer) > 0.2  # larger-scale layers keep more
+
+
+def test_random_criterion_exact_count_and_reproducible():
+  def masks(seed):
+    keras.utils.set_random_seed(0)
+    m = _model("magnitude", "layer", 0.5)
+    for w in ksf.collect_wrappers(m):
+      w.criterion = w.pruning_obj._criterion = criteria.Random(seed)
+      w.pruning_step.assign(1)
+    _update(m)
+    return list(ksf.masks(m).values())
+  a, b, c = masks(1), masks(1), masks(2)
+  assert all(np.array_equal(x, y) for x, y in zip(a, b))
+  assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+  assert [int(x.sum()) for x in a] == [tu.reference_kept(x.size, 0.5) for x in a]

@@ -1,0 +1,69 @@
+"""Exact top-k selection against a NumPy stable-sort reference."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra import numpy as hnp
+
+from keras_signflip import selection
+from keras_signflip._compat import tf
+from tests import testing_utils as tu
+
+_floats = st.one_of(
+    st.floats(-1e6, 1e6, width=32),
+    st.sampled_from([0.0, -0.0, 1.0, -1.0, float("inf"), float("-inf"), 1e-40]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(hnp.arrays(np.float32, st.integers(1, 40), elements=_floats), st.data())
+def test_single_tensor_matches_stable_sort(scores, data):
+  k = data.draw(st.integers(1, scores.size))
+  mask = selection.select_top_k(tf.constant(scores), k).numpy()
+  assert mask.sum() == k
+  np.testing.assert_array_equal(mask, tu.reference_topk([scores], k)[0])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(hnp.arrays(np.float32, st.integers(1, 20),
+                           elements=st.integers(-3, 3).map(float)),
+                min_size=1, max_size=4), st.data())
+def test_global_ranking_matches_concatenated_sort(tensors, data):
+  total = sum(t.size for t in tensors)
+  k = data.draw(st.integers(1, total))
+  masks = [m.numpy() for m in selection.select_top_k([tf.constant(t) for t in tensors], k)]
+  assert sum(int(m.sum()) for m in masks) == k
+  for got, want in zip(masks, tu.reference_topk(tensors, k)):
+    np.testing.assert_array_equal(got, want)
+
+
+@settings(max_examples=50, deadline=None)
+@given(hnp.arrays(np.float32, 30, elements=_floats))
+def test_sortable_keys_preserve_order(scores):
+  keys = selection.sortable_keys(tf.constant(scores)).numpy().astype(np.int64)
+  # TensorFlow flushes subnormals to zero; compare as it does.
+  scores = np.where(np.abs(scores) < np.finfo(np.float32).tiny, 0, scores)
+  for i in range(len(scores) - 1):
+    a, b = scores[i], scores[i + 1]
+    if a < b:
+      assert keys[i] < keys[i + 1]
+    elif a > b:
+      assert keys[i] > keys[i + 1]
+
+
+def test_threshold_separates_kept_from_pruned():
+  scores = np.random.RandomState(0).randn(50, 20).astype(np.float32)
+  mask = selection.select_top_k(tf.constant(scores), 137).numpy()
+  assert scores[mask].min() > scores[~mask].max()
+
+
+def test_large_tensor_exact_count_and_matches_reference():
+  scores = np.random.RandomState(1).rand(300_000).astype(np.float32)
+  scores[::7] = 0.5  # many ties straddling the threshold
+  for k in (1, 12345, 150_000, 299_999):
+    mask = selection.select_top_k(tf.constant(scores), k).numpy()
+    np.testing.assert_array_equal(mask, tu.reference_topk([scores], k)[0])
+
+
+@pytest.mark.parametrize("n", [1, 7, 10, 100, 1001, 4096 * 4096])
+@pytest.mark.parametrize("sparsity", [0.0, 0.05, 0.5, 0.8, 0.95, 0.999])
+def test_kept_count_is_tfmots(n, sparsity):
+  assert int(selection.kept_count(n, sparsity)) == tu.reference_kept(n, sparsity)
