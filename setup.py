@@ -17,6 +17,7 @@ setuptools.setup(
         "tf-keras>=2.16,<2.22",
         "tensorflow-model-optimization>=0.8,<0.9",
         "tensorflow-datasets>=4.9",
+        "tensorboard>=2.16",  # summaries; no longer a TensorFlow dependency
         "absl-py>=1.0",
         "numpy>=1.23",
     ],

@@ -1,0 +1,208 @@
+"""Behaviour during training: TF-MOT equality, flip recounts, zero pruned weights."""
+import numpy as np
+import pytest
+
+import keras_signflip as ksf
+from keras_signflip._compat import keras, tf, tfmot
+from tests import testing_utils as tu
+
+
+def _poly():
+  return tfmot.sparsity.keras.PolynomialDecay(0.0, 0.8, begin_step=0, end_step=12, frequency=3)
+
+
+def _conv(seed=1):
+  keras.utils.set_random_seed(seed)
+  return keras.Sequential([
+      keras.layers.Conv2D(4, 3, activation="relu", input_shape=(6, 6, 2)),
+      keras.layers.Flatten(), keras.layers.Dense(3)])
+
+
+@pytest.mark.parametrize("make,shape", [(tu.mlp, (8,)), (_conv, (6, 6, 2))])
+def test_magnitude_layer_scope_equals_tfmot(make, shape):
+  x = np.random.RandomState(0).randn(96, *shape).astype("float32")
+  y = np.random.RandomState(1).randint(0, 3, 96)
+  ours = tu.compile_sgd(ksf.prune_sign_flip(make(), pruning_schedule=_poly(),
+                                            criterion="magnitude"), lr=0.1)
+  theirs = tu.compile_sgd(tfmot.sparsity.keras.prune_low_magnitude(
+      make(), pruning_schedule=_poly()), lr=0.1)
+  for m, cb in ((ours, ksf.UpdatePruningStep()), (theirs, tfmot.sparsity.keras.UpdatePruningStep())):
+    m.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0, callbacks=[cb])
+  a = [v.numpy() for v in ours.weights if "/mask" in v.name]
+  b = [v.numpy() for v in theirs.weights if "/mask" in v.name]
+  assert len(a) == len(b) >= 2
+  for p, q in zip(a, b):
+    np.testing.assert_array_equal(p, q)
+    assert int(p.sum()) == tu.reference_kept(p.size, 0.8)
+
+
+class _Snapshots(keras.callbacks.Callback):
+  """Records every wrapped weight and mask around every training step."""
+
+  def on_train_begin(self, logs=None):
+    self.states = [s for w in ksf.collect_wrappers(self.model) for s in w.flip_states]
+    self.flips = [np.zeros(s.weight.shape, np.int64) for s in self.states]
+    self.masks = [[s.mask.numpy()] for s in self.states]
+    self.pruned_nonzero = 0
+
+  def on_train_batch_begin(self, batch, logs=None):
+    self.before = [s.weight.numpy() * s.mask.numpy() for s in self.states]
+
+  def on_train_batch_end(self, batch, logs=None):
+    for i, s in enumerate(self.states):
+      after, mask = s.weight.numpy(), s.mask.numpy() > 0
+      self.flips[i] += (np.sign(self.before[i]) * np.sign(after) < 0) & mask
+      self.flips[i][~mask] = 0
+      self.pruned_nonzero += int(np.count_nonzero(after[~mask]))
+      self.masks[i].append(s.mask.numpy())
+
+
+def _once():
+  return tfmot.sparsity.keras.ConstantSparsity(0.3, begin_step=12, end_step=12)
+
+
+@pytest.mark.parametrize("schedule", [tu.never, _once], ids=["no_pruning", "pruning"])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "legacy_adam"])
+def test_fit_flip_counts_equal_numpy_recount(schedule, optimizer):
+  x, y = tu.data()
+  model = ksf.prune_sign_flip(tu.mlp(), pruning_schedule=schedule(), criterion="hybrid")
+  opt = {"sgd": lambda: keras.optimizers.SGD(1.0),
+         "adam": lambda: keras.optimizers.Adam(0.05),
+         "legacy_adam": lambda: keras.optimizers.legacy.Adam(0.05)}[optimizer]()
+  model.compile(opt, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  snap = _Snapshots()
+  model.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0,
+            callbacks=[ksf.UpdatePruningStep(), snap])
+  counts = ksf.flip_counts(model)
+  assert sum(int(f.sum()) for f in snap.flips) > 0, "the run should flip signs"
+  for s, want in zip(snap.states, snap.flips):
+    np.testing.assert_array_equal(counts[s.weight.name], want)
+  assert snap.pruned_nonzero == 0, "pruned weights must be zero after every step"
+  for history in snap.masks:
+    for older, newer in zip(history, history[1:]):
+      assert np.all(newer <= older), "masks must be monotone"
+
+
+def test_custom_loop_flip_counts_equal_numpy_recount():
+  x, y = tu.data()
+  model = ksf.prune_sign_flip(tu.mlp(), pruning_schedule=_once(), criterion="sign_flip",
+                              scope="global")
+  opt = keras.optimizers.SGD(1.0)
+  loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+  for w in ksf.collect_wrappers(model):
+    w.pruning_step.assign(0)
+  states = [s for w in ksf.collect_wrappers(model) for s in w.flip_states]
+  recount = [np.zeros(s.weight.shape, np.int64) for s in states]
+
+  @tf.function
+  def step(xb, yb):
+    with tf.GradientTape() as tape:
+      loss = loss_fn(yb, model(xb, training=True))
+    opt.apply_gradients(zip(tape.gradient(loss, model.trainable_variables),
+                            model.trainable_variables))
+
+  for i in range(24):
+    before = [s.weight.numpy() for s in states]
+    step(x[i % 8 * 16:(i % 8 + 1) * 16], y[i % 8 * 16:(i % 8 + 1) * 16])
+    for j, s in enumerate(states):
+      after, mask = s.weight.numpy(), s.mask.numpy() > 0
+      recount[j] += (np.sign(before[j]) * np.sign(after) < 0) & mask
+      recount[j][~mask] = 0
+      assert not np.any(after[~mask])
+  counts = ksf.flip_counts(model)
+  assert sum(int(r.sum()) for r in recount) > 0
+  for s, want in zip(states, recount):
+    np.testing.assert_array_equal(counts[s.weight.name], want)
+
+
+def test_forward_pass_sees_zero_pruned_weights_after_outside_change():
+  model = ksf.prune_sign_flip(tu.mlp(), pruning_schedule=tu.never(), criterion="magnitude")
+  wrapper = ksf.collect_wrappers(model)[0]
+  state = wrapper.flip_states[0]
+  mask = np.ones(state.mask.shape, np.float32)
+  mask[0] = 0
+  state.mask.assign(mask)
+  state.weight.assign(np.ones(state.weight.shape, np.float32))  # pruned row non-zero
+  for w in ksf.collect_wrappers(model):
+    w.pruning_step.assign(0)
+  x, _ = tu.data(4)
+  model(x, training=True)
+  assert not np.any(state.weight.numpy()[0])
+
+
+def test_set_reference_moves_reference_and_resyncs_signs():
+  x, y = tu.data()
+  model = tu.compile_sgd(ksf.prune_sign_flip(tu.mlp(), pruning_schedule=tu.never(),
+                                             criterion="movement"))
+  model.fit(x, y, epochs=1, verbose=0, callbacks=[ksf.UpdatePruningStep()])
+  ksf.set_reference(model)
+  for w in ksf.collect_wrappers(model):
+    for s in w.flip_states:
+      np.testing.assert_array_equal(s.reference.numpy(), s.weight.numpy())
+      np.testing.assert_array_equal(s.prev_sign.numpy(), np.sign(s.weight.numpy()))
+
+
+def test_strip_pruning_gives_plain_sparse_layers():
+  x, y = tu.data()
+  model = tu.compile_sgd(ksf.prune_sign_flip(tu.mlp(), pruning_schedule=_poly(),
+                                             criterion="hybrid", scope="global"))
+  model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[ksf.UpdatePruningStep()])
+  want = model.predict(x, verbose=0)
+  masks = list(ksf.masks(model).values())
+  for strip in (ksf.strip_pruning, tfmot.sparsity.keras.strip_pruning):
+    plain = strip(model)
+    assert not ksf.collect_wrappers(plain)
+    kernels = [l.kernel.numpy() for l in plain.layers]
+    for k, m in zip(kernels, masks):
+      assert np.all(k[m == 0] == 0)
+    np.testing.assert_allclose(plain.predict(x, verbose=0), want, rtol=1e-5, atol=1e-6)
+  assert all(l.kernel.constraint is None for l in ksf.strip_pruning(model).layers)
+
+
+def test_tfmot_callbacks_work_on_our_wrappers(tmp_path):
+  x, y = tu.data()
+  model = tu.compile_sgd(ksf.prune_sign_flip(tu.mlp(), pruning_schedule=_poly(),
+                                             criterion="hybrid"))
+  model.fit(x, y, batch_size=16, epochs=2, verbose=0,
+            callbacks=[tfmot.sparsity.keras.UpdatePruningStep(),
+                       tfmot.sparsity.keras.PruningSummaries(str(tmp_path))])
+  assert all(0.75 < 1 - m.mean() for m in ksf.masks(model).values())
+  assert list(tmp_path.rglob("events.out.tfevents*"))
+
+
+def test_signflip_summaries_write_expected_tags(tmp_path):
+  x, y = tu.data()
+  model = tu.compile_sgd(ksf.prune_sign_flip(tu.mlp(), pruning_schedule=_poly(),
+                                             criterion="hybrid"), lr=1.0)
+  model.fit(x, y, batch_size=16, epochs=2, verbose=0,
+            callbacks=[ksf.UpdatePruningStep(), ksf.SignFlipSummaries(str(tmp_path))])
+  tags = set()
+  for f in tmp_path.rglob("events.out.tfevents*"):
+    for e in tf.compat.v1.train.summary_iterator(str(f)):
+      tags |= {v.tag for v in e.summary.value}
+  names = [s.weight.name.split(":")[0] for w in ksf.collect_wrappers(model) for s in w.flip_states]
+  for n in names:
+    assert {f"flips/{n}", f"flip_rate/{n}", f"sparsity/{n}", f"flip_counts/{n}"} <= tags
+  assert "sparsity/overall" in tags
+
+
+def test_gradient_noise_masked_and_scaled():
+  x, y = tu.data()
+  model = ksf.prune_sign_flip(tu.mlp(), pruning_schedule=tu.never(), criterion="hybrid")
+  state = ksf.collect_wrappers(model)[0].flip_states[0]
+  mask = (np.random.RandomState(0).rand(*state.mask.shape) > 0.5).astype(np.float32)
+  state.mask.assign(mask)
+  opt = ksf.with_gradient_noise(keras.optimizers.SGD(1.0), factor=0.5, seed=1)
+  model.build((None, 8))
+  opt.build(model.trainable_variables)
+  grads = [tf.ones_like(v) * 2.0 for v in model.trainable_variables]
+  noisy = ksf.noise._add_noise(opt, list(zip(grads, model.trainable_variables)))  # pylint: disable=protected-access
+  g_kernel = noisy[0][0].numpy()
+  assert np.all(g_kernel[mask == 0] == 0)
+  dev = (g_kernel - 2.0)[mask > 0]
+  sigma = 0.5 * np.sqrt(np.mean((2.0 * mask) ** 2))  # factor * rms(g * m)
+  assert abs(dev.std() - sigma) < 0.15 * sigma
+  np.testing.assert_array_equal(noisy[1][0].numpy(), grads[1].numpy())  # bias untouched
+  model.compile(opt, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  model.fit(x, y, epochs=1, verbose=0, callbacks=[ksf.UpdatePruningStep()])
+  assert not np.any(state.weight.numpy()[mask == 0])
