@@ -1,0 +1,108 @@
+"""Save mid-training, load, continue == an uninterrupted run, in every format."""
+import numpy as np
+import pytest
+
+import keras_signflip as ksf
+from keras_signflip._compat import keras, tf
+from tests import testing_utils as tu
+
+X, Y = tu.data()
+
+
+def _make(momentum=0.9):
+  model = ksf.prune_sign_flip(
+      tu.mlp(), pruning_schedule=ksf.schedules.GeometricSparsity(0.3, 6),
+      criterion=ksf.criteria.Movement(), scope="global")
+  return tu.compile_sgd(model, lr=0.5, momentum=momentum)
+
+
+def _fit(model, epochs):
+  model.fit(X, Y, batch_size=32, epochs=epochs, shuffle=False, verbose=0,
+            callbacks=[ksf.UpdatePruningStep()])
+
+
+def _state(model):
+  return [v.numpy() for v in model.weights]
+
+
+def _assert_same(a, b):
+  assert len(a) == len(b)
+  for p, q in zip(a, b):
+    np.testing.assert_array_equal(p, q)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted():
+  out = {}
+  for momentum in (0.0, 0.9):
+    m = _make(momentum)
+    _fit(m, 2)
+    _fit(m, 2)
+    out[momentum] = _state(m)
+  return out
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".keras"])
+def test_whole_model_formats_continue_identically(tmp_path, uninterrupted, suffix):
+  m = _make()
+  _fit(m, 2)
+  path = str(tmp_path / f"model{suffix}")
+  m.save(path)
+  with ksf.prune_scope():
+    loaded = keras.models.load_model(path)
+  assert isinstance(loaded.layers[0], ksf.PruneSignFlip)
+  assert loaded.layers[0].criterion == ksf.criteria.Movement()
+  assert loaded.layers[0].scope == "global"
+  _assert_same(_state(m), _state(loaded))
+  _fit(loaded, 2)
+  _assert_same(uninterrupted[0.9], _state(loaded))
+
+
+def test_savedmodel_format_restores_pruning_state(tmp_path, uninterrupted):
+  # tf_keras' SavedModel format does not restore the optimizer's slots (also
+  # for unpruned models), so continuation is compared with plain SGD.
+  m = _make(momentum=0.0)
+  _fit(m, 2)
+  m.save(str(tmp_path / "saved"), save_format="tf")
+  with ksf.prune_scope():
+    loaded = keras.models.load_model(str(tmp_path / "saved"))
+  _assert_same(_state(m), _state(loaded))
+  _fit(loaded, 2)
+  _assert_same(uninterrupted[0.0], _state(loaded))
+
+
+def test_tf_checkpoint_continues_identically(tmp_path, uninterrupted):
+  m = _make()
+  _fit(m, 2)
+  path = tf.train.Checkpoint(model=m, optimizer=m.optimizer).save(str(tmp_path / "ckpt"))
+  fresh = _make()
+  fresh.optimizer.build(fresh.trainable_variables)
+  tf.train.Checkpoint(model=fresh, optimizer=fresh.optimizer).restore(path).assert_consumed()
+  _fit(fresh, 2)
+  _assert_same(uninterrupted[0.9], _state(fresh))
+
+
+def test_checkpoints_hold_zero_pruned_weights_mid_epoch(tmp_path):
+  m = _make()
+
+  class SaveEveryStep(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+      m.save_weights(str(tmp_path / "w.h5"))
+      saved = keras.models.clone_model(m)
+      saved.load_weights(str(tmp_path / "w.h5"))
+      for w in ksf.collect_wrappers(saved):
+        for s in w.flip_states:
+          assert not np.any(s.weight.numpy()[s.mask.numpy() == 0])
+
+  m.fit(X, Y, batch_size=32, epochs=2, verbose=0,
+        callbacks=[ksf.UpdatePruningStep(), SaveEveryStep()])
+  assert max(1 - mk.mean() for mk in ksf.masks(m).values()) > 0.3
+
+
+def test_wrapper_config_round_trip():
+  layer = ksf.prune_sign_flip(keras.layers.Dense(4), criterion=ksf.criteria.Hybrid(3),
+                              pruning_schedule=ksf.schedules.GeometricSparsity(0.2, 5),
+                              min_flips=2)
+  rebuilt = ksf.PruneSignFlip.from_config(layer.get_config())
+  assert rebuilt.get_config() == layer.get_config()
+  assert rebuilt.criterion == ksf.criteria.Hybrid(3) and rebuilt.min_flips == 2
