@@ -5,12 +5,13 @@ current and the legacy ones) apply a variable's constraint right after its
 update, inside the same training step, so the constraint sees each step's
 result:
 
-    flipped = (prev_sign * sign(w_after) < 0) and mask == 1
-    flips  += flipped
-    w       = w_after * mask        # pruned weights exactly zero after the step
+    w         = w_after * mask      # pruned weights exactly zero after the step
+    flips    += prev_sign * sign(w) < 0
     prev_sign = sign(w)
 
-Zero has no sign: moving to or from exactly 0 is not a flip. `prev_sign` is
+Zero has no sign: moving to or from exactly 0 is not a flip. Since pruned
+weights are 0 after masking, and the mask update zeroes their `prev_sign`,
+only unpruned weights can count a flip. `prev_sign` is
 the sign after the previous step, so a user's own `set_weights` between steps
 must be followed by `sync_signs` (the callbacks and `set_reference` do it).
 """
@@ -55,14 +56,12 @@ class AfterStepConstraint:
   def __call__(self, weight):
     value = self.original(weight) if self.original is not None else weight
     value = tf.convert_to_tensor(value)
-    mask = tf.cast(self.state.mask, value.dtype)
-    new_sign = signs(value)
-    flipped = tf.math.logical_and(
-        tf.math.less(self.state.prev_sign * new_sign, 0),
-        tf.math.greater(self.state.mask, 0))
+    masked = value * tf.cast(self.state.mask, value.dtype)
+    new_sign = signs(masked)
+    flipped = tf.math.less(self.state.prev_sign * new_sign, 0)
     self.state.flips.assign_add(tf.cast(flipped, tf.int32))
-    self.state.prev_sign.assign(new_sign * tf.cast(mask, tf.int8))
-    return value * mask
+    self.state.prev_sign.assign(new_sign)
+    return masked
 
 
 def _components(variable):

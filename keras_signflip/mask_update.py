@@ -11,7 +11,7 @@ At a pruning step (the schedule says so):
                     # flips >= min_flips, but never below k kept
         k = max(k, #unpruned weights with flips < min_flips)
     mask  = mask AND top_k(score)                       # monotone
-    flips = flips * mask                                # pruned count zero
+    flips = flips * mask; prev_sign = prev_sign * mask  # pruned: no count
 
 n and top_k run over one tensor (layer scope) or all wrapped tensors of the
 model together (global scope).
@@ -55,7 +55,7 @@ def compute_masks(states, sparsity, criterion, min_flips=None):
     min_flips: None, or the flip-triggered threshold (an int >= 1).
   """
   scores, alive = _scores(states, criterion)
-  total = sum(int(tf.size(s.weight)) for s in states)
+  total = sum(s.weight.shape.num_elements() for s in states)
   k = selection.kept_count(total, sparsity)
   if min_flips:
     candidates = [tf.math.logical_and(a, s.flips >= min_flips)
@@ -140,7 +140,13 @@ class CriterionPruning(pruning_impl.Pruning):
       updates.append((s.mask, tf.cast(m, s.mask.dtype)))
       updates.append((s.threshold, tf.cast(t, s.threshold.dtype)))
       updates.append((s.flips, s.flips * tf.cast(m, tf.int32)))
+      updates.append((s.prev_sign, s.prev_sign * tf.cast(m, tf.int8)))
     return updates
+
+  def _update_targets(self, group):
+    """The variables `_new_values` assigns, in the same order."""
+    states = group.states() if group is not None else self._states
+    return [v for s in states for v in (s.mask, s.threshold, s.flips, s.prev_sign)]
 
   def _should_update(self):
     if self._sparsity_m_by_n:
@@ -152,18 +158,24 @@ class CriterionPruning(pruning_impl.Pruning):
     group = self._group_fn()
     if group is not None and not group.is_leader(self):
       return tf.no_op()
+    # The selection is one nested function call, so the branch not taken at
+    # most steps is a single node (the executor visits every node of a
+    # lowered cond's dead branch at every step).
+    compute = tf.function(lambda: [x for _, x in self._new_values(group)],
+                          autograph=False)
 
-    def update_local():
-      return tf.group([v.assign(x) for v, x in self._new_values(group)])
+    def assign_all(assign):
+      targets = self._update_targets(group)
+      return tf.group([assign(v, x) for v, x in zip(targets, compute())])
 
     def update_distributed(distribution):
       def update():
-        return tf.group([
-            distribution.extended.update(v, lambda var, x: var.assign(x), (x,))
-            for v, x in self._new_values(group)])
+        return assign_all(lambda v, x: distribution.extended.update(
+            v, lambda var, value: var.assign(value), (x,)))
       return tf.cond(self._should_update(), update, tf.no_op)
 
     replica_context = tf.distribute.get_replica_context()
     if replica_context:
       return replica_context.merge_call(update_distributed)
-    return tf.cond(self._should_update(), update_local, tf.no_op)
+    return tf.cond(self._should_update(),
+                   lambda: assign_all(lambda v, x: v.assign(x)), tf.no_op)

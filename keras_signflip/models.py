@@ -1,0 +1,97 @@
+"""The model zoo of the pruning literature, in tf_keras.
+
+| name | architecture | from |
+|---|---|---|
+| `lenet_300_100` | 300-100-classes dense, ReLU | Frankle & Carbin 2019 (MNIST) |
+| `lenet5` | conv 6@5x5, pool, conv 16@5x5, pool, 120-84-classes | LeCun et al. 1998 |
+| `conv2` | 2x conv64, pool, 256-256-classes | Frankle & Carbin 2019 (CIFAR-10) |
+| `conv4` | conv64 x2, pool, conv128 x2, pool, 256-256-classes | same |
+| `conv6` | conv64 x2, pool, conv128 x2, pool, conv256 x2, pool, 256-256-classes | same |
+| `resnet20` | 3 stages x 3 basic blocks, 16/32/64 filters, BN | He et al. 2016 |
+
+Every builder takes `input_shape` and `num_classes`, returns a built
+Functional model with logits, and is seeded by `keras.utils.set_random_seed`.
+"""
+from keras_signflip._compat import keras
+
+__all__ = ["MODELS", "get", "lenet_300_100", "lenet5", "conv2", "conv4", "conv6", "resnet20"]
+
+L = keras.layers
+
+
+def lenet_300_100(input_shape, num_classes):
+  x = inputs = keras.Input(input_shape)
+  x = L.Flatten()(x)
+  x = L.Dense(300, activation="relu", name="fc1")(x)
+  x = L.Dense(100, activation="relu", name="fc2")(x)
+  return keras.Model(inputs, L.Dense(num_classes, name="output")(x), name="lenet_300_100")
+
+
+def lenet5(input_shape, num_classes):
+  x = inputs = keras.Input(input_shape)
+  x = L.Conv2D(6, 5, padding="same", activation="relu", name="conv1")(x)
+  x = L.MaxPooling2D()(x)
+  x = L.Conv2D(16, 5, activation="relu", name="conv2")(x)
+  x = L.MaxPooling2D()(x)
+  x = L.Flatten()(x)
+  x = L.Dense(120, activation="relu", name="fc1")(x)
+  x = L.Dense(84, activation="relu", name="fc2")(x)
+  return keras.Model(inputs, L.Dense(num_classes, name="output")(x), name="lenet5")
+
+
+def _conv_net(name, filters):
+  """Frankle & Carbin's Conv-2/4/6: pairs of 3x3 convs, each pair pooled."""
+  def build(input_shape, num_classes):
+    x = inputs = keras.Input(input_shape)
+    for i, f in enumerate(filters):
+      x = L.Conv2D(f, 3, padding="same", activation="relu", name=f"conv{i + 1}")(x)
+      if i % 2 == 1:
+        x = L.MaxPooling2D()(x)
+    x = L.Flatten()(x)
+    x = L.Dense(256, activation="relu", name="fc1")(x)
+    x = L.Dense(256, activation="relu", name="fc2")(x)
+    return keras.Model(inputs, L.Dense(num_classes, name="output")(x), name=name)
+  build.__name__ = name
+  build.__doc__ = f"{name}: {filters} 3x3 conv filters, then 256-256-classes."
+  return build
+
+
+conv2 = _conv_net("conv2", [64, 64])
+conv4 = _conv_net("conv4", [64, 64, 128, 128])
+conv6 = _conv_net("conv6", [64, 64, 128, 128, 256, 256])
+
+
+def _basic_block(x, filters, stride, name):
+  shortcut = x
+  y = L.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_conv1")(x)
+  y = L.BatchNormalization(name=f"{name}_bn1")(y)
+  y = L.ReLU()(y)
+  y = L.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(y)
+  y = L.BatchNormalization(name=f"{name}_bn2")(y)
+  if stride != 1 or shortcut.shape[-1] != filters:
+    shortcut = L.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_proj")(shortcut)
+    shortcut = L.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+  return L.ReLU()(L.Add()([y, shortcut]))
+
+
+def resnet20(input_shape, num_classes):
+  """ResNet-20 for 32x32 images (He et al. 2016), projection shortcuts."""
+  x = inputs = keras.Input(input_shape)
+  x = L.Conv2D(16, 3, padding="same", use_bias=False, name="stem")(x)
+  x = L.ReLU()(L.BatchNormalization(name="stem_bn")(x))
+  for stage, filters in enumerate([16, 32, 64]):
+    for block in range(3):
+      stride = 2 if stage > 0 and block == 0 else 1
+      x = _basic_block(x, filters, stride, f"s{stage + 1}b{block + 1}")
+  x = L.GlobalAveragePooling2D()(x)
+  return keras.Model(inputs, L.Dense(num_classes, name="output")(x), name="resnet20")
+
+
+MODELS = {f.__name__: f for f in (lenet_300_100, lenet5, conv2, conv4, conv6, resnet20)}
+
+
+def get(name):
+  """The builder called `name`; the error lists the valid names."""
+  if name not in MODELS:
+    raise ValueError(f"Unknown model {name!r}. Expected one of {sorted(MODELS)}.")
+  return MODELS[name]
