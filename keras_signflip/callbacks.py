@@ -69,13 +69,14 @@ class SignFlipSummaries(keras.callbacks.Callback):
   def on_train_begin(self, logs=None):
     self._writer = tf.summary.create_file_writer(self.log_dir.rstrip("/") + "/signflip")
     self._last = {}
-    self._steps = 0
 
-  def on_train_batch_end(self, batch, logs=None):
-    self._steps += 1
+  def on_epoch_begin(self, epoch, logs=None):
+    # No batch hooks: overriding one makes Keras sync its logs every step.
+    self._epoch_start = int(self.model.optimizer.iterations.numpy())
 
   def on_epoch_end(self, epoch, logs=None):
     step = int(self.model.optimizer.iterations.numpy())
+    steps = max(step - self._epoch_start, 1)
     zeros = total = 0
     with self._writer.as_default():
       for w in prune_lib.collect_wrappers(self.model):
@@ -88,7 +89,7 @@ class SignFlipSummaries(keras.callbacks.Callback):
           alive = int(mask.sum())
           tf.summary.scalar(f"flips/{name}", int(count[mask].sum()), step=step)
           tf.summary.scalar(f"flip_rate/{name}",
-                            new_flips / max(alive * self._steps, 1), step=step)
+                            new_flips / max(alive * steps, 1), step=step)
           tf.summary.scalar(f"sparsity/{name}", 1.0 - alive / mask.size, step=step)
           tf.summary.histogram(f"flip_counts/{name}", count[mask], step=step)
           self._last[name] = count
@@ -96,7 +97,6 @@ class SignFlipSummaries(keras.callbacks.Callback):
           total += mask.size
       tf.summary.scalar("sparsity/overall", zeros / max(total, 1), step=step)
     self._writer.flush()
-    self._steps = 0
 
   def on_train_end(self, logs=None):
     if self._writer is not None:

@@ -1,0 +1,173 @@
+r"""Train a model with any pruning criterion on a TFDS dataset; export it sparse.
+
+    python -m examples.train --dataset=fashion_mnist --model=lenet_300_100 \
+        --criterion=hybrid --scope=global --schedule=geometric \
+        --target_sparsity=0.9 --epochs=3 --output_dir=runs/hybrid \
+        --export_dir=runs/hybrid/export
+
+Checkpoints every epoch under --output_dir; --resume continues an interrupted
+run from its last checkpoint (same seed -> same masks and flip counts as an
+uninterrupted run). Writes TensorBoard logs, config.json and summary.json
+under --output_dir. `python -m examples.train --helpfull` lists every flag.
+"""
+import os
+import time
+
+from absl import app, flags, logging
+
+import keras_signflip as ksf
+from keras_signflip import data as data_lib
+from keras_signflip import export as export_lib
+from keras_signflip._compat import keras, tf
+
+from examples import common
+
+flags.DEFINE_string("output_dir", None, "Run directory: checkpoints, logs, summaries.")
+flags.DEFINE_string("export_dir", None, "Write a sparse SavedModel here at the end.")
+flags.DEFINE_bool("tflite", False, "Also export model.tflite (TF's sparsity optimisation).")
+flags.DEFINE_bool("resume", False, "Continue from the last checkpoint in --output_dir.")
+flags.DEFINE_integer("verbose", 1, "Keras progress: 0 silent, 1 bar, 2 one line per epoch.")
+FLAGS = flags.FLAGS
+
+
+def validate():
+  common.validate_common()
+  if FLAGS.resume and not FLAGS.output_dir:
+    raise common.UsageError("--resume needs --output_dir (the run to resume).")
+  if FLAGS.output_dir and not FLAGS.resume and os.path.exists(
+      os.path.join(FLAGS.output_dir, "checkpoints", "checkpoint")):
+    raise common.UsageError(f"{FLAGS.output_dir} already holds checkpoints; pass "
+                            "--resume to continue that run, or choose another --output_dir.")
+
+
+class EpochLog(keras.callbacks.Callback):
+  """One line per epoch: loss, accuracy, sparsity, flips, time."""
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._start = time.time()
+
+  def on_epoch_end(self, epoch, logs=None):
+    sparsity, _, flips = common.model_sparsity(self.model)
+    logs = logs or {}
+    print(f"epoch {epoch + 1}/{FLAGS.epochs}: loss {logs.get('loss', float('nan')):.4f} "
+          f"accuracy {logs.get('accuracy', float('nan')):.4f} "
+          f"val_accuracy {logs.get('val_accuracy', float('nan')):.4f} "
+          f"sparsity {100 * sparsity:.2f}% flips {flips} "
+          f"({time.time() - self._start:.1f}s)", flush=True)
+
+
+def _is_chief(strategy):
+  resolver = getattr(strategy, "cluster_resolver", None)
+  return resolver is None or resolver.task_type in (None, "chief") or (
+      resolver.task_type == "worker" and resolver.task_id == 0)
+
+
+def train():
+  """Runs the job; returns the summary dict."""
+  started = time.time()
+  strategy = common.make_strategy(FLAGS.strategy)
+  tf.config.experimental.enable_op_determinism()
+  keras.utils.set_random_seed(FLAGS.seed)
+  if FLAGS.mixed_precision:
+    keras.mixed_precision.set_global_policy("mixed_float16")
+  data, train_size = common.load_data()
+  global_batch = FLAGS.batch_size * strategy.num_replicas_in_sync
+  steps_per_epoch = -(-train_size // global_batch)
+  total_steps = steps_per_epoch * FLAGS.epochs
+
+  with strategy.scope():
+    model = common.build_model(data.input_shape, data.num_classes, total_steps)
+    model.compile(common.make_optimizer(),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"], jit_compile=FLAGS.jit_compile)
+    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    model.optimizer.build(model.trainable_variables)
+
+  chief = _is_chief(strategy)
+  output_dir = FLAGS.output_dir
+  manager = None
+  if output_dir:
+    ckpt_dir = os.path.join(output_dir, "checkpoints")
+    if not chief:  # non-chief workers write to a private directory
+      ckpt_dir = os.path.join(output_dir, f"worker_{strategy.cluster_resolver.task_id}")
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=epoch_var)
+    manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=2)
+    if FLAGS.resume and manager.latest_checkpoint:
+      checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+      print(f"Resumed from {manager.latest_checkpoint} (epoch {int(epoch_var.numpy())})")
+    elif FLAGS.resume:
+      print(f"No checkpoint in {ckpt_dir}; starting from scratch.")
+    if chief:
+      os.makedirs(output_dir, exist_ok=True)
+      common.dump_json({k: v.value for k, v in FLAGS.__flags.items()  # pylint: disable=protected-access
+                        if k in _CONFIG_FLAGS}, os.path.join(output_dir, "config.json"))
+
+  test = data_lib.pipeline(data.test, global_batch, take=FLAGS.test_examples)
+  callbacks = common.pruning_callback() + [EpochLog()]
+  if output_dir and FLAGS.criterion not in ("none", "tfmot"):
+    callbacks.append(ksf.SignFlipSummaries(os.path.join(output_dir, "logs")))
+  if output_dir:
+    callbacks.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "logs")))
+
+  for epoch in range(int(epoch_var.numpy()), FLAGS.epochs):
+    # A fixed order per (seed, epoch): a resumed epoch repeats the same batches.
+    train_ds = data_lib.pipeline(data.train, global_batch, shuffle_seed=FLAGS.seed * 1000 + epoch,
+                                 take=FLAGS.train_examples)
+    model.fit(train_ds, epochs=epoch + 1, initial_epoch=epoch, validation_data=test,
+              callbacks=callbacks, verbose=FLAGS.verbose)
+    epoch_var.assign(epoch + 1)
+    if manager:
+      manager.save(checkpoint_number=epoch + 1)
+
+  loss, accuracy = model.evaluate(test, verbose=0)
+  sparsity, layers, flips = common.model_sparsity(model)
+  summary = {
+      "dataset": FLAGS.dataset, "data_source": data.source, "model": FLAGS.model,
+      "criterion": FLAGS.criterion, "scope": FLAGS.scope,
+      "test_accuracy": float(accuracy), "test_loss": float(loss),
+      "sparsity": sparsity, "sparsity_per_layer": layers, "flips": flips,
+      "flips_per_layer": {k: int(v.sum()) for k, v in ksf.flip_counts(model).items()},
+      "steps": int(model.optimizer.iterations.numpy()), "epochs": FLAGS.epochs,
+      "replicas": strategy.num_replicas_in_sync, "wall_seconds": time.time() - started,
+  }
+  if FLAGS.export_dir and chief:
+    report = export_lib.export_saved_model(model, FLAGS.export_dir, overwrite=True)
+    print(export_lib.format_report(report))
+    summary["export"] = report
+    if FLAGS.tflite:
+      path = os.path.join(FLAGS.export_dir, "model.tflite")
+      summary["export"]["tflite_bytes"] = export_lib.export_tflite(model, path)
+      print(f"  TFLite {path}: {summary['export']['tflite_bytes']:,} bytes")
+  print(f"test accuracy {accuracy:.4f}, sparsity {100 * sparsity:.2f}%, flips {flips}, "
+        f"{summary['steps']} steps, {summary['wall_seconds']:.1f}s")
+  if output_dir and chief:
+    common.dump_json(summary, os.path.join(output_dir, "summary.json"))
+  return summary, model
+
+
+_CONFIG_FLAGS = {
+    "dataset", "data_source", "idx_dir", "data_dir", "train_examples", "test_examples",
+    "model", "criterion", "power", "random_seed_criterion", "scope", "schedule",
+    "target_sparsity", "begin_step", "end_step", "frequency", "prune_fraction",
+    "min_flips", "noise_scale", "epochs", "batch_size", "optimizer", "learning_rate",
+    "warmup_steps", "seed", "mixed_precision"}
+
+
+def main(argv):
+  logging.set_verbosity(logging.WARNING)
+  if len(argv) > 1:
+    common.fail("train.py", f"unexpected arguments {argv[1:]}")
+  try:
+    validate()
+  except common.UsageError as e:
+    common.fail("train.py", e)
+  try:
+    train()
+  except (common.UsageError, ValueError) as e:
+    if isinstance(e, common.UsageError) or "Could not load" in str(e) or "No IDX" in str(e):
+      common.fail("train.py", e)
+    raise
+
+
+if __name__ == "__main__":
+  app.run(main)
