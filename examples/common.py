@@ -52,6 +52,8 @@ flags.DEFINE_enum("strategy", "auto", STRATEGIES,
                   "mirrored; multi_worker (reads TF_CONFIG); default.")
 flags.DEFINE_bool("mixed_precision", False, "Use the mixed_float16 policy.")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the training step.")
+flags.DEFINE_string("export_dir", None, "Write a sparse SavedModel here.")
+flags.DEFINE_bool("tflite", False, "Also export model.tflite (TF's sparsity optimisation).")
 FLAGS = flags.FLAGS
 
 
@@ -100,7 +102,10 @@ def make_strategy(name):
       raise UsageError("--strategy=multi_worker needs the TF_CONFIG environment variable.")
     return tf.distribute.MultiWorkerMirroredStrategy()
   if name == "mirrored":
-    return tf.distribute.MirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    cpus = tf.config.list_logical_devices("CPU")
+    # Without GPUs, mirror over the logical CPUs (one by default).
+    return tf.distribute.MirroredStrategy(None if gpus else [d.name for d in cpus])
   if name == "auto" and len(tf.config.list_logical_devices("GPU")) > 1:
     return tf.distribute.MirroredStrategy()
   return tf.distribute.get_strategy()

@@ -93,11 +93,21 @@ def _from_tfds(name, data_dir, download):
   def as_pair(example):
     return _scale(example[image_key], example["label"])
   train = builder.as_dataset(split="train").map(as_pair)
-  test_split = "test" if "test" in info.splits else "validation"
+  test_split = "validation" if info.splits and "test" not in info.splits else "test"
   test = builder.as_dataset(split=test_split).map(as_pair)
   return Data(train, test, tuple(info.features[image_key].shape),
-              info.features["label"].num_classes, info.splits["train"].num_examples,
+              info.features["label"].num_classes, _size(info, train),
               f"{name}: TFDS ({builder.data_dir})")
+
+
+def _size(info, dataset):
+  """Examples in the train split: TFDS metadata, else cardinality, else a count."""
+  if info.splits and "train" in info.splits:
+    return info.splits["train"].num_examples
+  cardinality = int(dataset.cardinality())
+  if cardinality >= 0:
+    return cardinality
+  return int(dataset.reduce(0, lambda n, _: n + 1))
 
 
 def _tfds_prepared(name, data_dir):

@@ -27,7 +27,7 @@ class FlipVariables(NamedTuple):
   weight: tf.Variable     # the layer's own weight (any float dtype)
   mask: tf.Variable       # weight's true dtype, 0/1 (TF-MOT's)
   threshold: tf.Variable  # scalar: lowest kept score at the last update
-  prev_sign: tf.Variable  # int8, weight's shape: sign after the last step
+  prev_sign: tf.Variable  # int8 (int32 multi-worker), weight's shape: sign after the last step
   flips: tf.Variable      # int32, weight's shape: flips while unpruned
   reference: tf.Variable  # float32, weight's shape: reference weights
   key: int                # per-tensor integer (position) for `Random`
@@ -39,8 +39,15 @@ def _true_value(weight):
   return tf.cast(tf.convert_to_tensor(inner), tf.float32)
 
 
-def signs(values):
-  return tf.cast(tf.sign(values), tf.int8)
+def signs(values, dtype=tf.int8):
+  return tf.cast(tf.sign(values), dtype)
+
+
+def sign_dtype():
+  """int8, or int32 under MultiWorkerMirroredStrategy (its collectives have no int8)."""
+  strategy = tf.distribute.get_strategy()
+  multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+  return tf.int32 if multi_worker else tf.int8
 
 
 class AfterStepConstraint:
@@ -57,7 +64,7 @@ class AfterStepConstraint:
     value = self.original(weight) if self.original is not None else weight
     value = tf.convert_to_tensor(value)
     masked = value * tf.cast(self.state.mask, value.dtype)
-    new_sign = signs(masked)
+    new_sign = signs(masked, self.state.prev_sign.dtype)
     flipped = tf.math.less(self.state.prev_sign * new_sign, 0)
     self.state.flips.assign_add(tf.cast(flipped, tf.int32))
     self.state.prev_sign.assign(new_sign)
@@ -92,4 +99,4 @@ def detach(weight):
 def sync_signs(state):
   """prev_sign := sign(w * mask): call after changing weights outside a step."""
   state.prev_sign.assign(signs(_true_value(state.weight) *
-                               tf.cast(state.mask, tf.float32)))
+                               tf.cast(state.mask, tf.float32), state.prev_sign.dtype))

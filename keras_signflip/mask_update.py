@@ -140,7 +140,7 @@ class CriterionPruning(pruning_impl.Pruning):
       updates.append((s.mask, tf.cast(m, s.mask.dtype)))
       updates.append((s.threshold, tf.cast(t, s.threshold.dtype)))
       updates.append((s.flips, s.flips * tf.cast(m, tf.int32)))
-      updates.append((s.prev_sign, s.prev_sign * tf.cast(m, tf.int8)))
+      updates.append((s.prev_sign, s.prev_sign * tf.cast(m, s.prev_sign.dtype)))
     return updates
 
   def _update_targets(self, group):

@@ -10,7 +10,9 @@ pruning_step) it keeps, per prunable weight:
 | flips | int32 | 4 |
 | reference | float32 | 4 |
 
-i.e. 9 bytes per prunable weight beyond TF-MOT's own mask (4).
+i.e. 9 bytes per prunable weight beyond TF-MOT's own mask (4); 12 under
+MultiWorkerMirroredStrategy, whose collectives cannot broadcast int8, so
+prev_sign is int32 there.
 """
 from keras_signflip import criteria as criteria_lib
 from keras_signflip import schedules as schedules_lib
@@ -111,8 +113,10 @@ class PruneSignFlip(PruneLowMagnitude):
     for j, (weight, mask, threshold) in enumerate(self.pruning_vars):
       base = weight.name.split(":")[0].replace("/", "_")
       prev_sign = self.add_weight(
-          f"{base}_prev_sign", shape=weight.shape, dtype=tf.int8, trainable=False,
-          initializer=lambda shape, dtype, w=weight: flips_lib.signs(flips_lib._true_value(w)),
+          f"{base}_prev_sign", shape=weight.shape, dtype=flips_lib.sign_dtype(),
+          trainable=False,
+          initializer=lambda shape, dtype, w=weight: flips_lib.signs(
+              flips_lib._true_value(w), dtype),
           aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
       flip_count = self.add_weight(
           f"{base}_flips", shape=weight.shape, dtype=tf.int32, trainable=False,

@@ -1,0 +1,68 @@
+r"""Export a `train.py` run's latest checkpoint as a sparse SavedModel.
+
+    python -m examples.export --run_dir=runs/a --export_dir=runs/a/export [--tflite]
+
+Rebuilds the model from the run's config.json, restores its latest checkpoint,
+strips pruning and writes the SavedModel (see keras_signflip.export).
+"""
+import json
+import os
+
+from absl import app, flags, logging
+
+from keras_signflip import export as export_lib
+from keras_signflip import models as models_lib
+from keras_signflip._compat import tf
+
+from examples import common
+
+flags.DEFINE_string("run_dir", None, "The --output_dir of a train.py run.")
+flags.DEFINE_bool("overwrite", False, "Replace an existing --export_dir.")
+FLAGS = flags.FLAGS
+
+
+def export_run(run_dir, export_dir, tflite=False, overwrite=False):
+  """Restores the run's model and exports it; returns the report."""
+  config_path = os.path.join(run_dir, "config.json")
+  if not os.path.exists(config_path):
+    raise common.UsageError(f"{run_dir} has no config.json; is it a train.py --output_dir?")
+  with open(config_path) as f:
+    config = json.load(f)
+  for name, value in config.items():
+    setattr(FLAGS, name, value)
+  ckpt_dir = os.path.join(run_dir, "checkpoints")
+  latest = tf.train.latest_checkpoint(ckpt_dir)
+  if latest is None:
+    raise common.UsageError(f"No checkpoint in {ckpt_dir}.")
+  data, train_size = common.load_data(log=lambda *_: None)
+  del train_size
+  model = common.build_model(data.input_shape, data.num_classes, total_steps=1)
+  model.compile(common.make_optimizer(), "sparse_categorical_crossentropy")
+  model.optimizer.build(model.trainable_variables)
+  epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+  tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=epoch).restore(
+      latest).assert_existing_objects_matched()
+  print(f"Restored {latest} (epoch {int(epoch.numpy())}, model {config['model']}).")
+  report = export_lib.export_saved_model(model, export_dir, overwrite=overwrite)
+  print(export_lib.format_report(report))
+  if tflite:
+    report["tflite_bytes"] = export_lib.export_tflite(model, os.path.join(export_dir, "model.tflite"))
+    print(f"  TFLite: {report['tflite_bytes']:,} bytes")
+  return report
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  try:
+    if not FLAGS.run_dir or not FLAGS.export_dir:
+      raise common.UsageError("--run_dir and --export_dir are required.")
+    if FLAGS.model not in models_lib.MODELS:
+      raise common.UsageError(f"--model={FLAGS.model!r} is unknown.")
+    export_run(FLAGS.run_dir, FLAGS.export_dir, FLAGS.tflite, FLAGS.overwrite)
+  except (common.UsageError, ValueError) as e:
+    common.fail("export.py", e)
+
+
+if __name__ == "__main__":
+  app.run(main)
