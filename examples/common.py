@@ -104,8 +104,13 @@ def make_strategy(name):
   if name == "mirrored":
     gpus = tf.config.list_logical_devices("GPU")
     cpus = tf.config.list_logical_devices("CPU")
-    # Without GPUs, mirror over the logical CPUs (one by default).
-    return tf.distribute.MirroredStrategy(None if gpus else [d.name for d in cpus])
+    if gpus:
+      return tf.distribute.MirroredStrategy()
+    # Without GPUs, mirror over the logical CPUs (one by default). Reduce on
+    # one device: CPU collectives' instance keys clash when a process builds
+    # more than one MirroredStrategy.
+    return tf.distribute.MirroredStrategy(
+        [d.name for d in cpus], cross_device_ops=tf.distribute.ReductionToOneDevice())
   if name == "auto" and len(tf.config.list_logical_devices("GPU")) > 1:
     return tf.distribute.MirroredStrategy()
   return tf.distribute.get_strategy()
