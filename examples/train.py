@@ -41,10 +41,13 @@ def validate():
 class EpochLog(keras.callbacks.Callback):
   """One line per epoch: loss, accuracy, sparsity, flips, time."""
 
+  seconds = []  # epoch times of the last run (read by benchmarks)
+
   def on_epoch_begin(self, epoch, logs=None):
     self._start = time.time()
 
   def on_epoch_end(self, epoch, logs=None):
+    EpochLog.seconds.append(time.time() - self._start)
     sparsity, _, flips = common.model_sparsity(self.model)
     logs = logs or {}
     print(f"epoch {epoch + 1}/{FLAGS.epochs}: loss {logs.get('loss', float('nan')):.4f} "
@@ -107,10 +110,11 @@ def train():
   if output_dir:
     callbacks.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "logs")))
 
+  cached = (data.train.take(FLAGS.train_examples) if FLAGS.train_examples else data.train).cache()
   for epoch in range(int(epoch_var.numpy()), FLAGS.epochs):
     # A fixed order per (seed, epoch): a resumed epoch repeats the same batches.
-    train_ds = data_lib.pipeline(data.train, global_batch, shuffle_seed=FLAGS.seed * 1000 + epoch,
-                                 take=FLAGS.train_examples)
+    train_ds = data_lib.pipeline(cached, global_batch, shuffle_seed=FLAGS.seed * 1000 + epoch,
+                                 cache=False)
     model.fit(train_ds, epochs=epoch + 1, initial_epoch=epoch, validation_data=test,
               callbacks=callbacks, verbose=FLAGS.verbose)
     epoch_var.assign(epoch + 1)

@@ -169,10 +169,11 @@ def load(name, source="auto", idx_dir=DEFAULT_IDX_DIR, data_dir=None, log=print)
 
 
 def pipeline(dataset, batch_size, shuffle_seed=None, cache=True, take=None):
-  """cache -> (shuffle with a fixed seed) -> batch -> prefetch.
+  """(take) -> cache -> (shuffle with a fixed seed) -> batch -> prefetch.
 
   A fixed `shuffle_seed` gives the same order on every run, so a resumed epoch
-  sees the batches the interrupted one saw.
+  sees the batches the interrupted one saw. To reshuffle per epoch without
+  refilling the cache, pass an already cached dataset and `cache=False`.
   """
   if take:
     dataset = dataset.take(take)
