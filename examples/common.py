@@ -53,6 +53,8 @@ flags.DEFINE_enum("strategy", "auto", STRATEGIES,
 flags.DEFINE_bool("mixed_precision", False, "Use the mixed_float16 policy.")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the training step.")
 flags.DEFINE_string("export_dir", None, "Write a sparse SavedModel here.")
+flags.DEFINE_string("output_dir", None, "Run directory: checkpoints or round artifacts, logs, summaries.")
+flags.DEFINE_bool("resume", False, "Continue the run in --output_dir where it stopped.")
 flags.DEFINE_bool("tflite", False, "Also export model.tflite (TF's sparsity optimisation).")
 FLAGS = flags.FLAGS
 

@@ -22,8 +22,6 @@ from keras_signflip._compat import keras, tf
 
 from examples import common
 
-flags.DEFINE_string("output_dir", None, "Run directory: checkpoints, logs, summaries.")
-flags.DEFINE_bool("resume", False, "Continue from the last checkpoint in --output_dir.")
 flags.DEFINE_integer("verbose", 1, "Keras progress: 0 silent, 1 bar, 2 one line per epoch.")
 FLAGS = flags.FLAGS
 

@@ -45,7 +45,7 @@ def _scores(states, criterion):
   return scores, alive
 
 
-def compute_masks(states, sparsity, criterion, min_flips=None):
+def compute_masks(states, sparsity, criterion, min_flips=None, kept=None):
   """New bool masks for `states` ranked together, and the lowest kept score.
 
   Args:
@@ -53,10 +53,11 @@ def compute_masks(states, sparsity, criterion, min_flips=None):
     sparsity: float scalar, the schedule's target for the whole list.
     criterion: a `Criterion`.
     min_flips: None, or the flip-triggered threshold (an int >= 1).
+    kept: an exact kept count, overriding `sparsity` (the lottery loop).
   """
   scores, alive = _scores(states, criterion)
   total = sum(s.weight.shape.num_elements() for s in states)
-  k = selection.kept_count(total, sparsity)
+  k = selection.kept_count(total, sparsity) if kept is None else tf.constant(kept, tf.int32)
   if min_flips:
     candidates = [tf.math.logical_and(a, s.flips >= min_flips)
                   for a, s in zip(alive, states)]

@@ -1,0 +1,154 @@
+r"""Lottery tickets: iterative pruning with rewinding, controls, early-bird.
+
+    python -m examples.lottery_ticket --dataset=fashion_mnist \
+        --model=lenet_300_100 --rounds=10 --prune_rate=0.2 --prune_rate_output=0.1 \
+        --reinit=rewind,random --epochs=5 --output_dir=runs/lt
+
+Writes results.json / results.csv after every round, masks_<round>.npz, and
+PNG plots (test accuracy and early-stopping step vs % weights remaining, one
+line per re-initialisation mode). --resume continues in the round a run
+stopped in. --early_bird draws the ticket with the early-bird rule during
+round 0 (pruned at once to the final sparsity of --rounds rounds), then
+retrains it once. --init_mask_from=path/masks_<r>.npz starts from another
+run's mask (ticket transfer).
+"""
+import dataclasses
+import os
+
+from absl import app, flags, logging
+
+from keras_signflip import criteria as criteria_lib
+from keras_signflip import data as data_lib
+from keras_signflip import early_bird as early_bird_lib
+from keras_signflip import lottery
+from keras_signflip import models as models_lib
+from keras_signflip import reinit as reinit_lib
+from keras_signflip._compat import keras, tf
+
+from examples import common
+
+flags.DEFINE_integer("rounds", 5, "Pruning rounds after the dense round.")
+flags.DEFINE_float("prune_rate", 0.2, "Fraction of survivors pruned per round.")
+flags.DEFINE_float("prune_rate_output", 0.1, "Rate of the output layer (layer scope).")
+flags.DEFINE_string("rewind_step", "0", "Rewind point: '0', '500it' or '1ep'.")
+flags.DEFINE_list("reinit", ["rewind"], f"Re-initialisations from {list(reinit_lib.MODES)}; "
+                  "the first defines the masks, the others are controls.")
+flags.DEFINE_bool("early_bird", False, "Draw the ticket with the early-bird rule.")
+flags.DEFINE_float("early_bird_epsilon", 0.1, "Early-bird distance threshold.")
+flags.DEFINE_string("init_mask_from", None, "masks_<r>.npz of another run: the starting mask.")
+flags.DEFINE_integer("validation_examples", 5000, "Training examples held out for early stopping.")
+flags.DEFINE_integer("eval_every", None, "Evaluate every N steps (default: each epoch).")
+FLAGS = flags.FLAGS
+
+
+def validate():
+  common.validate_common()
+  if not FLAGS.output_dir:
+    raise common.UsageError("--output_dir is required.")
+  if FLAGS.criterion not in criteria_lib.CRITERIA:
+    raise common.UsageError(f"--criterion must be one of {sorted(criteria_lib.CRITERIA)} here.")
+  bad = [m for m in FLAGS.reinit if m not in reinit_lib.MODES]
+  if bad or not FLAGS.reinit:
+    raise common.UsageError(f"--reinit={','.join(FLAGS.reinit)}: expected a list of {list(reinit_lib.MODES)}.")
+  if not 0 < FLAGS.prune_rate < 1 or not 0 < FLAGS.prune_rate_output < 1:
+    raise common.UsageError("--prune_rate and --prune_rate_output must be in (0, 1).")
+  if FLAGS.init_mask_from and not os.path.exists(FLAGS.init_mask_from):
+    raise common.UsageError(f"--init_mask_from={FLAGS.init_mask_from}: no such file.")
+  if not FLAGS.resume and os.path.exists(os.path.join(FLAGS.output_dir, "results.json")):
+    raise common.UsageError(f"{FLAGS.output_dir} holds a run; pass --resume to continue it, "
+                            "or choose another --output_dir.")
+  step = FLAGS.rewind_step
+  return int(step) if step.isdigit() else step
+
+
+def _table(results):
+  lines = [f"{'mode':16s} {'round':>5s} {'remaining%':>10s} {'test acc':>9s} "
+           f"{'ES step':>8s} {'ES acc':>7s} {'supermask':>9s} {'flips':>8s}"]
+  for r in results:
+    es_acc = r["early_stop_test_accuracy"]
+    lines.append(f"{r['mode']:16s} {r['round']:5d} {r['weights_remaining_pct']:10.2f} "
+                 f"{r['test_accuracy']:9.4f} {str(r['early_stop_step']):>8s} "
+                 f"{(f'{es_acc:.4f}' if es_acc is not None else '-'):>7s} "
+                 f"{r['supermask_accuracy']:9.4f} {r['flips']:8d}")
+  return "\n".join(lines)
+
+
+def run_lottery(rewind_step):
+  tf.config.experimental.enable_op_determinism()
+  data, train_size = common.load_data()
+  val_n = min(FLAGS.validation_examples, train_size // 5)
+  train_n = train_size - val_n
+  train_all = data.train.take(train_size).cache()
+  val = data_lib.pipeline(train_all.take(val_n), 500)
+  train_part = train_all.skip(val_n).take(train_n).cache()
+  test = data_lib.pipeline(data.test, 500, take=FLAGS.test_examples)
+
+  def train_data(round_index, epoch):
+    return data_lib.pipeline(train_part, FLAGS.batch_size, cache=False,
+                             shuffle_seed=FLAGS.seed * 100_000 + round_index * 100 + epoch)
+
+  def make_model():
+    return models_lib.get(FLAGS.model)(data.input_shape, data.num_classes)
+
+  def compile_model(model):
+    model.compile(common.make_optimizer(),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+
+  criterion = common.make_criterion()
+  config = lottery.LotteryConfig(
+      rounds=FLAGS.rounds, prune_rate=FLAGS.prune_rate,
+      prune_rate_output=FLAGS.prune_rate_output if FLAGS.scope == "layer" else None,
+      scope=FLAGS.scope, criterion=criterion, rewind_step=rewind_step,
+      modes=tuple(FLAGS.reinit), epochs=FLAGS.epochs, eval_every=FLAGS.eval_every,
+      seed=FLAGS.seed)
+  init_mask = lottery.load_masks(FLAGS.init_mask_from) if FLAGS.init_mask_from else None
+  os.makedirs(FLAGS.output_dir, exist_ok=True)
+  common.dump_json(dict(
+      rounds=FLAGS.rounds, prune_rate=FLAGS.prune_rate, reinit=FLAGS.reinit,
+      criterion=FLAGS.criterion, scope=FLAGS.scope, model=FLAGS.model,
+      dataset=FLAGS.dataset, epochs=FLAGS.epochs, seed=FLAGS.seed,
+      rewind_step=FLAGS.rewind_step, early_bird=FLAGS.early_bird),
+      os.path.join(FLAGS.output_dir, "config.json"))
+
+  if FLAGS.early_bird:
+    target = 1 - (1 - FLAGS.prune_rate) ** FLAGS.rounds
+    bird = early_bird_lib.EarlyBird(target, criterion, epsilon=FLAGS.early_bird_epsilon)
+    dense = dataclasses.replace(config, rounds=0)
+    results = lottery.run(make_model, compile_model, train_data, val, test, dense,
+                          FLAGS.output_dir, init_mask, extra_callbacks=lambda r: [bird])
+    paths = lottery.Paths(FLAGS.output_dir)
+    if not os.path.exists(paths.masks(1)):
+      if bird.mask is None:
+        raise common.UsageError(
+            "The early-bird rule did not hold within --epochs; raise --epochs or "
+            "--early_bird_epsilon.")
+      lottery.save_masks(paths.masks(1), list(bird.mask.values()))
+      common.dump_json({"early_bird_epoch": bird.epoch, "distances": bird.distances},
+                       os.path.join(FLAGS.output_dir, "early_bird.json"))
+    config = dataclasses.replace(config, rounds=1)
+  results = lottery.run(make_model, compile_model, train_data, val, test, config,
+                        FLAGS.output_dir, init_mask)
+  lottery.plot(results, lottery.Paths(FLAGS.output_dir),
+               title=f"{FLAGS.model} / {FLAGS.dataset} ({FLAGS.criterion}, {FLAGS.scope})")
+  print(_table(results))
+  print(f"Results: {lottery.Paths(FLAGS.output_dir).results_csv}; plots: "
+        f"{lottery.Paths(FLAGS.output_dir).plot_accuracy}")
+  return results
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  try:
+    rewind_step = validate()
+  except common.UsageError as e:
+    common.fail("lottery_ticket.py", e)
+  try:
+    run_lottery(rewind_step)
+  except common.UsageError as e:
+    common.fail("lottery_ticket.py", e)
+
+
+if __name__ == "__main__":
+  app.run(main)

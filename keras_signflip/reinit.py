@@ -1,0 +1,76 @@
+"""Re-initialising a ticket's surviving weights before it is retrained.
+
+| mode | surviving prunable weights | everything else |
+|---|---|---|
+| `rewind` | their values at the rewind point | rewind point |
+| `signed_constant` | sign(w_rewind) * std(the layer's initial weights) (Zhou et al. 2019) | rewind point |
+| `random` | a fresh draw from the layer's initializer (Frankle & Carbin's control) | rewind point |
+| `shuffle` | the surviving rewind values, permuted within the layer | rewind point |
+
+Pruned weights are zero in every mode. "Everything else" is every other
+variable of the model: biases, normalisation statistics, unpruned layers.
+"""
+import numpy as np
+
+from keras_signflip import flips as flips_lib
+from keras_signflip import prune as prune_lib
+from keras_signflip import rewind as rewind_lib
+from keras_signflip._compat import keras
+
+__all__ = ["MODES", "reinitialize"]
+
+MODES = ("rewind", "signed_constant", "random", "shuffle")
+
+
+def _initializer(layer, weight):
+  """The initializer that made `weight` (e.g. Dense.kernel_initializer)."""
+  for attr, value in vars(layer).items():
+    if value is weight:
+      init = getattr(layer, f"{attr}_initializer", None)
+      if init is not None:
+        return init
+  return keras.initializers.GlorotUniform()
+
+
+def _fresh_draw(layer, weight, seed):
+  init = _initializer(layer, weight)
+  config = dict(init.get_config(), seed=seed) if "seed" in init.get_config() else init.get_config()
+  return np.asarray(type(init).from_config(config)(weight.shape, dtype="float32"))
+
+
+def reinitialize(model, mode, rewind_snapshot, init_snapshot=None, seed=0):
+  """Sets `model`'s variables for a new round, as `mode` says (see table).
+
+  Args:
+    model: a model wrapped by `prune_sign_flip`, masks already set.
+    mode: one of MODES.
+    rewind_snapshot: a `rewind.Snapshot` at the rewind step.
+    init_snapshot: the snapshot at initialisation (step 0), for
+      `signed_constant`'s per-layer std. Defaults to `rewind_snapshot`.
+    seed: seed of `random` and `shuffle`.
+
+  Raises:
+    ValueError: unknown mode.
+  """
+  if mode not in MODES:
+    raise ValueError(f"Received an invalid value for `mode`, expected one of "
+                     f"{list(MODES)}. Received: mode={mode!r}")
+  rewind_lib.restore(model, rewind_snapshot)
+  if mode == "rewind":
+    return
+  init = dict(zip((init_snapshot or rewind_snapshot).names,
+                  (init_snapshot or rewind_snapshot).values))
+  rng = np.random.RandomState(seed)
+  for i, (wrapper, state) in enumerate((w, s) for w in prune_lib.collect_wrappers(model)
+                                       for s in w.flip_states):
+    keep = state.mask.numpy() > 0
+    w = state.weight.numpy()
+    if mode == "signed_constant":
+      new = np.sign(w) * np.std(init[state.weight.name])
+    elif mode == "random":
+      new = _fresh_draw(wrapper.layer, state.weight, seed * 1009 + i)
+    else:  # shuffle
+      new = np.zeros_like(w)
+      new[keep] = rng.permutation(w[keep])
+    state.weight.assign((new * keep).astype(w.dtype))
+    flips_lib.sync_signs(state)

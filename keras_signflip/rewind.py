@@ -1,0 +1,136 @@
+"""Rewind points: every model variable at training step k, and putting it back.
+
+A snapshot holds every variable of the model -- kernels, biases,
+normalisation statistics -- except the pruning wrappers' own state (masks,
+thresholds, steps, flip state, references). Restoring it puts every one of
+them back exactly, then re-applies the masks (pruned weights stay zero) and
+re-reads the weights' signs for flip counting.
+
+Durations are written as OpenLTH does: `"500it"` (iterations) or `"2ep"`
+(epochs), converted to steps once the epoch length is known.
+"""
+import re
+
+import numpy as np
+
+from keras_signflip import flips as flips_lib
+from keras_signflip import prune as prune_lib
+from keras_signflip._compat import keras
+
+__all__ = ["Snapshot", "snapshot", "restore", "steps", "RewindPoint"]
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(it|ep)\s*$")
+
+
+def steps(duration, steps_per_epoch=None):
+  """Steps in `duration`: an int (iterations), "500it" or "2ep".
+
+  Raises:
+    ValueError: a malformed duration, or epochs without `steps_per_epoch`.
+  """
+  if isinstance(duration, (int, np.integer)) and not isinstance(duration, bool):
+    if duration < 0:
+      raise ValueError(f"Received an invalid duration {duration!r}; expected >= 0.")
+    return int(duration)
+  match = _DURATION.match(str(duration))
+  if not match:
+    raise ValueError(f"Received an invalid duration {duration!r}; expected an "
+                     "integer, 'Nit' (iterations) or 'Nep' (epochs), e.g. '500it', '2ep'.")
+  count, unit = int(match.group(1)), match.group(2)
+  if unit == "it":
+    return count
+  if not steps_per_epoch:
+    raise ValueError(f"Duration {duration!r} is in epochs, but the epoch length "
+                     "is unknown; give it in iterations ('Nit') instead.")
+  return count * int(steps_per_epoch)
+
+
+def _pruning_state_ids(model):
+  ids = set()
+  for w in prune_lib.collect_wrappers(model):
+    ids.add(id(w.pruning_step))
+    for s in w.flip_states:
+      ids.update(id(v) for v in (s.mask, s.threshold, s.prev_sign, s.flips, s.reference))
+  return ids
+
+
+def _variables(model):
+  skip = _pruning_state_ids(model)
+  return [v for v in model.weights if id(v) not in skip]
+
+
+class Snapshot:
+  """Values of a model's (non-pruning) variables, in `model.weights` order."""
+
+  def __init__(self, names, values, step):
+    self.names, self.values, self.step = list(names), list(values), int(step)
+
+  def save(self, path):
+    np.savez(path, step=self.step, names=np.array(self.names),
+             **{f"v{i}": v for i, v in enumerate(self.values)})
+
+  @classmethod
+  def load(cls, path):
+    with np.load(path) as f:
+      n = len(f["names"])
+      return cls(list(f["names"]), [f[f"v{i}"] for i in range(n)], int(f["step"]))
+
+
+def snapshot(model, step=0):
+  """A `Snapshot` of every variable of `model` except pruning state."""
+  variables = _variables(model)
+  return Snapshot([v.name for v in variables], [v.numpy() for v in variables], step)
+
+
+def restore(model, snap):
+  """Puts every snapshotted variable back, re-masks, re-reads signs."""
+  variables = _variables(model)
+  if len(variables) != len(snap.values):
+    raise ValueError(f"The snapshot holds {len(snap.values)} variables but the model "
+                     f"has {len(variables)}; it was taken from another architecture.")
+  for v, value in zip(variables, snap.values):
+    if tuple(v.shape) != value.shape:
+      raise ValueError(f"Snapshot value for {v.name} has shape {value.shape}, "
+                       f"the model's is {tuple(v.shape)}.")
+  for v, value in zip(variables, snap.values):
+    v.assign(value)
+  for w in prune_lib.collect_wrappers(model):
+    for s in w.flip_states:
+      s.weight.assign(s.weight * s.mask)
+      flips_lib.sync_signs(s)
+
+
+class RewindPoint(keras.callbacks.Callback):
+  """Records the model's variables at training step k (inside `fit`).
+
+  k = 0 is the original lottery-ticket rewind (before any step); k > 0 is late
+  rewinding (Frankle et al. 2020). The snapshot is in `self.snapshot`.
+
+  Args:
+    step: an int (iterations), "500it" or "2ep". Defaults to 0.
+  """
+
+  def __init__(self, step=0):
+    super().__init__()
+    steps(step, steps_per_epoch=1)  # validate now
+    self.step = step
+    self.snapshot = None
+    self._target = None
+    self._model_id = None
+
+  def on_train_begin(self, logs=None):
+    iterations = int(self.model.optimizer.iterations.numpy())
+    # Keep a snapshot across fit calls that continue the same training (one
+    # fit per epoch); reset for another model or a restarted optimizer.
+    continuing = (self.snapshot is not None and self._model_id == id(self.model)
+                  and self.snapshot.step <= iterations)
+    if not continuing:
+      self.snapshot = None
+      self._model_id = id(self.model)
+      self._target = steps(self.step, self.params.get("steps"))
+      if self._target == iterations:
+        self.snapshot = snapshot(self.model, self._target)
+
+  def on_train_batch_end(self, batch, logs=None):
+    if self.snapshot is None and int(self.model.optimizer.iterations.numpy()) == self._target:
+      self.snapshot = snapshot(self.model, self._target)
