@@ -298,6 +298,7 @@ def run(make_model: Callable[[], keras.Model], compile_model: Callable[[keras.Mo
 def plot(results, paths, title=""):
   """PNG plots: test accuracy and early-stop step vs % weights remaining (log)."""
   import matplotlib  # pylint: disable=g-import-not-at-top
+  import matplotlib.ticker  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   modes = sorted({r["mode"] for r in results}, key=lambda m: reinit_lib.MODES.index(m))
@@ -311,6 +312,10 @@ def plot(results, paths, title=""):
       ax.plot([r["weights_remaining_pct"] for r in rows], [r[key] for r in rows],
               marker="o", label=mode)
     ax.set_xscale("log")
+    ticks = sorted({round(r["weights_remaining_pct"], 1) for r in results}, reverse=True)
+    ax.set_xticks(ticks[::max(len(ticks) // 8, 1)])
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.invert_xaxis()
     ax.set_xlabel("% of weights remaining")
     ax.set_ylabel(label)

@@ -138,6 +138,20 @@ class PruneSignFlip(PruneLowMagnitude):
         block_size=self.block_size, block_pooling_type=self.block_pooling_type,
         sparsity_m_by_n=self.sparsity_m_by_n)
 
+  def call(self, inputs, training=None, **kwargs):
+    if training is True:
+      # Keras traces the train step after callbacks' on_train_begin, so an
+      # untouched step (-1) here means no UpdatePruningStep: say so now, as a
+      # ValueError, instead of TF-MOT's in-graph assertion at the first step.
+      with tf.init_scope():
+        if tf.executing_eagerly() and int(self.pruning_step.numpy()) < 0:
+          raise ValueError(
+              f"{self.name}: training a pruned model needs the "
+              "keras_signflip.UpdatePruningStep() callback (or TF-MOT's) in "
+              "model.fit(..., callbacks=[...]); in a custom loop, set each "
+              "wrapper's pruning_step to 0 first (callback.on_train_begin()).")
+    return super().call(inputs, training=training, **kwargs)
+
   def global_group(self):
     """The `GlobalGroup` this wrapper ranks in; None for scope="layer"."""
     if self.scope == "global" and self.group is None:

@@ -148,3 +148,57 @@ def test_random_criterion_exact_count_and_reproducible():
   assert all(np.array_equal(x, y) for x, y in zip(a, b))
   assert not all(np.array_equal(x, y) for x, y in zip(a, c))
   assert [int(x.sum()) for x in a] == [tu.reference_kept(x.size, 0.5) for x in a]
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.sampled_from(sorted(FORMULAS)), st.sampled_from(["layer", "global"]),
+       st.floats(0.0, 0.99), st.integers(0, 10_000))
+def test_property_exact_counts_monotone_and_zero_flips(name, scope, sparsity, seed):
+  model = _model(name, scope, sparsity)
+  _set_random_state(model, seed)
+  before = [m.copy() for m in ksf.masks(model).values()]
+  _update(model)
+  after = list(ksf.masks(model).values())
+  alive = sum(int(b.sum()) for b in before)
+  if scope == "layer":
+    for b, a in zip(before, after):
+      assert int(a.sum()) == min(tu.reference_kept(a.size, sparsity), int(b.sum()))
+  else:
+    total = sum(a.size for a in after)
+    assert sum(int(a.sum()) for a in after) == min(tu.reference_kept(total, sparsity), alive)
+  for b, a, f in zip(before, after, ksf.flip_counts(model).values()):
+    assert np.all(a <= b) and np.all(f[a == 0] == 0)
+
+
+def test_block_masks_equal_tfmot_for_magnitude():
+  sched = lambda: tfmot.sparsity.keras.ConstantSparsity(0.6, 0, frequency=1)  # noqa: E731
+  keras.utils.set_random_seed(0)
+  ours = ksf.prune_sign_flip(keras.layers.Dense(12), pruning_schedule=sched(), criterion="magnitude",
+                             block_size=(2, 3), block_pooling_type="MAX")
+  theirs = tfmot.sparsity.keras.prune_low_magnitude(keras.layers.Dense(12), pruning_schedule=sched(),
+                                                    block_size=(2, 3), block_pooling_type="MAX")
+  for layer in (ours, theirs):
+    layer.build((None, 10))
+  kernel = np.random.RandomState(1).randn(10, 12).astype(np.float32)
+  for layer in (ours, theirs):
+    layer.layer.kernel.assign(kernel)
+    layer.pruning_step.assign(1)
+    layer.pruning_obj.conditional_mask_update()
+  a, b = ours.pruning_vars[0][1].numpy(), theirs.pruning_vars[0][1].numpy()
+  np.testing.assert_array_equal(a, b)
+  assert 0.4 < 1 - a.mean() < 0.8
+
+
+def test_m_by_n_masks_keep_two_of_every_four():
+  layer = ksf.prune_sign_flip(keras.layers.Dense(8), criterion="hybrid", sparsity_m_by_n=(2, 4),
+                              pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(0.5, 0, frequency=1))
+  layer.build((None, 16))
+  layer.pruning_step.assign(1)
+  layer.pruning_obj.conditional_mask_update()
+  mask = layer.pruning_vars[0][1].numpy()
+  # TF-MOT's m-by-n groups 4 consecutive input weights of each output unit.
+  groups = mask.T.reshape(8, 4, 4)
+  assert np.all(groups.sum(axis=-1) == 2)
