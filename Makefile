@@ -27,5 +27,12 @@ demo: setup
 overhead: setup
 	$(PY) -m benchmarks.overhead
 
+# The comparison behind BENCHMARKS.md (the full grid resumes where it stopped).
+bench: setup
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m benchmarks.compare
+
+bench-quick: setup
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m benchmarks.compare --quick
+
 clean:
 	rm -rf .venv runs build *.egg-info
