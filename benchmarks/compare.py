@@ -62,9 +62,9 @@ flags.DEFINE_list("models", ["lenet_300_100", "lenet5"], "Models.")
 flags.DEFINE_list("sparsities", ["0.8", "0.9", "0.95", "0.98", "0.99"], "Target sparsities.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
 flags.DEFINE_list("methods", list(METHODS), "Methods to run.")
-flags.DEFINE_integer("epochs", 6, "Epochs of one-shot methods (and of dense).")
+flags.DEFINE_integer("epochs", 5, "Epochs of one-shot methods (and of dense).")
 flags.DEFINE_integer("lottery_epochs", 2, "Epochs per lottery round.")
-flags.DEFINE_integer("train_examples", 20000, "Training examples.")
+flags.DEFINE_integer("train_examples", 12000, "Training examples.")
 flags.DEFINE_integer("test_examples", 10000, "Test examples.")
 flags.DEFINE_integer("min_flips", 1, "Flip threshold of the sign_flip method.")
 flags.DEFINE_string("output_dir", None, "Raw results and plots; default "
@@ -97,12 +97,11 @@ class _FlipHistory(keras.callbacks.Callback):
 
   def on_epoch_end(self, epoch, logs=None):
     row = {}
-    for w in ksf.collect_wrappers(self.model):
-      for s in w.flip_states:
-        count, alive = s.flips.numpy(), s.mask.numpy() > 0
-        prev = self._last.get(s.weight.name, np.zeros_like(count))
-        row[s.weight.name.split(":")[0]] = int((count - prev)[alive].sum())
-        self._last[s.weight.name] = count
+    for s in ksf.flip_states(self.model):
+      count, alive = s.flips.numpy(), s.mask.numpy() > 0
+      prev = self._last.get(s.weight.name, np.zeros_like(count))
+      row[s.weight.name.split(":")[0]] = int((count - prev)[alive].sum())
+      self._last[s.weight.name] = count
     self.epochs.append(row)
 
 
@@ -119,12 +118,6 @@ def _schedule(method, sparsity, total_steps):
     fraction = 1 - (1 - sparsity) ** (1 / events)
     return ksf.schedules.GeometricSparsity(fraction, frequency, 0, end, max_sparsity=sparsity), end
   return tfmot.sparsity.keras.PolynomialDecay(0.0, sparsity, 0, end, frequency=frequency), end
-
-
-def _sparsity(model):
-  masks = [v.numpy() for layer in ksf.prune._all_layers(model)  # pylint: disable=protected-access
-           for _, v, _ in getattr(layer, "pruning_vars", [])]
-  return 1 - sum(m.sum() for m in masks) / sum(m.size for m in masks) if masks else 0.0
 
 
 def run_schedule_method(method, builder, data, sparsity, seed):
@@ -153,7 +146,7 @@ def run_schedule_method(method, builder, data, sparsity, seed):
     model.fit(data["train"](seed, epoch), epochs=epoch + 1, initial_epoch=epoch, verbose=0,
               callbacks=callbacks)
   accuracy = float(model.evaluate(data["test"], verbose=0)[1])
-  return {"test_accuracy": accuracy, "sparsity": float(_sparsity(model)),
+  return {"test_accuracy": accuracy, "sparsity": ksf.sparsity_report(model)["overall"],
           "steps": int(model.optimizer.iterations.numpy()),
           "mask_fixed_step": 0 if method == "dense" else int(min(fixed, total)),
           "wall_seconds": time.time() - start, "flips_per_epoch": history.epochs}
@@ -198,18 +191,16 @@ def run_early_bird(builder, data, sparsity, seed):
     if bird.mask is not None:
       break
   search_steps = int(model.optimizer.iterations.numpy())
-  mask = bird.mask or {s.weight.name: m for s, m in zip(
-      [s for w in ksf.collect_wrappers(model) for s in w.flip_states], bird.draw())}
-  for w in ksf.collect_wrappers(model):
-    for s in w.flip_states:
-      s.mask.assign(mask[s.weight.name])
+  mask = bird.mask or {s.weight.name: m for s, m in zip(ksf.flip_states(model), bird.draw())}
+  for s in ksf.flip_states(model):
+    s.mask.assign(mask[s.weight.name])
   reinit_lib.reinitialize(model, "rewind", init)
   _compile(model)
   for epoch in range(FLAGS.epochs):
     model.fit(data["train"](seed + 7, epoch), epochs=epoch + 1, initial_epoch=epoch, verbose=0,
               callbacks=[ksf.UpdatePruningStep()])
   return {"test_accuracy": float(model.evaluate(data["test"], verbose=0)[1]),
-          "sparsity": float(_sparsity(model)),
+          "sparsity": ksf.sparsity_report(model)["overall"],
           "steps": search_steps + int(model.optimizer.iterations.numpy()),
           "mask_fixed_step": search_steps, "early_bird_epoch": bird.epoch,
           "wall_seconds": time.time() - start}
@@ -305,21 +296,27 @@ def aggregate(rows):
 
 def answer(agg, models):
   """Two sentences answering the research question, from the table alone."""
-  target = max(t for (_, m, t) in agg if m == "hybrid") if any(m == "hybrid" for (_, m, _) in agg) else None
-  lines = []
-  for model in models:
-    h, lt = agg.get((model, "hybrid", target)), agg.get((model, "lottery_magnitude", target))
-    if not h or not lt:
-      continue
-    better = "at least as accurate as" if h["accuracy_mean"] >= lt["accuracy_mean"] else "less accurate than"
-    lines.append(
-        f"On {model} at {100 * target:g}% target sparsity, the FlipOut hybrid (one run) reached "
-        f"{100 * h['accuracy_mean']:.2f}% test accuracy in {h['steps']:.0f} steps, {better} "
-        f"lottery tickets by iterative magnitude pruning with rewinding "
-        f"({100 * lt['accuracy_mean']:.2f}%, {100 * (1 - lt['sparsity']):.2f}% of weights left, "
-        f"{lt['steps']:.0f} steps): {h['steps'] / lt['steps']:.2f}x their training steps and "
-        f"{100 * (h['accuracy_mean'] - lt['accuracy_mean']):+.2f} points.")
-  return " ".join(lines) or "Not enough runs to compare the hybrid with lottery tickets yet."
+  hybrid_targets = [t for (_, m, t) in agg if m == "hybrid"]
+  if not hybrid_targets:
+    return "Not enough runs to compare the hybrid with lottery tickets yet."
+  target = max(hybrid_targets)
+  pairs = [(m, agg[(m, "hybrid", target)], agg[(m, "lottery_magnitude", target)])
+           for m in models if (m, "hybrid", target) in agg and (m, "lottery_magnitude", target) in agg]
+  if not pairs:
+    return "Not enough runs to compare the hybrid with lottery tickets yet."
+  wins = [m for m, h, lt in pairs if h["accuracy_mean"] >= lt["accuracy_mean"]]
+  verdict = ("Yes" if len(wins) == len(pairs) else "No" if not wins else "Partly")
+  ratios = ", ".join("%.2fx" % (h["steps"] / lt["steps"]) for _, h, lt in pairs)
+  first = (f"{verdict}: at {100 * target:g}% target sparsity the one-run FlipOut hybrid was at "
+           f"least as accurate as lottery tickets from iterative magnitude pruning with "
+           f"rewinding on {len(wins)} of {len(pairs)} models ({', '.join(m for m, _, _ in pairs)}), "
+           f"spending {ratios} of their training steps.")
+  second = "Test accuracy, hybrid vs tickets: " + "; ".join(
+      f"{m} {100 * h['accuracy_mean']:.2f}% vs {100 * lt['accuracy_mean']:.2f}% "
+      f"({100 * (h['accuracy_mean'] - lt['accuracy_mean']):+.2f} points, tickets at "
+      f"{100 * lt['sparsity']:.2f}% sparsity, {h['n']} and {lt['n']} seeds)"
+      for m, h, lt in pairs) + "."
+  return f"{first} {second}"
 
 
 def plots(rows, agg, output_dir):

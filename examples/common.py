@@ -197,15 +197,8 @@ def load_data(log=print):
 
 def model_sparsity(model):
   """(overall sparsity, {weight: sparsity}, total flips) of any wrapped model."""
-  layers, zeros, total = {}, 0, 0
-  for layer in ksf.prune._all_layers(model):  # pylint: disable=protected-access
-    for weight, mask, _ in getattr(layer, "pruning_vars", []):
-      m = mask.numpy()
-      layers[weight.name] = float(1 - m.mean())
-      zeros += int(m.size - m.sum())
-      total += m.size
-  flips = int(sum(f.sum() for f in ksf.flip_counts(model).values()))
-  return (zeros / total if total else 0.0), layers, flips
+  report = ksf.sparsity_report(model)
+  return report["overall"], report["layers"], sum(report["flips"].values())
 
 
 def dump_json(obj, path):

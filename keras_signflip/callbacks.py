@@ -5,7 +5,7 @@ from keras_signflip import flips as flips_lib
 from keras_signflip import prune as prune_lib
 from keras_signflip._compat import keras, tf, tfmot
 
-__all__ = ["UpdatePruningStep", "SignFlipSummaries", "sparsity_report"]
+__all__ = ["UpdatePruningStep", "SignFlipSummaries"]
 
 
 class UpdatePruningStep(tfmot.sparsity.keras.UpdatePruningStep):
@@ -18,32 +18,16 @@ class UpdatePruningStep(tfmot.sparsity.keras.UpdatePruningStep):
 
   def on_train_begin(self, logs=None):
     prune_lib.link_global(self.model)
-    wrappers = prune_lib.collect_wrappers(self.model)
-    for w in wrappers:
-      for s in w.flip_states:
-        if not np.all(np.isfinite(s.weight.numpy())):
-          raise ValueError(
-              f"Weight {s.weight.name} holds NaN or Inf before training; "
-              "pruning cannot rank it. Restore it from a checkpoint or "
-              "re-initialise the model.")
+    states = prune_lib.flip_states(self.model)
+    for s in states:
+      if not np.all(np.isfinite(s.weight.numpy())):
+        raise ValueError(
+            f"Weight {s.weight.name} holds NaN or Inf before training; "
+            "pruning cannot rank it. Restore it from a checkpoint or "
+            "re-initialise the model.")
     super().on_train_begin(logs)
-    for w in wrappers:
-      for s in w.flip_states:
-        flips_lib.sync_signs(s)
-
-
-def sparsity_report(model):
-  """{'layers': {weight name: sparsity}, 'overall': sparsity, 'flips': {...}}."""
-  layers, zeros, total, flips = {}, 0, 0, {}
-  for w in prune_lib.collect_wrappers(model):
-    for s in w.flip_states:
-      mask = s.mask.numpy()
-      layers[s.weight.name] = float(1.0 - mask.mean())
-      zeros += int(mask.size - np.count_nonzero(mask))
-      total += int(mask.size)
-      flips[s.weight.name] = int(s.flips.numpy().sum())
-  return {"layers": layers, "overall": zeros / total if total else 0.0,
-          "flips": flips}
+    for s in states:
+      flips_lib.sync_signs(s)
 
 
 class SignFlipSummaries(keras.callbacks.Callback):
@@ -79,22 +63,20 @@ class SignFlipSummaries(keras.callbacks.Callback):
     steps = max(step - self._epoch_start, 1)
     zeros = total = 0
     with self._writer.as_default():
-      for w in prune_lib.collect_wrappers(self.model):
-        for s in w.flip_states:
-          name = s.weight.name.split(":")[0]
-          mask = s.mask.numpy() > 0
-          count = s.flips.numpy()
-          previous = self._last.get(name, np.zeros_like(count))
-          new_flips = int((count - previous)[mask].sum())
-          alive = int(mask.sum())
-          tf.summary.scalar(f"flips/{name}", int(count[mask].sum()), step=step)
-          tf.summary.scalar(f"flip_rate/{name}",
-                            new_flips / max(alive * steps, 1), step=step)
-          tf.summary.scalar(f"sparsity/{name}", 1.0 - alive / mask.size, step=step)
-          tf.summary.histogram(f"flip_counts/{name}", count[mask], step=step)
-          self._last[name] = count
-          zeros += mask.size - alive
-          total += mask.size
+      for s in prune_lib.flip_states(self.model):
+        name = s.weight.name.split(":")[0]
+        mask = s.mask.numpy() > 0
+        count = s.flips.numpy()
+        previous = self._last.get(name, np.zeros_like(count))
+        new_flips = int((count - previous)[mask].sum())
+        alive = int(mask.sum())
+        tf.summary.scalar(f"flips/{name}", int(count[mask].sum()), step=step)
+        tf.summary.scalar(f"flip_rate/{name}", new_flips / max(alive * steps, 1), step=step)
+        tf.summary.scalar(f"sparsity/{name}", 1.0 - alive / mask.size, step=step)
+        tf.summary.histogram(f"flip_counts/{name}", count[mask], step=step)
+        self._last[name] = count
+        zeros += mask.size - alive
+        total += mask.size
       tf.summary.scalar("sparsity/overall", zeros / max(total, 1), step=step)
     self._writer.flush()
 

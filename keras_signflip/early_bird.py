@@ -70,7 +70,7 @@ class EarlyBird(keras.callbacks.Callback):
     self._model_id = id(self.model)
     self._masks = collections.deque(maxlen=self.window)
     self.epoch, self.mask, self.distances = None, None, []
-    self._states = [s for w in prune_lib.collect_wrappers(self.model) for s in w.flip_states]
+    self._states = prune_lib.flip_states(self.model)
     if not self._states:
       raise ValueError("EarlyBird needs a model wrapped by prune_sign_flip.")
 

@@ -170,18 +170,14 @@ class _Evaluator(keras.callbacks.Callback):
       self._evaluate()
 
 
-def _states(model):
-  return [s for w in prune_lib.collect_wrappers(model) for s in w.flip_states]
-
-
 def _set_masks(model, masks):
-  for s, m in zip(_states(model), masks):
+  for s, m in zip(prune_lib.flip_states(model), masks):
     s.mask.assign(m.astype(np.float32))
     s.flips.assign(np.zeros(s.flips.shape, np.int32))
 
 
 def _next_masks(model, config, round_index):
-  states = _states(model)
+  states = prune_lib.flip_states(model)
   criterion = criteria_lib.get(config.criterion)
   sizes = [s.weight.shape.num_elements() for s in states]
   kept = kept_counts(sizes, config, round_index)
@@ -222,7 +218,7 @@ def run(make_model: Callable[[], keras.Model], compile_model: Callable[[keras.Mo
   keras.utils.set_random_seed(config.seed)
   model = prune_lib.prune_sign_flip(make_model(), pruning_schedule=_never(),
                                     criterion=config.criterion)
-  states = _states(model)
+  states = prune_lib.flip_states(model)
   names = [s.weight.name for s in states]
   if not os.path.exists(paths.init):
     rewind_lib.snapshot(model, 0).save(paths.init)

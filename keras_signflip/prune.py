@@ -1,4 +1,6 @@
 """Public entry points: wrap, strip, inspect, and move the reference point."""
+import itertools
+
 import numpy as np
 
 from keras_signflip import criteria as criteria_lib
@@ -8,7 +10,8 @@ from keras_signflip._compat import PruneLowMagnitude, PruneRegistry, is_keras3_o
 from keras_signflip.wrapper import GlobalGroup, PruneSignFlip, _validate
 
 __all__ = ["prune_sign_flip", "strip_pruning", "prune_scope", "flip_counts",
-           "set_reference", "link_global", "collect_wrappers", "masks"]
+           "set_reference", "link_global", "collect_wrappers", "flip_states", "masks",
+           "sparsity_report"]
 
 
 def collect_wrappers(model):
@@ -116,7 +119,7 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="sign_flip",
       return tfmot.sparsity.keras.ConstantSparsity(0.5, 0)
     return pruning_schedule
 
-  positions = iter(range(10**9))
+  positions = itertools.count()
 
   def wrap(layer):
     if isinstance(layer, keras.Model):
@@ -181,18 +184,19 @@ def prune_scope():
   return keras.utils.custom_object_scope(objects)
 
 
-def _states(model):
+def flip_states(model):
+  """Every wrapped weight's `FlipVariables`, in model order."""
   return [s for w in collect_wrappers(model) for s in w.flip_states]
 
 
 def flip_counts(model):
   """{weight name: int32 np.ndarray of flip counts} for every wrapped weight."""
-  return {s.weight.name: np.asarray(s.flips.numpy()) for s in _states(model)}
+  return {s.weight.name: np.asarray(s.flips.numpy()) for s in flip_states(model)}
 
 
 def masks(model):
   """{weight name: np.ndarray mask (0/1)} for every wrapped weight."""
-  return {s.weight.name: np.asarray(s.mask.numpy()) for s in _states(model)}
+  return {s.weight.name: np.asarray(s.mask.numpy()) for s in flip_states(model)}
 
 
 def set_reference(model):
@@ -202,7 +206,7 @@ def set_reference(model):
   `MagnitudeIncrease`, `Movement`) then measure from here: call it at the
   rewind step for late-rewinding tickets.
   """
-  states = _states(model)
+  states = flip_states(model)
   if not states:
     raise ValueError("set_reference found no keras_signflip wrappers in the "
                      "model; wrap it with prune_sign_flip first.")
@@ -210,3 +214,21 @@ def set_reference(model):
     s.reference.assign(flips_lib._true_value(s.weight))  # pylint: disable=protected-access
     flips_lib.sync_signs(s)
   return model
+
+
+def sparsity_report(model):
+  """Sparsity of every pruning wrapper (keras_signflip's or TF-MOT's).
+
+  Returns:
+    {'layers': {weight name: sparsity}, 'overall': sparsity over all wrapped
+    weights, 'flips': {weight name: total flips} (keras_signflip wrappers)}.
+  """
+  layers, zeros, total = {}, 0, 0
+  for layer in _all_layers(model) if isinstance(model, keras.Model) else []:
+    for weight, mask, _ in getattr(layer, "pruning_vars", []):
+      m = mask.numpy()
+      layers[weight.name] = float(1.0 - m.mean())
+      zeros += int(m.size - np.count_nonzero(m))
+      total += int(m.size)
+  flips = {s.weight.name: int(s.flips.numpy().sum()) for s in flip_states(model)}
+  return {"layers": layers, "overall": zeros / total if total else 0.0, "flips": flips}

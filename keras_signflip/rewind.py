@@ -94,10 +94,9 @@ def restore(model, snap):
                        f"the model's is {tuple(v.shape)}.")
   for v, value in zip(variables, snap.values):
     v.assign(value)
-  for w in prune_lib.collect_wrappers(model):
-    for s in w.flip_states:
-      s.weight.assign(s.weight * s.mask)
-      flips_lib.sync_signs(s)
+  for s in prune_lib.flip_states(model):
+    s.weight.assign(s.weight * s.mask)
+    flips_lib.sync_signs(s)
 
 
 class RewindPoint(keras.callbacks.Callback):
