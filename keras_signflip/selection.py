@@ -9,6 +9,8 @@ Instead of sorting (TF-MOT's `top_k` over the whole tensor), scores are mapped
 to order-preserving 32-bit integer keys and the k-th largest key is found by a
 two-pass radix select on 16-bit digits with `tf.math.bincount`. Global scope
 sums per-tensor histograms, so the concatenation is never built or sorted.
+Inside XLA (`jit_compile=True`), which cannot compile bincount's
+data-dependent shapes, the same selection runs as a stable sort.
 """
 import tensorflow as tf
 
@@ -49,7 +51,16 @@ def _digit_lo(keys):
   return tf.bitwise.bitwise_and(keys, 0xFFFF)  # in [0, 65536)
 
 
-def _histogram(digits):
+def _in_xla():
+  """True while tracing inside an XLA cluster (e.g. compile(jit_compile=True))."""
+  from tensorflow.python.ops import control_flow_util  # pylint: disable=g-import-not-at-top,g-direct-tensorflow-import
+  return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+
+
+def _histogram(digits, where=None):
+  """Counts of each 16-bit digit value (only where `where`, if given)."""
+  if where is not None:
+    digits = tf.boolean_mask(digits, where)
   return tf.math.bincount(digits, minlength=_DIGIT, maxlength=_DIGIT, dtype=tf.int32)
 
 
@@ -59,6 +70,40 @@ def _pick_bucket(counts, k):
   bucket = tf.math.count_nonzero(at_or_above >= k, dtype=tf.int32) - 1
   above = at_or_above[bucket] - counts[bucket]
   return bucket, above
+
+
+def _kth_largest(keys, k):
+  """(threshold key, count strictly above it) for the k-th largest of `keys`,
+  a list of flat int32 tensors ranked together."""
+  his = [_digit_hi(x) for x in keys]
+  hi_bucket, above_hi = _pick_bucket(tf.add_n([_histogram(h) for h in his]), k)
+  lo_counts = tf.add_n([_histogram(_digit_lo(x), tf.equal(h, hi_bucket))
+                        for x, h in zip(keys, his)])
+  lo_bucket, above_lo = _pick_bucket(lo_counts, k - above_hi)
+  threshold = tf.cast((tf.cast(hi_bucket, tf.int64) - _DIGIT // 2) * _DIGIT
+                      + tf.cast(lo_bucket, tf.int64), tf.int32)
+  return threshold, above_hi + above_lo
+
+
+def _first_ties(ties, count):
+  """Keeps the first `count` True entries of `ties` in (tensor, index) order."""
+  out, before = [], tf.constant(0, tf.int32)
+  for t in ties:
+    rank = tf.math.cumsum(tf.cast(t, tf.int32)) + before
+    out.append(tf.math.logical_and(t, rank <= count))
+    before += tf.reduce_sum(tf.cast(t, tf.int32))
+  return out
+
+
+def _select_by_sort(keys, k):
+  """The same selection by a stable sort: XLA compiles it (it cannot compile
+  bincount's data-dependent shapes), at TF-MOT's O(n log n) cost."""
+  flat = tf.concat(keys, axis=0)
+  order = tf.argsort(flat, direction="DESCENDING", stable=True)
+  rank = tf.scatter_nd(order[:, None], tf.range(tf.size(flat)), tf.shape(flat))
+  keep = rank < k
+  sizes = [x.shape.num_elements() for x in keys]
+  return tf.split(keep, sizes)
 
 
 def select_top_k(scores, k):
@@ -75,27 +120,14 @@ def select_top_k(scores, k):
   single = not isinstance(scores, (list, tuple))
   score_list = [scores] if single else list(scores)
   keys = [tf.reshape(sortable_keys(s), [-1]) for s in score_list]
-  his = [_digit_hi(x) for x in keys]
   k = tf.cast(k, tf.int32)
-
-  hi_bucket, above_hi = _pick_bucket(tf.add_n([_histogram(h) for h in his]), k)
-  lo_counts = tf.add_n([
-      _histogram(tf.boolean_mask(_digit_lo(x), tf.equal(h, hi_bucket)))
-      for x, h in zip(keys, his)])
-  lo_bucket, above_lo = _pick_bucket(lo_counts, k - above_hi)
-
-  threshold = tf.cast((tf.cast(hi_bucket, tf.int64) - _DIGIT // 2) * _DIGIT
-                      + tf.cast(lo_bucket, tf.int64), tf.int32)
-  ties_to_keep = k - above_hi - above_lo  # >= 1: the threshold key itself.
-  masks = []
-  ties_before = tf.constant(0, tf.int32)
-  for s, x in zip(score_list, keys):
-    tie = tf.equal(x, threshold)
-    tie_rank = tf.math.cumsum(tf.cast(tie, tf.int32)) + ties_before
-    keep = tf.math.logical_or(x > threshold,
-                              tf.math.logical_and(tie, tie_rank <= ties_to_keep))
-    masks.append(tf.reshape(keep, tf.shape(s)))
-    ties_before += tf.reduce_sum(tf.cast(tie, tf.int32))
+  if _in_xla():
+    flat_masks = _select_by_sort(keys, k)
+  else:
+    threshold, above = _kth_largest(keys, k)
+    ties = _first_ties([tf.equal(x, threshold) for x in keys], k - above)  # >= 1 kept
+    flat_masks = [tf.math.logical_or(x > threshold, t) for x, t in zip(keys, ties)]
+  masks = [tf.reshape(m, tf.shape(s)) for s, m in zip(score_list, flat_masks)]
   return masks[0] if single else masks
 
 

@@ -67,3 +67,16 @@ def test_large_tensor_exact_count_and_matches_reference():
 @pytest.mark.parametrize("sparsity", [0.0, 0.05, 0.5, 0.8, 0.95, 0.999])
 def test_kept_count_is_tfmots(n, sparsity):
   assert int(selection.kept_count(n, sparsity)) == tu.reference_kept(n, sparsity)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(hnp.arrays(np.float32, st.integers(1, 30),
+                           elements=st.integers(-3, 3).map(float)),
+                min_size=1, max_size=3), st.data())
+def test_selection_inside_xla_matches_reference(tensors, data):
+  total = sum(t.size for t in tensors)
+  k = data.draw(st.integers(1, total))
+  run = tf.function(lambda: selection.select_top_k([tf.constant(t) for t in tensors], k),
+                    jit_compile=True)
+  for got, want in zip(run(), tu.reference_topk(tensors, k)):
+    np.testing.assert_array_equal(got.numpy(), want)

@@ -206,3 +206,19 @@ def test_gradient_noise_masked_and_scaled():
   model.compile(opt, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
   model.fit(x, y, epochs=1, verbose=0, callbacks=[ksf.UpdatePruningStep()])
   assert not np.any(state.weight.numpy()[mask == 0])
+
+
+@pytest.mark.parametrize("scope", ["layer", "global"])
+def test_jit_compiled_training_prunes_exactly(scope):
+  x, y = tu.data()
+  model = ksf.prune_sign_flip(tu.mlp(), pruning_schedule=_poly(), criterion="hybrid", scope=scope)
+  model.compile(keras.optimizers.SGD(0.5), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                jit_compile=True)
+  model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[ksf.UpdatePruningStep()])
+  masks = list(ksf.masks(model).values())
+  if scope == "layer":
+    assert [int(m.sum()) for m in masks] == [tu.reference_kept(m.size, 0.8) for m in masks]
+  else:
+    assert sum(int(m.sum()) for m in masks) == tu.reference_kept(sum(m.size for m in masks), 0.8)
+  for s in ksf.flip_states(model):
+    assert not np.any(s.weight.numpy()[s.mask.numpy() == 0])
