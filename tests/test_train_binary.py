@@ -12,7 +12,8 @@ from absl import flags
 
 import keras_signflip as ksf
 from keras_signflip import data as data_lib
-from keras_signflip._compat import keras, tf
+from keras_signflip import export as export_lib
+from keras_signflip._compat import keras, tf, tfmot
 
 from examples import export as export_bin
 from examples import train as train_bin
@@ -231,3 +232,23 @@ def test_bad_flag_cli_leaves_checkpoints_untouched(tmp_path):
   assert "Traceback" not in result.stderr
   assert result.stderr.strip().splitlines()[-1].startswith("train.py: error: --model")
   assert {p.name: p.read_bytes() for p in ckpt.iterdir()} == before
+
+
+def test_tflite_export_with_sparsity_optimisation(tmp_path):
+  model = ksf.prune_sign_flip(keras.Sequential([keras.layers.Dense(32, input_shape=(16,)),
+                                                keras.layers.Dense(4)]),
+                              criterion="magnitude",
+                              pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(0.8, 0, frequency=1))
+  for w in ksf.collect_wrappers(model):
+    w.pruning_step.assign(1)
+    w.pruning_obj.conditional_mask_update()
+    w.pruning_obj.weight_mask_op()
+  size = export_lib.export_tflite(model, str(tmp_path / "m.tflite"))
+  assert size == (tmp_path / "m.tflite").stat().st_size > 0
+  interpreter = tf.lite.Interpreter(model_path=str(tmp_path / "m.tflite"))
+  interpreter.allocate_tensors()
+  x = np.random.RandomState(0).rand(1, 16).astype("float32")
+  interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+  interpreter.invoke()
+  got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+  np.testing.assert_allclose(got, ksf.strip_pruning(model)(x), rtol=1e-4, atol=1e-5)
