@@ -44,7 +44,6 @@ def export_run(run_dir, export_dir, tflite=False, overwrite=False):
       latest).assert_existing_objects_matched()
   print(f"Restored {latest} (epoch {int(epoch.numpy())}, model {config['model']}).")
   report = export_lib.export_saved_model(model, export_dir, overwrite=overwrite)
-  print(export_lib.format_report(report))
   if tflite:
     report["tflite_bytes"] = export_lib.export_tflite(model, os.path.join(export_dir, "model.tflite"))
     print(f"  TFLite: {report['tflite_bytes']:,} bytes")

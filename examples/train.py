@@ -132,7 +132,6 @@ def train():
   }
   if FLAGS.export_dir and chief:
     report = export_lib.export_saved_model(model, FLAGS.export_dir, overwrite=True)
-    print(export_lib.format_report(report))
     summary["export"] = report
     if FLAGS.tflite:
       path = os.path.join(FLAGS.export_dir, "model.tflite")

@@ -142,7 +142,7 @@ def _write_atomically(model, path, sparse, overwrite):
   return module
 
 
-def export_saved_model(model, path, sparse=True, overwrite=False, report=True):
+def export_saved_model(model, path, sparse=True, overwrite=False, report=True, verbose=True):
   """Strips pruning and writes a SavedModel with a `serving_default` signature.
 
   Args:
@@ -152,6 +152,7 @@ def export_saved_model(model, path, sparse=True, overwrite=False, report=True):
     overwrite: replace an existing `path`. Defaults to False.
     report: also export the dense model to a temporary directory and compare
       gzip sizes. Defaults to True.
+    verbose: print the report (`format_report`). Defaults to True.
 
   Returns:
     A dict: `layers` {weight: sparsity}, `overall_sparsity`, `nonzero_params`,
@@ -196,6 +197,8 @@ def export_saved_model(model, path, sparse=True, overwrite=False, report=True):
       out["dense_gzip_bytes"] = gzip_size(os.path.join(tmp, "dense"))
     out["ratio"] = out["gzip_bytes"] / out["dense_gzip_bytes"]
     out["tfmot_path_ratio"] = out["tfmot_path_gzip_bytes"] / out["dense_gzip_bytes"]
+  if verbose:
+    print(format_report(out))
   return out
 
 

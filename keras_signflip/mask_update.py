@@ -118,7 +118,7 @@ class CriterionPruning(pruning_impl.Pruning):
     self._group_fn = group_fn
 
   def _new_values(self, group):
-    """[(variable, new value)] for every mask, threshold and flip count."""
+    """New values of `_update_targets(group)`, in that order."""
     step = self._step_fn()
     sparsity = self._pruning_schedule(step)[1]
     if group is not None:
@@ -136,13 +136,11 @@ class CriterionPruning(pruning_impl.Pruning):
         else:
           (m,), t = compute_masks([s], sparsity, self._criterion, self._min_flips)
         results.append((s, m, t))
-    updates = []
+    values = []
     for s, m, t in results:
-      updates.append((s.mask, tf.cast(m, s.mask.dtype)))
-      updates.append((s.threshold, tf.cast(t, s.threshold.dtype)))
-      updates.append((s.flips, s.flips * tf.cast(m, tf.int32)))
-      updates.append((s.prev_sign, s.prev_sign * tf.cast(m, s.prev_sign.dtype)))
-    return updates
+      values += [tf.cast(m, s.mask.dtype), tf.cast(t, s.threshold.dtype),
+                 s.flips * tf.cast(m, tf.int32), s.prev_sign * tf.cast(m, s.prev_sign.dtype)]
+    return values
 
   def _update_targets(self, group):
     """The variables `_new_values` assigns, in the same order."""
@@ -162,8 +160,7 @@ class CriterionPruning(pruning_impl.Pruning):
     # The selection is one nested function call, so the branch not taken at
     # most steps is a single node (the executor visits every node of a
     # lowered cond's dead branch at every step).
-    compute = tf.function(lambda: [x for _, x in self._new_values(group)],
-                          autograph=False)
+    compute = tf.function(lambda: self._new_values(group), autograph=False)
 
     def assign_all(assign):
       targets = self._update_targets(group)
