@@ -2,8 +2,8 @@
 
 A criterion never thresholds; `keras_signflip.selection` turns scores into
 masks. Scores are written once against a NumPy-style namespace `xp`
-(`tf.experimental.numpy` on the tf_keras path, `keras.ops` or NumPy elsewhere),
-so every wrapper family shares the same math.
+(`tf.experimental.numpy` on the tf_keras path; `keras.ops` and NumPy work too,
+see tests/test_criteria.py), so every wrapper family shares the same math.
 
 | name | score (higher = keep) | reference |
 |---|---|---|
@@ -37,6 +37,12 @@ class WeightState(NamedTuple):
 def _default_xp():
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   return tf.experimental.numpy
+
+
+def _as(x, dtype, xp):
+  """`x` as `dtype` in `xp` (NumPy and tf.experimental.numpy have asarray;
+  keras.ops has cast)."""
+  return xp.asarray(x, dtype=dtype) if hasattr(xp, "asarray") else xp.cast(x, dtype)
 
 
 class Criterion:
@@ -90,7 +96,7 @@ class SignFlip(Criterion):
 
   def score(self, weight, state, xp=None):
     xp = xp or _default_xp()
-    return -xp.asarray(state.flips, dtype="float32")
+    return -_as(state.flips, "float32", xp)
 
 
 class Hybrid(Criterion):
@@ -109,7 +115,7 @@ class Hybrid(Criterion):
 
   def score(self, weight, state, xp=None):
     xp = xp or _default_xp()
-    flips = xp.asarray(state.flips, dtype="float32")
+    flips = _as(state.flips, "float32", xp)
     return xp.power(xp.abs(weight), self.power) / (flips + 1.0)
 
   def get_config(self):
@@ -182,10 +188,9 @@ class Random(Criterion):
     size = 1
     for d in weight.shape:
       size *= int(d)
-    salt = _mix32(xp.asarray((self.seed * 0x9E3779B1 + state.key) % _M32,
-                             dtype="int64"), xp)
+    salt = _mix32(_as((self.seed * 0x9E3779B1 + state.key) % _M32, "int64", xp), xp)
     h = _mix32((xp.arange(size, dtype="int64") + salt) % _M32, xp)
-    u = xp.asarray(h, dtype="float32") / float(_M32)
+    u = _as(h, "float32", xp) / float(_M32)
     return xp.reshape(u, tuple(int(d) for d in weight.shape))
 
   def get_config(self):

@@ -90,3 +90,14 @@ def test_user_criterion_is_one_short_class_and_serialises():
     def score(self, weight, state, xp=None):
       return abs(weight) ** 3
   assert criteria.get(criteria.serialize(Cubic())) == Cubic()
+
+
+@pytest.mark.parametrize("criterion", ALL, ids=repr)
+def test_same_scores_through_keras3_ops_and_numpy(criterion):
+  keras3 = pytest.importorskip("keras")
+  if not keras3.__version__.startswith("3"):
+    pytest.skip("Keras 3 is not installed")
+  state = criteria.WeightState(FLIPS, REF, 11)
+  via_numpy = np.asarray(criterion.score(W, state, np))
+  via_keras_ops = keras3.ops.convert_to_numpy(criterion.score(W, state, keras3.ops))
+  np.testing.assert_allclose(via_keras_ops, via_numpy, rtol=1e-6)
