@@ -19,7 +19,8 @@ from typing import NamedTuple
 
 from keras_signflip._compat import tf
 
-__all__ = ["FlipVariables", "AfterStepConstraint", "attach", "detach", "sync_signs"]
+__all__ = ["FlipVariables", "AfterStepConstraint", "attach", "detach", "sync_signs",
+           "float32_value", "signs", "sign_dtype"]
 
 
 class FlipVariables(NamedTuple):
@@ -33,7 +34,7 @@ class FlipVariables(NamedTuple):
   key: int                # per-tensor integer (position) for `Random`
 
 
-def _true_value(weight):
+def float32_value(weight):
   """The float32 value of a weight, also for mixed-precision AutoCastVariables."""
   inner = getattr(weight, "_variable", weight)  # AutoCastVariable wraps one.
   return tf.cast(tf.convert_to_tensor(inner), tf.float32)
@@ -98,5 +99,5 @@ def detach(weight):
 
 def sync_signs(state):
   """prev_sign := sign(w * mask): call after changing weights outside a step."""
-  state.prev_sign.assign(signs(_true_value(state.weight) *
+  state.prev_sign.assign(signs(float32_value(state.weight) *
                                tf.cast(state.mask, tf.float32), state.prev_sign.dtype))

@@ -19,7 +19,7 @@ model together (global scope).
 from keras_signflip import criteria as criteria_lib
 from keras_signflip import selection
 from keras_signflip._compat import tf
-from keras_signflip.flips import _true_value
+from keras_signflip.flips import float32_value
 
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_impl  # pylint: disable=g-direct-tensorflow-import
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_utils  # pylint: disable=g-direct-tensorflow-import
@@ -35,7 +35,7 @@ _NAN_MESSAGE = ("keras_signflip: a prunable weight holds NaN or Inf at a mask "
 def _scores(states, criterion):
   scores, alive = [], []
   for s in states:
-    w = _true_value(s.weight)
+    w = float32_value(s.weight)
     tf.debugging.assert_all_finite(w, _NAN_MESSAGE)
     score = tf.cast(criterion.score(
         w, criteria_lib.WeightState(s.flips, s.reference, s.key), _XP), tf.float32)

@@ -211,7 +211,7 @@ def set_reference(model):
     raise ValueError("set_reference found no keras_signflip wrappers in the "
                      "model; wrap it with prune_sign_flip first.")
   for s in states:
-    s.reference.assign(flips_lib._true_value(s.weight))  # pylint: disable=protected-access
+    s.reference.assign(flips_lib.float32_value(s.weight))
     flips_lib.sync_signs(s)
   return model
 

@@ -116,14 +116,14 @@ class PruneSignFlip(PruneLowMagnitude):
           f"{base}_prev_sign", shape=weight.shape, dtype=flips_lib.sign_dtype(),
           trainable=False,
           initializer=lambda shape, dtype, w=weight: flips_lib.signs(
-              flips_lib._true_value(w), dtype),
+              flips_lib.float32_value(w), dtype),
           aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
       flip_count = self.add_weight(
           f"{base}_flips", shape=weight.shape, dtype=tf.int32, trainable=False,
           initializer="zeros", aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
       reference = self.add_weight(
           f"{base}_reference", shape=weight.shape, dtype=tf.float32, trainable=False,
-          initializer=lambda shape, dtype, w=weight: flips_lib._true_value(w),
+          initializer=lambda shape, dtype, w=weight: flips_lib.float32_value(w),
           aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
       state = flips_lib.FlipVariables(weight, mask, threshold, prev_sign,
                                       flip_count, reference,

@@ -22,10 +22,14 @@ def test_single_tensor_matches_stable_sort(scores, data):
   np.testing.assert_array_equal(mask, tu.reference_topk([scores], k)[0])
 
 
+# Lists of small tensors of few distinct values: many ties, across tensors.
+_tied_tensor_lists = st.lists(hnp.arrays(np.float32, st.integers(1, 20),
+                                         elements=st.integers(-3, 3).map(float)),
+                              min_size=1, max_size=4)
+
+
 @settings(max_examples=40, deadline=None)
-@given(st.lists(hnp.arrays(np.float32, st.integers(1, 20),
-                           elements=st.integers(-3, 3).map(float)),
-                min_size=1, max_size=4), st.data())
+@given(_tied_tensor_lists, st.data())
 def test_global_ranking_matches_concatenated_sort(tensors, data):
   total = sum(t.size for t in tensors)
   k = data.draw(st.integers(1, total))
@@ -70,9 +74,7 @@ def test_kept_count_is_tfmots(n, sparsity):
 
 
 @settings(max_examples=20, deadline=None)
-@given(st.lists(hnp.arrays(np.float32, st.integers(1, 30),
-                           elements=st.integers(-3, 3).map(float)),
-                min_size=1, max_size=3), st.data())
+@given(_tied_tensor_lists, st.data())
 def test_selection_inside_xla_matches_reference(tensors, data):
   total = sum(t.size for t in tensors)
   k = data.draw(st.integers(1, total))
