@@ -3,12 +3,15 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: setup test demo bench bench-quick overhead clean
+.PHONY: setup test demo bench bench-quick overhead overhead-keras3 clean
 
 $(STAMP): setup.py
 	test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test,plots]"
+	$(PY) -m pip install -q -e ".[test,plots,keras3]"
+	# Keras 3 backends for tests/test_keras3.py: torch 2.13.0 is the CPU wheel
+	# this machine keeps on disk (a plain `torch` would pull a CUDA build).
+	$(PY) -m pip install -q "jax>=0.4.30" "torch==2.13.0"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -26,6 +29,10 @@ demo: setup
 
 overhead: setup
 	$(PY) -m benchmarks.overhead
+
+# Keras 3 wrapper vs the unwrapped Keras 3 model, per backend (one process each).
+overhead-keras3: setup
+	$(PY) -m benchmarks.keras3_overhead --backends=tensorflow,jax,torch
 
 # The comparison behind BENCHMARKS.md (the full grid resumes where it stopped).
 bench: setup

@@ -1,11 +1,12 @@
-"""keras_signflip: sign-flip, FlipOut and lottery-ticket pruning on TF-MOT."""
+"""keras_signflip: sign-flip, FlipOut and lottery-ticket pruning for Keras (TF-MOT and Keras 3)."""
 import setuptools
 
 setuptools.setup(
     name="keras_signflip",
-    version="0.1.0",
+    version="0.2.0",
     description=("Sign-flip, FlipOut hybrid and reference-sign pruning criteria, "
-                 "global pruning and lottery tickets for TF-MOT (tf_keras)."),
+                 "global pruning and lottery tickets for TF-MOT (tf_keras) and "
+                 "Keras 3 on TensorFlow, JAX and PyTorch."),
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=setuptools.find_packages(include=["keras_signflip", "keras_signflip.*"]),
@@ -22,6 +23,12 @@ setuptools.setup(
         "numpy>=1.23",
     ],
     extras_require={
+        # The Keras 3 path: Keras itself (TensorFlow >= 2.16 already brings
+        # it) and, for those backends, JAX or PyTorch. torch is pinned to the
+        # CPU build CI installs; any torch >= 2.1 works.
+        "keras3": ["keras>=3.5"],
+        "jax": ["keras>=3.5", "jax>=0.4.30"],
+        "torch": ["keras>=3.5", "torch>=2.1"],
         "test": ["pytest>=7", "hypothesis>=6"],
         "plots": ["matplotlib>=3.5"],
     },

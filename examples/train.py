@@ -9,11 +9,31 @@ Checkpoints every epoch under --output_dir; --resume continues an interrupted
 run from its last checkpoint (same seed -> same masks and flip counts as an
 uninterrupted run). Writes TensorBoard logs, config.json and summary.json
 under --output_dir. `python -m examples.train --helpfull` lists every flag.
+
+--keras=3 --backend=jax|tensorflow|torch runs the same job on a Keras 3 model
+(examples/train_keras3.py); the backend is chosen before Keras 3 is imported.
 """
 import os
+import sys
 import time
 
-from absl import app, flags, logging
+
+def _preselect_keras_backend(argv):
+  """KERAS_BACKEND from --backend, before anything imports Keras 3.
+
+  TensorFlow's own imports load Keras 3 with its default backend, and Keras
+  reads KERAS_BACKEND only once: absl parses flags too late for that.
+  """
+  for i, arg in enumerate(argv):
+    if arg.startswith("--backend="):
+      os.environ["KERAS_BACKEND"] = arg.split("=", 1)[1]
+    elif arg == "--backend" and i + 1 < len(argv):
+      os.environ["KERAS_BACKEND"] = argv[i + 1]
+
+
+_preselect_keras_backend(sys.argv)
+
+from absl import app, flags, logging  # noqa: E402
 
 import keras_signflip as ksf
 from keras_signflip import data as data_lib
@@ -23,6 +43,9 @@ from keras_signflip._compat import keras, tf
 from examples import common
 
 flags.DEFINE_integer("verbose", 1, "Keras progress: 0 silent, 1 bar, 2 one line per epoch.")
+flags.DEFINE_enum("keras", "2", ["2", "3"], "2: tf_keras with TF-MOT; 3: Keras 3.")
+flags.DEFINE_enum("backend", "tensorflow", ["tensorflow", "jax", "torch"],
+                  "Keras 3 backend (with --keras=3).")
 FLAGS = flags.FLAGS
 
 
@@ -156,6 +179,8 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   if len(argv) > 1:
     common.fail("train.py", f"unexpected arguments {argv[1:]}")
+  if FLAGS.keras == "3":
+    return _main_keras3()
   try:
     validate()
   except common.UsageError as e:
@@ -166,6 +191,23 @@ def main(argv):
     if isinstance(e, common.UsageError) or "Could not load" in str(e) or "No IDX" in str(e):
       common.fail("train.py", e)
     raise
+
+
+def _main_keras3():
+  """Sets the backend, then runs examples/train_keras3.py's job."""
+  loaded = sys.modules.get("keras")
+  if loaded is not None and loaded.backend.backend() != FLAGS.backend:
+    common.fail("train.py", f"Keras 3 is already loaded with the {loaded.backend.backend()} "
+                "backend; run in a fresh process for --backend=" + FLAGS.backend)
+  os.environ["KERAS_BACKEND"] = FLAGS.backend
+  try:
+    from examples import train_keras3  # pylint: disable=g-import-not-at-top
+    common.validate_common()
+    train_keras3.train()
+  except ImportError as e:
+    common.fail("train.py", f"--keras=3 --backend={FLAGS.backend}: {e}")
+  except common.UsageError as e:
+    common.fail("train.py", e)
 
 
 if __name__ == "__main__":

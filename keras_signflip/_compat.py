@@ -18,13 +18,7 @@ from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wra
 PruneLowMagnitude = pruning_wrapper.PruneLowMagnitude
 PruneRegistry = prune_registry.PruneRegistry
 
+from keras_signflip.detect import is_keras3_object  # noqa: E402,F401
+
 __all__ = ["tf", "keras", "tfmot", "is_keras3_object", "PruneLowMagnitude",
            "PruneRegistry"]
-
-
-def is_keras3_object(obj):
-  """True for layers and models of Keras 3 (`import keras`), not `tf_keras`."""
-  if isinstance(obj, (list, tuple)):
-    return any(is_keras3_object(o) for o in obj)
-  module = type(obj).__module__ or ""
-  return module.split(".")[0] == "keras" and not isinstance(obj, keras.layers.Layer)

@@ -1,9 +1,16 @@
-"""Callbacks: the pruning step (TF-MOT's, extended) and TensorBoard summaries."""
+"""Callbacks: the pruning step (TF-MOT's, extended) and TensorBoard summaries.
+
+Both also take Keras 3 models: `UpdatePruningStep` hands them to
+`keras_signflip.keras3.UpdatePruningStep`; the summaries read either path's
+state through `keras_signflip.paths`.
+"""
 import numpy as np
 
 from keras_signflip import flips as flips_lib
+from keras_signflip import paths
 from keras_signflip import prune as prune_lib
 from keras_signflip._compat import keras, tf, tfmot
+from keras_signflip.detect import is_keras3_object
 
 __all__ = ["UpdatePruningStep", "SignFlipSummaries"]
 
@@ -13,10 +20,43 @@ class UpdatePruningStep(tfmot.sparsity.keras.UpdatePruningStep):
 
   At train begin it also links scope="global" wrappers of a loaded model,
   refuses NaN/Inf weights (before any step runs), and re-reads the weights'
-  signs so flips count from the weights training starts with.
+  signs so flips count from the weights training starts with. Given a Keras 3
+  model, it runs `keras_signflip.keras3.UpdatePruningStep` instead.
   """
 
+  _keras3 = None
+
+  def set_model(self, model):
+    if is_keras3_object(model):
+      from keras_signflip.keras3 import callbacks as keras3_callbacks  # pylint: disable=g-import-not-at-top
+      self._keras3 = keras3_callbacks.UpdatePruningStep()
+      self._keras3.set_model(model)
+      self._keras3.set_params(getattr(self, "params", None) or {})
+      return
+    self._keras3 = None
+    super().set_model(model)
+
+  def set_params(self, params):
+    super().set_params(params)
+    if self._keras3 is not None:
+      self._keras3.set_params(params)
+
+  def on_train_batch_begin(self, batch, logs=None):
+    if self._keras3 is not None:
+      self._keras3.on_train_batch_begin(batch, logs)
+
+  def on_train_end(self, logs=None):
+    if self._keras3 is not None:
+      self._keras3.on_train_end(logs)
+
+  def on_epoch_end(self, batch, logs=None):
+    if self._keras3 is not None:
+      return self._keras3.on_epoch_end(batch, logs)
+    return super().on_epoch_end(batch, logs)
+
   def on_train_begin(self, logs=None):
+    if self._keras3 is not None:
+      return self._keras3.on_train_begin(logs)
     prune_lib.link_global(self.model)
     states = prune_lib.flip_states(self.model)
     for s in states:
@@ -56,17 +96,20 @@ class SignFlipSummaries(keras.callbacks.Callback):
 
   def on_epoch_begin(self, epoch, logs=None):
     # No batch hooks: overriding one makes Keras sync its logs every step.
-    self._epoch_start = int(self.model.optimizer.iterations.numpy())
+    self._epoch_start = int(paths.synced(self.model).optimizer.iterations.numpy())
 
   def on_epoch_end(self, epoch, logs=None):
-    step = int(self.model.optimizer.iterations.numpy())
+    model = paths.synced(self.model)
+    path = paths.of(model)
+    step = int(model.optimizer.iterations.numpy())
     steps = max(step - self._epoch_start, 1)
     zeros = total = 0
+    path.flip_counts(model)  # counts what the last step flipped (Keras 3 path)
     with self._writer.as_default():
-      for s in prune_lib.flip_states(self.model):
-        name = s.weight.name.split(":")[0]
-        mask = s.mask.numpy() > 0
-        count = s.flips.numpy()
+      for s in path.flip_states(model):
+        name = paths.weight_name(s.weight).split(":")[0]
+        mask = path.to_numpy(s.mask) > 0
+        count = path.to_numpy(s.flips)
         previous = self._last.get(name, np.zeros_like(count))
         new_flips = int((count - previous)[mask].sum())
         alive = int(mask.sum())

@@ -50,6 +50,9 @@ class Criterion:
   `get_config`; `from_config(get_config())` rebuilds an equal criterion."""
 
   name = None
+  # True when `score` needs 64-bit integer arithmetic, which JAX disables by
+  # default: the Keras 3 path then scores with NumPy on the host.
+  needs_int64 = False
   _by_class_name = {}
 
   def __init_subclass__(cls, **kwargs):
@@ -176,6 +179,7 @@ class Random(Criterion):
     seed: non-negative integer. Defaults to 0.
   """
   name = "random"
+  needs_int64 = True
 
   def __init__(self, seed=0):
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:

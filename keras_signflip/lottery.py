@@ -29,11 +29,10 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from keras_signflip import criteria as criteria_lib
-from keras_signflip import mask_update
-from keras_signflip import prune as prune_lib
+from keras_signflip import paths as paths_lib
 from keras_signflip import reinit as reinit_lib
 from keras_signflip import rewind as rewind_lib
-from keras_signflip._compat import keras, tf, tfmot
+from keras_signflip._compat import keras, tf
 from keras_signflip.callbacks import UpdatePruningStep
 
 __all__ = ["LotteryConfig", "kept_counts", "run", "Paths", "load_results", "plot",
@@ -159,38 +158,39 @@ class _Evaluator(keras.callbacks.Callback):
     self.best = None  # (val_loss, step, test_accuracy)
 
   def _evaluate(self):
-    step = int(self.model.optimizer.iterations.numpy())
-    val_loss = self.model.evaluate(self.val, verbose=0)[0]
-    test_acc = self.model.evaluate(self.test, verbose=0)[1]
+    model = paths_lib.synced(self.model)
+    val_loss = model.evaluate(self.val, verbose=0)[0]
+    test_acc = model.evaluate(self.test, verbose=0)[1]
     if self.best is None or val_loss < self.best[0]:
-      self.best = (float(val_loss), step, float(test_acc))
+      self.best = (float(val_loss), self._step, float(test_acc))
+
+  def on_train_begin(self, logs=None):
+    self._step = int(paths_lib.synced(self.model).optimizer.iterations.numpy())
 
   def on_train_batch_end(self, batch, logs=None):
-    if int(self.model.optimizer.iterations.numpy()) % self.every == 0:
+    self._step += 1  # counted here: on JAX, reading the model syncs its state
+    if self._step % self.every == 0:
       self._evaluate()
 
 
 def _set_masks(model, masks):
-  for s, m in zip(prune_lib.flip_states(model), masks):
+  for s, m in zip(paths_lib.of(model).flip_states(model), masks):
     s.mask.assign(m.astype(np.float32))
-    s.flips.assign(np.zeros(s.flips.shape, np.int32))
+    s.flips.assign(np.zeros(tuple(s.flips.shape), np.int32))
 
 
 def _next_masks(model, config, round_index):
-  states = prune_lib.flip_states(model)
+  path = paths_lib.of(model)
+  states = path.flip_states(model)
   criterion = criteria_lib.get(config.criterion)
-  sizes = [s.weight.shape.num_elements() for s in states]
+  sizes = [int(np.prod(s.weight.shape)) for s in states]
   kept = kept_counts(sizes, config, round_index)
   if config.scope == "global":
-    masks, _ = mask_update.compute_masks(states, None, criterion, kept=kept[0])
+    masks, _ = path.compute_masks(states, None, criterion, kept=kept[0])
   else:
-    masks = [mask_update.compute_masks([s], None, criterion, kept=k)[0][0]
+    masks = [path.compute_masks([s], None, criterion, kept=k)[0][0]
              for s, k in zip(states, kept)]
-  return [m.numpy().astype(np.float32) for m in masks]
-
-
-def _never():
-  return tfmot.sparsity.keras.ConstantSparsity(0.5, begin_step=2**62)
+  return [path.to_numpy(m).astype(np.float32) for m in masks]
 
 
 def run(make_model: Callable[[], keras.Model], compile_model: Callable[[keras.Model], None],
@@ -200,7 +200,8 @@ def run(make_model: Callable[[], keras.Model], compile_model: Callable[[keras.Mo
   """Runs (or resumes) iterative pruning; returns the list of result rows.
 
   Args:
-    make_model: builds the unwrapped tf_keras model, identically each call.
+    make_model: builds the unwrapped model (tf_keras or Keras 3, any
+      backend), identically each call.
     compile_model: compiles a model with a fresh optimizer (and metrics
       loss + accuracy).
     train_data: (round, epoch) -> batched training dataset.
@@ -215,11 +216,13 @@ def run(make_model: Callable[[], keras.Model], compile_model: Callable[[keras.Mo
   paths = Paths(output_dir)
   results = load_results(paths.results_json)
   done = {(r["mode"], r["round"]) for r in results}
-  keras.utils.set_random_seed(config.seed)
-  model = prune_lib.prune_sign_flip(make_model(), pruning_schedule=_never(),
-                                    criterion=config.criterion)
-  states = prune_lib.flip_states(model)
-  names = [s.weight.name for s in states]
+  base = make_model()
+  path = paths_lib.of(base)
+  path.keras.utils.set_random_seed(config.seed)
+  base = make_model()  # built after seeding, as every round's model is
+  model = path.prune_sign_flip(base, pruning_schedule=path.never(), criterion=config.criterion)
+  states = path.flip_states(model)
+  names = [paths_lib.weight_name(s.weight) for s in states]
   if not os.path.exists(paths.init):
     rewind_lib.snapshot(model, 0).save(paths.init)
   init_snap = rewind_lib.Snapshot.load(paths.init)
@@ -237,14 +240,14 @@ def run(make_model: Callable[[], keras.Model], compile_model: Callable[[keras.Mo
     if (mode, r) in done:
       continue
     masks = load_masks(paths.masks(r))
-    keras.utils.set_random_seed(config.seed + r)
+    path.keras.utils.set_random_seed(config.seed + r)
     _set_masks(model, masks)
     if r == 0:
       rewind_lib.restore(model, init_snap)
     else:
       reinit_lib.reinitialize(model, mode, rewind_lib.Snapshot.load(paths.rewind), init_snap,
                               seed=config.seed + r)
-    prune_lib.set_reference(model)  # reference criteria compare with the round's start
+    path.set_reference(model)  # reference criteria compare with the round's start
     compile_model(model)
     supermask_accuracy = float(model.evaluate(test_data, verbose=0)[1])
     start = time.time()
@@ -277,7 +280,7 @@ def run(make_model: Callable[[], keras.Model], compile_model: Callable[[keras.Mo
         "early_stop_test_accuracy": evaluator.best[2] if evaluator.best else None,
         "supermask_accuracy": supermask_accuracy,
         "steps": int(model.optimizer.iterations.numpy()),
-        "flips": int(sum(int(s.flips.numpy().sum()) for s in states)),
+        "flips": int(sum(int(f.sum()) for f in path.flip_counts(model).values())),
         "wall_seconds": time.time() - start,
     }
     results = [x for x in results if (x["mode"], x["round"]) != (mode, r)] + [row]

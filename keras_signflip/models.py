@@ -90,8 +90,25 @@ def resnet20(input_shape, num_classes):
 MODELS = {f.__name__: f for f in (lenet_300_100, lenet5, conv2, conv4, conv6, resnet20)}
 
 
-def get(name):
-  """The builder called `name`; the error lists the valid names."""
+def get(name, keras_module=None):
+  """The builder called `name`; the error lists the valid names.
+
+  Args:
+    keras_module: None (tf_keras), or the Keras 3 `keras` module: the layers
+      API is the same, so the builder runs with it swapped in.
+  """
   if name not in MODELS:
     raise ValueError(f"Unknown model {name!r}. Expected one of {sorted(MODELS)}.")
-  return MODELS[name]
+  builder = MODELS[name]
+  if keras_module is None:
+    return builder
+
+  def build(input_shape, num_classes):
+    module = globals()
+    saved = module["keras"], module["L"]
+    module["keras"], module["L"] = keras_module, keras_module.layers
+    try:
+      return builder(input_shape, num_classes)
+    finally:
+      module["keras"], module["L"] = saved
+  return build

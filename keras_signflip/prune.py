@@ -6,7 +6,8 @@ import numpy as np
 from keras_signflip import criteria as criteria_lib
 from keras_signflip import flips as flips_lib
 from keras_signflip import schedules as schedules_lib
-from keras_signflip._compat import PruneLowMagnitude, PruneRegistry, is_keras3_object, keras, tfmot
+from keras_signflip._compat import PruneLowMagnitude, PruneRegistry, keras, tfmot
+from keras_signflip.detect import is_keras3_object
 from keras_signflip.wrapper import GlobalGroup, PruneSignFlip, _validate
 
 __all__ = ["prune_sign_flip", "strip_pruning", "prune_scope", "flip_counts",
@@ -34,9 +35,9 @@ def _check_model(to_prune):
     raise ValueError(
         "prune_sign_flip received a Keras 3 object "
         f"({type(to_prune).__module__}.{type(to_prune).__name__}), but this "
-        "path is TF-MOT's and needs Keras 2: build the model with `import "
-        "tf_keras as keras` (or set TF_USE_LEGACY_KERAS=1 before importing "
-        "TensorFlow).")
+        "path is TF-MOT's and needs Keras 2 (tf_keras). Call "
+        "keras_signflip.prune_sign_flip, which sends Keras 3 models to "
+        "keras_signflip.keras3.")
   if isinstance(to_prune, keras.Model):
     if not (isinstance(to_prune, keras.Sequential) or to_prune._is_graph_network):  # pylint: disable=protected-access
       raise ValueError(

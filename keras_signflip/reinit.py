@@ -12,30 +12,28 @@ variable of the model: biases, normalisation statistics, unpruned layers.
 """
 import numpy as np
 
-from keras_signflip import flips as flips_lib
-from keras_signflip import prune as prune_lib
+from keras_signflip import paths
 from keras_signflip import rewind as rewind_lib
-from keras_signflip._compat import keras
 
 __all__ = ["MODES", "reinitialize"]
 
 MODES = ("rewind", "signed_constant", "random", "shuffle")
 
 
-def _initializer(layer, weight):
+def _initializer(layer, weight, keras):
   """The initializer that made `weight` (e.g. Dense.kernel_initializer)."""
   for attr, value in vars(layer).items():
     if value is weight:
-      init = getattr(layer, f"{attr}_initializer", None)
+      init = getattr(layer, f"{attr.lstrip('_')}_initializer", None)
       if init is not None:
         return init
   return keras.initializers.GlorotUniform()
 
 
-def _fresh_draw(layer, weight, seed):
-  init = _initializer(layer, weight)
+def _fresh_draw(layer, weight, seed, path):
+  init = _initializer(layer, weight, path.keras)
   config = dict(init.get_config(), seed=seed) if "seed" in init.get_config() else init.get_config()
-  return np.asarray(type(init).from_config(config)(weight.shape, dtype="float32"))
+  return path.to_numpy(type(init).from_config(config)(tuple(weight.shape), dtype="float32"))
 
 
 def reinitialize(model, mode, rewind_snapshot, init_snapshot=None, seed=0):
@@ -58,19 +56,20 @@ def reinitialize(model, mode, rewind_snapshot, init_snapshot=None, seed=0):
   rewind_lib.restore(model, rewind_snapshot)
   if mode == "rewind":
     return
-  init = dict(zip((init_snapshot or rewind_snapshot).names,
-                  (init_snapshot or rewind_snapshot).values))
+  path = paths.of(model)
+  init_values = (init_snapshot or rewind_snapshot).values
+  position = {id(v): i for i, v in enumerate(rewind_lib.variables(model))}
   rng = np.random.RandomState(seed)
-  for i, (wrapper, state) in enumerate((w, s) for w in prune_lib.collect_wrappers(model)
+  for i, (wrapper, state) in enumerate((w, s) for w in path.collect_wrappers(model)
                                        for s in w.flip_states):
-    keep = state.mask.numpy() > 0
-    w = state.weight.numpy()
+    keep = path.to_numpy(state.mask) > 0
+    w = path.to_numpy(state.weight)
     if mode == "signed_constant":
-      new = np.sign(w) * np.std(init[state.weight.name])
+      new = np.sign(w) * np.std(init_values[position[id(state.weight)]])
     elif mode == "random":
-      new = _fresh_draw(wrapper.layer, state.weight, seed * 1009 + i)
+      new = _fresh_draw(wrapper.layer, state.weight, seed * 1009 + i, path)
     else:  # shuffle
       new = np.zeros_like(w)
       new[keep] = rng.permutation(w[keep])
     state.weight.assign((new * keep).astype(w.dtype))
-    flips_lib.sync_signs(state)
+    path.sync_signs(state)

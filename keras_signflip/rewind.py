@@ -13,8 +13,7 @@ import re
 
 import numpy as np
 
-from keras_signflip import flips as flips_lib
-from keras_signflip import prune as prune_lib
+from keras_signflip import paths
 from keras_signflip._compat import keras
 
 __all__ = ["Snapshot", "snapshot", "restore", "steps", "RewindPoint"]
@@ -47,14 +46,15 @@ def steps(duration, steps_per_epoch=None):
 
 def _pruning_state_ids(model):
   ids = set()
-  for w in prune_lib.collect_wrappers(model):
+  for w in paths.of(model).collect_wrappers(model):
     ids.add(id(w.pruning_step))
     for s in w.flip_states:
       ids.update(id(v) for v in (s.mask, s.threshold, s.prev_sign, s.flips, s.reference))
   return ids
 
 
-def _variables(model):
+def variables(model):
+  """Every variable of `model` but the pruning state, in `model.weights` order."""
   skip = _pruning_state_ids(model)
   return [v for v in model.weights if id(v) not in skip]
 
@@ -78,25 +78,28 @@ class Snapshot:
 
 def snapshot(model, step=0):
   """A `Snapshot` of every variable of `model` except pruning state."""
-  variables = _variables(model)
-  return Snapshot([v.name for v in variables], [v.numpy() for v in variables], step)
+  to_numpy = paths.of(model).to_numpy
+  values = variables(model)
+  return Snapshot([paths.weight_name(v) for v in values], [to_numpy(v) for v in values], step)
 
 
 def restore(model, snap):
   """Puts every snapshotted variable back, re-masks, re-reads signs."""
-  variables = _variables(model)
-  if len(variables) != len(snap.values):
+  model = paths.synced(model)
+  path = paths.of(model)
+  variables_ = variables(model)
+  if len(variables_) != len(snap.values):
     raise ValueError(f"The snapshot holds {len(snap.values)} variables but the model "
                      f"has {len(variables)}; it was taken from another architecture.")
-  for v, value in zip(variables, snap.values):
+  for v, value in zip(variables_, snap.values):
     if tuple(v.shape) != value.shape:
-      raise ValueError(f"Snapshot value for {v.name} has shape {value.shape}, "
-                       f"the model's is {tuple(v.shape)}.")
-  for v, value in zip(variables, snap.values):
+      raise ValueError(f"Snapshot value for {paths.weight_name(v)} has shape "
+                       f"{value.shape}, the model's is {tuple(v.shape)}.")
+  for v, value in zip(variables_, snap.values):
     v.assign(value)
-  for s in prune_lib.flip_states(model):
-    s.weight.assign(s.weight * s.mask)
-    flips_lib.sync_signs(s)
+  for s in path.flip_states(model):
+    s.weight.assign(path.to_numpy(s.weight) * path.to_numpy(s.mask))
+    path.sync_signs(s)
 
 
 class RewindPoint(keras.callbacks.Callback):
@@ -118,7 +121,8 @@ class RewindPoint(keras.callbacks.Callback):
     self._model_id = None
 
   def on_train_begin(self, logs=None):
-    iterations = int(self.model.optimizer.iterations.numpy())
+    iterations = int(paths.synced(self.model).optimizer.iterations.numpy())
+    self._iterations = iterations
     # Keep a snapshot across fit calls that continue the same training (one
     # fit per epoch); reset for another model or a restarted optimizer.
     continuing = (self.snapshot is not None and self._model_id == id(self.model)
@@ -131,5 +135,6 @@ class RewindPoint(keras.callbacks.Callback):
         self.snapshot = snapshot(self.model, self._target)
 
   def on_train_batch_end(self, batch, logs=None):
-    if self.snapshot is None and int(self.model.optimizer.iterations.numpy()) == self._target:
-      self.snapshot = snapshot(self.model, self._target)
+    self._iterations += 1  # counted here: on JAX, syncing every step would be slow
+    if self.snapshot is None and self._iterations == self._target:
+      self.snapshot = snapshot(paths.synced(self.model), self._target)

@@ -47,15 +47,17 @@ def test_subclassed_model():
     ksf.prune_sign_flip(Net())
 
 
-def test_keras3_model():
+def test_keras3_model_goes_to_the_keras3_path_not_tfmot():
   import keras as keras3  # pylint: disable=g-import-not-at-top
   if not keras3.__version__.startswith("3"):
     pytest.skip("Keras 3 is not installed")
+  from keras_signflip import prune as tf_keras_path  # pylint: disable=g-import-not-at-top
   model = keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(2)])
-  with pytest.raises(ValueError, match="Keras 3.*tf_keras"):
-    ksf.prune_sign_flip(model)
-  with pytest.raises(ValueError, match="Keras 3"):
-    ksf.prune_sign_flip(keras3.layers.Dense(2))
+  with pytest.raises(ValueError, match="Keras 3.*keras_signflip.keras3"):
+    tf_keras_path.prune_sign_flip(model)
+  wrapped = ksf.prune_sign_flip(model)
+  assert type(wrapped.layers[0]).__module__ == "keras_signflip.keras3.wrapper"
+  assert type(ksf.prune_sign_flip(keras3.layers.Dense(2))).__module__ == "keras_signflip.keras3.wrapper"
 
 
 def test_unsupported_layer_fails_before_wrapping():

@@ -53,7 +53,7 @@ def test_rewind_restores_every_variable_exactly_at_step_k():
   state = ksf.collect_wrappers(model)[0].flip_states[0]
   state.mask.assign(mask)
   reinit.reinitialize(model, "rewind", snap)
-  variables = rewind._variables(model)  # pylint: disable=protected-access
+  variables = rewind.variables(model)  # pylint: disable=protected-access
   for v, want in zip(variables, snap.values):
     got = v.numpy()
     if v is state.weight:

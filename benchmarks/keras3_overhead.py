@@ -1,0 +1,100 @@
+r"""Per-epoch overhead of the Keras 3 wrapper over the same unwrapped model.
+
+LeNet-300-100 (batch 60, Adam, NumPy data), dense against `prune_sign_flip`
+with `Hybrid` at layer and global scope (PolynomialDecay to 90%, a mask
+update every 100 steps). Variants run interleaved, one epoch at a time after
+a warm-up epoch; the best epoch of each is the figure (a shared machine
+stalls at times), with medians beside it. Each backend runs in its own
+process; needs only Keras 3 and the backend (no TensorFlow for JAX/PyTorch).
+
+    python -m benchmarks.keras3_overhead --backends=tensorflow,jax,torch [--rounds=5]
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+
+def _measure(rounds, examples):
+  import keras  # pylint: disable=g-import-not-at-top
+  import keras_signflip.keras3 as k3  # pylint: disable=g-import-not-at-top
+
+  rng = np.random.RandomState(0)
+  x = rng.rand(examples, 784).astype("float32")
+  y = rng.randint(0, 10, examples)
+  steps = -(-examples // 60)
+
+  def build(variant):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(300, activation="relu"),
+                              keras.layers.Dense(100, activation="relu"), keras.layers.Dense(10)])
+    callbacks = []
+    if variant != "dense":
+      schedule = k3.schedules.PolynomialDecay(0.0, 0.9, 0, steps * (rounds + 1), frequency=100)
+      model = k3.prune_sign_flip(model, pruning_schedule=schedule, criterion="hybrid",
+                                 scope=variant)
+      callbacks = [k3.UpdatePruningStep()]
+    model.compile(keras.optimizers.Adam(1.2e-3),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model, callbacks
+
+  variants = {v: build(v) for v in ("dense", "layer", "global")}
+  times = {v: [] for v in variants}
+  for r in range(rounds + 1):
+    for v, (model, callbacks) in variants.items():
+      start = time.perf_counter()
+      model.fit(x, y, batch_size=60, epochs=r + 1, initial_epoch=r, verbose=0,
+                shuffle=False, callbacks=callbacks)
+      if r:  # round 0 compiles
+        times[v].append(time.perf_counter() - start)
+  best = {v: min(t) for v, t in times.items()}
+  median = {v: statistics.median(t) for v, t in times.items()}
+  sparsity = k3.sparsity_report(variants["global"][0])["overall"]
+  return {"backend": keras.backend.backend(), "keras": keras.__version__,
+          "best_s": best, "median_s": median, "final_sparsity_global": sparsity,
+          "overhead_layer": best["layer"] / best["dense"],
+          "overhead_global": best["global"] / best["dense"],
+          "overhead_layer_median": median["layer"] / median["dense"],
+          "overhead_global_median": median["global"] / median["dense"]}
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--backends", default="tensorflow,jax,torch")
+  parser.add_argument("--rounds", type=int, default=5)
+  parser.add_argument("--examples", type=int, default=12000)
+  parser.add_argument("--json", default=None)
+  parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  if args.child:
+    print("RESULT " + json.dumps(_measure(args.rounds, args.examples)))
+    return
+  results = []
+  for backend in args.backends.split(","):
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+    print(f"[{backend}] {args.rounds} timed epochs per variant ...", flush=True)
+    out = subprocess.run([sys.executable, "-m", "benchmarks.keras3_overhead", "--child",
+                          f"--rounds={args.rounds}", f"--examples={args.examples}"],
+                         env=env, capture_output=True, text=True)
+    line = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
+    if out.returncode or not line:
+      print(f"[{backend}] failed:\n{out.stderr[-2000:]}")
+      continue
+    results.append(json.loads(line[0][len("RESULT "):]))
+  print("\nbackend      dense s/epoch  layer x  global x  (medians: layer x, global x)")
+  for r in results:
+    print(f"{r['backend']:<12} {r['best_s']['dense']:>13.3f}  {r['overhead_layer']:>7.3f}  "
+          f"{r['overhead_global']:>8.3f}  ({r['overhead_layer_median']:.3f}, "
+          f"{r['overhead_global_median']:.3f})")
+  if args.json:
+    with open(args.json, "w", encoding="utf-8") as f:
+      json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+  main()

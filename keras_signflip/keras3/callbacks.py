@@ -1,0 +1,68 @@
+"""`UpdatePruningStep` for Keras 3 models: runs mask updates between steps.
+
+TF-MOT's callback only sets the step; on the Keras 3 path the callback is
+also where masks change (on the host, with `keras.ops`), because JAX
+compiles the train step as a pure function. Per batch it only advances a
+Python counter and asks each schedule (plain Python); it touches the model --
+on JAX, syncing its state -- only at pruning steps and epoch ends.
+"""
+from keras_signflip.keras3 import mask_update
+from keras_signflip.keras3 import prune as prune_lib
+from keras_signflip.keras3._keras import keras, ops
+
+__all__ = ["UpdatePruningStep"]
+
+
+class UpdatePruningStep(keras.callbacks.Callback):
+  """Steps the pruning schedules of a Keras 3 model's wrappers; needed in `fit`.
+
+  In a custom training loop call `on_train_begin()` once, then
+  `on_train_batch_begin(i)` before every step, and `on_train_end()`.
+  """
+
+  def __init__(self):
+    super().__init__()
+    self.step = None
+    self._wrappers = []
+
+  def on_train_begin(self, logs=None):
+    model = self.model
+    if getattr(model, "steps_per_execution", 1) not in (1, None):
+      raise ValueError("keras_signflip's Keras 3 path updates masks between steps and "
+                       "needs compile(steps_per_execution=1); received "
+                       f"{model.steps_per_execution}.")
+    self._wrappers = prune_lib.collect_wrappers(model)
+    if not self._wrappers:
+      return
+    unbuilt = [w.name for w in self._wrappers if not w.built]
+    if unbuilt:
+      raise ValueError(f"Wrappers {unbuilt} are not built; build the model (give it "
+                       "an input shape) before training.")
+    for s in prune_lib.flip_states(model):
+      mask_update.check_finite(s)
+    step = int(ops.convert_to_numpy(self._wrappers[0].pruning_step))
+    if step < 0:
+      for w in self._wrappers:
+        w.pruning_step.assign(0)
+      step = 0
+    self.step = step
+    for s in prune_lib.flip_states(model):
+      prune_lib.sync_signs(s)
+
+  def on_train_batch_begin(self, batch, logs=None):
+    if not self._wrappers:
+      return
+    self.step += 1  # the wrappers' in-graph pruning_step reaches it this batch
+    if any(w.pruning_schedule(self.step)[0] for w in self._wrappers):
+      model = self.model  # on JAX: syncs the state, so assignments reach the next step
+      mask_update.update_masks(self._wrappers, self.step, getattr(model, "optimizer", None))
+
+  def _count(self):
+    if self._wrappers:
+      prune_lib.count_pending(self.model)
+
+  def on_epoch_end(self, epoch, logs=None):
+    self._count()
+
+  def on_train_end(self, logs=None):
+    self._count()

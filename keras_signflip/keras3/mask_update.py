@@ -1,0 +1,142 @@
+"""Mask updates on the Keras 3 path: the tf_keras path's rule, in `keras.ops`.
+
+At a pruning step (the schedule says so), for one weight tensor (layer
+scope) or all global-scope tensors of a model together:
+
+    score = criterion(w, flips, reference); score = -inf where mask == 0
+    k     = max(round(n * (1 - sparsity)), 1)             # TF-MOT's kept count
+    if min_flips: k = max(k, #unpruned with flips < min_flips), and those
+                  weights rank above every candidate       # flip-triggered
+    mask  = mask AND top_k(score)                         # monotone
+    flips, prev_sign, w = (flips, prev_sign, w) * mask     # pruned: zero
+    optimizer slots of w (momentum, Adam moments, ...) *= mask
+
+Criteria are the shared `keras_signflip.criteria`, evaluated with
+`keras.ops` (NumPy for the integer-hash `Random`). Zeroing the slots is what
+keeps pruned weights at exactly 0 under momentum and Adam: their gradient is
+0 from then on, so no step moves them.
+"""
+import numpy as np
+
+from keras_signflip import criteria as criteria_lib
+from keras_signflip.keras3 import selection
+from keras_signflip.keras3 import state as state_lib
+from keras_signflip.keras3._keras import ops
+
+__all__ = ["check_finite", "compute_masks", "apply_masks", "update_masks", "optimizer_slots"]
+
+
+def check_finite(state):
+  if not bool(ops.convert_to_numpy(ops.all(ops.isfinite(state_lib.float32_value(state.weight))))):
+    raise ValueError(
+        f"keras_signflip: weight {state.weight.path} holds NaN or Inf at a mask "
+        "update; no mask was changed. Lower the learning rate or add gradient "
+        "clipping, then resume from the last checkpoint.")
+
+
+def _score(state, criterion):
+  check_finite(state)
+  w = state_lib.float32_value(state.weight)
+  if criterion.needs_int64:
+    as_np = lambda v: np.asarray(ops.convert_to_numpy(v))
+    ws = criteria_lib.WeightState(as_np(state.flips), as_np(state.reference), state.key)
+    score = ops.convert_to_tensor(np.asarray(criterion.score(as_np(w), ws, np), np.float32))
+  else:
+    ws = criteria_lib.WeightState(ops.convert_to_tensor(state.flips),
+                                  state_lib.float32_value(state.reference), state.key)
+    score = ops.cast(criterion.score(w, ws, ops), "float32")
+  alive = ops.greater(ops.convert_to_tensor(state.mask), 0)
+  return ops.where(alive, score, float("-inf")), alive
+
+
+def compute_masks(states, sparsity, criterion, min_flips=None, kept=None):
+  """New bool masks for `states` ranked together, and the lowest kept score.
+
+  Args:
+    states: list of `FlipState` ranked as one (a single one for layer scope).
+    sparsity: the target sparsity for the whole list.
+    criterion: a `Criterion` (or name).
+    min_flips: None, or the flip-triggered threshold (an int >= 1).
+    kept: an exact kept count, overriding `sparsity` (the lottery loop).
+  """
+  criterion = criteria_lib.get(criterion)
+  scored = [_score(s, criterion) for s in states]
+  scores, alive = [x for x, _ in scored], [a for _, a in scored]
+  total = sum(int(np.prod(s.weight.shape)) for s in states)
+  k = selection.kept_count(total, sparsity) if kept is None else int(kept)
+  if min_flips:
+    candidates = [ops.logical_and(a, ops.greater_equal(ops.convert_to_tensor(s.flips),
+                                                       min_flips))
+                  for a, s in zip(alive, states)]
+    safe = sum(int(ops.convert_to_numpy(ops.sum(ops.cast(
+        ops.logical_and(a, ops.logical_not(c)), "int32")))) for a, c in zip(alive, candidates))
+    k = max(k, safe)
+    scores = [ops.where(c, x, ops.where(a, float("inf"), x))
+              for x, a, c in zip(scores, alive, candidates)]
+  keep = selection.select_top_k(scores, k)
+  masks = [ops.logical_and(m, a) for m, a in zip(keep, alive)]
+  return masks, selection.threshold_score(scores, masks)
+
+
+def optimizer_slots(optimizer, weight):
+  """The optimizer variables shaped like `weight` that Keras made for it.
+
+  Keras names them `<weight path with / as _>_<slot>` (add_variable_from_reference).
+  """
+  if optimizer is None or not getattr(optimizer, "built", False):
+    return []
+  prefix = weight.path.replace("/", "_") + "_"
+  return [v for v in optimizer.variables
+          if v.name.startswith(prefix) and tuple(v.shape) == tuple(weight.shape)]
+
+
+def apply_masks(states, masks, threshold, optimizer=None):
+  """Assigns new masks; zeroes flips, prev_sign, weights and slots where pruned."""
+  # A Python float: one array assigned to several variables would make JAX
+  # donate the same buffer twice at the next step.
+  threshold = float(ops.convert_to_numpy(threshold))
+  for s, m in zip(states, masks):
+    keep = ops.convert_to_tensor(m)
+    s.mask.assign(ops.cast(keep, s.mask.dtype))
+    s.threshold.assign(threshold)
+    for v in [s.flips, s.prev_sign, s.weight] + optimizer_slots(optimizer, s.weight):
+      value = ops.convert_to_tensor(v)
+      v.assign(ops.where(keep, value, ops.zeros_like(value)))
+
+
+def update_masks(wrappers, step, optimizer=None):
+  """Runs every mask update `wrappers`' schedules ask for at `step`.
+
+  Layer-scope wrappers follow their own schedules; global-scope wrappers
+  follow the first one's and are ranked together. Every new mask is computed
+  before any is assigned, so an error leaves the model unchanged.
+
+  Returns:
+    The number of weight tensors whose masks were updated.
+  """
+  groups = []
+  global_members = [w for w in wrappers if w.scope == "global"]
+  if global_members:
+    should, sparsity = global_members[0].pruning_schedule(step)
+    if should:
+      leader = global_members[0]
+      groups.append(([s for w in global_members for s in w.flip_states], sparsity,
+                     leader.criterion, leader.min_flips))
+  for w in wrappers:
+    if w.scope == "layer":
+      should, sparsity = w.pruning_schedule(step)
+      if should:
+        groups += [([s], sparsity, w.criterion, w.min_flips) for s in w.flip_states]
+  if not groups:
+    return 0
+  for group in groups:
+    for s in group[0]:
+      check_finite(s)
+  for group in groups:
+    for s in group[0]:
+      state_lib.count_pending(s)
+  results = [(states,) + compute_masks(states, sparsity, criterion, min_flips)
+             for states, sparsity, criterion, min_flips in groups]
+  for states, masks, threshold in results:
+    apply_masks(states, masks, threshold, optimizer)
+  return sum(len(r[0]) for r in results)

@@ -1,0 +1,172 @@
+"""Public entry points of the Keras 3 path: wrap, strip, inspect, re-reference.
+
+The same names and arguments as the tf_keras path (`keras_signflip.prune`);
+`keras_signflip.prune_sign_flip` and friends send Keras 3 models here.
+"""
+import itertools
+
+import numpy as np
+
+from keras_signflip.keras3 import state as state_lib
+from keras_signflip.keras3 import schedules as schedules_lib
+from keras_signflip.keras3._keras import keras, ops
+from keras_signflip.keras3.wrapper import PruneSignFlip, supports, validate
+
+__all__ = ["prune_sign_flip", "strip_pruning", "collect_wrappers", "flip_states",
+           "flip_counts", "masks", "set_reference", "sparsity_report", "sync_signs",
+           "count_pending"]
+
+_UNSUPPORTED = ("block_size", "block_pooling_type", "sparsity_m_by_n")
+
+
+def _all_layers(model):
+  out = []
+  for layer in model.layers:
+    out.extend(_all_layers(layer) if isinstance(layer, keras.Model) else [layer])
+  return out
+
+
+def collect_wrappers(model):
+  """Every Keras 3 `PruneSignFlip` in `model`, nested models included, in order."""
+  if not isinstance(model, keras.Model):
+    return []
+  return [l for l in _all_layers(model) if isinstance(l, PruneSignFlip)]
+
+
+def _check(to_prune, pruning_policy, kwargs):
+  for name in _UNSUPPORTED:
+    value = kwargs.pop(name, None)
+    if value not in (None, (1, 1), [1, 1], "AVG"):
+      raise ValueError(f"`{name}` (structured pruning) is not supported on the Keras 3 "
+                       "path; use the tf_keras path (TF-MOT) for block or m-by-n sparsity.")
+  if pruning_policy is not None:
+    raise ValueError("`pruning_policy` is TF-MOT's and not supported on the Keras 3 "
+                     "path; wrap the layers you want pruned instead.")
+  if isinstance(to_prune, keras.Model):
+    if not (isinstance(to_prune, keras.Sequential) or
+            type(to_prune).__name__ == "Functional" or getattr(to_prune, "_is_graph_network", False)):
+      raise ValueError(
+          "prune_sign_flip supports Sequential and Functional Keras 3 models; "
+          f"received a subclassed model ({type(to_prune).__name__}). Wrap its "
+          "layers with prune_sign_flip(layer) inside the model instead.")
+  elif not isinstance(to_prune, (keras.layers.Layer, list, tuple)):
+    raise ValueError("prune_sign_flip takes a Keras 3 layer, a list of layers, or a "
+                     f"Sequential/Functional model; received {type(to_prune).__name__}.")
+
+
+def prune_sign_flip(to_prune, pruning_schedule=None, criterion="sign_flip",
+                    scope="layer", min_flips=None, pruning_policy=None, **kwargs):
+  """Wraps a Keras 3 layer, list of layers, or Sequential/Functional model.
+
+  See `keras_signflip.prune.prune_sign_flip` for the arguments; schedules
+  come from `keras_signflip.keras3.schedules` (TF-MOT's convert). Block and
+  m-by-n sparsity and `pruning_policy` are tf_keras-only.
+
+  Returns:
+    The wrapped layer(s), or a clone of the model whose prunable layers are
+    wrapped (layers and weights are shared with `to_prune`).
+  """
+  _check(to_prune, pruning_policy, kwargs)
+  criterion = validate(criterion, scope, min_flips)
+  schedule = schedules_lib.get(pruning_schedule)
+  if scope == "global" and isinstance(to_prune, keras.Model) and not to_prune.built:
+    raise ValueError("scope='global' needs a built model (one with a known input "
+                     "shape): give it a keras.Input or call `model.build(...)` first.")
+  positions = itertools.count()
+  params = dict(criterion=criterion, scope=scope, min_flips=min_flips)
+
+  def wrap(layer):
+    if isinstance(layer, keras.Model):
+      return keras.models.clone_model(layer, clone_function=wrap)
+    if isinstance(layer, (keras.layers.InputLayer, PruneSignFlip)) or not supports(layer):
+      return layer
+    return PruneSignFlip(layer, pruning_schedule=schedules_lib.get(schedule.get_config()),
+                         position=next(positions), **params)
+
+  if isinstance(to_prune, keras.Model):
+    return keras.models.clone_model(to_prune, clone_function=wrap)
+  if isinstance(to_prune, (list, tuple)):
+    return [wrap(l) for l in to_prune]
+  return PruneSignFlip(to_prune, pruning_schedule=schedule, **params, **kwargs)
+
+
+def flip_states(model):
+  """Every wrapped weight's `FlipState`, in model order."""
+  return [s for w in collect_wrappers(model) for s in w.flip_states]
+
+
+def count_pending(model):
+  for s in flip_states(model):
+    state_lib.count_pending(s)
+
+
+def sync_signs(state):
+  state_lib.sync_signs(state)
+
+
+def strip_pruning(model):
+  """A plain Keras 3 model: every wrapper replaced by its layer, weights masked.
+
+  Pending flips are counted first, so `flip_counts` of the wrapped model
+  stays exact. The returned model shares its layers with `model`.
+  """
+  if isinstance(model, PruneSignFlip):
+    _bake(model)
+    return model.layer
+  if not isinstance(model, keras.Model):
+    raise ValueError(f"strip_pruning takes a Keras 3 model; received {type(model).__name__}.")
+  for w in collect_wrappers(model):
+    _bake(w)
+
+  def unwrap(layer):
+    if isinstance(layer, keras.Model):
+      return keras.models.clone_model(layer, clone_function=unwrap)
+    return layer.layer if isinstance(layer, PruneSignFlip) else layer
+
+  return keras.models.clone_model(model, clone_function=unwrap)
+
+
+def _bake(wrapper):
+  for s in wrapper.flip_states:
+    state_lib.count_pending(s)
+    s.weight.assign(ops.multiply(s.weight, ops.cast(s.mask, s.weight.dtype)))
+
+
+def _name(state):
+  return state.weight.path
+
+
+def flip_counts(model):
+  """{weight path: int32 np.ndarray of flip counts}, up to the last step."""
+  count_pending(model)
+  return {_name(s): np.asarray(ops.convert_to_numpy(s.flips)) for s in flip_states(model)}
+
+
+def masks(model):
+  """{weight path: np.ndarray mask (0/1)} for every wrapped weight."""
+  return {_name(s): np.asarray(ops.convert_to_numpy(s.mask)) for s in flip_states(model)}
+
+
+def set_reference(model):
+  """Moves every wrapper's reference weights to the current weights."""
+  states = flip_states(model)
+  if not states:
+    raise ValueError("set_reference found no keras_signflip wrappers in the "
+                     "model; wrap it with prune_sign_flip first.")
+  for s in states:
+    s.reference.assign(state_lib.float32_copy(s.weight))
+    state_lib.sync_signs(s)
+  return model
+
+
+def sparsity_report(model):
+  """{'layers': {path: sparsity}, 'overall': sparsity, 'flips': {path: total}}."""
+  layers, zeros, total, flips = {}, 0, 0, {}
+  count_pending(model)
+  for s in flip_states(model):
+    m = np.asarray(ops.convert_to_numpy(s.mask))
+    layers[_name(s)] = float(1.0 - m.mean())
+    zeros += int(m.size - np.count_nonzero(m))
+    total += int(m.size)
+    flips[_name(s)] = int(np.asarray(ops.convert_to_numpy(s.flips)).sum())
+  return {"layers": layers, "overall": zeros / total if total else 0.0, "flips": flips}

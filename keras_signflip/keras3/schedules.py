@@ -1,0 +1,187 @@
+"""TF-MOT's pruning schedules, in plain Python, for the Keras 3 path.
+
+Same protocol, arguments, validation and float32 arithmetic as
+`tfmot.sparsity.keras.ConstantSparsity` / `PolynomialDecay` and
+`keras_signflip.schedules.GeometricSparsity`, but evaluated on the host with
+NumPy: the Keras 3 path updates masks outside the compiled train step, so a
+schedule is `schedule(step: int) -> (should_prune: bool, sparsity: np.float32)`
+and needs neither TensorFlow nor TF-MOT. `get` also accepts the configs of
+TF-MOT's schedules, so a TF-MOT schedule object or config carries over.
+"""
+import numpy as np
+
+__all__ = ["PruningSchedule", "ConstantSparsity", "PolynomialDecay",
+           "GeometricSparsity", "get"]
+
+_F = np.float32
+
+
+class PruningSchedule:
+  """Base: `__call__(step) -> (bool, np.float32)`, `get_config`, `from_config`."""
+
+  @staticmethod
+  def _should_prune_in_step(step, begin_step, end_step, frequency):
+    """begin <= step (<= end unless end == -1) and (step - begin) % frequency == 0."""
+    in_range = step >= begin_step and (step <= end_step or end_step < 0)
+    return bool(in_range and (step - begin_step) % frequency == 0)
+
+  @staticmethod
+  def _validate_step(begin_step, end_step, frequency, allow_negative_1):
+    for name, value in (("begin_step", begin_step), ("end_step", end_step),
+                        ("frequency", frequency)):
+      if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"`{name}` must be an integer. Received: {name}={value!r}")
+    if begin_step < 0:
+      raise ValueError(f"`begin_step` must be >= 0. Received: begin_step={begin_step}")
+    if end_step == -1 and not allow_negative_1:
+      raise ValueError("`end_step` cannot be -1 for this schedule; give the step "
+                       "at which pruning ends.")
+    if end_step != -1 and end_step < begin_step:
+      raise ValueError(f"`end_step` must be -1 or >= begin_step. Received: "
+                       f"begin_step={begin_step}, end_step={end_step}")
+    if frequency <= 0:
+      raise ValueError(f"`frequency` must be > 0. Received: frequency={frequency}")
+
+  @staticmethod
+  def _validate_sparsity(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+      raise ValueError(f"`{name}` must be a number in [0, 1). Received: {name}={value!r}")
+
+  def __call__(self, step):
+    raise NotImplementedError
+
+  def _config(self):
+    raise NotImplementedError
+
+  def get_config(self):
+    return {"class_name": type(self).__name__, "config": self._config()}
+
+  @classmethod
+  def from_config(cls, config):
+    return cls(**config)
+
+  def __eq__(self, other):
+    return type(self) is type(other) and self._config() == other._config()
+
+  def __repr__(self):
+    args = ", ".join(f"{k}={v!r}" for k, v in self._config().items())
+    return f"{type(self).__name__}({args})"
+
+
+class ConstantSparsity(PruningSchedule):
+  """`target_sparsity` every `frequency` steps in [begin_step, end_step]."""
+
+  def __init__(self, target_sparsity, begin_step, end_step=-1, frequency=100):
+    self._validate_step(begin_step, end_step, frequency, True)
+    self._validate_sparsity(target_sparsity, "target_sparsity")
+    self.target_sparsity, self.begin_step = target_sparsity, begin_step
+    self.end_step, self.frequency = end_step, frequency
+
+  def __call__(self, step):
+    return (self._should_prune_in_step(int(step), self.begin_step, self.end_step,
+                                       self.frequency), _F(self.target_sparsity))
+
+  def _config(self):
+    return {"target_sparsity": self.target_sparsity, "begin_step": self.begin_step,
+            "end_step": self.end_step, "frequency": self.frequency}
+
+
+class PolynomialDecay(PruningSchedule):
+  """final + (initial - final) * (1 - p)**power, p = clip((step - begin) / (end - begin), 0, 1)."""
+
+  def __init__(self, initial_sparsity, final_sparsity, begin_step, end_step,
+               power=3, frequency=100):
+    self._validate_step(begin_step, end_step, frequency, False)
+    self._validate_sparsity(initial_sparsity, "initial_sparsity")
+    self._validate_sparsity(final_sparsity, "final_sparsity")
+    self.initial_sparsity, self.final_sparsity = initial_sparsity, final_sparsity
+    self.begin_step, self.end_step = begin_step, end_step
+    self.power, self.frequency = power, frequency
+
+  def __call__(self, step):
+    step = int(step)
+    # float32 throughout, in TF-MOT's order of operations.
+    p = _F(step - self.begin_step) / _F(self.end_step - self.begin_step)
+    p = np.minimum(_F(1.0), np.maximum(_F(0.0), p))
+    sparsity = (_F(self.initial_sparsity - self.final_sparsity)
+                * np.power(_F(1.0) - p, _F(self.power)) + _F(self.final_sparsity))
+    return (self._should_prune_in_step(step, self.begin_step, self.end_step,
+                                       self.frequency), _F(sparsity))
+
+  def _config(self):
+    return {"initial_sparsity": self.initial_sparsity,
+            "final_sparsity": self.final_sparsity, "begin_step": self.begin_step,
+            "end_step": self.end_step, "power": self.power, "frequency": self.frequency}
+
+
+class GeometricSparsity(PruningSchedule):
+  """min(1 - (1 - fraction)**m, max_sparsity) at the m-th pruning step.
+
+  The same schedule as `keras_signflip.schedules.GeometricSparsity` (see its
+  docstring); pruning steps are begin_step + j * frequency >= 1.
+  """
+
+  def __init__(self, fraction, frequency, begin_step=0, end_step=-1, max_sparsity=0.999):
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+      raise ValueError("`fraction` must be a number in (0, 1). "
+                       f"Received: fraction={fraction!r}")
+    if (isinstance(max_sparsity, bool) or not isinstance(max_sparsity, (int, float))
+        or not 0 < max_sparsity < 1):
+      raise ValueError("`max_sparsity` must be a number in (0, 1). "
+                       f"Received: max_sparsity={max_sparsity!r}")
+    self._validate_step(begin_step, end_step, frequency, True)
+    self.fraction, self.frequency = float(fraction), int(frequency)
+    self.begin_step, self.end_step = int(begin_step), int(end_step)
+    self.max_sparsity = float(max_sparsity)
+
+  def __call__(self, step):
+    step = int(step)
+    first_j = max(-(-(1 - self.begin_step) // self.frequency), 0)
+    last_j = (step - self.begin_step) // self.frequency
+    if self.end_step >= 0:
+      last_j = min(last_j, (self.end_step - self.begin_step) // self.frequency)
+    events = max(last_j - first_j + 1, 0)
+    sparsity = _F(1.0) - np.power(_F(1.0 - self.fraction), _F(events))
+    sparsity = np.minimum(_F(sparsity), _F(self.max_sparsity))
+    return (self._should_prune_in_step(step, self.begin_step, self.end_step,
+                                       self.frequency), _F(sparsity))
+
+  def _config(self):
+    return {"fraction": self.fraction, "frequency": self.frequency,
+            "begin_step": self.begin_step, "end_step": self.end_step,
+            "max_sparsity": self.max_sparsity}
+
+
+_SCHEDULES = {c.__name__: c for c in (ConstantSparsity, PolynomialDecay, GeometricSparsity)}
+
+
+def get(schedule):
+  """A Keras 3 path schedule from one of ours, a TF-MOT schedule, or a config.
+
+  TF-MOT's `ConstantSparsity`/`PolynomialDecay` and the tf_keras
+  `GeometricSparsity` convert through their `get_config()` (same shape).
+
+  Raises:
+    ValueError: an unknown schedule; user-written TF-MOT schedules cannot be
+      converted (subclass `PruningSchedule` here instead).
+  """
+  if schedule is None:
+    return ConstantSparsity(0.5, 0)
+  if isinstance(schedule, PruningSchedule):
+    return schedule
+  config = schedule if isinstance(schedule, dict) else getattr(schedule, "get_config", dict)()
+  name = config.get("class_name") if isinstance(config, dict) else None
+  if name not in _SCHEDULES:
+    raise ValueError(
+        f"Received an invalid value for `pruning_schedule` ({schedule!r}) on the "
+        f"Keras 3 path, expected one of {sorted(_SCHEDULES)} from "
+        "keras_signflip.keras3.schedules (TF-MOT's versions convert too).")
+  return _SCHEDULES[name].from_config(config["config"])
+
+
+def max_sparsity(schedule):
+  """The largest sparsity `schedule` asks for (the lottery loop's target)."""
+  for attr in ("max_sparsity", "target_sparsity", "final_sparsity"):
+    if hasattr(schedule, attr):
+      return float(getattr(schedule, attr))
+  return None

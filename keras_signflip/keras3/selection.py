@@ -1,0 +1,56 @@
+"""Exact top-k masks with `keras.ops`, for one tensor or many (global scope).
+
+The same contract as `keras_signflip.selection` (the tf_keras path): keep
+exactly the k highest scores; equal scores are ranked by position -- tensor
+order, then flat row-major index, lower first -- so both paths give the same
+masks. Here the k-th largest score is read off one sort (`keras.ops` has no
+bitcast for the tf_keras path's radix select), then the ties at that value
+are taken in position order with a cumulative sum:
+
+    t    = sorted(scores)[n - k]
+    keep = score > t  OR  (score == t AND tie rank <= k - #(score > t))
+
+It runs eagerly on whatever device the backend uses, at mask updates only.
+"""
+import numpy as np
+
+from keras_signflip.keras3._keras import ops
+
+__all__ = ["kept_count", "select_top_k", "threshold_score"]
+
+
+def kept_count(size, sparsity):
+  """max(round(size * (1 - sparsity)), 1) in float32, half to even: TF-MOT's."""
+  kept = np.round(np.float32(size) * (np.float32(1.0) - np.float32(sparsity)))
+  return int(min(max(kept, np.float32(1.0)), np.float32(size)))
+
+
+def select_top_k(scores, k):
+  """Bool masks (one per score tensor) keeping exactly `k` highest scores.
+
+  Args:
+    scores: list of float32 tensors ranked together (no NaN).
+    k: Python int, 1 <= k <= total size.
+  """
+  flat = ops.concatenate([ops.reshape(s, (-1,)) for s in scores], axis=0)
+  n = int(flat.shape[0])
+  if not 1 <= k <= n:
+    raise ValueError(f"kept count {k} is outside [1, {n}]")
+  threshold = ops.sort(flat)[n - k]
+  above = ops.greater(flat, threshold)
+  ties = ops.equal(flat, threshold)
+  room = k - ops.sum(ops.cast(above, "int32"))
+  tie_rank = ops.cumsum(ops.cast(ties, "int32"))
+  keep = ops.logical_or(above, ops.logical_and(ties, ops.less_equal(tie_rank, room)))
+  out, start = [], 0
+  for s in scores:
+    size = int(np.prod(s.shape))
+    out.append(ops.reshape(keep[start:start + size], s.shape))
+    start += size
+  return out
+
+
+def threshold_score(scores, masks):
+  """The lowest kept score (the `threshold` variable, as TF-MOT keeps one)."""
+  lows = [ops.min(ops.where(m, s, float("inf"))) for s, m in zip(scores, masks)]
+  return ops.min(ops.stack(lows))

@@ -1,0 +1,72 @@
+"""Per-weight pruning state of the Keras 3 path, and flip counting on it.
+
+Each prunable weight has, in Keras variables owned by the wrapper:
+
+| variable | dtype | meaning |
+|---|---|---|
+| mask | the weight's | 1 kept, 0 pruned |
+| threshold | float32 | lowest kept score at the last mask update |
+| prev_sign | int8 | sign(w * mask) when last counted |
+| flips | int32 | sign flips while unpruned |
+| reference | float32 | the weight at the reference point |
+
+Flips are counted where the weight is read: each training forward pass
+compares sign(w * mask) with `prev_sign`, i.e. it counts the flip made by
+the previous optimizer step. `count_pending` does the same count on the
+host; mask updates, `flip_counts` and the callback's epoch and train ends
+call it, so counts are never a step behind when they are read. (The tf_keras
+path counts in a variable constraint after the step instead: on JAX a
+constraint cannot read the mask, which is a model variable.)
+"""
+from typing import NamedTuple
+
+from keras_signflip.keras3._keras import keras, ops
+
+__all__ = ["FlipState", "signs", "count", "count_pending", "sync_signs", "float32_value",
+           "float32_copy"]
+
+
+class FlipState(NamedTuple):
+  weight: keras.Variable
+  mask: keras.Variable
+  threshold: keras.Variable
+  prev_sign: keras.Variable
+  flips: keras.Variable
+  reference: keras.Variable
+  key: int  # per-tensor integer (position) for the `Random` criterion
+
+
+def signs(values):
+  return ops.cast(ops.sign(values), "int8")
+
+
+def count(state, masked):
+  """flips += prev_sign * sign(masked) < 0; prev_sign = sign(masked)."""
+  new_sign = signs(masked)
+  flipped = ops.less(ops.multiply(state.prev_sign, new_sign), 0)
+  state.flips.assign(ops.add(state.flips, ops.cast(flipped, "int32")))
+  state.prev_sign.assign(new_sign)
+
+
+def float32_value(variable):
+  return ops.cast(ops.convert_to_tensor(variable), "float32")
+
+
+def float32_copy(variable):
+  """A float32 copy in its own buffer (JAX donates, PyTorch updates in place:
+  a variable must never share storage with another)."""
+  return ops.copy(float32_value(variable))
+
+
+def _masked(state):
+  return ops.multiply(float32_value(state.weight), ops.cast(state.mask, "float32"))
+
+
+def count_pending(state):
+  """Counts, on the host, a flip the last optimizer step made (idempotent)."""
+  count(state, _masked(state))
+
+
+def sync_signs(state):
+  """prev_sign := sign(w * mask): after changing weights outside a step."""
+  state.prev_sign.assign(signs(_masked(state)))

@@ -1,0 +1,200 @@
+"""`PruneSignFlip` for Keras 3: any backend, state in Keras variables.
+
+The wrapper owns the pruning state of its layer's prunable weights (see
+`state`) and, in a training call:
+
+    w_eff      = w * mask                     # what the layer computes with
+    flips     += prev_sign * sign(w_eff) < 0  # the previous step's flips
+    prev_sign  = sign(w_eff)
+    pruning_step += 1
+
+The layer runs through `Layer.stateless_call` with `w_eff` in place of `w`,
+so gradients reach `w` multiplied by the mask (pruned weights get exactly
+zero) on TensorFlow, JAX and PyTorch alike. Masks change only at mask
+updates, which `keras_signflip.keras3.UpdatePruningStep` runs on the host
+between steps (`mask_update`); that is also where pruned weights and their
+optimizer slots are zeroed, so they stay zero at every step.
+"""
+import inspect
+
+from keras_signflip import criteria as criteria_lib
+from keras_signflip.keras3 import schedules as schedules_lib
+from keras_signflip.keras3 import state as state_lib
+from keras_signflip.keras3._keras import keras, ops
+
+__all__ = ["PruneSignFlip", "prunable_weights", "SCOPES"]
+
+SCOPES = ("layer", "global")
+
+# Layer class -> attributes holding its prunable weights (TF-MOT's registry,
+# for Keras 3's layers). Order matters: subclasses before their bases.
+_PRUNABLE = (
+    ("SeparableConv1D", ("depthwise_kernel", "pointwise_kernel")),
+    ("SeparableConv2D", ("depthwise_kernel", "pointwise_kernel")),
+    ("DepthwiseConv1D", ("depthwise_kernel",)),
+    ("DepthwiseConv2D", ("depthwise_kernel",)),
+    ("Conv1DTranspose", ("kernel",)), ("Conv2DTranspose", ("kernel",)),
+    ("Conv3DTranspose", ("kernel",)), ("Conv1D", ("kernel",)), ("Conv2D", ("kernel",)),
+    ("Conv3D", ("kernel",)), ("Dense", ("kernel",)), ("EinsumDense", ("kernel",)),
+    ("Embedding", ("embeddings",)),
+)
+
+
+def _known_attrs(layer):
+  for class_name, attrs in _PRUNABLE:
+    cls = getattr(keras.layers, class_name, None)
+    if cls is not None and isinstance(layer, cls):
+      return attrs
+  return None
+
+
+def supports(layer):
+  """Whether `layer` can be wrapped (built or not)."""
+  return hasattr(layer, "get_prunable_weights") or _known_attrs(layer) is not None
+
+
+def prunable_weights(layer):
+  """The weights of `layer` that pruning masks, or None if it has none known.
+
+  A layer may define `get_prunable_weights()` (TF-MOT's `PrunableLayer`
+  protocol); built-in Dense, EinsumDense, Conv*, DepthwiseConv*,
+  SeparableConv* and Embedding layers are known.
+  """
+  if hasattr(layer, "get_prunable_weights"):
+    return list(layer.get_prunable_weights())
+  attrs = _known_attrs(layer)
+  if attrs is None:
+    return None
+  weights = [getattr(layer, "_" + a) if hasattr(layer, "_" + a) else getattr(layer, a)
+             for a in attrs]
+  if not all(isinstance(w, keras.Variable) for w in weights):
+    raise ValueError(f"Layer {layer.name} has a non-variable {attrs} (LoRA or "
+                     "quantization enabled?); prune it before enabling those.")
+  return weights
+
+
+def validate(criterion, scope, min_flips):
+  """Checks the arguments; returns the criterion instance."""
+  criterion = criteria_lib.get(criterion)
+  if scope not in SCOPES:
+    raise ValueError(f"Received an invalid value for `scope`, expected one of "
+                     f"{list(SCOPES)}. Received: scope={scope!r}")
+  if min_flips is not None and (isinstance(min_flips, bool) or
+                                not isinstance(min_flips, int) or min_flips < 1):
+    raise ValueError("Received an invalid value for `min_flips`, expected None "
+                     f"or an integer >= 1. Received: min_flips={min_flips!r}")
+  return criterion
+
+
+@keras.saving.register_keras_serializable(package="keras_signflip")
+class PruneSignFlip(keras.layers.Wrapper):
+  """Prunes a Keras 3 layer's weights by a criterion, counting sign flips.
+
+  Args:
+    layer: a Keras 3 layer with known prunable weights (see `prunable_weights`).
+    pruning_schedule: a `keras_signflip.keras3.schedules` schedule (TF-MOT's
+      convert). Defaults to `ConstantSparsity(0.5, 0)`.
+    criterion: a `keras_signflip.criteria.Criterion` or its name. Defaults to
+      "sign_flip".
+    scope: "layer" or "global" (one ranking over all global wrappers of the model).
+    min_flips: None, or flip-triggered pruning's threshold (>= 1).
+    position: this wrapper's index in its model (keys `Random`).
+  """
+
+  def __init__(self, layer, pruning_schedule=None, criterion="sign_flip",
+               scope="layer", min_flips=None, position=0, **kwargs):
+    if not isinstance(layer, keras.layers.Layer):
+      raise ValueError("PruneSignFlip wraps a Keras 3 layer; received "
+                       f"{type(layer).__name__}.")
+    if not supports(layer):
+      raise ValueError(
+          f"Layer {layer.name} ({type(layer).__name__}) cannot be pruned: it has "
+          "no known prunable weights. Give it a `get_prunable_weights()` method "
+          "returning its prunable variables, or leave it unwrapped.")
+    self.pruning_schedule = schedules_lib.get(pruning_schedule)
+    self.criterion = validate(criterion, scope, min_flips)
+    self.scope, self.min_flips, self.position = scope, min_flips, int(position)
+    kwargs.setdefault("name", f"prune_sign_flip_{layer.name}")
+    kwargs.setdefault("dtype", layer.dtype_policy)
+    super().__init__(layer, **kwargs)
+    self.flip_states = []
+    self._call_takes_training = "training" in inspect.signature(layer.call).parameters
+
+  def build(self, input_shape=None):
+    super().build(input_shape)
+    self.pruning_step = self.add_weight(
+        name="pruning_step", shape=(), dtype="int32", trainable=False,
+        initializer=keras.initializers.Constant(-1))
+    self.flip_states = []
+    for j, w in enumerate(prunable_weights(self.layer)):
+      base = w.name
+
+      def copy(dtype_out, w=w, sign=False):
+        def init(shape, dtype=None):
+          value = state_lib.float32_copy(w)
+          return ops.cast(ops.sign(value), dtype_out) if sign else value
+        return init
+
+      def var(suffix, shape, dtype, initializer):
+        return self.add_weight(name=f"{base}_{suffix}", shape=shape, dtype=dtype,
+                               initializer=initializer, trainable=False,
+                               aggregation="only_first_replica")
+
+      self.flip_states.append(state_lib.FlipState(
+          weight=w,
+          mask=var("mask", w.shape, w.dtype, "ones"),
+          threshold=var("threshold", (), "float32", "zeros"),
+          prev_sign=var("prev_sign", w.shape, "int8", copy("int8", sign=True)),
+          flips=var("flips", w.shape, "int32", "zeros"),
+          reference=var("reference", w.shape, "float32", copy("float32")),
+          key=self.position * 64 + j))
+    self.built = True
+
+  def call(self, inputs, training=None, **kwargs):
+    masked = {}
+    for s in self.flip_states:
+      weight = ops.convert_to_tensor(s.weight)
+      value = ops.multiply(weight, ops.cast(s.mask, weight.dtype))
+      if training:
+        state_lib.count(s, value)
+      masked[id(s.weight)] = value
+    layer = self.layer
+    trainable = [masked.get(id(v), v) for v in layer.trainable_variables]
+    non_trainable = [masked.get(id(v), v) for v in layer.non_trainable_variables]
+    trainable = [ops.convert_to_tensor(v) for v in trainable]
+    non_trainable = [ops.convert_to_tensor(v) for v in non_trainable]
+    if self._call_takes_training:
+      kwargs["training"] = training
+    outputs, updated = layer.stateless_call(trainable, non_trainable, inputs, **kwargs)
+    for v, new in zip(layer.non_trainable_variables, updated):
+      if id(v) not in masked and new is not None:
+        v.assign(new)
+    if training:
+      self.pruning_step.assign(ops.add(self.pruning_step, 1))
+    if layer.activity_regularizer is not None:
+      self.add_loss(layer.activity_regularizer(outputs))
+    return outputs
+
+  def compute_output_shape(self, *args, **kwargs):
+    return self.layer.compute_output_shape(*args, **kwargs)
+
+  def compute_output_spec(self, *args, **kwargs):
+    kwargs.pop("training", None)
+    return self.layer.compute_output_spec(*args, **kwargs)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update({
+        "pruning_schedule": self.pruning_schedule.get_config(),
+        "criterion": criteria_lib.serialize(self.criterion),
+        "scope": self.scope, "min_flips": self.min_flips, "position": self.position,
+    })
+    return config
+
+  @classmethod
+  def from_config(cls, config, custom_objects=None):
+    config = dict(config)
+    config["criterion"] = criteria_lib.get(config["criterion"])
+    layer = keras.saving.deserialize_keras_object(config.pop("layer"),
+                                                  custom_objects=custom_objects)
+    return cls(layer, **config)

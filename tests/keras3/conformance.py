@@ -1,0 +1,97 @@
+"""The criteria conformance suite, shared by the tf_keras and Keras 3 paths.
+
+Each case is a set of weight tensors with ties, prior pruning, flip counts
+and references, a criterion, a scope, a sparsity and (maybe) a flip
+threshold. `reference_masks` states the expected masks in NumPy, written
+independently of keras_signflip's selection code; every path must return
+exactly these masks (tests/test_conformance.py for tf_keras, tests/keras3
+for each Keras 3 backend, and tests/test_keras3.py across all of them).
+"""
+import itertools
+
+import numpy as np
+
+from keras_signflip import criteria
+
+SHAPES = [(5, 7), (7, 6), (3, 3, 2, 4)]
+
+FORMULAS = {  # NumPy statements of each criterion (Random: its NumPy hash).
+    "magnitude": lambda w, f, r, k: np.abs(w),
+    "sign_flip": lambda w, f, r, k: -f.astype(np.float32),
+    "hybrid": lambda w, f, r, k: np.abs(w) ** 2 / (f + 1),
+    "large_final_same_sign": lambda w, f, r, k: np.where(np.sign(w) == np.sign(r), np.abs(w), 0),
+    "magnitude_increase": lambda w, f, r, k: np.abs(w) - np.abs(r),
+    "movement": lambda w, f, r, k: np.abs(w - r),
+    "random": lambda w, f, r, k: criteria.Random(0).score(
+        w, criteria.WeightState(f, r, k), np),
+}
+
+
+def arrays(seed):
+  """[(weight, mask, flips, reference)] for SHAPES, with many ties."""
+  rng = np.random.RandomState(seed)
+  out = []
+  for shape in SHAPES:
+    weight = rng.choice([-0.5, -0.25, 0.25, 0.5, 1.0], size=shape) + \
+        (rng.rand(*shape) < 0.5) * rng.randn(*shape)
+    mask = (rng.rand(*shape) > 0.2).astype(np.float32)
+    flips = (rng.randint(0, 4, size=shape) * mask).astype(np.int32)
+    out.append(((weight * mask).astype(np.float32), mask, flips,
+                rng.randn(*shape).astype(np.float32)))
+  return out
+
+
+def cases():
+  """(case id, criterion name, scope, sparsity, min_flips, seed)."""
+  out = []
+  for name, scope, sparsity in itertools.product(
+      sorted(FORMULAS), ("layer", "global"), (0.3, 0.75, 0.95)):
+    out.append((f"{name}-{scope}-{sparsity}", name, scope, sparsity, None, 1))
+  for scope, min_flips, sparsity in itertools.product(("layer", "global"), (1, 2), (0.2, 0.9)):
+    out.append((f"flip_triggered-{scope}-{min_flips}-{sparsity}", "sign_flip", scope,
+                sparsity, min_flips, 2))
+  return out
+
+
+def _kept(n, sparsity):
+  return int(max(np.round(np.float32(n) * (np.float32(1) - np.float32(sparsity))), 1))
+
+
+def _top_k(scores, k):
+  flat = np.concatenate([s.ravel() for s in scores])
+  order = np.lexsort((np.arange(flat.size), -flat))  # score desc, position asc
+  keep = np.zeros(flat.size, bool)
+  keep[order[:k]] = True
+  out, i = [], 0
+  for s in scores:
+    out.append(keep[i:i + s.size].reshape(s.shape))
+    i += s.size
+  return out
+
+
+def reference_masks(case):
+  """The expected bool masks of `case`, one per tensor."""
+  _, name, scope, sparsity, min_flips, seed = case
+  data = arrays(seed)
+  groups = [list(range(len(data)))] if scope == "global" else [[i] for i in range(len(data))]
+  out = [None] * len(data)
+  for group in groups:
+    scores, alive = [], []
+    for i in group:
+      w, m, f, r = data[i]
+      a = m > 0
+      scores.append(np.where(a, FORMULAS[name](w, f, r, i), -np.inf).astype(np.float32))
+      alive.append(a)
+    k = _kept(sum(a.size for a in alive), sparsity)
+    if min_flips:
+      cand = [a & (data[i][2] >= min_flips) for i, a in zip(group, alive)]
+      k = max(k, sum(int((a & ~c).sum()) for a, c in zip(alive, cand)))
+      scores = [np.where(c, s, np.where(a, np.inf, -np.inf)) for s, a, c in zip(scores, alive, cand)]
+    for i, m, a in zip(group, _top_k(scores, k), alive):
+      out[i] = m & a
+  return out
+
+
+def run(compute_masks_fn):
+  """{case id: [masks]} from a path's `compute(arrays, name, scope, sparsity, min_flips)`."""
+  return {case[0]: compute_masks_fn(arrays(case[5]), *case[1:5]) for case in cases()}

@@ -1,0 +1,251 @@
+"""The Keras 3 path on the backend this process runs (KERAS_BACKEND).
+
+Started once per backend by tests/test_keras3.py. References are NumPy
+recounts and NumPy statements of the rules, never the code under test.
+"""
+import os
+
+import numpy as np
+import pytest
+
+import keras
+from keras import ops
+
+import keras_signflip as ksf
+from keras_signflip import criteria
+from keras_signflip import keras3 as k3
+from keras_signflip.keras3 import state as state_lib
+from tests.keras3 import conformance
+
+BACKEND = keras.backend.backend()
+
+
+def _np(x):
+  return np.asarray(ops.convert_to_numpy(x))
+
+
+def _compute(arrays, name, scope, sparsity, min_flips):
+  var = lambda value, dtype: keras.Variable(value, dtype=dtype, trainable=False)
+  states = [state_lib.FlipState(
+      weight=var(w, "float32"), mask=var(m, "float32"), threshold=var(0.0, "float32"),
+      prev_sign=var(np.sign(w).astype(np.int8), "int8"), flips=var(f, "int32"),
+      reference=var(r, "float32"), key=i) for i, (w, m, f, r) in enumerate(arrays)]
+  groups = [states] if scope == "global" else [[s] for s in states]
+  out = []
+  for group in groups:
+    masks, _ = k3.mask_update.compute_masks(group, sparsity, criteria.get(name), min_flips)
+    out += [_np(m) for m in masks]
+  return out
+
+
+def test_conformance_masks_equal_numpy_reference():
+  got = conformance.run(_compute)
+  for case in conformance.cases():
+    for g, e in zip(got[case[0]], conformance.reference_masks(case)):
+      np.testing.assert_array_equal(g, e, err_msg=case[0])
+  out = os.environ.get("KSF_CONFORMANCE_OUT")
+  if out:
+    np.savez(os.path.join(out, f"{BACKEND}.npz"),
+             **{f"{k}|{i}": m for k, ms in got.items() for i, m in enumerate(ms)})
+
+
+def _data(n=192, seed=0):
+  rng = np.random.RandomState(seed)
+  return rng.randn(n, 8).astype("float32"), rng.randint(0, 3, n)
+
+
+def _model(schedule, criterion="hybrid", scope="global", min_flips=None, seed=3,
+           optimizer=None):
+  keras.utils.set_random_seed(seed)
+  base = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
+                           keras.layers.Dense(12, activation="tanh"), keras.layers.Dense(3)])
+  model = ksf.prune_sign_flip(base, pruning_schedule=schedule, criterion=criterion,
+                              scope=scope, min_flips=min_flips)
+  model.compile(optimizer or keras.optimizers.Adam(0.05),
+                keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  return model
+
+
+class _Snapshots(keras.callbacks.Callback):
+  """(weights, masks) of every wrapped weight before training and after each step."""
+
+  def on_train_begin(self, logs=None):
+    self.states = k3.flip_states(self.model)
+    self.seen = [self._take()]
+
+  def _take(self):
+    return [(_np(s.weight), _np(s.mask)) for s in self.states]
+
+  def on_train_batch_end(self, batch, logs=None):
+    self.model  # pylint: disable=pointless-statement  (syncs JAX's state)
+    self.seen.append(self._take())
+
+
+def _recount(seen):
+  """NumPy: flips while unpruned, from the snapshots around every step."""
+  flips = [np.zeros(w.shape, np.int32) for w, _ in seen[0]]
+  for before, after in zip(seen, seen[1:]):
+    for j, ((w0, _), (w1, m)) in enumerate(zip(before, after)):
+      flips[j] = flips[j] * (m > 0) + ((np.sign(w0 * m) * np.sign(w1 * m)) < 0)
+  return flips
+
+
+@pytest.mark.parametrize("scope", ["layer", "global"])
+def test_fit_flips_equal_numpy_recount_and_pruned_weights_stay_zero(scope):
+  schedule = k3.schedules.PolynomialDecay(0.1, 0.5, begin_step=6, end_step=30, frequency=4)
+  # Momentum: pruned weights stay zero only if their slots are zeroed too.
+  model = _model(schedule, scope=scope, optimizer=keras.optimizers.SGD(0.5, momentum=0.9))
+  snaps = _Snapshots()
+  x, y = _data()
+  model.fit(x, y, batch_size=32, epochs=6, shuffle=False, verbose=0,
+            callbacks=[ksf.UpdatePruningStep(), snaps])
+  counts = list(ksf.flip_counts(model).values())
+  expected = _recount(snaps.seen)
+  assert sum(int(c.sum()) for c in expected) > 0, "no flips: the test would be vacuous"
+  for c, e in zip(counts, expected):
+    np.testing.assert_array_equal(c, e)
+  previous = None
+  for step in snaps.seen[1:]:
+    for w, m in step:
+      assert np.all(w[m == 0] == 0)
+    if previous is not None:  # monotone masks
+      for (_, m0), (_, m1) in zip(previous, step):
+        assert np.all(m1 <= m0)
+    previous = step
+  final = [m for _, m in snaps.seen[-1]]
+  sparsity = float(schedule(30)[1])
+  if scope == "global":
+    total = sum(m.size for m in final)
+    assert sum(int(m.sum()) for m in final) == k3.selection.kept_count(total, sparsity)
+  else:
+    for m in final:
+      assert int(m.sum()) == k3.selection.kept_count(m.size, sparsity)
+
+
+def test_flip_triggered_prunes_flippers():
+  model = _model(k3.schedules.ConstantSparsity(0.9, 0, frequency=6), criterion="sign_flip",
+                 scope="layer", min_flips=1)
+  x, y = _data()
+  model.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0,
+            callbacks=[ksf.UpdatePruningStep()])
+  report = ksf.sparsity_report(model)
+  assert 0.0 < report["overall"] <= 0.9
+  for s in k3.flip_states(model):
+    # Kept weights flipped fewer than min_flips times since the last update.
+    assert np.all(_np(s.weight)[_np(s.mask) == 0] == 0)
+
+
+def _fit(model, x, y, epochs=1):
+  model.fit(x, y, batch_size=32, epochs=epochs, shuffle=False, verbose=0,
+            callbacks=[ksf.UpdatePruningStep()])
+
+
+def test_save_mid_training_load_continues_identically(tmp_path):
+  model = _model(k3.schedules.GeometricSparsity(0.3, frequency=4))
+  x, y = _data()
+  _fit(model, x, y)
+  path = str(tmp_path / "mid.keras")
+  model.save(path)
+  loaded = keras.saving.load_model(path)
+  assert [type(l).__name__ for l in loaded.layers] == ["PruneSignFlip"] * 3
+  _fit(model, x, y)
+  _fit(loaded, x, y)
+  for a, b in zip(k3.flip_states(model), k3.flip_states(loaded)):
+    for name in ("weight", "mask", "flips", "prev_sign", "reference", "threshold"):
+      np.testing.assert_array_equal(_np(getattr(a, name)), _np(getattr(b, name)), err_msg=name)
+  assert loaded.layers[0].criterion == criteria.Hybrid(2)
+  assert loaded.layers[0].pruning_schedule == k3.schedules.GeometricSparsity(0.3, frequency=4)
+
+
+def test_strip_pruning_gives_plain_model_with_same_predictions(tmp_path):
+  model = _model(k3.schedules.ConstantSparsity(0.7, 0, frequency=2))
+  x, y = _data()
+  _fit(model, x, y)
+  stripped = ksf.strip_pruning(model)
+  assert not any(isinstance(l, k3.PruneSignFlip) for l in stripped.layers)
+  np.testing.assert_allclose(stripped.predict(x, verbose=0), model.predict(x, verbose=0),
+                             rtol=1e-6, atol=1e-6)
+  kernels = [_np(l.kernel) for l in stripped.layers]
+  assert 0.65 < sum(int((k == 0).sum()) for k in kernels) / sum(k.size for k in kernels)
+  path = str(tmp_path / "plain.keras")
+  stripped.save(path)
+  with keras.saving.custom_object_scope({}):
+    plain = keras.saving.load_model(path)
+  np.testing.assert_allclose(plain.predict(x, verbose=0), model.predict(x, verbose=0),
+                             rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="model.export SavedModel: TF backend")
+def test_export_saved_model_serves_the_pruned_model(tmp_path):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  model = _model(k3.schedules.ConstantSparsity(0.8, 0, frequency=2))
+  x, y = _data()
+  _fit(model, x, y)
+  out = str(tmp_path / "export")
+  report = k3.export.export_saved_model(model, out, verbose=False)
+  assert report["overall"] > 0.75
+  served = tf.saved_model.load(out)
+  np.testing.assert_allclose(served.serve(x).numpy(), model.predict(x, verbose=0),
+                             rtol=1e-5, atol=1e-5)
+
+
+def test_schedules_need_no_tfmot_and_accept_tfmot_configs():
+  s = k3.schedules.get({"class_name": "PolynomialDecay", "config": dict(
+      initial_sparsity=0.1, final_sparsity=0.9, begin_step=0, end_step=100, power=3,
+      frequency=10)})
+  assert s(10)[0] and not s(11)[0]
+  assert s(100)[1] == np.float32(0.9)
+  with pytest.raises(ValueError, match="pruning_schedule"):
+    k3.schedules.get("constant")
+
+
+def test_bad_input_errors_before_any_change():
+  x, y = _data()
+  model = _model(k3.schedules.ConstantSparsity(0.5, 0, frequency=1))
+  kernel = k3.flip_states(model)[0].weight
+  bad = _np(kernel).copy()
+  bad[0, 0] = np.nan
+  kernel.assign(bad)
+  with pytest.raises(ValueError, match="NaN"):
+    _fit(model, x, y)
+  assert np.all(_np(k3.flip_states(model)[0].mask) == 1)
+  with pytest.raises(ValueError, match="scope"):
+    ksf.prune_sign_flip(keras.layers.Dense(2), scope="model")
+  with pytest.raises(ValueError, match="cannot be pruned"):
+    ksf.prune_sign_flip(keras.layers.Dropout(0.5))
+  with pytest.raises(ValueError, match="block_size"):
+    ksf.prune_sign_flip(keras.layers.Dense(2), block_size=(2, 2))
+
+  class Sub(keras.Model):
+    def call(self, x):
+      return x
+
+  with pytest.raises(ValueError, match="subclassed"):
+    ksf.prune_sign_flip(Sub())
+
+
+def test_lottery_loop_rewinds_and_reinitialises(tmp_path):
+  tf = pytest.importorskip("tensorflow")
+  from keras_signflip import lottery  # pylint: disable=g-import-not-at-top
+  x, y = _data(256)
+
+  def make_model():
+    return keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
+                             keras.layers.Dense(3)])
+
+  def compile_model(m):
+    m.compile(keras.optimizers.Adam(0.01),
+              keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+              metrics=["accuracy"])
+
+  data = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+  config = lottery.LotteryConfig(rounds=2, epochs=1, prune_rate=0.5, prune_rate_output=0.5,
+                                 criterion="magnitude", modes=("rewind", "random"),
+                                 rewind_step=2)
+  results = lottery.run(make_model, compile_model, lambda r, e: data, data, data,
+                        config, str(tmp_path), log=lambda *a: None)
+  remaining = [r["weights_remaining_pct"] for r in results if r["mode"] == "rewind"]
+  np.testing.assert_allclose(remaining, [100.0, 50.0, 25.0], atol=0.5)
+  masks2 = lottery.load_masks(lottery.Paths(str(tmp_path)).masks(2))
+  assert [int(m.sum()) for m in masks2] == [32, 12]
+  assert {r["mode"] for r in results} == {"rewind", "random"}

@@ -1,0 +1,28 @@
+"""The criteria conformance suite on the tf_keras path (see tests/keras3/conformance.py)."""
+import numpy as np
+import pytest
+
+from keras_signflip import criteria
+from keras_signflip import flips as flips_lib
+from keras_signflip import mask_update
+from keras_signflip._compat import tf
+from tests.keras3 import conformance
+
+
+def compute_tf_keras(arrays, name, scope, sparsity, min_flips):
+  states = [flips_lib.FlipVariables(
+      tf.Variable(w), tf.Variable(m), tf.Variable(0.0), tf.Variable(np.sign(w).astype(np.int8)),
+      tf.Variable(f), tf.Variable(r), i) for i, (w, m, f, r) in enumerate(arrays)]
+  groups = [states] if scope == "global" else [[s] for s in states]
+  out = []
+  for group in groups:
+    masks, _ = mask_update.compute_masks(group, sparsity, criteria.get(name), min_flips)
+    out += [m.numpy() for m in masks]
+  return out
+
+
+@pytest.mark.parametrize("case", conformance.cases(), ids=lambda c: c[0])
+def test_tf_keras_masks_equal_numpy_reference(case):
+  got = compute_tf_keras(conformance.arrays(case[5]), *case[1:5])
+  for g, e in zip(got, conformance.reference_masks(case)):
+    np.testing.assert_array_equal(g, e)
