@@ -3,10 +3,12 @@
 A tf_keras model goes to TF-MOT's path (`keras_signflip.prune`), a Keras 3
 model to `keras_signflip.keras3`; the arguments and results are the same.
 """
+import numpy as np
+
 from keras_signflip import paths
 
 __all__ = ["prune_sign_flip", "strip_pruning", "collect_wrappers", "flip_states",
-           "flip_counts", "masks", "set_reference", "sparsity_report"]
+           "flip_counts", "masks", "set_reference", "sparsity_report", "summarize"]
 
 
 def prune_sign_flip(to_prune, *args, **kwargs):
@@ -51,3 +53,13 @@ def set_reference(model):
 def sparsity_report(model):
   """{'layers': {name: sparsity}, 'overall': sparsity, 'flips': {name: total}}."""
   return paths.of(model).sparsity_report(model)
+
+
+def summarize(masks, flips):
+  """The report both paths return, from {name: mask array} and {name: flip array}."""
+  sizes = {n: int(np.size(m)) for n, m in masks.items()}
+  zeros = {n: sizes[n] - int(np.count_nonzero(m)) for n, m in masks.items()}
+  total = sum(sizes.values())
+  return {"layers": {n: zeros[n] / sizes[n] for n in masks},
+          "overall": sum(zeros.values()) / total if total else 0.0,
+          "flips": {n: int(np.sum(f)) for n, f in flips.items()}}

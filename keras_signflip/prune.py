@@ -3,6 +3,7 @@ import itertools
 
 import numpy as np
 
+from keras_signflip import api
 from keras_signflip import criteria as criteria_lib
 from keras_signflip import flips as flips_lib
 from keras_signflip import schedules as schedules_lib
@@ -224,12 +225,7 @@ def sparsity_report(model):
     {'layers': {weight name: sparsity}, 'overall': sparsity over all wrapped
     weights, 'flips': {weight name: total flips} (keras_signflip wrappers)}.
   """
-  layers, zeros, total = {}, 0, 0
-  for layer in _all_layers(model) if isinstance(model, keras.Model) else []:
-    for weight, mask, _ in getattr(layer, "pruning_vars", []):
-      m = mask.numpy()
-      layers[weight.name] = float(1.0 - m.mean())
-      zeros += int(m.size - np.count_nonzero(m))
-      total += int(m.size)
-  flips = {s.weight.name: int(s.flips.numpy().sum()) for s in flip_states(model)}
-  return {"layers": layers, "overall": zeros / total if total else 0.0, "flips": flips}
+  all_masks = {weight.name: mask.numpy()
+               for layer in (_all_layers(model) if isinstance(model, keras.Model) else [])
+               for weight, mask, _ in getattr(layer, "pruning_vars", [])}
+  return api.summarize(all_masks, flip_counts(model))

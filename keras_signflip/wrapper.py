@@ -14,6 +14,7 @@ i.e. 9 bytes per prunable weight beyond TF-MOT's own mask (4); 12 under
 MultiWorkerMirroredStrategy, whose collectives cannot broadcast int8, so
 prev_sign is int32 there.
 """
+from keras_signflip import arguments
 from keras_signflip import criteria as criteria_lib
 from keras_signflip import schedules as schedules_lib
 from keras_signflip import flips as flips_lib
@@ -22,7 +23,7 @@ from keras_signflip._compat import PruneLowMagnitude, keras, tf, tfmot
 
 __all__ = ["PruneSignFlip", "GlobalGroup", "SCOPES"]
 
-SCOPES = ("layer", "global")
+SCOPES = arguments.SCOPES
 
 
 class GlobalGroup:
@@ -52,14 +53,7 @@ class GlobalGroup:
 
 def _validate(criterion, scope, min_flips, block_size, sparsity_m_by_n):
   """Checks the arguments; returns the criterion instance."""
-  criterion = criteria_lib.get(criterion)
-  if scope not in SCOPES:
-    raise ValueError(f"Received an invalid value for `scope`, expected one of "
-                     f"{list(SCOPES)}. Received: scope={scope!r}")
-  if min_flips is not None and (isinstance(min_flips, bool) or
-                                not isinstance(min_flips, int) or min_flips < 1):
-    raise ValueError("Received an invalid value for `min_flips`, expected None "
-                     f"or an integer >= 1. Received: min_flips={min_flips!r}")
+  criterion = arguments.check(criterion, scope, min_flips)
   structured = tuple(block_size) != (1, 1) or sparsity_m_by_n
   if structured and scope == "global":
     raise ValueError("`block_size` and `sparsity_m_by_n` need scope='layer'; "

@@ -10,7 +10,9 @@ import numpy as np
 from keras_signflip.keras3 import state as state_lib
 from keras_signflip.keras3 import schedules as schedules_lib
 from keras_signflip.keras3._keras import keras, ops
-from keras_signflip.keras3.wrapper import PruneSignFlip, supports, validate
+from keras_signflip import api
+from keras_signflip import arguments
+from keras_signflip.keras3.wrapper import PruneSignFlip, supports
 
 __all__ = ["prune_sign_flip", "strip_pruning", "collect_wrappers", "flip_states",
            "flip_counts", "masks", "set_reference", "sparsity_report", "sync_signs",
@@ -67,7 +69,7 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="sign_flip",
     wrapped (layers and weights are shared with `to_prune`).
   """
   _check(to_prune, pruning_policy, kwargs)
-  criterion = validate(criterion, scope, min_flips)
+  criterion = arguments.check(criterion, scope, min_flips)
   schedule = schedules_lib.get(pruning_schedule)
   if scope == "global" and isinstance(to_prune, keras.Model) and not to_prune.built:
     raise ValueError("scope='global' needs a built model (one with a known input "
@@ -161,12 +163,4 @@ def set_reference(model):
 
 def sparsity_report(model):
   """{'layers': {path: sparsity}, 'overall': sparsity, 'flips': {path: total}}."""
-  layers, zeros, total, flips = {}, 0, 0, {}
-  count_pending(model)
-  for s in flip_states(model):
-    m = np.asarray(ops.convert_to_numpy(s.mask))
-    layers[_name(s)] = float(1.0 - m.mean())
-    zeros += int(m.size - np.count_nonzero(m))
-    total += int(m.size)
-    flips[_name(s)] = int(np.asarray(ops.convert_to_numpy(s.flips)).sum())
-  return {"layers": layers, "overall": zeros / total if total else 0.0, "flips": flips}
+  return api.summarize(masks(model), flip_counts(model))

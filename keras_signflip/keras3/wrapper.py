@@ -17,14 +17,15 @@ optimizer slots are zeroed, so they stay zero at every step.
 """
 import inspect
 
+from keras_signflip import arguments
 from keras_signflip import criteria as criteria_lib
 from keras_signflip.keras3 import schedules as schedules_lib
 from keras_signflip.keras3 import state as state_lib
 from keras_signflip.keras3._keras import keras, ops
 
-__all__ = ["PruneSignFlip", "prunable_weights", "SCOPES"]
+__all__ = ["PruneSignFlip", "prunable_weights", "supports", "SCOPES"]
 
-SCOPES = ("layer", "global")
+SCOPES = arguments.SCOPES
 
 # Layer class -> attributes holding its prunable weights (TF-MOT's registry,
 # for Keras 3's layers). Order matters: subclasses before their bases.
@@ -73,19 +74,6 @@ def prunable_weights(layer):
   return weights
 
 
-def validate(criterion, scope, min_flips):
-  """Checks the arguments; returns the criterion instance."""
-  criterion = criteria_lib.get(criterion)
-  if scope not in SCOPES:
-    raise ValueError(f"Received an invalid value for `scope`, expected one of "
-                     f"{list(SCOPES)}. Received: scope={scope!r}")
-  if min_flips is not None and (isinstance(min_flips, bool) or
-                                not isinstance(min_flips, int) or min_flips < 1):
-    raise ValueError("Received an invalid value for `min_flips`, expected None "
-                     f"or an integer >= 1. Received: min_flips={min_flips!r}")
-  return criterion
-
-
 @keras.saving.register_keras_serializable(package="keras_signflip")
 class PruneSignFlip(keras.layers.Wrapper):
   """Prunes a Keras 3 layer's weights by a criterion, counting sign flips.
@@ -112,7 +100,7 @@ class PruneSignFlip(keras.layers.Wrapper):
           "no known prunable weights. Give it a `get_prunable_weights()` method "
           "returning its prunable variables, or leave it unwrapped.")
     self.pruning_schedule = schedules_lib.get(pruning_schedule)
-    self.criterion = validate(criterion, scope, min_flips)
+    self.criterion = arguments.check(criterion, scope, min_flips)
     self.scope, self.min_flips, self.position = scope, min_flips, int(position)
     kwargs.setdefault("name", f"prune_sign_flip_{layer.name}")
     kwargs.setdefault("dtype", layer.dtype_policy)
