@@ -41,11 +41,15 @@ def signs(values):
 
 
 def count(state, masked):
-  """flips += prev_sign * sign(masked) < 0; prev_sign = sign(masked)."""
-  new_sign = signs(masked)
-  flipped = ops.less(ops.multiply(state.prev_sign, new_sign), 0)
+  """flips += prev_sign * masked < 0; prev_sign = sign(masked).
+
+  prev_sign * masked has the sign of prev_sign * sign(masked); comparing in
+  the float dtype avoids int8 arithmetic, which XLA's CPU backend runs slowly.
+  """
+  masked = ops.stop_gradient(masked)
+  flipped = ops.less(ops.multiply(ops.cast(state.prev_sign, masked.dtype), masked), 0)
   state.flips.assign(ops.add(state.flips, ops.cast(flipped, "int32")))
-  state.prev_sign.assign(new_sign)
+  state.prev_sign.assign(signs(masked))
 
 
 def float32_value(variable):
