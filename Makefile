@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: setup test demo bench bench-quick overhead overhead-keras3 clean
+.PHONY: setup data test demo bench bench-quick overhead overhead-keras3 tfmot-suite clean
 
 $(STAMP): setup.py
 	test -x $(PY) || python3 -m venv .venv
@@ -16,11 +16,23 @@ $(STAMP): setup.py
 
 setup: $(STAMP)
 
+# Real Fashion-MNIST (Debian's dataset-fashion-mnist) for the demo and the
+# real-data tests. The library never installs anything; this target does.
+FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+data:
+	@if [ ! -f $(FMNIST) ]; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
+	    (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1) || \
+	    echo "note: could not install dataset-fashion-mnist; real-data tests will skip"; \
+	  else echo "note: run 'sudo apt-get install dataset-fashion-mnist' for the real data"; fi; \
+	fi
+
 test: setup
 	$(PY) -m pytest -q
 
 # A short prune-train-export run on real Fashion-MNIST (about a minute on 2 cores).
-demo: setup
+demo: setup data
 	rm -rf runs/demo
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m examples.train --dataset=fashion_mnist \
 	  --model=lenet_300_100 --criterion=hybrid --scope=global \
@@ -40,6 +52,10 @@ bench: setup
 
 bench-quick: setup
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m benchmarks.compare --quick
+
+# TF-MOT 0.8.1's own pruning tests against prune_sign_flip (../shared/peer).
+tfmot-suite: setup
+	../shared/peer/run-tfmot-suite $(PY)
 
 clean:
 	rm -rf .venv runs build *.egg-info

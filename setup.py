@@ -3,7 +3,7 @@ import setuptools
 
 setuptools.setup(
     name="keras_signflip",
-    version="0.2.0",
+    version="0.3.0",
     description=("Sign-flip, FlipOut hybrid and reference-sign pruning criteria, "
                  "global pruning and lottery tickets for TF-MOT (tf_keras) and "
                  "Keras 3 on TensorFlow, JAX and PyTorch."),

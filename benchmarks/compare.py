@@ -45,12 +45,12 @@ import numpy as np
 
 import keras_signflip as ksf
 from keras_signflip import data as data_lib
-from keras_signflip import early_bird as early_bird_lib
+from keras_signflip.lottery import early_bird as early_bird_lib
 from keras_signflip import lottery
 from keras_signflip import models as models_lib
-from keras_signflip import reinit as reinit_lib
-from keras_signflip import rewind as rewind_lib
-from keras_signflip._compat import keras, tf, tfmot
+from keras_signflip.lottery import reinit as reinit_lib
+from keras_signflip.lottery import rewind as rewind_lib
+from keras_signflip.tf_keras._compat import keras, tf, tfmot
 
 from benchmarks import overhead as overhead_lib
 
@@ -117,7 +117,7 @@ def _schedule(method, sparsity, total_steps):
   if method == "hybrid":
     events = max(end // frequency, 1)
     fraction = 1 - (1 - sparsity) ** (1 / events)
-    return ksf.schedules.GeometricSparsity(fraction, frequency, 0, end, max_sparsity=sparsity), end
+    return ksf.tf_keras.schedules.GeometricSparsity(fraction, frequency, 0, end, max_sparsity=sparsity), end
   return tfmot.sparsity.keras.PolynomialDecay(0.0, sparsity, 0, end, frequency=frequency), end
 
 

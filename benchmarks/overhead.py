@@ -21,8 +21,9 @@ from absl import app, flags
 import numpy as np
 
 import keras_signflip as ksf
-from keras_signflip import criteria, flips as flips_lib, mask_update
-from keras_signflip._compat import keras, tf, tfmot
+from keras_signflip import criteria
+from keras_signflip.tf_keras import state as state_lib, mask_update
+from keras_signflip.tf_keras._compat import keras, tf, tfmot
 from keras_signflip.models import lenet_300_100
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_impl
 
@@ -78,7 +79,7 @@ def epoch_times():
 
 def _flip_vars(weight):
   v = lambda x, d: tf.Variable(x, dtype=d, trainable=False)  # noqa: E731
-  return flips_lib.FlipVariables(
+  return state_lib.FlipState(
       weight, v(tf.ones_like(weight), tf.float32), v(0.0, tf.float32),
       v(tf.zeros(weight.shape, tf.int8), tf.int8), v(tf.zeros(weight.shape, tf.int32), tf.int32),
       v(weight, tf.float32), 0)

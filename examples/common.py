@@ -12,7 +12,7 @@ from absl import flags
 import keras_signflip as ksf
 from keras_signflip import data as data_lib
 from keras_signflip import models as models_lib
-from keras_signflip._compat import keras, tf, tfmot
+from keras_signflip.tf_keras._compat import keras, tf, tfmot
 
 CRITERIA = sorted(ksf.criteria.CRITERIA) + ["tfmot", "none"]
 SCHEDULES = ("constant", "polynomial", "geometric")
@@ -156,7 +156,7 @@ def make_schedule(total_steps):
   if FLAGS.schedule == "polynomial":
     return tfmot.sparsity.keras.PolynomialDecay(
         0.0, FLAGS.target_sparsity, FLAGS.begin_step, end, frequency=FLAGS.frequency)
-  return ksf.schedules.GeometricSparsity(
+  return ksf.tf_keras.schedules.GeometricSparsity(
       FLAGS.prune_fraction, FLAGS.frequency, FLAGS.begin_step, end,
       max_sparsity=max(FLAGS.target_sparsity, 1e-6))
 

@@ -3,16 +3,16 @@ r"""Export a `train.py` run's latest checkpoint as a sparse SavedModel.
     python -m examples.export --run_dir=runs/a --export_dir=runs/a/export [--tflite]
 
 Rebuilds the model from the run's config.json, restores its latest checkpoint,
-strips pruning and writes the SavedModel (see keras_signflip.export).
+strips pruning and writes the SavedModel (see keras_signflip.tf_keras.export).
 """
 import json
 import os
 
 from absl import app, flags, logging
 
-from keras_signflip import export as export_lib
+from keras_signflip.tf_keras import export as export_lib
 from keras_signflip import models as models_lib
-from keras_signflip._compat import tf
+from keras_signflip.tf_keras._compat import tf
 
 from examples import common
 
@@ -43,7 +43,8 @@ def export_run(run_dir, export_dir, tflite=False, overwrite=False):
   tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=epoch).restore(
       latest).assert_existing_objects_matched()
   print(f"Restored {latest} (epoch {int(epoch.numpy())}, model {config['model']}).")
-  report = export_lib.export_saved_model(model, export_dir, overwrite=overwrite)
+  report = export_lib.export_saved_model(model, export_dir, overwrite=overwrite,
+                                          compare_sizes=True)
   if tflite:
     report["tflite_bytes"] = export_lib.export_tflite(model, os.path.join(export_dir, "model.tflite"))
     print(f"  TFLite: {report['tflite_bytes']:,} bytes")

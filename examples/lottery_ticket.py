@@ -19,11 +19,11 @@ from absl import app, flags, logging
 
 from keras_signflip import criteria as criteria_lib
 from keras_signflip import data as data_lib
-from keras_signflip import early_bird as early_bird_lib
+from keras_signflip.lottery import early_bird as early_bird_lib
 from keras_signflip import lottery
 from keras_signflip import models as models_lib
-from keras_signflip import reinit as reinit_lib
-from keras_signflip._compat import keras, tf
+from keras_signflip.lottery import reinit as reinit_lib
+from keras_signflip.tf_keras._compat import keras, tf
 
 from examples import common
 
@@ -117,23 +117,23 @@ def run_lottery(rewind_step):
     dense = dataclasses.replace(config, rounds=0)
     results = lottery.run(make_model, compile_model, train_data, val, test, dense,
                           FLAGS.output_dir, init_mask, extra_callbacks=lambda r: [bird])
-    paths = lottery.Paths(FLAGS.output_dir)
-    if not os.path.exists(paths.masks(1)):
+    files = lottery.RunFiles(FLAGS.output_dir)
+    if not os.path.exists(files.masks(1)):
       if bird.mask is None:
         raise common.UsageError(
             "The early-bird rule did not hold within --epochs; raise --epochs or "
             "--early_bird_epsilon.")
-      lottery.save_masks(paths.masks(1), list(bird.mask.values()))
+      lottery.save_masks(files.masks(1), list(bird.mask.values()))
       common.dump_json({"early_bird_epoch": bird.epoch, "distances": bird.distances},
                        os.path.join(FLAGS.output_dir, "early_bird.json"))
     config = dataclasses.replace(config, rounds=1)
   results = lottery.run(make_model, compile_model, train_data, val, test, config,
                         FLAGS.output_dir, init_mask)
-  lottery.plot(results, lottery.Paths(FLAGS.output_dir),
+  lottery.plot(results, lottery.RunFiles(FLAGS.output_dir),
                title=f"{FLAGS.model} / {FLAGS.dataset} ({FLAGS.criterion}, {FLAGS.scope})")
   print(_table(results))
-  print(f"Results: {lottery.Paths(FLAGS.output_dir).results_csv}; plots: "
-        f"{lottery.Paths(FLAGS.output_dir).plot_accuracy}")
+  print(f"Results: {lottery.RunFiles(FLAGS.output_dir).results_csv}; plots: "
+        f"{lottery.RunFiles(FLAGS.output_dir).plot_accuracy}")
   return results
 
 

@@ -37,8 +37,8 @@ from absl import app, flags, logging  # noqa: E402
 
 import keras_signflip as ksf
 from keras_signflip import data as data_lib
-from keras_signflip import export as export_lib
-from keras_signflip._compat import keras, tf
+from keras_signflip.tf_keras import export as export_lib
+from keras_signflip.tf_keras._compat import keras, tf
 
 from examples import common
 
@@ -154,7 +154,8 @@ def train():
       "replicas": strategy.num_replicas_in_sync, "wall_seconds": time.time() - started,
   }
   if FLAGS.export_dir and chief:
-    report = export_lib.export_saved_model(model, FLAGS.export_dir, overwrite=True)
+    report = export_lib.export_saved_model(model, FLAGS.export_dir, overwrite=True,
+                                          compare_sizes=True)
     summary["export"] = report
     if FLAGS.tflite:
       path = os.path.join(FLAGS.export_dir, "model.tflite")

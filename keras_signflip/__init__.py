@@ -7,72 +7,74 @@
     model.fit(x, y, callbacks=[ksf.UpdatePruningStep()])
     final = ksf.strip_pruning(model)
 
-`base` may be a tf_keras model (TF-MOT's path) or a Keras 3 model on any
-backend (`keras_signflip.keras3`); the entry points choose by its type.
-Both paths are imported on first use.
+`base` may be a tf_keras model (the `keras_signflip.tf_keras` family, on
+TF-MOT) or a Keras 3 model on any backend (`keras_signflip.keras3`); the
+entry points choose by its type (`keras_signflip.families`).
+
+Importing keras_signflip imports no framework and sets nothing in the
+process. Each family is imported on first use; when tf_keras or Keras 3 is
+already imported, that family is imported here so that `load_model` finds
+its registered classes. Importing the tf_keras family imports TF-MOT, which
+sets `TF_USE_LEGACY_KERAS=1` in `os.environ` (TF-MOT's behaviour). The one
+other effect is an import hook answering only for the module names that
+moved in 0.3 (`keras_signflip._moved`).
 """
 import importlib
-import os
 import sys
 
-# TF-MOT needs Keras 2: make `tf.keras` tf_keras unless the user chose.
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+from keras_signflip import _moved
+from keras_signflip import criteria
+from keras_signflip.api import (collect_wrappers, export_saved_model, flip_counts,
+                                flip_states, masks, prune_sign_flip, set_reference,
+                                sparsity_report, strip_pruning)
 
-from keras_signflip import criteria  # noqa: E402  (no TensorFlow needed)
-from keras_signflip.api import (collect_wrappers, flip_counts, flip_states, masks,  # noqa: E402
-                                prune_sign_flip, set_reference, sparsity_report,
-                                strip_pruning)
+__version__ = "0.3.0"
 
-__version__ = "0.2.0"
+_moved.install()
 
-# Register the serializable classes of each installed path, so that
-# `load_model` finds them right after `import keras_signflip`: the tf_keras
-# path whenever TensorFlow and TF-MOT are installed; the Keras 3 path when
-# Keras 3 is already imported (importing it here would fix its backend
-# before the user sets KERAS_BACKEND).
-try:
-  from keras_signflip import callbacks as _tf_keras_path  # noqa: E402,F401
-except ImportError:  # no TensorFlow / TF-MOT: the Keras 3 path only
-  pass
+# Register the serializable classes of each family whose Keras is already
+# imported (importing one here would be a surprise: Keras 3 fixes its backend
+# when imported, and TF-MOT sets TF_USE_LEGACY_KERAS).
+if "tf_keras" in sys.modules:
+  try:
+    from keras_signflip import tf_keras as _tf_keras_family  # noqa: F401
+  except ImportError:
+    pass
 if "keras" in sys.modules:
   try:
-    from keras_signflip import keras3 as _keras3_path  # noqa: E402,F401
+    from keras_signflip import keras3 as _keras3_family  # noqa: F401
   except ImportError:
     pass
 
-# name -> (tf_keras module, Keras 3 fallback module when TensorFlow is absent)
-_LAZY = {
-    "UpdatePruningStep": ("keras_signflip.callbacks", "keras_signflip.keras3.callbacks"),
-    "SignFlipSummaries": ("keras_signflip.callbacks", None),
-    "EarlyBird": ("keras_signflip.early_bird", None),
-    "RewindPoint": ("keras_signflip.rewind", None),
-    "with_gradient_noise": ("keras_signflip.noise", None),
-    "PruneSignFlip": ("keras_signflip.wrapper", None),
-    "link_global": ("keras_signflip.prune", None),
-    "prune_scope": ("keras_signflip.prune", None),
+_LAZY = {  # public name -> module defining it, imported on first use
+    "UpdatePruningStep": "keras_signflip.callbacks",
+    "SignFlipSummaries": "keras_signflip.summaries",
+    "EarlyBird": "keras_signflip.lottery.early_bird",
+    "RewindPoint": "keras_signflip.lottery.rewind",
+    "with_gradient_noise": "keras_signflip.tf_keras.noise",
+    "PruneSignFlip": "keras_signflip.tf_keras.wrapper",
+    "link_global": "keras_signflip.tf_keras.prune",
+    "prune_scope": "keras_signflip.tf_keras.prune",
 }
-_SUBMODULES = ("schedules", "selection", "keras3", "paths", "lottery", "rewind",
-               "reinit", "early_bird", "export", "data", "models")
+_SUBMODULES = ("tf_keras", "keras3", "lottery", "families", "callbacks", "callback",
+               "summaries", "report", "detect", "arguments", "api", "data", "models")
 
 
 def __getattr__(name):
-  if name in _SUBMODULES:
+  if name in _SUBMODULES or name in _moved.MOVED:
     return importlib.import_module(f"keras_signflip.{name}")
+  if name in _moved.RENAMED:
+    raise AttributeError(_moved.RENAMED[name])
   if name not in _LAZY:
     raise AttributeError(f"module 'keras_signflip' has no attribute {name!r}")
-  module, fallback = _LAZY[name]
-  try:
-    value = getattr(importlib.import_module(module), name)
-  except ImportError:
-    if fallback is None:
-      raise
-    value = getattr(importlib.import_module(fallback), name)
+  value = getattr(importlib.import_module(_LAZY[name]), name)
   globals()[name] = value
   return value
 
 
-__all__ = ["criteria", "schedules", "selection", "keras3", "prune_sign_flip",
-           "strip_pruning", "prune_scope", "flip_counts", "masks", "set_reference",
-           "link_global", "collect_wrappers", "flip_states", "UpdatePruningStep",
-           "SignFlipSummaries", "sparsity_report", "with_gradient_noise", "PruneSignFlip",
-           "EarlyBird", "RewindPoint"]
+__all__ = ["criteria", "prune_sign_flip", "strip_pruning", "flip_counts", "masks",
+           "set_reference", "collect_wrappers", "flip_states", "UpdatePruningStep",
+           "SignFlipSummaries", "sparsity_report", "export_saved_model", "EarlyBird",
+           "RewindPoint"]
+# Also public, for tf_keras models only (importing them imports TF-MOT):
+# prune_scope, link_global, with_gradient_noise, PruneSignFlip.

@@ -1,6 +1,6 @@
 """Pruning criteria: pure score functions, higher score = keep.
 
-A criterion never thresholds; `keras_signflip.selection` turns scores into
+A criterion never thresholds; each family's `selection` turns scores into
 masks. Scores are written once against a NumPy-style namespace `xp`
 (`tf.experimental.numpy` on the tf_keras path; `keras.ops` and NumPy work too,
 see tests/test_criteria.py), so every wrapper family shares the same math.

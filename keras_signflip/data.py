@@ -7,20 +7,20 @@ shapes) and says where the data came from. Sources, in order for
 1. a TFDS dataset already prepared under `data_dir`;
 2. local IDX files (`mnist`, `fashion_mnist`) under `idx_dir`, by default
    where Debian's `dataset-fashion-mnist` package puts them;
-3. for `fashion_mnist`, installing that Debian package with apt (root only);
-4. a TFDS download.
+3. a TFDS download.
+
+It never installs anything: when no source has the data, the error names the
+command that gets it (`make data` runs `apt-get install dataset-fashion-mnist`).
 
 Images are scaled to [0, 1] float32; labels are int64.
 """
 import gzip
 import os
-import shutil
-import subprocess
 from typing import NamedTuple
 
 import numpy as np
 
-from keras_signflip._compat import tf
+from keras_signflip.tf_keras._compat import tf
 
 __all__ = ["Data", "load", "pipeline", "read_idx", "DEFAULT_IDX_DIR", "SOURCES"]
 
@@ -119,18 +119,6 @@ def _tfds_prepared(name, data_dir):
     return False  # unknown name or unreadable dir: let the next source decide.
 
 
-def _apt_install_fashion_mnist(log):
-  if shutil.which("apt-get") is None or os.geteuid() != 0:
-    return False
-  log("Fashion-MNIST not found; installing Debian's dataset-fashion-mnist with apt-get ...")
-  cmd = ["apt-get", "install", "-y", "-q", "dataset-fashion-mnist"]
-  ok = subprocess.run(cmd, capture_output=True, check=False).returncode == 0
-  if not ok:
-    subprocess.run(["apt-get", "update", "-q"], capture_output=True, check=False)
-    ok = subprocess.run(cmd, capture_output=True, check=False).returncode == 0
-  return ok
-
-
 def load(name, source="auto", idx_dir=DEFAULT_IDX_DIR, data_dir=None, log=print):
   """Loads `name` (a TFDS image-classification dataset) as a `Data`.
 
@@ -144,8 +132,6 @@ def load(name, source="auto", idx_dir=DEFAULT_IDX_DIR, data_dir=None, log=print)
                          and not _tfds_prepared(name, data_dir)):
     if name not in IDX_DATASETS:
       raise ValueError(f"IDX files exist only for {sorted(IDX_DATASETS)}, not {name!r}.")
-    if not _has_idx(idx_dir) and name == "fashion_mnist" and idx_dir == DEFAULT_IDX_DIR:
-      _apt_install_fashion_mnist(log)
     if _has_idx(idx_dir):
       data = _from_idx(name, idx_dir)
       log(f"Data: {data.source}")
@@ -153,7 +139,7 @@ def load(name, source="auto", idx_dir=DEFAULT_IDX_DIR, data_dir=None, log=print)
     if source == "idx":
       raise ValueError(
           f"No IDX files for {name} in {idx_dir}. Install them with "
-          "`apt-get install dataset-fashion-mnist` (Fashion-MNIST), or pass "
+          "`sudo apt-get install dataset-fashion-mnist` (Fashion-MNIST; or `make data`), or pass "
           "--idx_dir=DIR holding train-images-idx3-ubyte.gz and the other three files.")
   try:
     data = _from_tfds(name, data_dir, download=not _tfds_prepared(name, data_dir))
@@ -162,8 +148,8 @@ def load(name, source="auto", idx_dir=DEFAULT_IDX_DIR, data_dir=None, log=print)
         f"Could not load {name!r} through TFDS ({type(e).__name__}: "
         f"{str(e).splitlines()[0] if str(e) else ''}). Check the name, the "
         "network, or prepare it with `tfds build` and pass --data_dir; for "
-        "(fashion_)mnist offline, install `dataset-fashion-mnist` or pass "
-        "--idx_dir.") from e
+        "Fashion-MNIST offline, run `sudo apt-get install dataset-fashion-mnist` "
+        "(or `make data`), or pass --idx_dir=DIR with the IDX files.") from e
   log(f"Data: {data.source}")
   return data
 

@@ -1,4 +1,4 @@
-"""The model zoo of the pruning literature, in tf_keras.
+"""The model zoo of the pruning literature, for tf_keras or Keras 3.
 
 | name | architecture | from |
 |---|---|---|
@@ -9,17 +9,24 @@
 | `conv6` | conv64 x2, pool, conv128 x2, pool, conv256 x2, pool, 256-256-classes | same |
 | `resnet20` | 3 stages x 3 basic blocks, 16/32/64 filters, BN | He et al. 2016 |
 
-Every builder takes `input_shape` and `num_classes`, returns a built
+Every builder takes `input_shape`, `num_classes` and `keras` (the Keras
+module to build with; defaults to tf_keras), returns a built
 Functional model with logits, and is seeded by `keras.utils.set_random_seed`.
 """
-from keras_signflip._compat import keras
-
 __all__ = ["MODELS", "get", "lenet_300_100", "lenet5", "conv2", "conv4", "conv6", "resnet20"]
 
-L = keras.layers
+
+def _keras(keras):
+  """The Keras module to build with: the one given, else tf_keras."""
+  if keras is not None:
+    return keras
+  from keras_signflip.tf_keras._compat import keras as tf_keras  # pylint: disable=g-import-not-at-top
+  return tf_keras
 
 
-def lenet_300_100(input_shape, num_classes):
+def lenet_300_100(input_shape, num_classes, keras=None):
+  keras = _keras(keras)
+  L = keras.layers
   x = inputs = keras.Input(input_shape)
   x = L.Flatten()(x)
   x = L.Dense(300, activation="relu", name="fc1")(x)
@@ -27,7 +34,9 @@ def lenet_300_100(input_shape, num_classes):
   return keras.Model(inputs, L.Dense(num_classes, name="output")(x), name="lenet_300_100")
 
 
-def lenet5(input_shape, num_classes):
+def lenet5(input_shape, num_classes, keras=None):
+  keras = _keras(keras)
+  L = keras.layers
   x = inputs = keras.Input(input_shape)
   x = L.Conv2D(6, 5, padding="same", activation="relu", name="conv1")(x)
   x = L.MaxPooling2D()(x)
@@ -41,7 +50,9 @@ def lenet5(input_shape, num_classes):
 
 def _conv_net(name, filters):
   """Frankle & Carbin's Conv-2/4/6: pairs of 3x3 convs, each pair pooled."""
-  def build(input_shape, num_classes):
+  def build(input_shape, num_classes, keras=None):
+    keras = _keras(keras)
+    L = keras.layers
     x = inputs = keras.Input(input_shape)
     for i, f in enumerate(filters):
       x = L.Conv2D(f, 3, padding="same", activation="relu", name=f"conv{i + 1}")(x)
@@ -61,7 +72,7 @@ conv4 = _conv_net("conv4", [64, 64, 128, 128])
 conv6 = _conv_net("conv6", [64, 64, 128, 128, 256, 256])
 
 
-def _basic_block(x, filters, stride, name):
+def _basic_block(L, x, filters, stride, name):
   shortcut = x
   y = L.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_conv1")(x)
   y = L.BatchNormalization(name=f"{name}_bn1")(y)
@@ -74,15 +85,17 @@ def _basic_block(x, filters, stride, name):
   return L.ReLU()(L.Add()([y, shortcut]))
 
 
-def resnet20(input_shape, num_classes):
+def resnet20(input_shape, num_classes, keras=None):
   """ResNet-20 for 32x32 images (He et al. 2016), projection shortcuts."""
+  keras = _keras(keras)
+  L = keras.layers
   x = inputs = keras.Input(input_shape)
   x = L.Conv2D(16, 3, padding="same", use_bias=False, name="stem")(x)
   x = L.ReLU()(L.BatchNormalization(name="stem_bn")(x))
   for stage, filters in enumerate([16, 32, 64]):
     for block in range(3):
       stride = 2 if stage > 0 and block == 0 else 1
-      x = _basic_block(x, filters, stride, f"s{stage + 1}b{block + 1}")
+      x = _basic_block(L, x, filters, stride, f"s{stage + 1}b{block + 1}")
   x = L.GlobalAveragePooling2D()(x)
   return keras.Model(inputs, L.Dense(num_classes, name="output")(x), name="resnet20")
 
@@ -95,20 +108,9 @@ def get(name, keras_module=None):
 
   Args:
     keras_module: None (tf_keras), or the Keras 3 `keras` module: the layers
-      API is the same, so the builder runs with it swapped in.
+      API is the same, so every builder takes either.
   """
   if name not in MODELS:
     raise ValueError(f"Unknown model {name!r}. Expected one of {sorted(MODELS)}.")
   builder = MODELS[name]
-  if keras_module is None:
-    return builder
-
-  def build(input_shape, num_classes):
-    module = globals()
-    saved = module["keras"], module["L"]
-    module["keras"], module["L"] = keras_module, keras_module.layers
-    try:
-      return builder(input_shape, num_classes)
-    finally:
-      module["keras"], module["L"] = saved
-  return build
+  return lambda input_shape, num_classes: builder(input_shape, num_classes, keras=keras_module)

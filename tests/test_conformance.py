@@ -3,14 +3,14 @@ import numpy as np
 import pytest
 
 from keras_signflip import criteria
-from keras_signflip import flips as flips_lib
-from keras_signflip import mask_update
-from keras_signflip._compat import tf
+from keras_signflip.tf_keras import state as state_lib
+from keras_signflip.tf_keras import mask_update
+from keras_signflip.tf_keras._compat import tf
 from tests.keras3 import conformance
 
 
 def compute_tf_keras(arrays, name, scope, sparsity, min_flips):
-  states = [flips_lib.FlipVariables(
+  states = [state_lib.FlipState(
       tf.Variable(w), tf.Variable(m), tf.Variable(0.0), tf.Variable(np.sign(w).astype(np.int8)),
       tf.Variable(f), tf.Variable(r), i) for i, (w, m, f, r) in enumerate(arrays)]
   groups = [states] if scope == "global" else [[s] for s in states]

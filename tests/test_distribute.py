@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import keras_signflip as ksf
-from keras_signflip._compat import keras, tf
+from keras_signflip.tf_keras._compat import keras, tf
 from tests import testing_utils as tu
 
 
@@ -11,7 +11,7 @@ def _run(strategy, optimizer, scope):
   x, y = tu.data()
   with strategy.scope():
     model = ksf.prune_sign_flip(
-        tu.mlp(), pruning_schedule=ksf.schedules.GeometricSparsity(0.4, 4),
+        tu.mlp(), pruning_schedule=ksf.tf_keras.schedules.GeometricSparsity(0.4, 4),
         criterion="hybrid", scope=scope)
     model.compile(optimizer(), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
   model.fit(x, y, batch_size=32, epochs=3, shuffle=False, verbose=0,
@@ -40,7 +40,7 @@ def test_mixed_float16_keeps_flip_state_exact():
   try:
     x, y = tu.data()
     model = tu.compile_sgd(ksf.prune_sign_flip(
-        tu.mlp(), pruning_schedule=ksf.schedules.GeometricSparsity(0.4, 4),
+        tu.mlp(), pruning_schedule=ksf.tf_keras.schedules.GeometricSparsity(0.4, 4),
         criterion="hybrid"), lr=1.0)
     model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[ksf.UpdatePruningStep()])
     for w in ksf.collect_wrappers(model):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import keras_signflip as ksf
-from keras_signflip._compat import keras, tf, tfmot
+from keras_signflip.tf_keras._compat import keras, tf, tfmot
 from tests import testing_utils as tu
 
 
@@ -32,7 +32,7 @@ def test_sparsity_outside_unit_interval(sparsity):
   with pytest.raises(ValueError):
     ksf.prune_sign_flip(tu.mlp(), pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(sparsity, 0))
   with pytest.raises(ValueError, match="max_sparsity"):
-    ksf.schedules.GeometricSparsity(0.5, 1, max_sparsity=sparsity)
+    ksf.tf_keras.schedules.GeometricSparsity(0.5, 1, max_sparsity=sparsity)
 
 
 def test_subclassed_model():
@@ -51,7 +51,7 @@ def test_keras3_model_goes_to_the_keras3_path_not_tfmot():
   import keras as keras3  # pylint: disable=g-import-not-at-top
   if not keras3.__version__.startswith("3"):
     pytest.skip("Keras 3 is not installed")
-  from keras_signflip import prune as tf_keras_path  # pylint: disable=g-import-not-at-top
+  from keras_signflip.tf_keras import prune as tf_keras_path  # pylint: disable=g-import-not-at-top
   model = keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(2)])
   with pytest.raises(ValueError, match="Keras 3.*keras_signflip.keras3"):
     tf_keras_path.prune_sign_flip(model)

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 import keras_signflip as ksf
-from keras_signflip import early_bird, lottery, reinit, rewind
-from keras_signflip._compat import keras, tf
+from keras_signflip.lottery import early_bird, reinit, rewind
+from keras_signflip import lottery
+from keras_signflip.tf_keras._compat import keras, tf
 from tests import testing_utils as tu
 
 X, Y = tu.data(n=192)
@@ -158,7 +159,7 @@ def test_controls_use_the_primary_masks_and_files_are_written(tmp_path):
     assert row["early_stop_step"] is not None and 0 <= row["supermask_accuracy"] <= 1
   csv_text = (tmp_path / "results.csv").read_text().splitlines()
   assert len(csv_text) == len(results) + 1 and "early_stop_test_accuracy" in csv_text[0]
-  lottery.plot(results, lottery.Paths(str(tmp_path)))
+  lottery.plot(results, lottery.RunFiles(str(tmp_path)))
   for png in ("accuracy_vs_remaining.png", "early_stop_vs_remaining.png"):
     assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
 

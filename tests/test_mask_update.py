@@ -4,7 +4,7 @@ import pytest
 
 import keras_signflip as ksf
 from keras_signflip import criteria
-from keras_signflip._compat import keras, tfmot
+from keras_signflip.tf_keras._compat import keras, tfmot
 from tests import testing_utils as tu
 
 # NumPy formulas, written independently of keras_signflip.criteria.

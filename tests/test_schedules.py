@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from keras_signflip import schedules
-from keras_signflip._compat import keras
+from keras_signflip.tf_keras import schedules
+from keras_signflip.tf_keras._compat import keras
 
 
 def _call(s, step):

@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from keras_signflip import selection
-from keras_signflip._compat import tf
+from keras_signflip.tf_keras import selection
+from keras_signflip.tf_keras._compat import tf
 from tests import testing_utils as tu
 
 _floats = st.one_of(

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import keras_signflip as ksf
-from keras_signflip._compat import keras, tf
+from keras_signflip.tf_keras._compat import keras, tf
 from tests import testing_utils as tu
 
 X, Y = tu.data()
@@ -11,7 +11,7 @@ X, Y = tu.data()
 
 def _make(momentum=0.9):
   model = ksf.prune_sign_flip(
-      tu.mlp(), pruning_schedule=ksf.schedules.GeometricSparsity(0.3, 6),
+      tu.mlp(), pruning_schedule=ksf.tf_keras.schedules.GeometricSparsity(0.3, 6),
       criterion=ksf.criteria.Movement(), scope="global")
   return tu.compile_sgd(model, lr=0.5, momentum=momentum)
 
@@ -101,7 +101,7 @@ def test_checkpoints_hold_zero_pruned_weights_mid_epoch(tmp_path):
 
 def test_wrapper_config_round_trip():
   layer = ksf.prune_sign_flip(keras.layers.Dense(4), criterion=ksf.criteria.Hybrid(3),
-                              pruning_schedule=ksf.schedules.GeometricSparsity(0.2, 5),
+                              pruning_schedule=ksf.tf_keras.schedules.GeometricSparsity(0.2, 5),
                               min_flips=2)
   rebuilt = ksf.PruneSignFlip.from_config(layer.get_config())
   assert rebuilt.get_config() == layer.get_config()

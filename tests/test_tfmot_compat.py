@@ -1,7 +1,7 @@
 """The TF-MOT internals keras_signflip builds on still exist in this version."""
 import inspect
 
-from keras_signflip._compat import PruneLowMagnitude, PruneRegistry, tfmot
+from keras_signflip.tf_keras._compat import PruneLowMagnitude, PruneRegistry, tfmot
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_impl
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_utils
 

@@ -12,8 +12,8 @@ from absl import flags
 
 import keras_signflip as ksf
 from keras_signflip import data as data_lib
-from keras_signflip import export as export_lib
-from keras_signflip._compat import keras, tf, tfmot
+from keras_signflip.tf_keras import export as export_lib
+from keras_signflip.tf_keras._compat import keras, tf, tfmot
 
 from examples import export as export_bin
 from examples import train as train_bin

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import keras_signflip as ksf
-from keras_signflip._compat import keras, tf, tfmot
+from keras_signflip.tf_keras._compat import keras, tf, tfmot
 from tests import testing_utils as tu
 
 
@@ -196,7 +196,7 @@ def test_gradient_noise_masked_and_scaled():
   model.build((None, 8))
   opt.build(model.trainable_variables)
   grads = [tf.ones_like(v) * 2.0 for v in model.trainable_variables]
-  noisy = ksf.noise._add_noise(opt, list(zip(grads, model.trainable_variables)))  # pylint: disable=protected-access
+  noisy = ksf.tf_keras.noise._add_noise(opt, list(zip(grads, model.trainable_variables)))  # pylint: disable=protected-access
   g_kernel = noisy[0][0].numpy()
   assert np.all(g_kernel[mask == 0] == 0)
   dev = (g_kernel - 2.0)[mask > 0]

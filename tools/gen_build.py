@@ -2,8 +2,9 @@
 
     python tools/gen_build.py
 
-Writes BUILD (tests, examples, benchmarks), keras_signflip/BUILD and
-keras_signflip/keras3/BUILD; tests/test_build.py checks every file is named.
+Writes BUILD (tests, examples, benchmarks) and one BUILD per package of
+keras_signflip (the core, tf_keras/, keras3/, lottery/); tests/test_build.py
+checks every file is named, and that deps point one way (tests/test_layout.py).
 """
 import ast
 import pathlib
@@ -11,15 +12,17 @@ import pathlib
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 HEADER = ("package(default_visibility = [\"//visibility:public\"])\n"
           "licenses([\"notice\"])\n")
-PACKAGES = {"keras_signflip": "keras_signflip", "keras_signflip.keras3": "keras_signflip/keras3"}
+SUBPACKAGES = ("tf_keras", "keras3", "lottery")
+PACKAGES = {"keras_signflip": "keras_signflip",
+            **{f"keras_signflip.{p}": f"keras_signflip/{p}" for p in SUBPACKAGES}}
 
 
 def _label(module):
   """The Bazel label of an in-repo module name, or None for third-party ones."""
   parts = module.split(".")
   if parts[0] == "keras_signflip":
-    if len(parts) >= 2 and parts[1] == "keras3":
-      pkg, rest = "keras_signflip/keras3", parts[2:]
+    if len(parts) >= 2 and parts[1] in SUBPACKAGES:
+      pkg, rest = f"keras_signflip/{parts[1]}", parts[2:]
     else:
       pkg, rest = "keras_signflip", parts[1:]
     name = rest[0] if rest else pkg.split("/")[-1]

@@ -18,8 +18,9 @@ from keras_signflip.keras3.callbacks import UpdatePruningStep
 from keras_signflip.keras3.prune import (collect_wrappers, flip_counts, flip_states, masks,
                                          prune_sign_flip, set_reference, sparsity_report,
                                          strip_pruning)
+from keras_signflip.keras3.state import FlipState
 from keras_signflip.keras3.wrapper import PruneSignFlip
 
 __all__ = ["export", "mask_update", "schedules", "selection", "UpdatePruningStep",
            "collect_wrappers", "flip_counts", "flip_states", "masks", "prune_sign_flip",
-           "set_reference", "sparsity_report", "strip_pruning", "PruneSignFlip"]
+           "set_reference", "sparsity_report", "strip_pruning", "FlipState", "PruneSignFlip"]

@@ -3,7 +3,7 @@
 `model.export(path, format="tf_saved_model")` writes a SavedModel on the
 TensorFlow backend (on JAX through jax2tf, which needs TensorFlow). The
 pruned weights are exact zeros, so the directory compresses by the sparsity
-(`keras_signflip.export.gzip_size` measures it). The directory is written
+(`keras_signflip.tf_keras.export.gzip_size` measures it). The directory is written
 next to `path` and renamed into place, so an interrupted export never leaves
 a half-written model at `path`.
 """

@@ -1,6 +1,6 @@
 """Public entry points of the Keras 3 path: wrap, strip, inspect, re-reference.
 
-The same names and arguments as the tf_keras path (`keras_signflip.prune`);
+The same names and arguments as the tf_keras path (`keras_signflip.tf_keras.prune`);
 `keras_signflip.prune_sign_flip` and friends send Keras 3 models here.
 """
 import itertools
@@ -10,7 +10,7 @@ import numpy as np
 from keras_signflip.keras3 import state as state_lib
 from keras_signflip.keras3 import schedules as schedules_lib
 from keras_signflip.keras3._keras import keras, ops
-from keras_signflip import api
+from keras_signflip import report
 from keras_signflip import arguments
 from keras_signflip.keras3.wrapper import PruneSignFlip, supports
 
@@ -60,7 +60,7 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="sign_flip",
                     scope="layer", min_flips=None, pruning_policy=None, **kwargs):
   """Wraps a Keras 3 layer, list of layers, or Sequential/Functional model.
 
-  See `keras_signflip.prune.prune_sign_flip` for the arguments; schedules
+  See `keras_signflip.tf_keras.prune.prune_sign_flip` for the arguments; schedules
   come from `keras_signflip.keras3.schedules` (TF-MOT's convert). Block and
   m-by-n sparsity and `pruning_policy` are tf_keras-only.
 
@@ -163,4 +163,4 @@ def set_reference(model):
 
 def sparsity_report(model):
   """{'layers': {path: sparsity}, 'overall': sparsity, 'flips': {path: total}}."""
-  return api.summarize(masks(model), flip_counts(model))
+  return report.summarize(masks(model), flip_counts(model))

@@ -2,7 +2,7 @@
 
 Same protocol, arguments, validation and float32 arithmetic as
 `tfmot.sparsity.keras.ConstantSparsity` / `PolynomialDecay` and
-`keras_signflip.schedules.GeometricSparsity`, but evaluated on the host with
+`keras_signflip.tf_keras.schedules.GeometricSparsity`, but evaluated on the host with
 NumPy: the Keras 3 path updates masks outside the compiled train step, so a
 schedule is `schedule(step: int) -> (should_prune: bool, sparsity: np.float32)`
 and needs neither TensorFlow nor TF-MOT. `get` also accepts the configs of
@@ -117,7 +117,7 @@ class PolynomialDecay(PruningSchedule):
 class GeometricSparsity(PruningSchedule):
   """min(1 - (1 - fraction)**m, max_sparsity) at the m-th pruning step.
 
-  The same schedule as `keras_signflip.schedules.GeometricSparsity` (see its
+  The same schedule as `keras_signflip.tf_keras.schedules.GeometricSparsity` (see its
   docstring); pruning steps are begin_step + j * frequency >= 1.
   """
 

@@ -1,6 +1,6 @@
 """Exact top-k masks with `keras.ops`, for one tensor or many (global scope).
 
-The same contract as `keras_signflip.selection` (the tf_keras path): keep
+The same contract as `keras_signflip.tf_keras.selection` (the tf_keras path): keep
 exactly the k highest scores; equal scores are ranked by position -- tensor
 order, then flat row-major index, lower first -- so both paths give the same
 masks. The k-th largest score t comes from NumPy's O(n) `partition` on the

@@ -246,6 +246,6 @@ def test_lottery_loop_rewinds_and_reinitialises(tmp_path):
                         config, str(tmp_path), log=lambda *a: None)
   remaining = [r["weights_remaining_pct"] for r in results if r["mode"] == "rewind"]
   np.testing.assert_allclose(remaining, [100.0, 50.0, 25.0], atol=0.5)
-  masks2 = lottery.load_masks(lottery.Paths(str(tmp_path)).masks(2))
+  masks2 = lottery.load_masks(lottery.RunFiles(str(tmp_path)).masks(2))
   assert [int(m.sum()) for m in masks2] == [32, 12]
   assert {r["mode"] for r in results} == {"rewind", "random"}

@@ -15,9 +15,10 @@ The directory is written beside `path` and renamed into place, so an
 interrupted export never leaves a half-written model.
 
 A report (returned, and printed by `format_report`) gives per-weight and
-overall sparsity, non-zero parameters, and gzip sizes of:
+overall sparsity, non-zero parameters, and the gzip size of this SavedModel
+(`gzip_bytes`). With `compare_sizes=True` (two more saves, into a temporary
+directory; the binaries ask for it) it adds:
 
-- this SavedModel (`gzip_bytes`);
 - `dense_gzip_bytes`: the same architecture exported with every weight
   non-zero (each zero replaced by a seeded normal draw at the scale of the
   tensor's non-zero values) -- what the unpruned model costs, the baseline of
@@ -34,8 +35,8 @@ import zlib
 
 import numpy as np
 
-from keras_signflip import prune as prune_lib
-from keras_signflip._compat import keras, tf
+from keras_signflip.tf_keras import prune as prune_lib
+from keras_signflip.tf_keras._compat import keras, tf
 
 __all__ = ["export_saved_model", "format_report", "gzip_size", "export_tflite"]
 
@@ -142,7 +143,8 @@ def _write_atomically(model, path, sparse, overwrite):
   return module
 
 
-def export_saved_model(model, path, sparse=True, overwrite=False, report=True, verbose=True):
+def export_saved_model(model, path, sparse=True, overwrite=False, compare_sizes=False,
+                       verbose=True):
   """Strips pruning and writes a SavedModel with a `serving_default` signature.
 
   Args:
@@ -150,13 +152,14 @@ def export_saved_model(model, path, sparse=True, overwrite=False, report=True, v
     path: the SavedModel directory to write.
     sparse: store mostly-zero weights as bitmap + values. Defaults to True.
     overwrite: replace an existing `path`. Defaults to False.
-    report: also export the dense model to a temporary directory and compare
-      gzip sizes. Defaults to True.
+    compare_sizes: also save the dense model and TF-MOT's strip+save path to a
+      temporary directory and compare gzip sizes. Defaults to False.
     verbose: print the report (`format_report`). Defaults to True.
 
   Returns:
     A dict: `layers` {weight: sparsity}, `overall_sparsity`, `nonzero_params`,
-    `params`, `gzip_bytes`, and with `report`, `dense_gzip_bytes` and `ratio`.
+    `params`, `gzip_bytes`, and with `compare_sizes`, `dense_gzip_bytes`,
+    `ratio`, `tfmot_path_gzip_bytes` and `tfmot_path_ratio`.
 
   Raises:
     ValueError: `path` exists and `overwrite` is False (nothing is written).
@@ -183,7 +186,7 @@ def export_saved_model(model, path, sparse=True, overwrite=False, report=True, v
       "params": params,
       "gzip_bytes": gzip_size(path),
   }
-  if report:
+  if compare_sizes:
     with tempfile.TemporaryDirectory() as tmp:
       stripped.save(os.path.join(tmp, "tfmot"), save_format="tf", include_optimizer=False)
       out["tfmot_path_gzip_bytes"] = gzip_size(os.path.join(tmp, "tfmot"))

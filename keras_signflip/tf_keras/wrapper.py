@@ -16,10 +16,10 @@ prev_sign is int32 there.
 """
 from keras_signflip import arguments
 from keras_signflip import criteria as criteria_lib
-from keras_signflip import schedules as schedules_lib
-from keras_signflip import flips as flips_lib
-from keras_signflip.mask_update import CriterionPruning
-from keras_signflip._compat import PruneLowMagnitude, keras, tf, tfmot
+from keras_signflip.tf_keras import schedules as schedules_lib
+from keras_signflip.tf_keras import state as state_lib
+from keras_signflip.tf_keras.mask_update import CriterionPruning
+from keras_signflip.tf_keras._compat import PruneLowMagnitude, keras, tf, tfmot
 
 __all__ = ["PruneSignFlip", "GlobalGroup", "SCOPES"]
 
@@ -107,22 +107,22 @@ class PruneSignFlip(PruneLowMagnitude):
     for j, (weight, mask, threshold) in enumerate(self.pruning_vars):
       base = weight.name.split(":")[0].replace("/", "_")
       prev_sign = self.add_weight(
-          f"{base}_prev_sign", shape=weight.shape, dtype=flips_lib.sign_dtype(),
+          f"{base}_prev_sign", shape=weight.shape, dtype=state_lib.sign_dtype(),
           trainable=False,
-          initializer=lambda shape, dtype, w=weight: flips_lib.signs(
-              flips_lib.float32_value(w), dtype),
+          initializer=lambda shape, dtype, w=weight: state_lib.signs(
+              state_lib.float32_value(w), dtype),
           aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
       flip_count = self.add_weight(
           f"{base}_flips", shape=weight.shape, dtype=tf.int32, trainable=False,
           initializer="zeros", aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
       reference = self.add_weight(
           f"{base}_reference", shape=weight.shape, dtype=tf.float32, trainable=False,
-          initializer=lambda shape, dtype, w=weight: flips_lib.float32_value(w),
+          initializer=lambda shape, dtype, w=weight: state_lib.float32_value(w),
           aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-      state = flips_lib.FlipVariables(weight, mask, threshold, prev_sign,
+      state = state_lib.FlipState(weight, mask, threshold, prev_sign,
                                       flip_count, reference,
                                       self.position * 64 + j)
-      flips_lib.attach(state)
+      state_lib.attach(state)
       self.flip_states.append(state)
     self.pruning_obj = CriterionPruning(
         states=self.flip_states, criterion=self.criterion,

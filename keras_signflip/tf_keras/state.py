@@ -17,13 +17,13 @@ must be followed by `sync_signs` (the callbacks and `set_reference` do it).
 """
 from typing import NamedTuple
 
-from keras_signflip._compat import tf
+from keras_signflip.tf_keras._compat import tf
 
-__all__ = ["FlipVariables", "AfterStepConstraint", "attach", "detach", "sync_signs",
+__all__ = ["FlipState", "AfterStepConstraint", "attach", "detach", "sync_signs",
            "float32_value", "signs", "sign_dtype"]
 
 
-class FlipVariables(NamedTuple):
+class FlipState(NamedTuple):
   """The pruning variables of one prunable weight tensor."""
   weight: tf.Variable     # the layer's own weight (any float dtype)
   mask: tf.Variable       # weight's true dtype, 0/1 (TF-MOT's)

@@ -2,7 +2,7 @@
 
 A schedule is TF-MOT's protocol: `schedule(step) -> (should_prune, sparsity)`.
 """
-from keras_signflip._compat import keras, tf, tfmot
+from keras_signflip.tf_keras._compat import keras, tf, tfmot
 
 __all__ = ["GeometricSparsity", "get"]
 

@@ -13,8 +13,8 @@ import collections
 import numpy as np
 
 from keras_signflip import criteria as criteria_lib
-from keras_signflip import paths
-from keras_signflip._compat import keras
+from keras_signflip import families
+from keras_signflip.callback import Callback
 
 __all__ = ["EarlyBird", "hamming", "early_bird_reached"]
 
@@ -33,7 +33,7 @@ def early_bird_reached(masks, epsilon=0.1, window=5):
   return all(hamming(recent[-1], older) <= epsilon for older in recent[:-1])
 
 
-class EarlyBird(keras.callbacks.Callback):
+class EarlyBird(Callback):
   """Stops training when the drawn mask has stopped changing.
 
   Args:
@@ -61,7 +61,7 @@ class EarlyBird(keras.callbacks.Callback):
     self.window = int(window)
 
   def on_train_begin(self, logs=None):
-    iterations = int(paths.synced(self.model).optimizer.iterations.numpy())
+    iterations = int(families.synced(self.model).optimizer.iterations.numpy())
     # Continue across fit calls of one training (one fit per epoch); reset
     # for another model or a restarted optimizer.
     if getattr(self, "_model_id", None) == id(self.model) and iterations >= self._iterations:
@@ -69,26 +69,26 @@ class EarlyBird(keras.callbacks.Callback):
     self._model_id = id(self.model)
     self._masks = collections.deque(maxlen=self.window)
     self.epoch, self.mask, self.distances = None, None, []
-    self._path = paths.of(self.model)
-    self._states = self._path.flip_states(self.model)
+    self._family = families.of(self.model)
+    self._states = self._family.flip_states(self.model)
     if not self._states:
       raise ValueError("EarlyBird needs a model wrapped by prune_sign_flip.")
 
   def on_train_end(self, logs=None):
-    self._iterations = int(paths.synced(self.model).optimizer.iterations.numpy())
+    self._iterations = int(families.synced(self.model).optimizer.iterations.numpy())
 
   def draw(self):
-    masks, _ = self._path.compute_masks(self._states, self.target_sparsity, self.criterion)
-    return [self._path.to_numpy(m).astype(np.float32) for m in masks]
+    masks, _ = self._family.compute_masks(self._states, self.target_sparsity, self.criterion)
+    return [self._family.to_numpy(m).astype(np.float32) for m in masks]
 
   def on_epoch_end(self, epoch, logs=None):
-    paths.synced(self.model)
+    families.synced(self.model)
     self._masks.append(self.draw())
     recent = list(self._masks)
     self.distances.append(max((hamming(recent[-1], o) for o in recent[:-1]), default=1.0))
     if early_bird_reached(self._masks, self.epsilon, self.window):
       self.epoch = epoch
-      self.mask = {paths.weight_name(s.weight): m for s, m in zip(self._states, recent[-1])}
+      self.mask = {families.weight_name(s.weight): m for s, m in zip(self._states, recent[-1])}
       self.model.stop_training = True
       if logs is not None:
         logs["early_bird_epoch"] = epoch

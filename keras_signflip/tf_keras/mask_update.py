@@ -17,9 +17,9 @@ n and top_k run over one tensor (layer scope) or all wrapped tensors of the
 model together (global scope).
 """
 from keras_signflip import criteria as criteria_lib
-from keras_signflip import selection
-from keras_signflip._compat import tf
-from keras_signflip.flips import float32_value
+from keras_signflip.tf_keras import selection
+from keras_signflip.tf_keras._compat import tf
+from keras_signflip.tf_keras.state import float32_value
 
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_impl  # pylint: disable=g-direct-tensorflow-import
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_utils  # pylint: disable=g-direct-tensorflow-import
@@ -49,7 +49,7 @@ def compute_masks(states, sparsity, criterion, min_flips=None, kept=None):
   """New bool masks for `states` ranked together, and the lowest kept score.
 
   Args:
-    states: list of `FlipVariables` ranked as one (one for layer scope).
+    states: list of `FlipState` ranked as one (one for layer scope).
     sparsity: float scalar, the schedule's target for the whole list.
     criterion: a `Criterion`.
     min_flips: None, or the flip-triggered threshold (an int >= 1).
@@ -102,7 +102,7 @@ class CriterionPruning(pruning_impl.Pruning):
   """TF-MOT's `Pruning` with criterion scores and exact O(n) selection.
 
   Args (beyond TF-MOT's):
-    states: this layer's `FlipVariables`, one per prunable weight.
+    states: this layer's `FlipState`, one per prunable weight.
     criterion: a `Criterion`.
     min_flips: None, or the flip-triggered threshold.
     group_fn: returns None (layer scope) or the wrapper's `GlobalGroup`, read

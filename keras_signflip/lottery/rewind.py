@@ -13,8 +13,8 @@ import re
 
 import numpy as np
 
-from keras_signflip import paths
-from keras_signflip._compat import keras
+from keras_signflip import families
+from keras_signflip.callback import Callback
 
 __all__ = ["Snapshot", "snapshot", "restore", "steps", "RewindPoint"]
 
@@ -46,7 +46,7 @@ def steps(duration, steps_per_epoch=None):
 
 def _pruning_state_ids(model):
   ids = set()
-  for w in paths.of(model).collect_wrappers(model):
+  for w in families.of(model).collect_wrappers(model):
     ids.add(id(w.pruning_step))
     for s in w.flip_states:
       ids.update(id(v) for v in (s.mask, s.threshold, s.prev_sign, s.flips, s.reference))
@@ -78,31 +78,31 @@ class Snapshot:
 
 def snapshot(model, step=0):
   """A `Snapshot` of every variable of `model` except pruning state."""
-  to_numpy = paths.of(model).to_numpy
+  to_numpy = families.of(model).to_numpy
   values = variables(model)
-  return Snapshot([paths.weight_name(v) for v in values], [to_numpy(v) for v in values], step)
+  return Snapshot([families.weight_name(v) for v in values], [to_numpy(v) for v in values], step)
 
 
 def restore(model, snap):
   """Puts every snapshotted variable back, re-masks, re-reads signs."""
-  model = paths.synced(model)
-  path = paths.of(model)
-  variables_ = variables(model)
-  if len(variables_) != len(snap.values):
+  model = families.synced(model)
+  family = families.of(model)
+  current = variables(model)
+  if len(current) != len(snap.values):
     raise ValueError(f"The snapshot holds {len(snap.values)} variables but the model "
-                     f"has {len(variables)}; it was taken from another architecture.")
-  for v, value in zip(variables_, snap.values):
+                     f"has {len(current)}; it was taken from another architecture.")
+  for v, value in zip(current, snap.values):
     if tuple(v.shape) != value.shape:
-      raise ValueError(f"Snapshot value for {paths.weight_name(v)} has shape "
+      raise ValueError(f"Snapshot value for {families.weight_name(v)} has shape "
                        f"{value.shape}, the model's is {tuple(v.shape)}.")
-  for v, value in zip(variables_, snap.values):
+  for v, value in zip(current, snap.values):
     v.assign(value)
-  for s in path.flip_states(model):
-    s.weight.assign(path.to_numpy(s.weight) * path.to_numpy(s.mask))
-    path.sync_signs(s)
+  for s in family.flip_states(model):
+    s.weight.assign(family.to_numpy(s.weight) * family.to_numpy(s.mask))
+    family.sync_signs(s)
 
 
-class RewindPoint(keras.callbacks.Callback):
+class RewindPoint(Callback):
   """Records the model's variables at training step k (inside `fit`).
 
   k = 0 is the original lottery-ticket rewind (before any step); k > 0 is late
@@ -121,7 +121,7 @@ class RewindPoint(keras.callbacks.Callback):
     self._model_id = None
 
   def on_train_begin(self, logs=None):
-    iterations = int(paths.synced(self.model).optimizer.iterations.numpy())
+    iterations = int(families.synced(self.model).optimizer.iterations.numpy())
     self._iterations = iterations
     # Keep a snapshot across fit calls that continue the same training (one
     # fit per epoch); reset for another model or a restarted optimizer.
@@ -137,4 +137,4 @@ class RewindPoint(keras.callbacks.Callback):
   def on_train_batch_end(self, batch, logs=None):
     self._iterations += 1  # counted here: on JAX, syncing every step would be slow
     if self.snapshot is None and self._iterations == self._target:
-      self.snapshot = snapshot(paths.synced(self.model), self._target)
+      self.snapshot = snapshot(families.synced(self.model), self._target)

@@ -12,8 +12,8 @@ variable of the model: biases, normalisation statistics, unpruned layers.
 """
 import numpy as np
 
-from keras_signflip import paths
-from keras_signflip import rewind as rewind_lib
+from keras_signflip import families
+from keras_signflip.lottery import rewind as rewind_lib
 
 __all__ = ["MODES", "reinitialize"]
 
@@ -30,10 +30,10 @@ def _initializer(layer, weight, keras):
   return keras.initializers.GlorotUniform()
 
 
-def _fresh_draw(layer, weight, seed, path):
-  init = _initializer(layer, weight, path.keras)
+def _fresh_draw(layer, weight, seed, family):
+  init = _initializer(layer, weight, family.keras)
   config = dict(init.get_config(), seed=seed) if "seed" in init.get_config() else init.get_config()
-  return path.to_numpy(type(init).from_config(config)(tuple(weight.shape), dtype="float32"))
+  return family.to_numpy(type(init).from_config(config)(tuple(weight.shape), dtype="float32"))
 
 
 def reinitialize(model, mode, rewind_snapshot, init_snapshot=None, seed=0):
@@ -56,20 +56,20 @@ def reinitialize(model, mode, rewind_snapshot, init_snapshot=None, seed=0):
   rewind_lib.restore(model, rewind_snapshot)
   if mode == "rewind":
     return
-  path = paths.of(model)
+  family = families.of(model)
   init_values = (init_snapshot or rewind_snapshot).values
   position = {id(v): i for i, v in enumerate(rewind_lib.variables(model))}
   rng = np.random.RandomState(seed)
-  for i, (wrapper, state) in enumerate((w, s) for w in path.collect_wrappers(model)
+  for i, (wrapper, state) in enumerate((w, s) for w in family.collect_wrappers(model)
                                        for s in w.flip_states):
-    keep = path.to_numpy(state.mask) > 0
-    w = path.to_numpy(state.weight)
+    keep = family.to_numpy(state.mask) > 0
+    w = family.to_numpy(state.weight)
     if mode == "signed_constant":
       new = np.sign(w) * np.std(init_values[position[id(state.weight)]])
     elif mode == "random":
-      new = _fresh_draw(wrapper.layer, state.weight, seed * 1009 + i, path)
+      new = _fresh_draw(wrapper.layer, state.weight, seed * 1009 + i, family)
     else:  # shuffle
       new = np.zeros_like(w)
       new[keep] = rng.permutation(w[keep])
     state.weight.assign((new * keep).astype(w.dtype))
-    path.sync_signs(state)
+    family.sync_signs(state)

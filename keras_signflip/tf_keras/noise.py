@@ -12,8 +12,8 @@ reproducible and resumes identically.
 tf_keras optimizers have no gradient-transform hook, so `with_gradient_noise`
 returns a copy of the optimizer whose class overrides `apply_gradients`.
 """
-from keras_signflip import flips as flips_lib
-from keras_signflip._compat import keras, tf
+from keras_signflip.tf_keras import state as state_lib
+from keras_signflip.tf_keras._compat import keras, tf
 
 __all__ = ["with_gradient_noise"]
 
@@ -25,7 +25,7 @@ def _add_noise(optimizer, grads_and_vars):
   step = tf.cast(optimizer.iterations, tf.int32)
   for i, (g, v) in enumerate(grads_and_vars):
     constraint = getattr(v, "constraint", None)
-    if g is None or not isinstance(constraint, flips_lib.AfterStepConstraint):
+    if g is None or not isinstance(constraint, state_lib.AfterStepConstraint):
       out.append((g, v))
       continue
     g = tf.convert_to_tensor(g)

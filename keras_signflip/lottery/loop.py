@@ -29,13 +29,12 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from keras_signflip import criteria as criteria_lib
-from keras_signflip import paths as paths_lib
-from keras_signflip import reinit as reinit_lib
-from keras_signflip import rewind as rewind_lib
-from keras_signflip._compat import keras, tf
-from keras_signflip.callbacks import UpdatePruningStep
+from keras_signflip import families
+from keras_signflip.callback import Callback
+from keras_signflip.lottery import reinit as reinit_lib
+from keras_signflip.lottery import rewind as rewind_lib
 
-__all__ = ["LotteryConfig", "kept_counts", "run", "Paths", "load_results", "plot",
+__all__ = ["LotteryConfig", "kept_counts", "run", "RunFiles", "load_results", "plot",
            "save_masks", "load_masks"]
 
 
@@ -97,7 +96,7 @@ def kept_counts(sizes, config, round_index):
   return [max(round(n * (1 - rate) ** r), 1) for n, rate in zip(sizes, rates)]
 
 
-class Paths:
+class RunFiles:
   """Every file of a run directory, in one place."""
 
   def __init__(self, root):
@@ -134,22 +133,22 @@ def load_results(path):
     return json.load(f)
 
 
-def _write_results(paths, results):
-  tmp = paths.results_json + ".tmp"
+def _write_results(files, results):
+  tmp = files.results_json + ".tmp"
   with open(tmp, "w") as f:
     json.dump(results, f, indent=2, sort_keys=True)
-  os.replace(tmp, paths.results_json)
+  os.replace(tmp, files.results_json)
   scalar_keys = sorted({k for r in results for k, v in r.items() if not isinstance(v, (dict, list))})
-  tmp = paths.results_csv + ".tmp"
+  tmp = files.results_csv + ".tmp"
   with open(tmp, "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=scalar_keys)
     writer.writeheader()
     for r in results:
       writer.writerow({k: r.get(k) for k in scalar_keys})
-  os.replace(tmp, paths.results_csv)
+  os.replace(tmp, files.results_csv)
 
 
-class _Evaluator(keras.callbacks.Callback):
+class _Evaluator(Callback):
   """Validation loss and test accuracy every `every` steps; tracks the minimum."""
 
   def __init__(self, val, test, every):
@@ -158,14 +157,14 @@ class _Evaluator(keras.callbacks.Callback):
     self.best = None  # (val_loss, step, test_accuracy)
 
   def _evaluate(self):
-    model = paths_lib.synced(self.model)
+    model = families.synced(self.model)
     val_loss = model.evaluate(self.val, verbose=0)[0]
     test_acc = model.evaluate(self.test, verbose=0)[1]
     if self.best is None or val_loss < self.best[0]:
       self.best = (float(val_loss), self._step, float(test_acc))
 
   def on_train_begin(self, logs=None):
-    self._step = int(paths_lib.synced(self.model).optimizer.iterations.numpy())
+    self._step = int(families.synced(self.model).optimizer.iterations.numpy())
 
   def on_train_batch_end(self, batch, logs=None):
     self._step += 1  # counted here: on JAX, reading the model syncs its state
@@ -174,27 +173,38 @@ class _Evaluator(keras.callbacks.Callback):
 
 
 def _set_masks(model, masks):
-  for s, m in zip(paths_lib.of(model).flip_states(model), masks):
+  for s, m in zip(families.of(model).flip_states(model), masks):
     s.mask.assign(m.astype(np.float32))
     s.flips.assign(np.zeros(tuple(s.flips.shape), np.int32))
 
 
 def _next_masks(model, config, round_index):
-  path = paths_lib.of(model)
-  states = path.flip_states(model)
+  family = families.of(model)
+  states = family.flip_states(model)
   criterion = criteria_lib.get(config.criterion)
   sizes = [int(np.prod(s.weight.shape)) for s in states]
   kept = kept_counts(sizes, config, round_index)
   if config.scope == "global":
-    masks, _ = path.compute_masks(states, None, criterion, kept=kept[0])
+    masks, _ = family.compute_masks(states, None, criterion, kept=kept[0])
   else:
-    masks = [path.compute_masks([s], None, criterion, kept=k)[0][0]
+    masks = [family.compute_masks([s], None, criterion, kept=k)[0][0]
              for s, k in zip(states, kept)]
-  return [path.to_numpy(m).astype(np.float32) for m in masks]
+  return [family.to_numpy(m).astype(np.float32) for m in masks]
 
 
-def run(make_model: Callable[[], keras.Model], compile_model: Callable[[keras.Model], None],
-        train_data: Callable[[int, int], tf.data.Dataset], val_data, test_data,
+def _steps_per_epoch(data):
+  """Batches per epoch of a tf.data.Dataset or a sized (Py)Dataset, else None."""
+  if hasattr(data, "cardinality"):
+    count = int(data.cardinality())
+    return count if count > 0 else None
+  try:
+    return len(data) or None
+  except TypeError:
+    return None
+
+
+def run(make_model: Callable[[], object], compile_model: Callable[[object], None],
+        train_data: Callable[[int, int], object], val_data, test_data,
         config: LotteryConfig, output_dir: str, init_mask=None, log=print,
         extra_callbacks: Callable[[int], list] = lambda r: []):
   """Runs (or resumes) iterative pruning; returns the list of result rows.
@@ -213,25 +223,25 @@ def run(make_model: Callable[[], keras.Model], compile_model: Callable[[keras.Mo
     extra_callbacks: round -> callbacks added to that round's `fit`.
   """
   os.makedirs(output_dir, exist_ok=True)
-  paths = Paths(output_dir)
-  results = load_results(paths.results_json)
+  files = RunFiles(output_dir)
+  results = load_results(files.results_json)
   done = {(r["mode"], r["round"]) for r in results}
   base = make_model()
-  path = paths_lib.of(base)
-  path.keras.utils.set_random_seed(config.seed)
+  family = families.of(base)
+  family.keras.utils.set_random_seed(config.seed)
   base = make_model()  # built after seeding, as every round's model is
-  model = path.prune_sign_flip(base, pruning_schedule=path.never(), criterion=config.criterion)
-  states = path.flip_states(model)
-  names = [paths_lib.weight_name(s.weight) for s in states]
-  if not os.path.exists(paths.init):
-    rewind_lib.snapshot(model, 0).save(paths.init)
-  init_snap = rewind_lib.Snapshot.load(paths.init)
-  if not os.path.exists(paths.masks(0)):
+  model = family.prune_sign_flip(base, pruning_schedule=family.never(), criterion=config.criterion)
+  states = family.flip_states(model)
+  names = [families.weight_name(s.weight) for s in states]
+  if not os.path.exists(files.init):
+    rewind_lib.snapshot(model, 0).save(files.init)
+  init_snap = rewind_lib.Snapshot.load(files.init)
+  if not os.path.exists(files.masks(0)):
     masks0 = init_mask if init_mask is not None else [np.ones(s.mask.shape, np.float32) for s in states]
     if [tuple(m.shape) for m in masks0] != [tuple(s.mask.shape) for s in states]:
       raise ValueError("The starting mask does not fit this model: shapes "
                        f"{[m.shape for m in masks0]} vs {[tuple(s.mask.shape) for s in states]}.")
-    save_masks(paths.masks(0), masks0)
+    save_masks(files.masks(0), masks0)
 
   primary = config.modes[0]
   plan = [(primary, r) for r in range(config.rounds + 1)]
@@ -239,36 +249,36 @@ def run(make_model: Callable[[], keras.Model], compile_model: Callable[[keras.Mo
   for mode, r in plan:
     if (mode, r) in done:
       continue
-    masks = load_masks(paths.masks(r))
-    path.keras.utils.set_random_seed(config.seed + r)
+    masks = load_masks(files.masks(r))
+    family.keras.utils.set_random_seed(config.seed + r)
     _set_masks(model, masks)
     if r == 0:
       rewind_lib.restore(model, init_snap)
     else:
-      reinit_lib.reinitialize(model, mode, rewind_lib.Snapshot.load(paths.rewind), init_snap,
+      reinit_lib.reinitialize(model, mode, rewind_lib.Snapshot.load(files.rewind), init_snap,
                               seed=config.seed + r)
-    path.set_reference(model)  # reference criteria compare with the round's start
+    family.set_reference(model)  # reference criteria compare with the round's start
     compile_model(model)
     supermask_accuracy = float(model.evaluate(test_data, verbose=0)[1])
     start = time.time()
     first = train_data(r, 0)
-    steps_per_epoch = int(first.cardinality()) if int(first.cardinality()) > 0 else None
+    steps_per_epoch = _steps_per_epoch(first)
     evaluator = _Evaluator(val_data, test_data, config.eval_every or steps_per_epoch or 100)
     rewinder = rewind_lib.RewindPoint(config.rewind_step)
-    callbacks = [UpdatePruningStep(), evaluator] + ([rewinder] if r == 0 else []) + extra_callbacks(r)
+    callbacks = [family.update_pruning_step(), evaluator] + ([rewinder] if r == 0 else []) + extra_callbacks(r)
     for epoch in range(config.epochs):
       data = first if epoch == 0 else train_data(r, epoch)
       model.fit(data, epochs=epoch + 1, initial_epoch=epoch, verbose=0, callbacks=callbacks)
       if model.stop_training:
         break
     loss, accuracy = model.evaluate(test_data, verbose=0)
-    if r == 0 and not os.path.exists(paths.rewind):
+    if r == 0 and not os.path.exists(files.rewind):
       if rewinder.snapshot is None:
         raise ValueError(f"rewind_step={config.rewind_step!r} lies beyond round 0's "
                          f"{int(model.optimizer.iterations.numpy())} steps.")
-      rewinder.snapshot.save(paths.rewind)
+      rewinder.snapshot.save(files.rewind)
     if mode == primary and r < config.rounds:
-      save_masks(paths.masks(r + 1), _next_masks(model, config, r + 1))
+      save_masks(files.masks(r + 1), _next_masks(model, config, r + 1))
     remaining = [float(m.mean()) for m in masks]
     row = {
         "mode": mode, "round": r,
@@ -280,13 +290,13 @@ def run(make_model: Callable[[], keras.Model], compile_model: Callable[[keras.Mo
         "early_stop_test_accuracy": evaluator.best[2] if evaluator.best else None,
         "supermask_accuracy": supermask_accuracy,
         "steps": int(model.optimizer.iterations.numpy()),
-        "flips": int(sum(int(f.sum()) for f in path.flip_counts(model).values())),
+        "flips": int(sum(int(f.sum()) for f in family.flip_counts(model).values())),
         "wall_seconds": time.time() - start,
     }
     results = [x for x in results if (x["mode"], x["round"]) != (mode, r)] + [row]
     results.sort(key=lambda x: (config.modes.index(x["mode"]) if x["mode"] in config.modes else 99,
                                 x["round"]))
-    _write_results(paths, results)
+    _write_results(files, results)
     log(f"[{mode} round {r}] {row['weights_remaining_pct']:6.2f}% remaining  "
         f"test acc {accuracy:.4f}  early-stop step {row['early_stop_step']} "
         f"(acc {row['early_stop_test_accuracy']})  supermask {supermask_accuracy:.4f}  "
@@ -294,7 +304,7 @@ def run(make_model: Callable[[], keras.Model], compile_model: Callable[[keras.Mo
   return results
 
 
-def plot(results, paths, title=""):
+def plot(results, files, title=""):
   """PNG plots: test accuracy and early-stop step vs % weights remaining (log)."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   import matplotlib.ticker  # pylint: disable=g-import-not-at-top
@@ -302,8 +312,8 @@ def plot(results, paths, title=""):
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   modes = sorted({r["mode"] for r in results}, key=lambda m: reinit_lib.MODES.index(m))
   dense = [r for r in results if r["round"] == 0]
-  for key, path, label in (("test_accuracy", paths.plot_accuracy, "test accuracy"),
-                           ("early_stop_step", paths.plot_early_stop, "early-stopping step")):
+  for key, filename, label in (("test_accuracy", files.plot_accuracy, "test accuracy"),
+                           ("early_stop_step", files.plot_early_stop, "early-stopping step")):
     fig, ax = plt.subplots(figsize=(6, 4))
     for mode in modes:
       rows = sorted(dense + [r for r in results if r["mode"] == mode and r["round"] > 0],
@@ -322,5 +332,5 @@ def plot(results, paths, title=""):
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(filename, dpi=110)
     plt.close(fig)

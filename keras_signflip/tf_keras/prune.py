@@ -3,13 +3,13 @@ import itertools
 
 import numpy as np
 
-from keras_signflip import api
+from keras_signflip import report
 from keras_signflip import criteria as criteria_lib
-from keras_signflip import flips as flips_lib
-from keras_signflip import schedules as schedules_lib
-from keras_signflip._compat import PruneLowMagnitude, PruneRegistry, keras, tfmot
+from keras_signflip.tf_keras import state as state_lib
+from keras_signflip.tf_keras import schedules as schedules_lib
+from keras_signflip.tf_keras._compat import PruneLowMagnitude, PruneRegistry, keras, tfmot
 from keras_signflip.detect import is_keras3_object
-from keras_signflip.wrapper import GlobalGroup, PruneSignFlip, _validate
+from keras_signflip.tf_keras.wrapper import GlobalGroup, PruneSignFlip, _validate
 
 __all__ = ["prune_sign_flip", "strip_pruning", "prune_scope", "flip_counts",
            "set_reference", "link_global", "collect_wrappers", "flip_states", "masks",
@@ -65,7 +65,7 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="sign_flip",
   Args:
     to_prune: a layer, a list of layers, or a Sequential/Functional model.
     pruning_schedule: a TF-MOT `PruningSchedule` (`ConstantSparsity`,
-      `PolynomialDecay`, `keras_signflip.schedules.GeometricSparsity`, ...).
+      `PolynomialDecay`, `keras_signflip.tf_keras.schedules.GeometricSparsity`, ...).
       Defaults to `ConstantSparsity(0.5, 0)`.
     criterion: a `keras_signflip.criteria.Criterion` or its name. Defaults to
       `SignFlip()`.
@@ -174,7 +174,7 @@ def strip_pruning(model):
   """TF-MOT's `strip_pruning`, also restoring the layers' own constraints."""
   for w in collect_wrappers(model):
     for state in w.flip_states:
-      flips_lib.detach(state.weight)
+      state_lib.detach(state.weight)
   return tfmot.sparsity.keras.strip_pruning(model)
 
 
@@ -187,7 +187,7 @@ def prune_scope():
 
 
 def flip_states(model):
-  """Every wrapped weight's `FlipVariables`, in model order."""
+  """Every wrapped weight's `FlipState`, in model order."""
   return [s for w in collect_wrappers(model) for s in w.flip_states]
 
 
@@ -213,8 +213,8 @@ def set_reference(model):
     raise ValueError("set_reference found no keras_signflip wrappers in the "
                      "model; wrap it with prune_sign_flip first.")
   for s in states:
-    s.reference.assign(flips_lib.float32_value(s.weight))
-    flips_lib.sync_signs(s)
+    s.reference.assign(state_lib.float32_value(s.weight))
+    state_lib.sync_signs(s)
   return model
 
 
@@ -228,4 +228,4 @@ def sparsity_report(model):
   all_masks = {weight.name: mask.numpy()
                for layer in (_all_layers(model) if isinstance(model, keras.Model) else [])
                for weight, mask, _ in getattr(layer, "pruning_vars", [])}
-  return api.summarize(all_masks, flip_counts(model))
+  return report.summarize(all_masks, flip_counts(model))

@@ -1,0 +1,39 @@
+"""The one place the tf_keras family imports TensorFlow, tf_keras and TF-MOT.
+
+TF-MOT 0.8 works only with Keras 2 (`tf_keras`, of TensorFlow's minor
+version). Importing TF-MOT sets `os.environ["TF_USE_LEGACY_KERAS"] = "1"`
+(TF-MOT's own code), which makes `tf.keras` mean tf_keras if `tf.keras` has
+not been used yet in the process; keras_signflip adds no effect of its own.
+When tf_keras is missing or does not match TensorFlow, the import fails here
+with one line that names the fix.
+"""
+import importlib.util
+
+import tensorflow as tf
+
+_TF_MINOR = ".".join(tf.__version__.split(".")[:2])
+if importlib.util.find_spec("tf_keras") is None:
+  raise ImportError(
+      "keras_signflip's tf_keras family (TF-MOT) needs Keras 2, which is not "
+      f"installed; TensorFlow {tf.__version__} is, and its tf.keras is Keras 3, which "
+      f"TF-MOT cannot use. Install it with: pip install 'tf-keras=={_TF_MINOR}.*' "
+      "-- or give keras_signflip Keras 3 models (keras_signflip.keras3).")
+
+import tf_keras as keras  # noqa: E402
+
+if ".".join(keras.__version__.split(".")[:2]) != _TF_MINOR:
+  raise ImportError(
+      f"keras_signflip's tf_keras family (TF-MOT) needs tf_keras of TensorFlow's minor "
+      f"version: TensorFlow is {tf.__version__}, tf_keras {keras.__version__}. Install "
+      f"the matching one with: pip install 'tf-keras=={_TF_MINOR}.*'")
+
+import tensorflow_model_optimization as tfmot  # noqa: E402
+# TF-MOT's wrapper, registry and pruning internals are not public API; setup.py
+# pins TF-MOT to 0.8.x and tests/test_tfmot_compat.py checks they still exist.
+from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry  # noqa: E402
+from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper  # noqa: E402
+
+PruneLowMagnitude = pruning_wrapper.PruneLowMagnitude
+PruneRegistry = prune_registry.PruneRegistry
+
+__all__ = ["tf", "keras", "tfmot", "PruneLowMagnitude", "PruneRegistry"]
