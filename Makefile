@@ -53,9 +53,10 @@ bench: setup
 bench-quick: setup
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m benchmarks.compare --quick
 
-# TF-MOT 0.8.1's own pruning tests against prune_sign_flip (../shared/peer).
+# TF-MOT 0.8.1's own pruning tests against prune_sign_flip (../shared/peer), with
+# the deviations listed there and in tools/tfmot-extra-deviations.txt.
 tfmot-suite: setup
-	../shared/peer/run-tfmot-suite $(PY)
+	tools/run_tfmot_suite.sh $(PY)
 
 clean:
 	rm -rf .venv runs build *.egg-info

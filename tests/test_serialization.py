@@ -106,3 +106,14 @@ def test_wrapper_config_round_trip():
   rebuilt = ksf.PruneSignFlip.from_config(layer.get_config())
   assert rebuilt.get_config() == layer.get_config()
   assert rebuilt.criterion == ksf.criteria.Hybrid(3) and rebuilt.min_flips == 2
+
+
+def test_tf_saved_model_of_a_freshly_wrapped_untrained_model(tmp_path):
+  """tf.saved_model.save traces call(training=True); that is no training without the callback."""
+  model = ksf.prune_sign_flip(tu.mlp(), criterion="magnitude")
+  tf.saved_model.save(model, str(tmp_path / "sm"))
+  loaded = tf.saved_model.load(str(tmp_path / "sm"))
+  np.testing.assert_allclose(loaded(tf.constant(X[:4])), model(X[:4]), atol=1e-6)
+  model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  with pytest.raises(ValueError, match="UpdatePruningStep"):  # fit still says what is missing
+    model.fit(X, Y, epochs=1, verbose=0)

@@ -1,7 +1,7 @@
 """The TF-MOT internals keras_signflip builds on still exist in this version."""
 import inspect
 
-from keras_signflip.tf_keras._compat import PruneLowMagnitude, PruneRegistry, tfmot
+from keras_signflip.tf_keras._compat import PruneLowMagnitude, PruneRegistry, in_save_context, tfmot
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_impl
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_utils
 
@@ -21,3 +21,7 @@ def test_internals_we_override_or_call():
                "generate_m_by_n_mask", "m_by_n_sparsity_mask_prepare"):
     assert callable(getattr(pruning_utils, name))
   assert callable(PruneRegistry.supports)
+
+
+def test_tensorflow_save_context_flag():
+  assert in_save_context() is False

@@ -33,7 +33,11 @@ import tensorflow_model_optimization as tfmot  # noqa: E402
 from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry  # noqa: E402
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper  # noqa: E402
 
+# Whether tf.saved_model.save is tracing: TensorFlow's private flag, the one
+# tf_keras' own saving reads (no public equivalent exists).
+from tensorflow.python.saved_model.save_context import in_save_context  # noqa: E402  pylint: disable=g-direct-tensorflow-import
+
 PruneLowMagnitude = pruning_wrapper.PruneLowMagnitude
 PruneRegistry = prune_registry.PruneRegistry
 
-__all__ = ["tf", "keras", "tfmot", "PruneLowMagnitude", "PruneRegistry"]
+__all__ = ["tf", "keras", "tfmot", "PruneLowMagnitude", "PruneRegistry", "in_save_context"]

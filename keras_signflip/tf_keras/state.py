@@ -58,7 +58,10 @@ class AfterStepConstraint:
   """
 
   def __init__(self, state, original=None):
-    self.state = state
+    # The weight's own variables hold this constraint, so it keeps the state
+    # without the weight: a weight -> constraint -> weight cycle would leave
+    # whole models to the cyclic garbage collector (see `counters`).
+    self.state = state._replace(weight=None)
     self.original = original
 
   def __call__(self, weight):

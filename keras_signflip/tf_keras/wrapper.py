@@ -19,7 +19,7 @@ from keras_signflip import criteria as criteria_lib
 from keras_signflip.tf_keras import schedules as schedules_lib
 from keras_signflip.tf_keras import state as state_lib
 from keras_signflip.tf_keras.mask_update import CriterionPruning
-from keras_signflip.tf_keras._compat import PruneLowMagnitude, keras, tf, tfmot
+from keras_signflip.tf_keras._compat import PruneLowMagnitude, in_save_context, keras, tf, tfmot
 
 __all__ = ["PruneSignFlip", "GlobalGroup", "SCOPES"]
 
@@ -132,11 +132,16 @@ class PruneSignFlip(PruneLowMagnitude):
         block_size=self.block_size, block_pooling_type=self.block_pooling_type,
         sparsity_m_by_n=self.sparsity_m_by_n)
 
+  # Not converted by autograph: the check below is plain Python, and
+  # converting it left garbage cycles that crashed the interpreter in
+  # protobuf's upb (a double free when collected; TF-MOT's test suite hit it).
+  @tf.autograph.experimental.do_not_convert
   def call(self, inputs, training=None, **kwargs):
-    if training is True:
+    if training is True and not in_save_context():
       # Keras traces the train step after callbacks' on_train_begin, so an
       # untouched step (-1) here means no UpdatePruningStep: say so now, as a
       # ValueError, instead of TF-MOT's in-graph assertion at the first step.
+      # (tf.saved_model.save also traces training=True; it trains nothing.)
       with tf.init_scope():
         if tf.executing_eagerly() and int(self.pruning_step.numpy()) < 0:
           raise ValueError(
