@@ -18,12 +18,13 @@ see tests/test_criteria.py), so every wrapper family shares the same math.
 `w` is the current weight, `flips` its sign-flip count, `w_ref` the weight at
 the reference point (initialisation, or where `set_reference` moved it).
 """
+import zlib
 from typing import NamedTuple
 
 __all__ = [
     "WeightState", "Criterion", "Magnitude", "SignFlip", "Hybrid",
     "LargeFinalSameSign", "MagnitudeIncrease", "Movement", "Random", "get",
-    "serialize", "CRITERIA",
+    "serialize", "CRITERIA", "tensor_key",
 ]
 
 
@@ -31,7 +32,17 @@ class WeightState(NamedTuple):
   """What a criterion may read besides the weight itself."""
   flips: object      # int32, weight's shape: sign flips while unpruned.
   reference: object  # float32, weight's shape: weight at the reference point.
-  key: int = 0       # stable per-tensor integer (its position in the model).
+  key: int = 0       # stable per-tensor integer: `tensor_key(weight name)`.
+
+
+def tensor_key(name):
+  """A weight's `WeightState.key`: CRC-32 of its name (e.g. "fc1/kernel"), 31 bits.
+
+  Keyed by name, not by position, so layers wrapped one at a time (as in a
+  subclassed model) get different `Random` scores, and the same layer names
+  give the same scores in every process.
+  """
+  return zlib.crc32(str(name).split(":")[0].encode("utf-8")) & 0x7FFFFFFF
 
 
 def _default_xp():
@@ -172,8 +183,9 @@ def _mix32(h, xp):
 class Random(Criterion):
   """A fixed uniform score per weight: random pruning, the usual control.
 
-  The score hashes (seed, tensor key, flat position), so it is the same at
-  every mask update (pruning stays monotone and random) and on every backend.
+  The score hashes (seed, tensor key, flat position) -- the key is
+  `tensor_key` of the weight's name -- so it is the same at every mask update
+  (pruning stays monotone and random), on every backend and in every process.
 
   Args:
     seed: non-negative integer. Defaults to 0.

@@ -37,34 +37,37 @@ class Family(NamedTuple):
   to_numpy: Callable             # tensor or variable -> np.ndarray
   update_pruning_step: Callable  # () -> this family's UpdatePruningStep callback
   export_saved_model: Callable   # (model, path, **kwargs) -> report
+  optimizer_variables: Callable  # (optimizer, model, build=False) -> [step, slots...]
 
 
 @functools.lru_cache(maxsize=None)
 def tf_keras():
   """The tf_keras (TF-MOT) family; importing it imports TensorFlow and TF-MOT."""
   from keras_signflip.tf_keras import _compat  # pylint: disable=g-import-not-at-top  (clear error)
-  from keras_signflip.tf_keras import callbacks, export, mask_update, prune, state  # pylint: disable=g-import-not-at-top
+  from keras_signflip.tf_keras import callbacks, export, mask_update, optimizers, prune, state  # pylint: disable=g-import-not-at-top
   return Family("tf_keras", _compat.keras, prune.prune_sign_flip, prune.strip_pruning,
                 prune.collect_wrappers, prune.flip_states, prune.flip_counts, prune.masks,
                 prune.set_reference, prune.sparsity_report, state.sync_signs,
                 mask_update.compute_masks,
                 lambda: _compat.tfmot.sparsity.keras.ConstantSparsity(0.5, begin_step=2**62),
                 lambda x: np.asarray(x.numpy()),
-                callbacks.UpdatePruningStep, export.export_saved_model)
+                callbacks.UpdatePruningStep, export.export_saved_model,
+                optimizers.optimizer_variables)
 
 
 @functools.lru_cache(maxsize=None)
 def keras3():
   """The Keras 3 family; needs Keras >= 3.5 and its backend only."""
   from keras_signflip.keras3 import _keras  # pylint: disable=g-import-not-at-top  (clear error)
-  from keras_signflip.keras3 import callbacks, export, mask_update, prune, schedules, state  # pylint: disable=g-import-not-at-top
+  from keras_signflip.keras3 import callbacks, export, mask_update, optimizers, prune, schedules, state  # pylint: disable=g-import-not-at-top
   return Family("keras3", _keras.keras, prune.prune_sign_flip, prune.strip_pruning,
                 prune.collect_wrappers, prune.flip_states, prune.flip_counts, prune.masks,
                 prune.set_reference, prune.sparsity_report, state.sync_signs,
                 mask_update.compute_masks,
                 lambda: schedules.ConstantSparsity(0.5, begin_step=2**62),
                 lambda x: np.asarray(_keras.ops.convert_to_numpy(x)),
-                callbacks.UpdatePruningStep, export.export_saved_model)
+                callbacks.UpdatePruningStep, export.export_saved_model,
+                optimizers.optimizer_variables)
 
 
 def of(obj):

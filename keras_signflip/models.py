@@ -9,7 +9,9 @@
 | `conv6` | conv64 x2, pool, conv128 x2, pool, conv256 x2, pool, 256-256-classes | same |
 | `resnet20` | 3 stages x 3 basic blocks, 16/32/64 filters, BN | He et al. 2016 |
 
-Every builder takes `input_shape`, `num_classes` and `keras` (the Keras
+The output layer computes in float32 (the mixed-precision practice; a no-op
+under the default float32 policy). Every builder takes `input_shape`,
+`num_classes` and `keras` (the Keras
 module to build with; defaults to tf_keras), returns a built
 Functional model with logits, and is seeded by `keras.utils.set_random_seed`.
 """
@@ -31,7 +33,7 @@ def lenet_300_100(input_shape, num_classes, keras=None):
   x = L.Flatten()(x)
   x = L.Dense(300, activation="relu", name="fc1")(x)
   x = L.Dense(100, activation="relu", name="fc2")(x)
-  return keras.Model(inputs, L.Dense(num_classes, name="output")(x), name="lenet_300_100")
+  return keras.Model(inputs, L.Dense(num_classes, name="output", dtype="float32")(x), name="lenet_300_100")
 
 
 def lenet5(input_shape, num_classes, keras=None):
@@ -45,7 +47,7 @@ def lenet5(input_shape, num_classes, keras=None):
   x = L.Flatten()(x)
   x = L.Dense(120, activation="relu", name="fc1")(x)
   x = L.Dense(84, activation="relu", name="fc2")(x)
-  return keras.Model(inputs, L.Dense(num_classes, name="output")(x), name="lenet5")
+  return keras.Model(inputs, L.Dense(num_classes, name="output", dtype="float32")(x), name="lenet5")
 
 
 def _conv_net(name, filters):
@@ -61,7 +63,7 @@ def _conv_net(name, filters):
     x = L.Flatten()(x)
     x = L.Dense(256, activation="relu", name="fc1")(x)
     x = L.Dense(256, activation="relu", name="fc2")(x)
-    return keras.Model(inputs, L.Dense(num_classes, name="output")(x), name=name)
+    return keras.Model(inputs, L.Dense(num_classes, name="output", dtype="float32")(x), name=name)
   build.__name__ = name
   build.__doc__ = f"{name}: {filters} 3x3 conv filters, then 256-256-classes."
   return build
@@ -97,7 +99,7 @@ def resnet20(input_shape, num_classes, keras=None):
       stride = 2 if stage > 0 and block == 0 else 1
       x = _basic_block(L, x, filters, stride, f"s{stage + 1}b{block + 1}")
   x = L.GlobalAveragePooling2D()(x)
-  return keras.Model(inputs, L.Dense(num_classes, name="output")(x), name="resnet20")
+  return keras.Model(inputs, L.Dense(num_classes, name="output", dtype="float32")(x), name="resnet20")
 
 
 MODELS = {f.__name__: f for f in (lenet_300_100, lenet5, conv2, conv4, conv6, resnet20)}

@@ -214,3 +214,58 @@ def test_config_validation():
     lottery.LotteryConfig(modes=("rewind", "lucky"))
   with pytest.raises(ValueError, match="duration"):
     lottery.LotteryConfig(rewind_step="soon")
+
+
+class _Schedule(keras.optimizers.schedules.LearningRateSchedule):
+  """0.01 * (1 + step): every step's rate differs, so the step is visible in it."""
+
+  def __call__(self, step):
+    return 0.01 * (1.0 + tf.cast(step, tf.float32))
+
+  def get_config(self):
+    return {}
+
+
+class _Probe(keras.callbacks.Callback):
+  """The optimizer's step, learning rate and momentum slots when a round starts."""
+
+  rounds = []
+
+  def on_train_begin(self, logs=None):
+    if self.rounds and self.rounds[-1]["id"] == id(self.model.optimizer):
+      return  # a later epoch of the same round
+    opt = self.model.optimizer
+    self.rounds.append({"id": id(opt), "step": int(opt.iterations.numpy()),
+                        "slots": [v.numpy().copy() for v in opt.variables[1:]]})
+
+  def on_train_batch_end(self, batch, logs=None):
+    if "lr" not in self.rounds[-1]:  # the rate the round's first step used
+      self.rounds[-1]["lr"] = float(self.model.optimizer.learning_rate.numpy())
+
+  def on_train_end(self, logs=None):
+    self.rounds[-1]["end"] = int(self.model.optimizer.iterations.numpy())
+
+
+def test_late_rewinding_continues_the_optimizer_and_schedule_from_step_k(tmp_path):
+  def compile_sgd(model):
+    model.compile(keras.optimizers.SGD(_Schedule(), momentum=0.9),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+
+  _Probe.rounds = []
+  k = 8  # 6 steps an epoch: epoch 1, batch 2
+  config = lottery.LotteryConfig(rounds=2, epochs=2, seed=1, rewind_step=f"{k}it")
+  lottery.run(_make, compile_sgd, _train_data, VAL, TEST, config, str(tmp_path),
+              log=lambda *a: None, extra_callbacks=lambda r: [_Probe()])
+  snap = rewind.Snapshot.load(str(tmp_path / "rewind.npz"))
+  assert snap.step == k and int(snap.optimizer[0]) == k
+  first, *later = _Probe.rounds
+  assert first["step"] == 0 and first["end"] == 12
+  np.testing.assert_allclose(first["lr"], 0.01, rtol=1e-6)  # the schedule at step 0
+  for round_ in later:
+    assert round_["step"] == k and round_["end"] == 12  # steps k..T: T - k of them
+    np.testing.assert_allclose(round_["lr"], 0.01 * (1 + k), rtol=1e-6)
+    for got, want in zip(round_["slots"], snap.optimizer[1:]):
+      np.testing.assert_array_equal(got, want)  # momentum as it was at step k
+  assert any(np.any(s != 0) for s in snap.optimizer[1:])
+  results = lottery.load_results(str(tmp_path / "results.json"))
+  assert [r["steps"] for r in results] == [12, 12, 12]

@@ -137,6 +137,7 @@ def test_layer_and_global_differ_and_global_hits_overall_target():
 
 def test_random_criterion_exact_count_and_reproducible():
   def masks(seed):
+    keras.backend.clear_session()  # the same layer names: Random is keyed by weight name
     keras.utils.set_random_seed(0)
     m = _model("magnitude", "layer", 0.5)
     for w in ksf.collect_wrappers(m):
@@ -202,3 +203,20 @@ def test_m_by_n_masks_keep_two_of_every_four():
   # TF-MOT's m-by-n groups 4 consecutive input weights of each output unit.
   groups = mask.T.reshape(8, 4, 4)
   assert np.all(groups.sum(axis=-1) == 2)
+
+
+def test_random_masks_differ_for_layers_wrapped_one_at_a_time():
+  """Random is keyed by the weight's name, not the wrapper's position (0 for each here)."""
+  schedule = lambda: tfmot.sparsity.keras.ConstantSparsity(0.5, 0, frequency=1)
+  keras.utils.set_random_seed(0)
+  first = ksf.prune_sign_flip(keras.layers.Dense(16, name="first"), schedule(), criterion="random")
+  second = ksf.prune_sign_flip(keras.layers.Dense(16, name="second"), schedule(), criterion="random")
+  model = keras.Sequential([keras.Input((16,)), first, second])
+  model.compile("sgd", "mse")
+  x = np.random.RandomState(0).randn(8, 16).astype("float32")
+  model.fit(x, x, epochs=1, verbose=0, callbacks=[ksf.UpdatePruningStep()])
+  a, b = (w.flip_states[0].mask.numpy() for w in (first, second))
+  assert a.mean() == b.mean() == 0.5
+  assert np.mean(a != b) > 0.3  # independent halves differ in about half the places
+  keys = [w.flip_states[0].key for w in (first, second)]
+  assert keys == [criteria.tensor_key("first/kernel"), criteria.tensor_key("second/kernel")]

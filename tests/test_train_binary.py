@@ -163,8 +163,11 @@ def test_mixed_precision_keeps_flip_state_float32(tmp_path):
     summary, model = train_bin.train()
   finally:
     keras.mixed_precision.set_global_policy("float32")
-  for w in ksf.collect_wrappers(model):
-    assert w.compute_dtype == "float16"
+  wrappers = ksf.collect_wrappers(model)
+  # The output layer computes in float32 (the Keras mixed-precision guide), the others in float16.
+  assert [w.compute_dtype for w in wrappers] == ["float16"] * (len(wrappers) - 1) + ["float32"]
+  assert model.output.dtype == tf.float32
+  for w in wrappers:
     for s in w.flip_states:
       assert s.reference.dtype == tf.float32 and s.flips.dtype == tf.int32
       assert not np.any(s.weight.numpy()[s.mask.numpy() == 0])

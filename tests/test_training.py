@@ -115,19 +115,25 @@ def test_custom_loop_flip_counts_equal_numpy_recount():
     np.testing.assert_array_equal(counts[s.weight.name], want)
 
 
-def test_forward_pass_sees_zero_pruned_weights_after_outside_change():
-  model = ksf.prune_sign_flip(tu.mlp(), pruning_schedule=tu.never(), criterion="magnitude")
-  wrapper = ksf.collect_wrappers(model)[0]
-  state = wrapper.flip_states[0]
+def test_training_begins_with_pruned_weights_zero_after_outside_change():
+  """The forward pass writes nothing; train begin re-masks weights set from outside."""
+  model = tu.compile_sgd(ksf.prune_sign_flip(tu.mlp(), pruning_schedule=tu.never(),
+                                             criterion="magnitude"))
+  state = ksf.collect_wrappers(model)[0].flip_states[0]
   mask = np.ones(state.mask.shape, np.float32)
   mask[0] = 0
   state.mask.assign(mask)
   state.weight.assign(np.ones(state.weight.shape, np.float32))  # pruned row non-zero
-  for w in ksf.collect_wrappers(model):
-    w.pruning_step.assign(0)
-  x, _ = tu.data(4)
-  model(x, training=True)
+  x, y = tu.data(32)
+  model(x, training=False)
+  assert np.all(state.weight.numpy()[0] == 1)  # inference does not write weights
+  callback = ksf.UpdatePruningStep()  # a custom loop's protocol
+  callback.set_model(model)
+  callback.on_train_begin()
   assert not np.any(state.weight.numpy()[0])
+  state.weight.assign(np.ones(state.weight.shape, np.float32))
+  model.fit(x, y, epochs=1, verbose=0, callbacks=[ksf.UpdatePruningStep()])
+  assert not np.any(state.weight.numpy()[0]) and np.all(state.weight.numpy()[1:] != 0)
 
 
 def test_set_reference_moves_reference_and_resyncs_signs():
@@ -222,3 +228,28 @@ def test_jit_compiled_training_prunes_exactly(scope):
     assert sum(int(m.sum()) for m in masks) == tu.reference_kept(sum(m.size for m in masks), 0.8)
   for s in ksf.flip_states(model):
     assert not np.any(s.weight.numpy()[s.mask.numpy() == 0])
+
+
+def test_strip_and_export_mid_training_leave_the_wrapped_model_counting(tmp_path):
+  x, y = tu.data()
+  model = tu.compile_sgd(ksf.prune_sign_flip(
+      tu.mlp(), pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(0.6, 0, frequency=3),
+      criterion="hybrid", scope="global"), lr=1.0, momentum=0.9)
+  model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[ksf.UpdatePruningStep()])
+  ksf.export_saved_model(model, str(tmp_path / "export"), verbose=False)
+  stripped = ksf.strip_pruning(model)
+  before = [v.numpy() for v in model.weights]
+  tu.compile_sgd(stripped, lr=1.0)  # training the plain copy touches nothing of the model
+  stripped.fit(x, y, epochs=1, verbose=0)
+  for a, b in zip(before, model.weights):
+    np.testing.assert_array_equal(a, b.numpy())
+  tu.compile_sgd(model, lr=1.0, momentum=0.9)  # recompiled after the export
+  snaps = _Snapshots()
+  start = {n: f.copy() for n, f in ksf.flip_counts(model).items()}
+  model.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0,
+            callbacks=[ksf.UpdatePruningStep(), snaps])
+  assert sum(int(f.sum()) for f in snaps.flips) > 0, "no flips: the test would be vacuous"
+  for s, want in zip(snaps.states, snaps.flips):
+    got = ksf.flip_counts(model)[s.weight.name] - start[s.weight.name] * (s.mask.numpy() > 0)
+    np.testing.assert_array_equal(got, want)
+  assert snaps.pruned_nonzero == 0

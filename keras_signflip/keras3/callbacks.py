@@ -46,8 +46,11 @@ class UpdatePruningStep(keras.callbacks.Callback):
         w.pruning_step.assign(0)
       step = 0
     self.step = step
-    for s in prune_lib.flip_states(model):
-      prune_lib.sync_signs(s)
+    # Count the flip the last step made, if nobody has yet: a checkpoint saved
+    # by a callback that ran before ours at the last epoch end holds it
+    # uncounted, and resuming from it must still count it. (Weights changed
+    # from outside since are the caller's to re-sync: `set_reference`.)
+    prune_lib.count_pending(model)
 
   def on_train_batch_begin(self, batch, logs=None):
     if not self._wrappers:

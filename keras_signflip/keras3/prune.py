@@ -107,10 +107,12 @@ def sync_signs(state):
 
 
 def strip_pruning(model):
-  """A plain Keras 3 model: every wrapper replaced by its layer, weights masked.
+  """A plain Keras 3 model with the pruned weights (zeros), leaving `model` as it was.
 
   Pending flips are counted first, so `flip_counts` of the wrapped model
-  stays exact. The returned model shares its layers with `model`.
+  stays exact. The returned model is a clone with its own copies of the
+  weights: exporting or fine-tuning it never changes the model still being
+  pruned. (A single wrapper gives back its own layer.)
   """
   if isinstance(model, PruneSignFlip):
     _bake(model)
@@ -125,7 +127,10 @@ def strip_pruning(model):
       return keras.models.clone_model(layer, clone_function=unwrap)
     return layer.layer if isinstance(layer, PruneSignFlip) else layer
 
-  return keras.models.clone_model(model, clone_function=unwrap)
+  shared = keras.models.clone_model(model, clone_function=unwrap)
+  copy = keras.models.clone_model(shared)
+  copy.set_weights(shared.get_weights())
+  return copy
 
 
 def _bake(wrapper):

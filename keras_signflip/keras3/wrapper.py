@@ -86,7 +86,8 @@ class PruneSignFlip(keras.layers.Wrapper):
       "sign_flip".
     scope: "layer" or "global" (one ranking over all global wrappers of the model).
     min_flips: None, or flip-triggered pruning's threshold (>= 1).
-    position: this wrapper's index in its model (keys `Random`).
+    position: this wrapper's index in its model (kept for files of 0.2;
+      `Random` is keyed by the weight's name, `criteria.tensor_key`).
   """
 
   def __init__(self, layer, pruning_schedule=None, criterion="sign_flip",
@@ -114,7 +115,7 @@ class PruneSignFlip(keras.layers.Wrapper):
         name="pruning_step", shape=(), dtype="int32", trainable=False,
         initializer=keras.initializers.Constant(-1))
     self.flip_states = []
-    for j, w in enumerate(prunable_weights(self.layer)):
+    for w in prunable_weights(self.layer):
       base = w.name
 
       def copy(dtype_out, w=w, sign=False):
@@ -135,7 +136,7 @@ class PruneSignFlip(keras.layers.Wrapper):
           prev_sign=var("prev_sign", w.shape, "int8", copy("int8", sign=True)),
           flips=var("flips", w.shape, "int32", "zeros"),
           reference=var("reference", w.shape, "float32", copy("float32")),
-          key=self.position * 64 + j))
+          key=criteria_lib.tensor_key(f"{self.layer.name}/{w.name}")))
     self.built = True
 
   def call(self, inputs, training=None, **kwargs):

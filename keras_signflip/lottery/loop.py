@@ -1,7 +1,9 @@
 """Lottery tickets by iterative pruning with rewinding (Frankle & Carbin 2019).
 
 Round 0 trains the dense network (or a given starting mask) from
-initialisation and records the rewind point (step k). Each later round r:
+initialisation for T steps and records the rewind point (step k). Each later
+round r (late rewinding, k > 0: the optimizer's step and slots are rewound to
+step k too, and the round trains steps k..T, Frankle et al. 2020):
 
     mask_r   = prune a fraction of mask_{r-1}'s survivors, ranked by the
                criterion on the weights trained in round r-1
@@ -203,6 +205,23 @@ def _steps_per_epoch(data):
     return None
 
 
+def _skip_batches(data, count, keras):
+  """`data` without its first `count` batches: tf.data's `skip`, else a view of a
+  `keras.utils.Sequence` / `PyDataset` that starts at batch `count`."""
+  if hasattr(data, "skip"):
+    return data.skip(count)
+
+  class Rest(keras.utils.Sequence):
+
+    def __len__(self):
+      return len(data) - count
+
+    def __getitem__(self, index):
+      return data[index + count]
+
+  return Rest()
+
+
 def run(make_model: Callable[[], object], compile_model: Callable[[object], None],
         train_data: Callable[[int, int], object], val_data, test_data,
         config: LotteryConfig, output_dir: str, init_mask=None, log=print,
@@ -252,22 +271,33 @@ def run(make_model: Callable[[], object], compile_model: Callable[[object], None
     masks = load_masks(files.masks(r))
     family.keras.utils.set_random_seed(config.seed + r)
     _set_masks(model, masks)
+    rewind_snap = None if r == 0 else rewind_lib.Snapshot.load(files.rewind)
     if r == 0:
       rewind_lib.restore(model, init_snap)
     else:
-      reinit_lib.reinitialize(model, mode, rewind_lib.Snapshot.load(files.rewind), init_snap,
-                              seed=config.seed + r)
+      reinit_lib.reinitialize(model, mode, rewind_snap, init_snap, seed=config.seed + r)
     family.set_reference(model)  # reference criteria compare with the round's start
     compile_model(model)
+    # Late rewinding: the optimizer (step, slots) goes back to step k too, so
+    # the round trains steps k..T on the learning-rate schedule's steps k..T.
+    resume_at = rewind_snap.step if rewind_snap is not None else 0
+    if resume_at:
+      rewind_lib.restore_optimizer(model, rewind_snap)
     supermask_accuracy = float(model.evaluate(test_data, verbose=0)[1])
     start = time.time()
     first = train_data(r, 0)
     steps_per_epoch = _steps_per_epoch(first)
+    if resume_at and not steps_per_epoch:
+      raise ValueError(f"Late rewinding (rewind_step={config.rewind_step!r}) needs the epoch "
+                       "length: train_data must return a dataset of known length.")
+    first_epoch, skip = divmod(resume_at, steps_per_epoch) if resume_at else (0, 0)
     evaluator = _Evaluator(val_data, test_data, config.eval_every or steps_per_epoch or 100)
     rewinder = rewind_lib.RewindPoint(config.rewind_step)
     callbacks = [family.update_pruning_step(), evaluator] + ([rewinder] if r == 0 else []) + extra_callbacks(r)
-    for epoch in range(config.epochs):
+    for epoch in range(first_epoch, config.epochs):
       data = first if epoch == 0 else train_data(r, epoch)
+      if epoch == first_epoch and skip:
+        data = _skip_batches(data, skip, family.keras)  # what round 0 saw before step k
       model.fit(data, epochs=epoch + 1, initial_epoch=epoch, verbose=0, callbacks=callbacks)
       if model.stop_training:
         break

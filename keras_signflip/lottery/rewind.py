@@ -2,9 +2,12 @@
 
 A snapshot holds every variable of the model -- kernels, biases,
 normalisation statistics -- except the pruning wrappers' own state (masks,
-thresholds, steps, flip state, references). Restoring it puts every one of
+thresholds, steps, flip state, references), and the optimizer's variables
+(its step and slots: momentum, Adam moments). Restoring it puts every one of
 them back exactly, then re-applies the masks (pruned weights stay zero) and
-re-reads the weights' signs for flip counting.
+re-reads the weights' signs for flip counting. With the optimizer's step
+back at k, a learning-rate schedule continues from step k, as late
+rewinding needs (Frankle et al. 2020 train T - k steps from the rewind point).
 
 Durations are written as OpenLTH does: `"500it"` (iterations) or `"2ep"`
 (epochs), converted to steps once the epoch length is known.
@@ -16,7 +19,7 @@ import numpy as np
 from keras_signflip import families
 from keras_signflip.callback import Callback
 
-__all__ = ["Snapshot", "snapshot", "restore", "steps", "RewindPoint"]
+__all__ = ["Snapshot", "snapshot", "restore", "restore_optimizer", "steps", "RewindPoint"]
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(it|ep)\s*$")
 
@@ -60,27 +63,59 @@ def variables(model):
 
 
 class Snapshot:
-  """Values of a model's (non-pruning) variables, in `model.weights` order."""
+  """Values of a model's (non-pruning) variables, in `model.weights` order, and
+  of its optimizer's variables (`optimizer`, None when it had none)."""
 
-  def __init__(self, names, values, step):
+  def __init__(self, names, values, step, optimizer=None):
     self.names, self.values, self.step = list(names), list(values), int(step)
+    self.optimizer = None if optimizer is None else list(optimizer)
 
   def save(self, path):
+    arrays = {f"v{i}": v for i, v in enumerate(self.values)}
+    if self.optimizer is not None:
+      arrays.update({f"o{i}": v for i, v in enumerate(self.optimizer)})
     np.savez(path, step=self.step, names=np.array(self.names),
-             **{f"v{i}": v for i, v in enumerate(self.values)})
+             optimizer_count=-1 if self.optimizer is None else len(self.optimizer), **arrays)
 
   @classmethod
   def load(cls, path):
     with np.load(path) as f:
       n = len(f["names"])
-      return cls(list(f["names"]), [f[f"v{i}"] for i in range(n)], int(f["step"]))
+      count = int(f["optimizer_count"]) if "optimizer_count" in f.files else -1
+      optimizer = None if count < 0 else [f[f"o{i}"] for i in range(count)]
+      return cls(list(f["names"]), [f[f"v{i}"] for i in range(n)], int(f["step"]), optimizer)
 
 
 def snapshot(model, step=0):
-  """A `Snapshot` of every variable of `model` except pruning state."""
-  to_numpy = families.of(model).to_numpy
+  """A `Snapshot` of every variable of `model` except pruning state, and of its
+  optimizer's variables once the optimizer has made them."""
+  family = families.of(model)
   values = variables(model)
-  return Snapshot([families.weight_name(v) for v in values], [to_numpy(v) for v in values], step)
+  optimizer = getattr(model, "optimizer", None)
+  slots = family.optimizer_variables(optimizer, model, build=False) if optimizer else []
+  return Snapshot([families.weight_name(v) for v in values],
+                  [family.to_numpy(v) for v in values], step,
+                  [family.to_numpy(v) for v in slots] if slots else None)
+
+
+def restore_optimizer(model, snap):
+  """Puts the optimizer's step and slots back to the snapshot's (after compile).
+
+  Raises:
+    ValueError: the snapshot has no optimizer state, or another optimizer's.
+  """
+  if snap.optimizer is None:
+    raise ValueError(f"The snapshot at step {snap.step} holds no optimizer state; it "
+                     "was taken before the optimizer made its variables.")
+  model = families.synced(model)
+  family = families.of(model)
+  current = family.optimizer_variables(model.optimizer, model, build=True)
+  if [tuple(v.shape) for v in current] != [np.shape(a) for a in snap.optimizer]:
+    raise ValueError("The snapshot's optimizer state does not fit this optimizer: "
+                     f"{len(snap.optimizer)} variables vs {len(current)}; compile the "
+                     "model with the optimizer it was trained with.")
+  for v, value in zip(current, snap.optimizer):
+    v.assign(value)
 
 
 def restore(model, snap):

@@ -16,8 +16,9 @@ class UpdatePruningStep(tfmot.sparsity.keras.UpdatePruningStep):
   """TF-MOT's `UpdatePruningStep`, plus what keras_signflip wrappers need.
 
   At train begin it also links scope="global" wrappers of a loaded model,
-  refuses NaN/Inf weights (before any step runs), and re-reads the weights'
-  signs so flips count from the weights training starts with. For tf_keras
+  refuses NaN/Inf weights (before any step runs), re-applies the masks (in
+  case weights were set since) and re-reads the weights' signs so flips
+  count from the weights training starts with. For tf_keras
   models only; `keras_signflip.UpdatePruningStep` takes either family.
   """
 
@@ -32,4 +33,5 @@ class UpdatePruningStep(tfmot.sparsity.keras.UpdatePruningStep):
             "re-initialise the model.")
     super().on_train_begin(logs)
     for s in states:
+      state_lib.apply_mask(s)
       state_lib.sync_signs(s)

@@ -100,16 +100,19 @@ class _Serving(tf.Module):
         if isinstance(value, tf.Variable) and not attr.startswith("_"):
           array = value.numpy()
           if sparse and array.ndim >= 2 and np.mean(array == 0) >= 0.5:
-            swaps.append((layer, attr, _Packed(array, name=f"{layer.name}_{attr}")))
-    swapped = {id(getattr(l, a)) for l, a, _ in swaps}
-    self.packed = [p for _, _, p in swaps]
+            # A mixed-precision layer reads its AutoCastVariables in its compute
+            # dtype; the densified tensor must arrive in that dtype too.
+            dtype = layer.compute_dtype if hasattr(value, "_variable") else value.dtype
+            swaps.append((layer, attr, _Packed(array, name=f"{layer.name}_{attr}"), dtype))
+    swapped = {id(getattr(l, a)) for l, a, _, _ in swaps}
+    self.packed = [p for _, _, p, _ in swaps]
     self.kept = [v for v in model.variables if id(v) not in swapped]
 
     def call(*inputs):
-      originals = [(l, a, getattr(l, a)) for l, a, _ in swaps]
+      originals = [(l, a, getattr(l, a)) for l, a, _, _ in swaps]
       try:
-        for layer, attr, packed in swaps:  # layers read the densified tensor
-          object.__setattr__(layer, attr, packed.dense())
+        for layer, attr, packed, dtype in swaps:  # layers read the densified tensor
+          object.__setattr__(layer, attr, tf.cast(packed.dense(), dtype))
         out = model(list(inputs) if len(inputs) > 1 else inputs[0], training=False)
       finally:
         for layer, attr, original in originals:

@@ -2,8 +2,15 @@
 
 TF-MOT hard-wires abs(w) and a full sort into the private
 `pruning_impl.Pruning._update_mask`; `CriterionPruning` replaces its mask
-update and keeps the rest (weight masking, distribution handling, summaries).
-At a pruning step (the schedule says so):
+update and keeps the rest (distribution handling, summaries). TF-MOT also
+re-masks every weight in every forward pass (`weight_mask_op`), multiplying in
+the compute dtype and writing the product back: under mixed precision that
+rounds the float32 master weights to float16 every step (and fails outright
+when a float32 layer follows float16 ones). Here that write is gone: the
+after-step constraint (`state.py`) masks in the weight's own dtype after every
+optimizer step, and a mask update zeroes the newly pruned weights itself, in
+the same op, before the forward pass reads them. At a pruning step (the
+schedule says so):
 
     score = criterion(w, flips, reference); score = -inf where mask == 0
     k     = max(round(n * (1 - sparsity)), 1)          # TF-MOT's kept count
@@ -12,6 +19,7 @@ At a pruning step (the schedule says so):
         k = max(k, #unpruned weights with flips < min_flips)
     mask  = mask AND top_k(score)                       # monotone
     flips = flips * mask; prev_sign = prev_sign * mask  # pruned: no count
+    w     = w * mask                                    # in w's own dtype: exact
 
 n and top_k run over one tensor (layer scope) or all wrapped tensors of the
 model together (global scope).
@@ -19,7 +27,7 @@ model together (global scope).
 from keras_signflip import criteria as criteria_lib
 from keras_signflip.tf_keras import selection
 from keras_signflip.tf_keras._compat import tf
-from keras_signflip.tf_keras.state import float32_value
+from keras_signflip.tf_keras.state import float32_value, master_variable
 
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_impl  # pylint: disable=g-direct-tensorflow-import
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_utils  # pylint: disable=g-direct-tensorflow-import
@@ -138,14 +146,21 @@ class CriterionPruning(pruning_impl.Pruning):
         results.append((s, m, t))
     values = []
     for s, m, t in results:
+      weight = master_variable(s.weight)
       values += [tf.cast(m, s.mask.dtype), tf.cast(t, s.threshold.dtype),
-                 s.flips * tf.cast(m, tf.int32), s.prev_sign * tf.cast(m, s.prev_sign.dtype)]
+                 s.flips * tf.cast(m, tf.int32), s.prev_sign * tf.cast(m, s.prev_sign.dtype),
+                 tf.where(m, tf.convert_to_tensor(weight), tf.zeros([], weight.dtype))]
     return values
 
   def _update_targets(self, group):
     """The variables `_new_values` assigns, in the same order."""
     states = group.states() if group is not None else self._states
-    return [v for s in states for v in (s.mask, s.threshold, s.flips, s.prev_sign)]
+    return [v for s in states
+            for v in (s.mask, s.threshold, s.flips, s.prev_sign, master_variable(s.weight))]
+
+  def weight_mask_op(self):
+    """No forward-pass re-mask: weights are already masked (module docstring)."""
+    return tf.no_op()
 
   def _should_update(self):
     if self._sparsity_m_by_n:

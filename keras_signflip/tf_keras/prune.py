@@ -171,11 +171,28 @@ def link_global(model):
 
 
 def strip_pruning(model):
-  """TF-MOT's `strip_pruning`, also restoring the layers' own constraints."""
-  for w in collect_wrappers(model):
-    for state in w.flip_states:
-      state_lib.detach(state.weight)
-  return tfmot.sparsity.keras.strip_pruning(model)
+  """A plain tf_keras model with the pruned weights (zeros), leaving `model` as it was.
+
+  TF-MOT's `strip_pruning` returns the wrapped layers themselves, so the
+  plain model would share every variable with `model`, after-step constraint
+  included. This one returns a clone with its own copies of the (masked)
+  weights and the layers' own constraints: exporting or fine-tuning it never
+  changes the model still being pruned, which keeps counting flips.
+  """
+  if not isinstance(model, keras.Model):
+    return tfmot.sparsity.keras.strip_pruning(model)  # TF-MOT's error for non-models
+  shared = tfmot.sparsity.keras.strip_pruning(model)
+  copy = keras.models.clone_model(shared)
+  copy.set_weights([_masked_value(v, model) for v in shared.weights])
+  return copy
+
+
+def _masked_value(variable, model):
+  """The variable's value, with its mask applied when `model` prunes it."""
+  for s in flip_states(model):
+    if state_lib.master_variable(s.weight) is state_lib.master_variable(variable):
+      return (s.weight.numpy() * s.mask.numpy()).astype(variable.dtype.as_numpy_dtype)
+  return variable.numpy()
 
 
 def prune_scope():

@@ -19,8 +19,8 @@ from typing import NamedTuple
 
 from keras_signflip.tf_keras._compat import tf
 
-__all__ = ["FlipState", "AfterStepConstraint", "attach", "detach", "sync_signs",
-           "float32_value", "signs", "sign_dtype"]
+__all__ = ["FlipState", "AfterStepConstraint", "attach", "sync_signs", "apply_mask",
+           "master_variable", "float32_value", "signs", "sign_dtype"]
 
 
 class FlipState(NamedTuple):
@@ -34,10 +34,15 @@ class FlipState(NamedTuple):
   key: int                # per-tensor integer (position) for `Random`
 
 
+def master_variable(weight):
+  """The variable holding a weight's own (master) values: under mixed precision
+  the float32 variable inside the AutoCastVariable, whose reads would be float16."""
+  return getattr(weight, "_variable", weight)
+
+
 def float32_value(weight):
   """The float32 value of a weight, also for mixed-precision AutoCastVariables."""
-  inner = getattr(weight, "_variable", weight)  # AutoCastVariable wraps one.
-  return tf.cast(tf.convert_to_tensor(inner), tf.float32)
+  return tf.cast(tf.convert_to_tensor(master_variable(weight)), tf.float32)
 
 
 def signs(values, dtype=tf.int8):
@@ -92,15 +97,14 @@ def attach(state):
     v._constraint = constraint  # pylint: disable=protected-access
 
 
-def detach(weight):
-  """Restores the layer's own constraint (used by `strip_pruning`)."""
-  current = weight.constraint
-  if isinstance(current, AfterStepConstraint):
-    for v in _components(weight):
-      v._constraint = current.original  # pylint: disable=protected-access
-
-
 def sync_signs(state):
   """prev_sign := sign(w * mask): call after changing weights outside a step."""
   state.prev_sign.assign(signs(float32_value(state.weight) *
                                tf.cast(state.mask, tf.float32), state.prev_sign.dtype))
+
+
+def apply_mask(state):
+  """w := w * mask in w's own dtype (exact): after weights changed outside a step."""
+  weight = master_variable(state.weight)
+  weight.assign(tf.where(tf.math.greater(state.mask, 0), tf.convert_to_tensor(weight),
+                         tf.zeros([], weight.dtype)))

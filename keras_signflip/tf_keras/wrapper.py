@@ -66,6 +66,11 @@ def _validate(criterion, scope, min_flips, block_size, sparsity_m_by_n):
   return criterion
 
 
+def _own_name(layer, weight):
+  """"<layer name>/<weight name>" (e.g. "fc1/kernel"), without the wrapper's scope."""
+  return f"{layer.name}/{weight.name.split(':')[0].split('/')[-1]}"
+
+
 @keras.utils.register_keras_serializable(package="keras_signflip")
 class PruneSignFlip(PruneLowMagnitude):
   """Prunes a layer's weights by a criterion, counting sign flips every step.
@@ -81,8 +86,10 @@ class PruneSignFlip(PruneLowMagnitude):
     min_flips: None, or flip-triggered pruning's threshold (>= 1).
     block_size, block_pooling_type, sparsity_m_by_n: as TF-MOT (layer scope).
     position: this wrapper's index among the model's wrappers (set by
-      `prune_sign_flip`); keys `Random` so the same architecture gets the
-      same random scores in every process.
+      `prune_sign_flip`); kept in the config for files of 0.2. `Random` is
+      keyed by the weight's name (`criteria.tensor_key`) instead, so layers
+      wrapped one at a time get different scores, and the same layer names the
+      same scores in every process.
   """
 
   def __init__(self, layer, pruning_schedule=None, criterion="sign_flip",
@@ -97,6 +104,10 @@ class PruneSignFlip(PruneLowMagnitude):
     self.position = int(position)
     self.group = None
     self.flip_states = []
+    # Compute in the wrapped layer's dtype policy (a float32 output layer of a
+    # mixed_float16 model stays float32), not the global one.
+    if "dtype" not in kwargs and getattr(layer, "dtype_policy", None) is not None:
+      kwargs["dtype"] = layer.dtype_policy
     super().__init__(layer, pruning_schedule=pruning_schedule, block_size=block_size,
                      block_pooling_type=block_pooling_type,
                      sparsity_m_by_n=sparsity_m_by_n, **kwargs)
@@ -104,7 +115,7 @@ class PruneSignFlip(PruneLowMagnitude):
   def build(self, input_shape):
     super().build(input_shape)
     self.flip_states = []
-    for j, (weight, mask, threshold) in enumerate(self.pruning_vars):
+    for weight, mask, threshold in self.pruning_vars:
       base = weight.name.split(":")[0].replace("/", "_")
       prev_sign = self.add_weight(
           f"{base}_prev_sign", shape=weight.shape, dtype=state_lib.sign_dtype(),
@@ -120,8 +131,8 @@ class PruneSignFlip(PruneLowMagnitude):
           initializer=lambda shape, dtype, w=weight: state_lib.float32_value(w),
           aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
       state = state_lib.FlipState(weight, mask, threshold, prev_sign,
-                                      flip_count, reference,
-                                      self.position * 64 + j)
+                                  flip_count, reference,
+                                  criteria_lib.tensor_key(_own_name(self.layer, weight)))
       state_lib.attach(state)
       self.flip_states.append(state)
     self.pruning_obj = CriterionPruning(

@@ -57,8 +57,10 @@ def _data(n=192, seed=0):
 def _model(schedule, criterion="hybrid", scope="global", min_flips=None, seed=3,
            optimizer=None):
   keras.utils.set_random_seed(seed)
-  base = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
-                           keras.layers.Dense(12, activation="tanh"), keras.layers.Dense(3)])
+  # Named layers: `Random` is keyed by weight name, so equal names, equal scores.
+  base = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu", name="h1"),
+                           keras.layers.Dense(12, activation="tanh", name="h2"),
+                           keras.layers.Dense(3, name="out")])
   model = ksf.prune_sign_flip(base, pruning_schedule=schedule, criterion=criterion,
                               scope=scope, min_flips=min_flips)
   model.compile(optimizer or keras.optimizers.Adam(0.05),
@@ -249,3 +251,62 @@ def test_lottery_loop_rewinds_and_reinitialises(tmp_path):
   masks2 = lottery.load_masks(lottery.RunFiles(str(tmp_path)).masks(2))
   assert [int(m.sum()) for m in masks2] == [32, 12]
   assert {r["mode"] for r in results} == {"rewind", "random"}
+
+
+def test_strip_and_export_mid_training_leave_the_wrapped_model_counting(tmp_path):
+  model = _model(k3.schedules.ConstantSparsity(0.6, 0, frequency=3),
+                 optimizer=keras.optimizers.SGD(0.5, momentum=0.9))
+  x, y = _data()
+  _fit(model, x, y)
+  stripped = ksf.strip_pruning(model)
+  if BACKEND == "tensorflow":
+    ksf.export_saved_model(model, str(tmp_path / "export"), verbose=False)
+  before = [_np(w) for w in model.weights]
+  stripped.compile(keras.optimizers.SGD(0.5), "mse")  # training the copy touches nothing
+  stripped.fit(x, np.zeros((len(x), 3), "float32"), epochs=1, verbose=0)
+  for a, b in zip(before, model.weights):
+    np.testing.assert_array_equal(a, _np(b))
+  model.compile(keras.optimizers.SGD(0.5, momentum=0.9),  # recompiled, as after an export
+                keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  start = [_np(f) for f in ksf.flip_counts(model).values()]
+  snaps = _Snapshots()
+  model.fit(x, y, batch_size=32, epochs=3, shuffle=False, verbose=0,
+            callbacks=[ksf.UpdatePruningStep(), snaps])
+  grown = [_np(f) - s for f, s in zip(ksf.flip_counts(model).values(), start)]
+  expected = _recount(snaps.seen)
+  assert sum(int(e.sum()) for e in expected) > 0, "no flips: the test would be vacuous"
+  for g, e, (_, m) in zip(grown, expected, snaps.seen[-1]):
+    np.testing.assert_array_equal(g * (m > 0), e)
+  for step in snaps.seen[1:]:
+    for w, m in step:
+      assert np.all(w[m == 0] == 0)
+
+
+@pytest.mark.parametrize("checkpoint_first", [True, False])
+def test_resume_from_checkpoint_is_exact_whatever_the_callback_order(tmp_path, checkpoint_first):
+  x, y = _data()
+
+  def callbacks(path):
+    checkpoint = keras.callbacks.ModelCheckpoint(str(path))
+    pruning = ksf.UpdatePruningStep()
+    return [checkpoint, pruning] if checkpoint_first else [pruning, checkpoint]
+
+  def fit(model, path, epochs, initial_epoch=0):
+    model.fit(x, y, batch_size=32, epochs=epochs, initial_epoch=initial_epoch, shuffle=False,
+              verbose=0, callbacks=callbacks(path))
+
+  # Random keeps weights that flip (magnitude criteria prune them, zeroing their counts).
+  schedule = k3.schedules.PolynomialDecay(0.1, 0.3, begin_step=2, end_step=30, frequency=3)
+  whole = _model(schedule, criterion="random")
+  fit(whole, tmp_path / "whole.keras", epochs=4)
+  first = _model(schedule, criterion="random")
+  fit(first, tmp_path / "cut.keras", epochs=2)
+  resumed = keras.saving.load_model(str(tmp_path / "cut.keras"))
+  fit(resumed, tmp_path / "cut.keras", epochs=4, initial_epoch=2)
+  want, got = ksf.flip_counts(whole), ksf.flip_counts(resumed)
+  assert sum(int(v.sum()) for v in want.values()) > 0
+  for a, b in zip(want.values(), got.values()):
+    np.testing.assert_array_equal(b, a)
+  for a, b in zip(k3.flip_states(whole), k3.flip_states(resumed)):
+    np.testing.assert_array_equal(_np(a.weight), _np(b.weight))
+    np.testing.assert_array_equal(_np(a.mask), _np(b.mask))
