@@ -6,11 +6,32 @@ compiles the train step as a pure function. Per batch it only advances a
 Python counter and asks each schedule (plain Python); it touches the model --
 on JAX, syncing its state -- only at pruning steps and epoch ends.
 """
+import sys
+
 from keras_signflip.keras3 import mask_update
 from keras_signflip.keras3 import prune as prune_lib
 from keras_signflip.keras3._keras import keras, ops
 
 __all__ = ["UpdatePruningStep"]
+
+
+def _check_distribution(model):
+  """Multi-device training on this path: `keras.distribution` on JAX only."""
+  backend = keras.backend.backend()
+  if keras.distribution.distribution() is not None and backend != "jax":
+    raise ValueError(
+        "keras_signflip's Keras 3 path trains on several devices through "
+        f"keras.distribution on the JAX backend only; this is {backend!r}. Train on "
+        "one device, switch to KERAS_BACKEND=jax, or use a tf_keras model "
+        "(tf.distribute strategies work on the tf_keras family).")
+  tf = sys.modules.get("tensorflow") if backend == "tensorflow" else None  # the backend itself
+  # Keras 3's TensorFlow trainer keeps the strategy a model was built under.
+  if tf is not None and (tf.distribute.has_strategy() or
+                         getattr(model, "_distribute_strategy", None) is not None):
+    raise ValueError(
+        "keras_signflip's Keras 3 path does not run under a tf.distribute strategy "
+        "(its mask updates run between steps on the host). Use a tf_keras model for "
+        "tf.distribute, or keras.distribution.DataParallel on the JAX backend.")
 
 
 class UpdatePruningStep(keras.callbacks.Callback):
@@ -34,6 +55,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
     self._wrappers = prune_lib.collect_wrappers(model)
     if not self._wrappers:
       return
+    _check_distribution(model)
     unbuilt = [w.name for w in self._wrappers if not w.built]
     if unbuilt:
       raise ValueError(f"Wrappers {unbuilt} are not built; build the model (give it "

@@ -310,3 +310,24 @@ def test_resume_from_checkpoint_is_exact_whatever_the_callback_order(tmp_path, c
   for a, b in zip(k3.flip_states(whole), k3.flip_states(resumed)):
     np.testing.assert_array_equal(_np(a.weight), _np(b.weight))
     np.testing.assert_array_equal(_np(a.mask), _np(b.mask))
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="JAX: tests/test_keras3_data_parallel.py; "
+                    "PyTorch: Keras cannot make a DataParallel distribution there")
+def test_multi_device_training_where_the_backend_cannot_is_a_clear_error():
+  x, y = _data()
+  model = _model(k3.schedules.ConstantSparsity(0.5, 0, frequency=2))
+  before = [_np(s.mask) for s in k3.flip_states(model)]
+  keras.distribution.set_distribution(keras.distribution.DataParallel())
+  try:
+    with pytest.raises(ValueError, match="JAX backend only"):
+      _fit(model, x, y)
+  finally:
+    keras.distribution.set_distribution(None)
+  for s, m in zip(k3.flip_states(model), before):
+    np.testing.assert_array_equal(_np(s.mask), m)  # nothing changed
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  with tf.distribute.OneDeviceStrategy("/cpu:0").scope():
+    model = _model(k3.schedules.ConstantSparsity(0.5, 0, frequency=2))
+  with pytest.raises(ValueError, match="tf.distribute"):
+    _fit(model, x, y)
