@@ -269,3 +269,11 @@ def test_late_rewinding_continues_the_optimizer_and_schedule_from_step_k(tmp_pat
   assert any(np.any(s != 0) for s in snap.optimizer[1:])
   results = lottery.load_results(str(tmp_path / "results.json"))
   assert [r["steps"] for r in results] == [12, 12, 12]
+
+
+def test_restoring_a_snapshot_of_another_architecture_says_so():
+  model = ksf.prune_sign_flip(_make(), pruning_schedule=tu.never(), criterion="magnitude")
+  snap = rewind.snapshot(model)
+  other = ksf.prune_sign_flip(tu.mlp(), pruning_schedule=tu.never(), criterion="magnitude")
+  with pytest.raises(ValueError, match=r"holds \d+ variables but the model has \d+"):
+    rewind.restore(other, snap)

@@ -51,8 +51,8 @@ def _pruning_state_ids(model):
   ids = set()
   for w in families.of(model).collect_wrappers(model):
     ids.add(id(w.pruning_step))
-    for s in w.flip_states:
-      ids.update(id(v) for v in (s.mask, s.threshold, s.prev_sign, s.flips, s.reference))
+    for s in w.flip_states:  # every state variable but the weight itself
+      ids.update(id(v) for v in s[1:] if hasattr(v, "assign"))
   return ids
 
 

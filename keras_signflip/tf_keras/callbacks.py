@@ -5,6 +5,7 @@ between this one and `keras_signflip.keras3.UpdatePruningStep` by model.
 """
 import numpy as np
 
+from keras_signflip.tf_keras import optimizers
 from keras_signflip.tf_keras import state as state_lib
 from keras_signflip.tf_keras import prune as prune_lib
 from keras_signflip.tf_keras._compat import tfmot
@@ -32,6 +33,17 @@ class UpdatePruningStep(tfmot.sparsity.keras.UpdatePruningStep):
             "pruning cannot rank it. Restore it from a checkpoint or "
             "re-initialise the model.")
     super().on_train_begin(logs)
+    prune_lib.count_tables(self.model)
+    rows_only = optimizers.updates_only_gradient_rows(getattr(self.model, "optimizer", None))
+    for w in prune_lib.collect_wrappers(self.model):
+      w.table_rows_only = rows_only
     for s in states:
       state_lib.apply_mask(s)
       state_lib.sync_signs(s)
+
+  def on_epoch_end(self, epoch, logs=None):
+    prune_lib.count_tables(self.model)  # embedding tables: the epoch's last step
+    super().on_epoch_end(epoch, logs)
+
+  def on_train_end(self, logs=None):
+    prune_lib.count_tables(self.model)

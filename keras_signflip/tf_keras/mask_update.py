@@ -116,10 +116,12 @@ class CriterionPruning(pruning_impl.Pruning):
     group_fn: returns None (layer scope) or the wrapper's `GlobalGroup`, read
       when the update is built; only the group's leader updates, for every
       member at once.
+    wrapper: the `PruneSignFlip` it belongs to (its tables are counted first).
   """
 
-  def __init__(self, *, states, criterion, min_flips, group_fn, **tfmot_kwargs):
+  def __init__(self, *, states, criterion, min_flips, group_fn, wrapper, **tfmot_kwargs):
     super().__init__(**tfmot_kwargs)
+    self._wrapper = wrapper
     self._states = states
     self._criterion = criterion
     self._min_flips = min_flips
@@ -129,6 +131,8 @@ class CriterionPruning(pruning_impl.Pruning):
     """New values of `_update_targets(group)`, in that order."""
     step = self._step_fn()
     sparsity = self._pruning_schedule(step)[1]
+    for w in (group.wrappers if group is not None else [self._wrapper]):
+      w.count_tables()  # tables: what the last step changed, counted before ranking
     if group is not None:
       states = group.states()
       masks, threshold = compute_masks(states, sparsity, self._criterion, self._min_flips)

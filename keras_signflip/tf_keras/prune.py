@@ -181,6 +181,7 @@ def strip_pruning(model):
   """
   if not isinstance(model, keras.Model):
     return tfmot.sparsity.keras.strip_pruning(model)  # TF-MOT's error for non-models
+  count_tables(model)
   shared = tfmot.sparsity.keras.strip_pruning(model)
   copy = keras.models.clone_model(shared)
   copy.set_weights([_masked_value(v, model) for v in shared.weights])
@@ -208,8 +209,16 @@ def flip_states(model):
   return [s for w in collect_wrappers(model) for s in w.flip_states]
 
 
+def count_tables(model):
+  """Counts what the last step flipped in sparse-gradient tables (state.py); call
+  before reading flips or weights between steps (the functions here do)."""
+  for w in collect_wrappers(model):
+    w.count_tables()
+
+
 def flip_counts(model):
   """{weight name: int32 np.ndarray of flip counts} for every wrapped weight."""
+  count_tables(model)
   return {s.weight.name: np.asarray(s.flips.numpy()) for s in flip_states(model)}
 
 

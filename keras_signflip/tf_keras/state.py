@@ -14,13 +14,25 @@ weights are 0 after masking, and the mask update zeroes their `prev_sign`,
 only unpruned weights can count a flip. `prev_sign` is
 the sign after the previous step, so a user's own `set_weights` between steps
 must be followed by `sync_signs` (the callbacks and `set_reference` do it).
+
+Tables with sparse gradients (an `Embedding`'s) take another route: a legacy
+optimizer refuses constraints on them, and a new one would run the constraint
+over the whole table every step. Their wrapper counts flips and re-masks them
+at the start of the next forward pass, and whenever counts are read
+(`count_table`): over the rows the last training batch looked up
+(`touched`, one int8 per row) when the optimizer changes only those rows
+(`optimizers.updates_only_gradient_rows`: a step then costs one pass over the
+table's rows plus the touched rows' entries), else over the whole table (as a
+constraint would). Until then the pruned entries of rows the optimizer just
+changed hold what it wrote; every read through the wrapper re-masks first.
 """
 from typing import NamedTuple
 
 from keras_signflip.tf_keras._compat import tf
 
 __all__ = ["FlipState", "AfterStepConstraint", "attach", "sync_signs", "apply_mask",
-           "master_variable", "float32_value", "signs", "sign_dtype"]
+           "count_table", "record_touched_rows", "master_variable", "float32_value",
+           "signs", "sign_dtype"]
 
 
 class FlipState(NamedTuple):
@@ -31,7 +43,8 @@ class FlipState(NamedTuple):
   prev_sign: tf.Variable  # int8 (int32 multi-worker), weight's shape: sign after the last step
   flips: tf.Variable      # int32, weight's shape: flips while unpruned
   reference: tf.Variable  # float32, weight's shape: reference weights
-  key: int                # per-tensor integer (position) for `Random`
+  key: int                # per-tensor integer (`criteria.tensor_key`) for `Random`
+  touched: tf.Variable = None  # int8 per row of a sparse-gradient table, else None
 
 
 def master_variable(weight):
@@ -108,3 +121,37 @@ def apply_mask(state):
   weight = master_variable(state.weight)
   weight.assign(tf.where(tf.math.greater(state.mask, 0), tf.convert_to_tensor(weight),
                          tf.zeros([], weight.dtype)))
+
+
+def record_touched_rows(state, ids):
+  """Marks the rows a training batch looked up (`ids`, any shape) as touched."""
+  rows = tf.unique(tf.reshape(tf.cast(ids, tf.int64), [-1]))[0]
+  state.touched.scatter_update(tf.IndexedSlices(tf.ones_like(rows, tf.int8), rows))
+
+
+def count_table(state, rows_only):
+  """Counts the flips the last step made in a table and re-masks it (see above).
+
+  `rows_only`: only the touched rows changed. Inside an XLA cluster
+  (jit_compile), where row sets of data-dependent size cannot be gathered,
+  the whole table is counted either way; the result is the same.
+  """
+  weight = master_variable(state.weight)
+  if not rows_only or tf.__internal__.get_enclosing_xla_context() is not None:
+    value = tf.convert_to_tensor(weight)
+    masked = tf.where(state.mask > 0, value, tf.zeros_like(value))
+    new_sign = signs(masked, state.prev_sign.dtype)
+    state.flips.assign_add(tf.cast(state.prev_sign * new_sign < 0, tf.int32))
+    state.prev_sign.assign(new_sign)
+    weight.assign(masked)
+    state.touched.assign(tf.zeros_like(state.touched))
+    return
+  rows = tf.where(state.touched > 0)[:, 0]
+  value = tf.gather(weight, rows)
+  masked = tf.where(tf.gather(state.mask, rows) > 0, value, tf.zeros_like(value))
+  new_sign = signs(masked, state.prev_sign.dtype)
+  flipped = tf.cast(tf.gather(state.prev_sign, rows) * new_sign < 0, tf.int32)
+  state.flips.scatter_add(tf.IndexedSlices(flipped, rows))
+  state.prev_sign.scatter_update(tf.IndexedSlices(new_sign, rows))
+  weight.scatter_update(tf.IndexedSlices(masked, rows))
+  state.touched.scatter_update(tf.IndexedSlices(tf.zeros_like(rows, tf.int8), rows))

@@ -104,6 +104,9 @@ class PruneSignFlip(PruneLowMagnitude):
     self.position = int(position)
     self.group = None
     self.flip_states = []
+    # Embedding tables: count only the rows a batch touched (state.py); set by
+    # UpdatePruningStep from the optimizer at train begin.
+    self.table_rows_only = False
     # Compute in the wrapped layer's dtype policy (a float32 output layer of a
     # mixed_float16 model stays float32), not the global one.
     if "dtype" not in kwargs and getattr(layer, "dtype_policy", None) is not None:
@@ -130,18 +133,39 @@ class PruneSignFlip(PruneLowMagnitude):
           f"{base}_reference", shape=weight.shape, dtype=tf.float32, trainable=False,
           initializer=lambda shape, dtype, w=weight: state_lib.float32_value(w),
           aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+      touched = None
+      if self._sparse_gradient(weight):
+        touched = self.add_weight(
+            f"{base}_touched", shape=weight.shape[:1], dtype=tf.int8, trainable=False,
+            initializer="zeros")
       state = state_lib.FlipState(weight, mask, threshold, prev_sign,
                                   flip_count, reference,
-                                  criteria_lib.tensor_key(_own_name(self.layer, weight)))
-      state_lib.attach(state)
+                                  criteria_lib.tensor_key(_own_name(self.layer, weight)),
+                                  touched)
+      if touched is None:
+        state_lib.attach(state)
       self.flip_states.append(state)
     self.pruning_obj = CriterionPruning(
         states=self.flip_states, criterion=self.criterion,
-        min_flips=self.min_flips, group_fn=self.global_group,
+        min_flips=self.min_flips, group_fn=self.global_group, wrapper=self,
         training_step_fn=lambda: self.pruning_step,
         pruning_vars=self.pruning_vars, pruning_schedule=self.pruning_schedule,
         block_size=self.block_size, block_pooling_type=self.block_pooling_type,
         sparsity_m_by_n=self.sparsity_m_by_n)
+
+  def _sparse_gradient(self, weight):
+    """An Embedding's table, outside tf.distribute: rows counted as touched
+    (state.py). Under a strategy, whose replicas see different rows, the table
+    keeps the after-step constraint (a pass over the whole table each step;
+    legacy optimizers refuse it)."""
+    return (isinstance(self.layer, keras.layers.Embedding)
+            and weight is self.layer.embeddings and not tf.distribute.has_strategy())
+
+  def count_tables(self):
+    """Counts and re-masks what the last training step changed in tables (state.py)."""
+    for s in self.flip_states:
+      if s.touched is not None:
+        state_lib.count_table(s, self.table_rows_only)
 
   # Not converted by autograph: the check below is plain Python, and
   # converting it left garbage cycles that crashed the interpreter in
@@ -160,7 +184,17 @@ class PruneSignFlip(PruneLowMagnitude):
               "keras_signflip.UpdatePruningStep() callback (or TF-MOT's) in "
               "model.fit(..., callbacks=[...]); in a custom loop, set each "
               "wrapper's pruning_step to 0 first (callback.on_train_begin()).")
-    return super().call(inputs, training=training, **kwargs)
+    tables = [s for s in self.flip_states if s.touched is not None]
+    for s in tables:  # what the last step changed: count, re-mask, before any read
+      state_lib.count_table(s, self.table_rows_only)
+    outputs = super().call(inputs, training=training, **kwargs)
+    if tables and self.table_rows_only and training is not None and training is not False:
+      def record():
+        for s in tables:
+          state_lib.record_touched_rows(s, inputs)
+        return tf.constant(True)
+      tf.__internal__.smart_cond.smart_cond(training, record, lambda: tf.constant(False))
+    return outputs
 
   def global_group(self):
     """The `GlobalGroup` this wrapper ranks in; None for scope="layer"."""
