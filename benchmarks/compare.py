@@ -91,10 +91,19 @@ def _apply_quick():
 
 
 class _FlipHistory(keras.callbacks.Callback):
-  """Per epoch and wrapped weight: flips of currently unpruned weights."""
+  """Per epoch and wrapped weight: flips of currently unpruned weights.
+
+  Carries over between the one-epoch `fit` calls of one run (it resets only
+  for another model), so every epoch gets its own row.
+  """
+
+  def __init__(self):
+    super().__init__()
+    self.epochs, self._last, self._model_id = [], {}, None
 
   def on_train_begin(self, logs=None):
-    self.epochs, self._last = [], {}
+    if self._model_id != id(self.model):
+      self.epochs, self._last, self._model_id = [], {}, id(self.model)
 
   def on_epoch_end(self, epoch, logs=None):
     row = {}

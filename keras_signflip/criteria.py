@@ -5,15 +5,18 @@ masks. Scores are written once against a NumPy-style namespace `xp`
 (`tf.experimental.numpy` on the tf_keras path; `keras.ops` and NumPy work too,
 see tests/test_criteria.py), so every wrapper family shares the same math.
 
-| name | score (higher = keep) | reference |
-|---|---|---|
-| `Magnitude` | abs(w) | Zhou et al. 2019 `large_final` |
-| `SignFlip` | -flips | the research log; prune weights that flip |
-| `Hybrid(power=2)` | abs(w)**p / (flips + 1) | FlipOut, Apostol et al. 2020 |
-| `LargeFinalSameSign` | abs(w) if sign(w) == sign(w_ref) else 0 | Zhou et al. 2019 |
-| `MagnitudeIncrease` | abs(w) - abs(w_ref) | Zhou et al. 2019 |
-| `Movement` | abs(w - w_ref) | Zhou et al. 2019 |
-| `Random(seed)` | a fixed hash of (seed, tensor, position) in [0, 1) | the control |
+| name | score (higher = keep) | tiebreak (then position) | reference |
+|---|---|---|---|
+| `Magnitude` | abs(w) | none (TF-MOT's order) | Zhou et al. 2019 `large_final` |
+| `SignFlip` | -flips | abs(w) | the research log; prune weights that flip |
+| `Hybrid(power=2)` | abs(w)**p / (flips + 1) | -flips | FlipOut, Apostol et al. 2020 |
+| `LargeFinalSameSign` | abs(w) if sign(w) == sign(w_ref) else 0 | abs(w) | Zhou et al. 2019 |
+| `MagnitudeIncrease` | abs(w) - abs(w_ref) | abs(w) | Zhou et al. 2019 |
+| `Movement` | abs(w - w_ref) | abs(w) | Zhou et al. 2019 |
+| `Random(seed)` | a fixed hash of (seed, tensor, position) in [0, 1) | none | the control |
+
+Selection ranks by the total order (score, tiebreak, position): position is
+tensor order, then flat row-major index, lower kept.
 
 `w` is the current weight, `flips` its sign-flip count, `w_ref` the weight at
 the reference point (initialisation, or where `set_reference` moved it).
@@ -74,6 +77,17 @@ class Criterion:
     """Returns a float tensor shaped like `weight`; higher scores are kept."""
     raise NotImplementedError
 
+  def tiebreak(self, weight, state, xp=None):
+    """The secondary key among equal scores (higher kept), or None for none.
+
+    Selection ranks by (score, tiebreak, position): the score, then this
+    key, then tensor order and flat index (lower kept). Defaults to abs(w),
+    so an integer-valued or constant score (flip counts early in training,
+    same-sign zeros) falls back to magnitude, never straight to position.
+    """
+    xp = xp or _default_xp()
+    return xp.abs(weight)
+
   def get_config(self):
     return {}
 
@@ -93,18 +107,27 @@ class Criterion:
 
 
 class Magnitude(Criterion):
-  """abs(w): plain magnitude pruning, TF-MOT's criterion."""
+  """abs(w): plain magnitude pruning, TF-MOT's criterion.
+
+  Equal magnitudes go by position (no secondary key), as TF-MOT's `top_k`
+  ranks them, so layer-scope masks equal TF-MOT's.
+  """
   name = "magnitude"
 
   def score(self, weight, state, xp=None):
     xp = xp or _default_xp()
     return xp.abs(weight)
 
+  def tiebreak(self, weight, state, xp=None):
+    return None
+
 
 class SignFlip(Criterion):
   """-flips: weights that flipped sign most are pruned first.
 
-  Weights with equal counts are ranked by position (see `selection`).
+  Weights with equal counts are ranked by magnitude (the default tiebreak),
+  so before any flip this is exactly `Magnitude`'s ranking by |w| -- not the
+  lower-index-first order an integer score would otherwise fall back to.
   """
   name = "sign_flip"
 
@@ -131,6 +154,11 @@ class Hybrid(Criterion):
     xp = xp or _default_xp()
     flips = _as(state.flips, "float32", xp)
     return xp.power(xp.abs(weight), self.power) / (flips + 1.0)
+
+  def tiebreak(self, weight, state, xp=None):
+    """Fewer flips first among equal saliencies (e.g. weights at exactly 0)."""
+    xp = xp or _default_xp()
+    return -_as(state.flips, "float32", xp)
 
   def get_config(self):
     return {"power": self.power}
@@ -208,6 +236,9 @@ class Random(Criterion):
     h = _mix32((xp.arange(size, dtype="int64") + salt) % _M32, xp)
     u = _as(h, "float32", xp) / float(_M32)
     return xp.reshape(u, tuple(int(d) for d in weight.shape))
+
+  def tiebreak(self, weight, state, xp=None):
+    return None  # a control: nothing about the weight may decide
 
   def get_config(self):
     return {"seed": self.seed}

@@ -16,6 +16,11 @@ FORMULAS = {
     "magnitude_increase": lambda w, f, r: np.abs(w) - np.abs(r),
     "movement": lambda w, f, r: np.abs(w - r),
 }
+# Their secondary keys among equal scores (None: position only).
+TIEBREAKS = {"magnitude": None, "sign_flip": lambda w, f, r: np.abs(w),
+             "hybrid": lambda w, f, r: -f.astype(np.float32),
+             "large_final_same_sign": lambda w, f, r: np.abs(w),
+             "magnitude_increase": lambda w, f, r: np.abs(w), "movement": lambda w, f, r: np.abs(w)}
 
 
 def _model(name, scope, sparsity, min_flips=None):
@@ -58,7 +63,8 @@ def _reference_masks(model, name, scope, sparsity, min_flips=None):
       cand = [a & (f >= min_flips) for (w, f, r, a) in arrays]
       k = max(k, sum(int((a & ~c).sum()) for a, c in zip(alive, cand)))
       scores = [np.where(c, s, np.where(a, np.inf, -np.inf)) for s, a, c in zip(scores, alive, cand)]
-    out += [m & a for m, a in zip(tu.reference_topk(scores, k), alive)]
+    second = None if TIEBREAKS[name] is None else [TIEBREAKS[name](w, f, r) for w, f, r, _ in arrays]
+    out += [m & a for m, a in zip(tu.reference_topk(scores, k, second), alive)]
   return out
 
 
@@ -220,3 +226,38 @@ def test_random_masks_differ_for_layers_wrapped_one_at_a_time():
   assert np.mean(a != b) > 0.3  # independent halves differ in about half the places
   keys = [w.flip_states[0].key for w in (first, second)]
   assert keys == [criteria.tensor_key("first/kernel"), criteria.tensor_key("second/kernel")]
+
+
+@pytest.mark.parametrize("scope", ["layer", "global"])
+def test_sign_flip_with_no_flips_equals_magnitude(scope):
+  """Equal flip counts fall back to |w| (then position), as Magnitude ranks."""
+  got = {}
+  for name in ("sign_flip", "magnitude"):
+    model = _model(name, scope, 0.6)
+    _set_random_state(model, 3)
+    for s in ksf.flip_states(model):
+      s.flips.assign(np.zeros(s.flips.shape, np.int32))
+    _update(model)
+    got[name] = list(ksf.masks(model).values())
+  for a, b in zip(got["sign_flip"], got["magnitude"]):
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("criterion", [None, "sign_flip"])
+def test_masks_of_iid_weights_do_not_follow_position(criterion):
+  """LeNet-300-100's first layer at 80%, before any flip: each quarter of the input
+  rows keeps about 20% (ties by position kept rows 0-156 only: [0.8, 0, 0, 0])."""
+  keras.utils.set_random_seed(0)
+  layer = keras.layers.Dense(300, name="fc1")
+  kwargs = {} if criterion is None else {"criterion": criterion}  # None: the default
+  model = keras.Sequential([keras.Input((784,)), ksf.prune_sign_flip(
+      layer, tfmot.sparsity.keras.ConstantSparsity(0.8, 0, frequency=1), **kwargs)])
+  model.compile(keras.optimizers.SGD(0.0), "mse")  # lr 0: the weights stay i.i.d.
+  x = np.random.RandomState(0).randn(4, 784).astype("float32")
+  model.fit(x, np.zeros((4, 300), "float32"), epochs=1, verbose=0,
+            callbacks=[ksf.UpdatePruningStep()])
+  mask = ksf.masks(model)[layer.kernel.name]
+  quarters = [float(q.mean()) for q in np.array_split(mask, 4, axis=0)]
+  # 58,800 weights a quarter: a fair 20% has std 0.0016, so 0.02 is > 10 sigma.
+  np.testing.assert_allclose(quarters, 0.2, atol=0.02)
+  assert abs(mask.mean() - 0.2) < 1e-3

@@ -82,3 +82,26 @@ def test_selection_inside_xla_matches_reference(tensors, data):
                     jit_compile=True)
   for got, want in zip(run(), tu.reference_topk(tensors, k)):
     np.testing.assert_array_equal(got.numpy(), want)
+
+
+# Pairs of tensor lists of few distinct values: ties in the score and in the secondary key.
+_tied_pairs = st.integers(1, 4).flatmap(lambda n: st.lists(
+    st.integers(1, 20).flatmap(lambda size: st.tuples(
+        hnp.arrays(np.float32, size, elements=st.integers(-2, 2).map(float)),
+        hnp.arrays(np.float32, size, elements=st.sampled_from([0.0, -0.0, 0.5, 1.0, -1e6])))),
+    min_size=n, max_size=n))
+
+
+@settings(max_examples=40, deadline=None)
+@given(_tied_pairs, st.data(), st.booleans())
+def test_secondary_key_ranks_ties_before_position(pairs, data, xla):
+  scores, second = [p[0] for p in pairs], [p[1] for p in pairs]
+  k = data.draw(st.integers(1, sum(s.size for s in scores)))
+
+  def select():
+    return selection.select_top_k([tf.constant(s) for s in scores], k,
+                                  [tf.constant(s) for s in second])
+  masks = tf.function(select, jit_compile=True)() if xla else select()
+  assert sum(int(m.numpy().sum()) for m in masks) == k
+  for got, want in zip(masks, tu.reference_topk(scores, k, second)):
+    np.testing.assert_array_equal(got.numpy(), want)

@@ -289,3 +289,31 @@ def test_embedding_tables_count_flips_with_any_optimizer(make_optimizer, rows_on
   plain = ksf.strip_pruning(model)
   np.testing.assert_allclose(plain.predict(x[:8], verbose=0), model.predict(x[:8], verbose=0),
                              atol=1e-6)
+
+
+def test_signflip_summaries_flip_rate_per_epoch_across_one_epoch_fits(tmp_path):
+  """One fit per epoch (as the binaries do): every epoch's flip_rate is that epoch's."""
+  x, y = tu.data()
+  model = tu.compile_sgd(ksf.prune_sign_flip(tu.mlp(), pruning_schedule=_poly(),
+                                             criterion="random"), lr=1.0)
+  snaps, summaries = _Snapshots(), ksf.SignFlipSummaries(str(tmp_path))
+  per_epoch, alive_at_end = [], []
+  for epoch in range(3):
+    model.fit(x, y, batch_size=16, epochs=epoch + 1, initial_epoch=epoch, shuffle=False,
+              verbose=0, callbacks=[ksf.UpdatePruningStep(), summaries, snaps])
+    per_epoch.append([f.copy() for f in snaps.flips])  # NumPy recount within this fit
+    alive_at_end.append([s.mask.numpy() > 0 for s in snaps.states])
+  rates = {}
+  for f in tmp_path.rglob("events.out.tfevents*"):
+    for e in tf.compat.v1.train.summary_iterator(str(f)):
+      for v in e.summary.value:
+        if v.tag.startswith("flip_rate/"):
+          rates.setdefault(v.tag, {})[e.step] = float(tf.make_ndarray(v.tensor))
+  steps_per_epoch = len(x) // 16
+  assert sum(int(f.sum()) for e in per_epoch for f in e) > 0, "no flips: vacuous"
+  for i, s in enumerate(snaps.states):
+    tag = f"flip_rate/{s.weight.name.split(':')[0]}"
+    got = [rates[tag][steps_per_epoch * (e + 1)] for e in range(3)]
+    want = [per_epoch[e][i][alive_at_end[e][i]].sum() / (alive_at_end[e][i].sum() * steps_per_epoch)
+            for e in range(3)]
+    np.testing.assert_allclose(got, want, rtol=1e-6)

@@ -27,16 +27,20 @@ def never():
   return tfmot.sparsity.keras.ConstantSparsity(0.5, begin_step=10**6)
 
 
-def reference_topk(scores, k):
-  """NumPy reference: keep the k highest scores, ties to the lower position.
+def reference_topk(scores, k, secondary=None):
+  """NumPy reference: keep the k highest scores; ties by the higher secondary
+  key (if given), then the lower position.
 
-  Subnormal scores count as 0, as in TensorFlow's CPU kernels (which flush
+  Subnormal values count as 0, as in TensorFlow's CPU kernels (which flush
   denormals to zero).
   """
-  flat = np.concatenate([np.ravel(s) for s in scores]).astype(np.float32)
-  flat = np.where(np.abs(flat) < np.finfo(np.float32).tiny, np.float32(0), flat)
+  def flat_of(arrays):
+    flat = np.concatenate([np.ravel(s) for s in arrays]).astype(np.float32)
+    return np.where(np.abs(flat) < np.finfo(np.float32).tiny, np.float32(0), flat)
+  flat = flat_of(scores)
+  second = np.zeros_like(flat) if secondary is None else flat_of(secondary)
   keep = np.zeros(flat.size, bool)
-  keep[np.argsort(-flat, kind="stable")[:k]] = True
+  keep[np.lexsort((np.arange(flat.size), -second, -flat))[:k]] = True
   out, i = [], 0
   for s in scores:
     out.append(keep[i:i + np.size(s)].reshape(np.shape(s)))

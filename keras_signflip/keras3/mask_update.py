@@ -49,6 +49,19 @@ def _score(state, criterion):
   return ops.where(alive, score, float("-inf")), alive
 
 
+def _tiebreaks(states, criterion):
+  """The criterion's secondary keys (float32), or None when it has none."""
+  keys = []
+  for s in states:
+    ws = criteria_lib.WeightState(ops.convert_to_tensor(s.flips),
+                                  state_lib.float32_value(s.reference), s.key)
+    key = criterion.tiebreak(state_lib.float32_value(s.weight), ws, ops)
+    if key is None:
+      return None
+    keys.append(ops.cast(key, "float32"))
+  return keys
+
+
 def compute_masks(states, sparsity, criterion, min_flips=None, kept=None):
   """New bool masks for `states` ranked together, and the lowest kept score.
 
@@ -73,7 +86,7 @@ def compute_masks(states, sparsity, criterion, min_flips=None, kept=None):
     k = max(k, safe)
     scores = [ops.where(c, x, ops.where(a, float("inf"), x))
               for x, a, c in zip(scores, alive, candidates)]
-  keep = selection.select_top_k(scores, k)
+  keep = selection.select_top_k(scores, k, _tiebreaks(states, criterion))
   masks = [ops.logical_and(m, a) for m, a in zip(keep, alive)]
   return masks, selection.threshold_score(scores, masks)
 

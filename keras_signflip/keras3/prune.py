@@ -56,7 +56,7 @@ def _check(to_prune, pruning_policy, kwargs):
                      f"Sequential/Functional model; received {type(to_prune).__name__}.")
 
 
-def prune_sign_flip(to_prune, pruning_schedule=None, criterion="sign_flip",
+def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
                     scope="layer", min_flips=None, pruning_policy=None, **kwargs):
   """Wraps a Keras 3 layer, list of layers, or Sequential/Functional model.
 

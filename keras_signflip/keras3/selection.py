@@ -1,9 +1,9 @@
 """Exact top-k masks with `keras.ops`, for one tensor or many (global scope).
 
 The same contract as `keras_signflip.tf_keras.selection` (the tf_keras path): keep
-exactly the k highest scores; equal scores are ranked by position -- tensor
-order, then flat row-major index, lower first -- so both paths give the same
-masks. The k-th largest score t comes from NumPy's O(n) `partition` on the
+exactly the k highest scores; equal scores are ranked by an optional secondary
+key (higher kept), then by position -- tensor order, then flat row-major
+index, lower first -- so both paths give the same masks. The k-th largest score t comes from NumPy's O(n) `partition` on the
 host (`keras.ops` has no bitcast for the tf_keras path's radix select, and a
 full `ops.sort` took 39 ms for 266k scores on JAX's CPU backend against 2 ms);
 the ties at t are then taken in position order with a cumulative sum, with
@@ -12,6 +12,8 @@ the ties at t are then taken in position order with a cumulative sum, with
     t    = partition(scores, n - k)[n - k]
     keep = score > t  OR  (score == t AND tie rank <= k - #(score > t))
 
+With a secondary key, the ties at t are ranked the same way by it first
+(a second partition, over the ties only, on the host).
 It runs eagerly, at mask updates only.
 """
 import numpy as np
@@ -27,23 +29,41 @@ def kept_count(size, sparsity):
   return int(min(max(kept, np.float32(1.0)), np.float32(size)))
 
 
-def select_top_k(scores, k):
+def _first(ties, count):
+  """The first `count` True entries of the flat bool tensor `ties`."""
+  return ops.logical_and(ties, ops.less_equal(ops.cumsum(ops.cast(ties, "int32")), count))
+
+
+def select_top_k(scores, k, secondary=None):
   """Bool masks (one per score tensor) keeping exactly `k` highest scores.
 
   Args:
     scores: list of float32 tensors ranked together (no NaN).
     k: Python int, 1 <= k <= total size.
+    secondary: None, or float32 tensors shaped like `scores` (no NaN): the
+      key that ranks equal scores before position does.
   """
   flat = ops.concatenate([ops.reshape(s, (-1,)) for s in scores], axis=0)
   n = int(flat.shape[0])
   if not 1 <= k <= n:
     raise ValueError(f"kept count {k} is outside [1, {n}]")
-  threshold = np.partition(np.asarray(ops.convert_to_numpy(flat)), n - k)[n - k]
+  host = np.asarray(ops.convert_to_numpy(flat))
+  threshold = np.partition(host, n - k)[n - k]
   above = ops.greater(flat, threshold)
   ties = ops.equal(flat, threshold)
-  room = k - ops.sum(ops.cast(above, "int32"))
-  tie_rank = ops.cumsum(ops.cast(ties, "int32"))
-  keep = ops.logical_or(above, ops.logical_and(ties, ops.less_equal(tie_rank, room)))
+  room = k - int(np.sum(host > threshold))
+  if secondary is None:
+    keep = ops.logical_or(above, _first(ties, room))
+  else:
+    second = np.concatenate([np.asarray(ops.convert_to_numpy(s), np.float32).ravel()
+                             for s in secondary])
+    tied = second[host == threshold]
+    t2 = np.partition(tied, tied.size - room)[tied.size - room]
+    second = ops.convert_to_tensor(second)
+    keep = ops.logical_or(above, ops.logical_or(
+        ops.logical_and(ties, ops.greater(second, t2)),
+        _first(ops.logical_and(ties, ops.equal(second, t2)),
+               room - int(np.sum(tied > t2)))))
   out, start = [], 0
   for s in scores:
     size = int(np.prod(s.shape))

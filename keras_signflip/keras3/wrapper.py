@@ -83,14 +83,14 @@ class PruneSignFlip(keras.layers.Wrapper):
     pruning_schedule: a `keras_signflip.keras3.schedules` schedule (TF-MOT's
       convert). Defaults to `ConstantSparsity(0.5, 0)`.
     criterion: a `keras_signflip.criteria.Criterion` or its name. Defaults to
-      "sign_flip".
+      "hybrid" (FlipOut's |w|^2 / (flips + 1)).
     scope: "layer" or "global" (one ranking over all global wrappers of the model).
     min_flips: None, or flip-triggered pruning's threshold (>= 1).
     position: this wrapper's index in its model (kept for files of 0.2;
       `Random` is keyed by the weight's name, `criteria.tensor_key`).
   """
 
-  def __init__(self, layer, pruning_schedule=None, criterion="sign_flip",
+  def __init__(self, layer, pruning_schedule=None, criterion="hybrid",
                scope="layer", min_flips=None, position=0, **kwargs):
     if not isinstance(layer, keras.layers.Layer):
       raise ValueError("PruneSignFlip wraps a Keras 3 layer; received "

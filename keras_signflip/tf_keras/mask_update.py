@@ -53,6 +53,14 @@ def _scores(states, criterion):
   return scores, alive
 
 
+def _tiebreaks(states, criterion):
+  """The criterion's secondary keys (float32), or None when it has none."""
+  keys = [criterion.tiebreak(float32_value(s.weight),
+                             criteria_lib.WeightState(s.flips, s.reference, s.key), _XP)
+          for s in states]
+  return None if any(k is None for k in keys) else [tf.cast(k, tf.float32) for k in keys]
+
+
 def compute_masks(states, sparsity, criterion, min_flips=None, kept=None):
   """New bool masks for `states` ranked together, and the lowest kept score.
 
@@ -74,7 +82,7 @@ def compute_masks(states, sparsity, criterion, min_flips=None, kept=None):
     k = tf.math.maximum(k, safe)
     scores = [tf.where(c, x, tf.where(a, float("inf"), x))
               for x, a, c in zip(scores, alive, candidates)]
-  keep = selection.select_top_k(scores, k)
+  keep = selection.select_top_k(scores, k, _tiebreaks(states, criterion))
   new_masks = [tf.math.logical_and(m, a) for m, a in zip(keep, alive)]
   return new_masks, selection.threshold_score(scores, new_masks)
 

@@ -56,7 +56,7 @@ def _check_model(to_prune):
   return layers
 
 
-def prune_sign_flip(to_prune, pruning_schedule=None, criterion="sign_flip",
+def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
                     scope="layer", min_flips=None, block_size=(1, 1),
                     block_pooling_type="AVG", pruning_policy=None,
                     sparsity_m_by_n=None, **kwargs):
@@ -68,7 +68,7 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="sign_flip",
       `PolynomialDecay`, `keras_signflip.tf_keras.schedules.GeometricSparsity`, ...).
       Defaults to `ConstantSparsity(0.5, 0)`.
     criterion: a `keras_signflip.criteria.Criterion` or its name. Defaults to
-      `SignFlip()`.
+      `Hybrid(power=2)`, FlipOut's saliency |w|^2 / (flips + 1).
     scope: "layer" (each weight tensor reaches the schedule's sparsity) or
       "global" (one ranking over every wrapped weight of the model). Defaults
       to "layer".

@@ -1,14 +1,17 @@
 """Exact top-k mask selection in O(n), for one tensor or many (global scope).
 
 Given scores and a kept count k, keep exactly the k highest scores. Equal
-scores are ranked by position: tensor order first, then flat (row-major) index,
-lower first -- the order `tf.math.top_k` uses, so `Magnitude` at layer scope
-reproduces TF-MOT's masks.
+scores are ranked by an optional secondary key (the criterion's `tiebreak`,
+higher kept), then by position: tensor order first, then flat (row-major)
+index, lower first -- the order `tf.math.top_k` uses, so `Magnitude` (no
+secondary key) at layer scope reproduces TF-MOT's masks.
 
 Instead of sorting (TF-MOT's `top_k` over the whole tensor), scores are mapped
 to order-preserving 32-bit integer keys and the k-th largest key is found by a
 two-pass radix select on 16-bit digits with `tf.math.bincount`. Global scope
 sums per-tensor histograms, so the concatenation is never built or sorted.
+With a secondary key, the scores tied at the k-th are ranked by a second
+radix select of the secondary keys over those ties only.
 Inside XLA (`jit_compile=True`), which cannot compile bincount's
 data-dependent shapes, the same selection runs as a stable sort.
 """
@@ -95,24 +98,43 @@ def _first_ties(ties, count):
   return out
 
 
-def _select_by_sort(keys, k):
+def _select_by_sort(keys, k, secondary=None):
   """The same selection by a stable sort: XLA compiles it (it cannot compile
   bincount's data-dependent shapes), at TF-MOT's O(n log n) cost."""
   flat = tf.concat(keys, axis=0)
-  order = tf.argsort(flat, direction="DESCENDING", stable=True)
+  if secondary is None:
+    order = tf.argsort(flat, direction="DESCENDING", stable=True)
+  else:  # stable sorts, least significant key first: (score, secondary, position)
+    by_secondary = tf.argsort(tf.concat(secondary, axis=0), direction="DESCENDING", stable=True)
+    order = tf.gather(by_secondary, tf.argsort(tf.gather(flat, by_secondary),
+                                               direction="DESCENDING", stable=True))
   rank = tf.scatter_nd(order[:, None], tf.range(tf.size(flat)), tf.shape(flat))
   keep = rank < k
   sizes = [x.shape.num_elements() for x in keys]
   return tf.split(keep, sizes)
 
 
-def select_top_k(scores, k):
+def _best_ties(ties, secondary, count):
+  """Keeps `count` of the True entries of `ties`: highest secondary key first,
+  then (tensor, index) order. Entries outside the ties get the lowest key."""
+  lowest = tf.constant(-2**31, tf.int32)
+  masked = [tf.where(t, s, lowest) for t, s in zip(ties, secondary)]
+  threshold, above = _kth_largest(masked, count)
+  tied_again = [tf.math.logical_and(t, tf.equal(m, threshold)) for t, m in zip(ties, masked)]
+  last = _first_ties(tied_again, count - above)
+  return [tf.math.logical_or(tf.math.logical_and(t, m > threshold), l)
+          for t, m, l in zip(ties, masked, last)]
+
+
+def select_top_k(scores, k, secondary=None):
   """Boolean masks keeping exactly the k highest of all `scores` together.
 
   Args:
     scores: a float tensor, or a list of them (global scope: one ranking over
       all of them). NaN scores are not allowed.
     k: int32 scalar, 1 <= k <= total size.
+    secondary: None, or float tensors shaped like `scores` (no NaN): the key
+      that ranks equal scores before position does.
 
   Returns:
     A bool tensor (or list) shaped like `scores`, with exactly k True values.
@@ -120,13 +142,20 @@ def select_top_k(scores, k):
   single = not isinstance(scores, (list, tuple))
   score_list = [scores] if single else list(scores)
   keys = [tf.reshape(sortable_keys(s), [-1]) for s in score_list]
+  if secondary is not None:
+    secondary = [secondary] if single else list(secondary)
+    secondary = [tf.reshape(sortable_keys(s), [-1]) for s in secondary]
   k = tf.cast(k, tf.int32)
   if _in_xla():
-    flat_masks = _select_by_sort(keys, k)
+    flat_masks = _select_by_sort(keys, k, secondary)
   else:
     threshold, above = _kth_largest(keys, k)
-    ties = _first_ties([tf.equal(x, threshold) for x in keys], k - above)  # >= 1 kept
-    flat_masks = [tf.math.logical_or(x > threshold, t) for x, t in zip(keys, ties)]
+    ties = [tf.equal(x, threshold) for x in keys]
+    if secondary is None:
+      chosen = _first_ties(ties, k - above)  # >= 1 kept
+    else:
+      chosen = _best_ties(ties, secondary, k - above)
+    flat_masks = [tf.math.logical_or(x > threshold, t) for x, t in zip(keys, chosen)]
   masks = [tf.reshape(m, tf.shape(s)) for s, m in zip(score_list, flat_masks)]
   return masks[0] if single else masks
 

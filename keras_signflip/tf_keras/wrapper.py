@@ -80,7 +80,7 @@ class PruneSignFlip(PruneLowMagnitude):
     pruning_schedule: a TF-MOT `PruningSchedule`. Defaults to
       `ConstantSparsity(0.5, 0)` (a new instance per wrapper).
     criterion: a `keras_signflip.criteria.Criterion` or its name. Defaults to
-      `SignFlip()`.
+      `Hybrid(power=2)`, FlipOut's saliency |w|^2 / (flips + 1).
     scope: "layer" or "global". Global wrappers are linked by
       `prune_sign_flip` into one `GlobalGroup`.
     min_flips: None, or flip-triggered pruning's threshold (>= 1).
@@ -92,7 +92,7 @@ class PruneSignFlip(PruneLowMagnitude):
       same scores in every process.
   """
 
-  def __init__(self, layer, pruning_schedule=None, criterion="sign_flip",
+  def __init__(self, layer, pruning_schedule=None, criterion="hybrid",
                scope="layer", min_flips=None, block_size=(1, 1),
                block_pooling_type="AVG", sparsity_m_by_n=None, position=0,
                **kwargs):

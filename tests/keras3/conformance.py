@@ -27,6 +27,17 @@ FORMULAS = {  # NumPy statements of each criterion (Random: its NumPy hash).
 }
 
 
+TIEBREAKS = {  # NumPy statements of each criterion's secondary key (None: position only).
+    "magnitude": None,
+    "sign_flip": lambda w, f, r: np.abs(w),
+    "hybrid": lambda w, f, r: -f.astype(np.float32),
+    "large_final_same_sign": lambda w, f, r: np.abs(w),
+    "magnitude_increase": lambda w, f, r: np.abs(w),
+    "movement": lambda w, f, r: np.abs(w),
+    "random": None,
+}
+
+
 def arrays(seed):
   """[(weight, mask, flips, reference)] for SHAPES, with many ties."""
   rng = np.random.RandomState(seed)
@@ -57,9 +68,12 @@ def _kept(n, sparsity):
   return int(max(np.round(np.float32(n) * (np.float32(1) - np.float32(sparsity))), 1))
 
 
-def _top_k(scores, k):
+def _top_k(scores, k, secondary=None):
   flat = np.concatenate([s.ravel() for s in scores])
-  order = np.lexsort((np.arange(flat.size), -flat))  # score desc, position asc
+  second = (np.zeros_like(flat) if secondary is None
+            else np.concatenate([s.ravel() for s in secondary]).astype(np.float32))
+  # score desc, then secondary desc, then position asc
+  order = np.lexsort((np.arange(flat.size), -second, -flat))
   keep = np.zeros(flat.size, bool)
   keep[order[:k]] = True
   out, i = [], 0
@@ -76,18 +90,20 @@ def reference_masks(case):
   groups = [list(range(len(data)))] if scope == "global" else [[i] for i in range(len(data))]
   out = [None] * len(data)
   for group in groups:
-    scores, alive = [], []
+    scores, alive, second = [], [], []
     for i in group:
       w, m, f, r = data[i]
       a = m > 0
       scores.append(np.where(a, FORMULAS[name](w, f, r, i), -np.inf).astype(np.float32))
       alive.append(a)
+      if TIEBREAKS[name] is not None:
+        second.append(TIEBREAKS[name](w, f, r))
     k = _kept(sum(a.size for a in alive), sparsity)
     if min_flips:
       cand = [a & (data[i][2] >= min_flips) for i, a in zip(group, alive)]
       k = max(k, sum(int((a & ~c).sum()) for a, c in zip(alive, cand)))
       scores = [np.where(c, s, np.where(a, np.inf, -np.inf)) for s, a, c in zip(scores, alive, cand)]
-    for i, m, a in zip(group, _top_k(scores, k), alive):
+    for i, m, a in zip(group, _top_k(scores, k, second or None), alive):
       out[i] = m & a
   return out
 

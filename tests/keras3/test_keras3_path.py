@@ -331,3 +331,27 @@ def test_multi_device_training_where_the_backend_cannot_is_a_clear_error():
     model = _model(k3.schedules.ConstantSparsity(0.5, 0, frequency=2))
   with pytest.raises(ValueError, match="tf.distribute"):
     _fit(model, x, y)
+
+
+@pytest.mark.parametrize("scope", ["layer", "global"])
+def test_sign_flip_with_no_flips_equals_magnitude(scope):
+  arrays = [(w, m, np.zeros_like(f), r) for w, m, f, r in conformance.arrays(4)]
+  np.testing.assert_equal(_compute(arrays, "sign_flip", scope, 0.6, None),
+                          _compute(arrays, "magnitude", scope, 0.6, None))
+
+
+@pytest.mark.parametrize("criterion", [None, "sign_flip"])
+def test_masks_of_iid_weights_do_not_follow_position(criterion):
+  """LeNet-300-100's first layer at 80% before any flip: every quarter keeps ~20%."""
+  keras.utils.set_random_seed(0)
+  layer = keras.layers.Dense(300, name="fc1")
+  kwargs = {} if criterion is None else {"criterion": criterion}  # None: the default
+  model = keras.Sequential([keras.Input((784,)), ksf.prune_sign_flip(
+      layer, k3.schedules.ConstantSparsity(0.8, 0, frequency=1), **kwargs)])
+  model.compile(keras.optimizers.SGD(0.0), "mse")
+  x = np.random.RandomState(0).randn(4, 784).astype("float32")
+  model.fit(x, np.zeros((4, 300), "float32"), epochs=1, verbose=0,
+            callbacks=[ksf.UpdatePruningStep()])
+  mask = list(ksf.masks(model).values())[0]
+  quarters = [float(q.mean()) for q in np.array_split(mask, 4, axis=0)]
+  np.testing.assert_allclose(quarters, 0.2, atol=0.02)  # > 10 sigma for 58,800 weights
