@@ -171,7 +171,11 @@ class CriterionPruning(pruning_impl.Pruning):
             for v in (s.mask, s.threshold, s.flips, s.prev_sign, master_variable(s.weight))]
 
   def weight_mask_op(self):
-    """No forward-pass re-mask: weights are already masked (module docstring)."""
+    """No forward-pass re-mask of ordinary weights: they are already masked
+    (module docstring). Embedding tables are counted and re-masked here (what
+    the last step changed, state.py): TF-MOT's `call` runs this before the
+    layer reads its weights, and TF-MOT's callback at every epoch end."""
+    self._wrapper.count_tables()
     return tf.no_op()
 
   def _should_update(self):

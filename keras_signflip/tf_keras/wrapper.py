@@ -184,9 +184,9 @@ class PruneSignFlip(PruneLowMagnitude):
               "keras_signflip.UpdatePruningStep() callback (or TF-MOT's) in "
               "model.fit(..., callbacks=[...]); in a custom loop, set each "
               "wrapper's pruning_step to 0 first (callback.on_train_begin()).")
+    # Tables: what the last step changed is counted and re-masked in TF-MOT's
+    # call, before the layer reads it (CriterionPruning.weight_mask_op).
     tables = [s for s in self.flip_states if s.touched is not None]
-    for s in tables:  # what the last step changed: count, re-mask, before any read
-      state_lib.count_table(s, self.table_rows_only)
     outputs = super().call(inputs, training=training, **kwargs)
     if tables and self.table_rows_only and training is not None and training is not False:
       def record():
