@@ -165,3 +165,22 @@ def test_import_sets_nothing_and_imports_no_framework():
   result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
   assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+def test_tf_keras_family_without_tf_keras_names_the_install():
+  """TensorFlow present, its tf.keras Keras 3, tf_keras missing: one line saying what to install."""
+  code = ("import importlib.abc, sys\n"
+          "class Block(importlib.abc.MetaPathFinder):\n"
+          "  def find_spec(self, name, path=None, target=None):\n"
+          "    if name.split('.')[0] == 'tf_keras':\n"
+          "      raise ImportError('blocked: ' + name)\n"
+          "sys.meta_path.insert(0, Block())\n"
+          "import keras_signflip.tf_keras\n")
+  env = {k: v for k, v in __import__("os").environ.items() if k != "TF_USE_LEGACY_KERAS"}
+  env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+  result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode != 0
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith("ImportError: keras_signflip's tf_keras family (TF-MOT) needs Keras 2")
+  assert "pip install 'tf-keras==" in last

@@ -7,19 +7,17 @@ not been used yet in the process; keras_signflip adds no effect of its own.
 When tf_keras is missing or does not match TensorFlow, the import fails here
 with one line that names the fix.
 """
-import importlib.util
-
 import tensorflow as tf
 
 _TF_MINOR = ".".join(tf.__version__.split(".")[:2])
-if importlib.util.find_spec("tf_keras") is None:
+try:
+  import tf_keras as keras  # noqa: E402
+except ImportError as e:
   raise ImportError(
       "keras_signflip's tf_keras family (TF-MOT) needs Keras 2, which is not "
-      f"installed; TensorFlow {tf.__version__} is, and its tf.keras is Keras 3, which "
+      f"importable ({e}); TensorFlow {tf.__version__} is, and its tf.keras is Keras 3, which "
       f"TF-MOT cannot use. Install it with: pip install 'tf-keras=={_TF_MINOR}.*' "
-      "-- or give keras_signflip Keras 3 models (keras_signflip.keras3).")
-
-import tf_keras as keras  # noqa: E402
+      "-- or give keras_signflip Keras 3 models (keras_signflip.keras3).") from None
 
 if ".".join(keras.__version__.split(".")[:2]) != _TF_MINOR:
   raise ImportError(
