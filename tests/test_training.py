@@ -317,3 +317,23 @@ def test_signflip_summaries_flip_rate_per_epoch_across_one_epoch_fits(tmp_path):
     want = [per_epoch[e][i][alive_at_end[e][i]].sum() / (alive_at_end[e][i].sum() * steps_per_epoch)
             for e in range(3)]
     np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_gradient_noise_is_flipouts_formula():
+  """FlipOut's code (models/master_model.py, inject_noise): the gradient is masked,
+  std = lambda * ||g||_2 / sqrt(numel) per layer, noise added, the result masked again."""
+  model = ksf.prune_sign_flip(tu.mlp(), pruning_schedule=tu.never(), criterion="hybrid")
+  model.build((None, 8))
+  state = ksf.collect_wrappers(model)[0].flip_states[0]
+  mask = (np.random.RandomState(0).rand(*state.mask.shape) > 0.4).astype(np.float32)
+  state.mask.assign(mask)
+  opt = ksf.with_gradient_noise(keras.optimizers.SGD(1.0), factor=1.0, seed=3)
+  opt.build(model.trainable_variables)
+  rng = np.random.RandomState(1)
+  grads = [rng.randn(*v.shape).astype(np.float32) for v in model.trainable_variables]
+  noisy = ksf.tf_keras.noise._add_noise(  # pylint: disable=protected-access
+      opt, [(tf.constant(g), v) for g, v in zip(grads, model.trainable_variables)])
+  draw = tf.random.stateless_normal(mask.shape, seed=[3 * 1000003 + 0, 0]).numpy()  # its RNG
+  g = grads[0] * mask
+  std = 1.0 * np.linalg.norm(g) / np.sqrt(g.size)  # FlipOut: lambda * ||g * m||_2 / sqrt(n)
+  np.testing.assert_allclose(noisy[0][0].numpy(), (g + std * draw) * mask, rtol=1e-5, atol=1e-6)
