@@ -184,16 +184,16 @@ def strip_pruning(model):
   count_tables(model)
   shared = tfmot.sparsity.keras.strip_pruning(model)
   copy = keras.models.clone_model(shared)
-  copy.set_weights([_masked_value(v, model) for v in shared.weights])
+  pruned = {id(state_lib.master_variable(s.weight)): s for s in flip_states(model)}
+
+  def value(variable):  # with its mask applied when `model` prunes it
+    s = pruned.get(id(state_lib.master_variable(variable)))
+    if s is None:
+      return variable.numpy()
+    return (s.weight.numpy() * s.mask.numpy()).astype(variable.dtype.as_numpy_dtype)
+
+  copy.set_weights([value(v) for v in shared.weights])
   return copy
-
-
-def _masked_value(variable, model):
-  """The variable's value, with its mask applied when `model` prunes it."""
-  for s in flip_states(model):
-    if state_lib.master_variable(s.weight) is state_lib.master_variable(variable):
-      return (s.weight.numpy() * s.mask.numpy()).astype(variable.dtype.as_numpy_dtype)
-  return variable.numpy()
 
 
 def prune_scope():

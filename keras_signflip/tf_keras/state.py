@@ -78,7 +78,7 @@ class AfterStepConstraint:
   def __init__(self, state, original=None):
     # The weight's own variables hold this constraint, so it keeps the state
     # without the weight: a weight -> constraint -> weight cycle would leave
-    # whole models to the cyclic garbage collector (see `counters`).
+    # whole models to the cyclic garbage collector.
     self.state = state._replace(weight=None)
     self.original = original
 
@@ -86,11 +86,15 @@ class AfterStepConstraint:
     value = self.original(weight) if self.original is not None else weight
     value = tf.convert_to_tensor(value)
     masked = value * tf.cast(self.state.mask, value.dtype)
-    new_sign = signs(masked, self.state.prev_sign.dtype)
-    flipped = tf.math.less(self.state.prev_sign * new_sign, 0)
-    self.state.flips.assign_add(tf.cast(flipped, tf.int32))
-    self.state.prev_sign.assign(new_sign)
+    _count(self.state, masked)
     return masked
+
+
+def _count(state, masked):
+  """flips += prev_sign * sign(masked) < 0; prev_sign = sign(masked) (whole tensor)."""
+  new_sign = signs(masked, state.prev_sign.dtype)
+  state.flips.assign_add(tf.cast(tf.math.less(state.prev_sign * new_sign, 0), tf.int32))
+  state.prev_sign.assign(new_sign)
 
 
 def _components(variable):
@@ -140,9 +144,7 @@ def count_table(state, rows_only):
   if not rows_only or tf.__internal__.get_enclosing_xla_context() is not None:
     value = tf.convert_to_tensor(weight)
     masked = tf.where(state.mask > 0, value, tf.zeros_like(value))
-    new_sign = signs(masked, state.prev_sign.dtype)
-    state.flips.assign_add(tf.cast(state.prev_sign * new_sign < 0, tf.int32))
-    state.prev_sign.assign(new_sign)
+    _count(state, masked)
     weight.assign(masked)
     state.touched.assign(tf.zeros_like(state.touched))
     return

@@ -12,7 +12,8 @@ pruning_step) it keeps, per prunable weight:
 
 i.e. 9 bytes per prunable weight beyond TF-MOT's own mask (4); 12 under
 MultiWorkerMirroredStrategy, whose collectives cannot broadcast int8, so
-prev_sign is int32 there.
+prev_sign is int32 there. An `Embedding` table adds `touched`, one int8 per
+row (state.py).
 """
 from keras_signflip import arguments
 from keras_signflip import criteria as criteria_lib
