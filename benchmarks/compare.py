@@ -1,35 +1,37 @@
-r"""Does sign-flip pruning reach sparse, accurate networks faster? One command.
+r"""Is the flip term worth pruning by? One command, paired seeds, confidence intervals.
 
-Runs every method on real Fashion-MNIST (Debian's IDX files offline, TFDS
-otherwise) for each model, target sparsity and seed; keeps one raw JSON per
-run under --output_dir/raw (a finished run is never redone, so an interrupted
-grid resumes where it stopped); then writes BENCHMARKS.md -- machine,
-versions, the exact command, the table and PNG plots -- from those files
-only. Nothing in the report is typed by hand.
+Every run prunes with FlipOut's schedule (`keras_signflip.flipout`: 50% of
+the remaining weights at m evenly spaced events, the last capped at the
+target, recovery epochs after it) -- the same schedule, steps, data order and
+learning-rate schedule for every one-shot method, so the methods differ in
+their ranking and gradient noise only. The flip term is isolated by a 2 x 2
+ablation:
 
-Methods:
-  dense              no pruning
-  tfmot              TF-MOT prune_low_magnitude, polynomial schedule, per layer
-  global_magnitude   keras_signflip Magnitude, global, polynomial schedule
-  hybrid             FlipOut hybrid |w|^2/(flips+1), global, geometric schedule
-  sign_flip          SignFlip flip-triggered (min_flips), global, capped by a
-                     polynomial schedule: the sparsity emerges
-  lfss               LargeFinalSameSign, global, polynomial schedule
-  random             Random, global, polynomial schedule
-  lottery_magnitude  iterative pruning (20%/round, output 10%) with rewinding
-  lottery_hybrid     the same, ranking by the hybrid criterion
-  early_bird         early-bird ticket (magnitude) drawn during dense
-                     training, pruned once to the target, retrained
+                      no gradient noise     FlipOut's gradient noise
+  |w|  (no flips)     magnitude             magnitude_noise
+  |w|^2/(flips+1)     hybrid                flipout
 
-"Steps spent" counts every optimizer step, every lottery round included; a
-ticket at a target sparsity is the first round at or beyond it. "Mask fixed"
-is the step after which the mask no longer changed (for schedules: their last
-pruning step; for tickets: the start of the final round).
+Other methods: `dense`; `tfmot` (TF-MOT prune_low_magnitude, per layer, the
+same schedule); `random` (global); `flip_rate` (flip-triggered: weights whose
+flips per 1,000 steps since the last event reach a threshold are pruned first,
+capped by the same schedule); `lottery` (iterative global magnitude pruning
+with rewinding to initialisation, each round as long as a one-shot run, rounds
+landing exactly on 50, 75, 90, 95, 98, 99, 99.5, 99.8, 99.9%) and
+`lottery_matched` (the same, with all rounds together as long as one
+one-shot run).
 
-    python -m benchmarks.compare --quick            # about 10 minutes, 2 cores
-    python -m benchmarks.compare                    # the full grid
+Regimes: `flipout` (SGD 0.1, momentum 0.9, coupled weight decay 5e-4, x0.1
+at 3/7 and 5/7 of training, FlipOut's) and `adam` (Adam 1.2e-3, constant).
+
+Each run writes one raw JSON under --output_dir/raw (a finished run is never
+redone: an interrupted grid resumes); the report (BENCHMARKS.md, plots) is
+written from those files only. Per model, regime and target the table gives
+mean ± std over seeds and, per seed paired with `magnitude`, the mean
+difference with its 95% t confidence interval.
+
+    python -m benchmarks.compare --quick     # < 5 minutes on 2 cores
+    python -m benchmarks.compare             # the grid below, <= 4 hours
 """
-import dataclasses
 import datetime
 import json
 import math
@@ -45,48 +47,61 @@ import numpy as np
 
 import keras_signflip as ksf
 from keras_signflip import data as data_lib
-from keras_signflip.lottery import early_bird as early_bird_lib
-from keras_signflip import lottery
+from keras_signflip import flipout
 from keras_signflip import models as models_lib
-from keras_signflip.lottery import reinit as reinit_lib
-from keras_signflip.lottery import rewind as rewind_lib
+from keras_signflip.lottery import loop as lottery
 from keras_signflip.tf_keras._compat import keras, tf, tfmot
 
-from benchmarks import overhead as overhead_lib
+ONE_SHOT = ("magnitude", "magnitude_noise", "hybrid", "flipout", "tfmot", "random", "flip_rate")
+METHODS = ("dense",) + ONE_SHOT + ("lottery", "lottery_matched")
+NO_FLIPS = ("magnitude", "magnitude_noise", "tfmot", "random", "lottery_matched")
+REGIMES = ("flipout", "adam")
+ABLATION = ("magnitude", "magnitude_noise", "hybrid", "flipout")
+LOTTERY_ROUNDS = (0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999)
 
-METHODS = ("dense", "tfmot", "global_magnitude", "hybrid", "sign_flip", "lfss", "random",
-           "lottery_magnitude", "lottery_hybrid", "early_bird")
+# The default grid, most important block first (an interrupted grid has the
+# answer's runs before the rest). LeNet-5 gets the ablation only: its runs
+# cost 1.6x LeNet-300-100's and the 4-hour budget does not fit more.
+PLAN = (
+    ("lenet_300_100", "flipout", ABLATION + ("dense",)),
+    ("lenet_300_100", "flipout", ("tfmot", "random", "flip_rate", "lottery_matched", "lottery")),
+    ("lenet_300_100", "adam", ABLATION + ("dense",)),
+    ("lenet5", "flipout", ABLATION + ("dense",)),
+)
 
-flags.DEFINE_bool("quick", False, "Reduced grid: one seed, sparsities 90 and 98, "
-                  "LeNet-300-100, fewer epochs and examples (about 10 minutes).")
-flags.DEFINE_list("models", ["lenet_300_100", "lenet5"], "Models.")
-flags.DEFINE_list("sparsities", ["0.8", "0.9", "0.95", "0.98", "0.99"], "Target sparsities.")
-flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
-flags.DEFINE_list("methods", list(METHODS), "Methods to run.")
-flags.DEFINE_integer("epochs", 5, "Epochs of one-shot methods (and of dense).")
-flags.DEFINE_integer("lottery_epochs", 2, "Epochs per lottery round.")
-flags.DEFINE_integer("train_examples", 12000, "Training examples.")
+flags.DEFINE_bool("quick", False, "LeNet-300-100, FlipOut's regime, the 2x2 ablation at 90 and "
+                  "99.8%, two seeds, 2 epochs of 12k examples (< 5 minutes).")
+flags.DEFINE_list("models", None, "Only these models (default: the plan's).")
+flags.DEFINE_list("regimes", None, f"Only these regimes, of {list(REGIMES)}.")
+flags.DEFINE_list("methods", None, f"Only these methods, of {list(METHODS)}.")
+flags.DEFINE_list("sparsities", ["0.9", "0.98", "0.995", "0.998", "0.999"], "Target sparsities.")
+flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (paired across methods).")
+flags.DEFINE_integer("epochs", 10, "Epochs of a one-shot run (and of a lottery round).")
+flags.DEFINE_integer("train_examples", 55000, "Training examples (the rest of the 60k "
+                     "training set, 5k, is the lottery's validation set).")
 flags.DEFINE_integer("test_examples", 10000, "Test examples.")
-flags.DEFINE_integer("min_flips", 1, "Flip threshold of the sign_flip method.")
+flags.DEFINE_float("flip_rate", 2.0, "flip_rate's threshold: flips per 1,000 steps.")
 flags.DEFINE_string("output_dir", None, "Raw results and plots; default "
-                    "benchmarks/results/quick or benchmarks/results/full.")
+                    "benchmarks/results/quick or benchmarks/results/grid.")
 flags.DEFINE_bool("report_only", False, "Regenerate the report from the raw results only.")
 flags.DEFINE_string("report", "BENCHMARKS.md", "The generated report.")
 flags.DEFINE_string("idx_dir", data_lib.DEFAULT_IDX_DIR, "Fashion-MNIST IDX files.")
-flags.DEFINE_bool("overhead", True, "Run benchmarks.overhead's measurements for the report.")
 FLAGS = flags.FLAGS
 
-BATCH = 60
-LR = 1.2e-3
+BATCH = 128
+ADAM_LR = 1.2e-3
 
 
 def _apply_quick():
   if FLAGS.output_dir is None:
-    FLAGS.output_dir = os.path.join("benchmarks", "results", "quick" if FLAGS.quick else "full")
+    FLAGS.output_dir = os.path.join("benchmarks", "results", "quick" if FLAGS.quick else "grid")
   if FLAGS.quick:
-    FLAGS.models, FLAGS.sparsities, FLAGS.seeds = ["lenet_300_100"], ["0.9", "0.98"], ["0"]
-    FLAGS.epochs, FLAGS.lottery_epochs = min(FLAGS.epochs, 3), 1
-    FLAGS.train_examples = min(FLAGS.train_examples, 6000)
+    FLAGS.models = FLAGS.models or ["lenet_300_100"]
+    FLAGS.regimes = FLAGS.regimes or ["flipout"]
+    FLAGS.methods = FLAGS.methods or list(ABLATION)
+    FLAGS.sparsities, FLAGS.seeds = ["0.9", "0.998"], ["0", "1"]
+    FLAGS.epochs = min(FLAGS.epochs, 2)
+    FLAGS.train_examples = min(FLAGS.train_examples, 12000)
     FLAGS.test_examples = min(FLAGS.test_examples, 2000)
 
 
@@ -115,116 +130,88 @@ class _FlipHistory(keras.callbacks.Callback):
     self.epochs.append(row)
 
 
-def _compile(model):
-  model.compile(keras.optimizers.Adam(LR), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+def _optimizer(regime, epochs, steps_per_epoch, noise, seed):
+  if regime == "flipout":
+    return flipout.optimizer(epochs, steps_per_epoch, noise=flipout.NOISE if noise else 0,
+                             seed=seed)
+  adam = keras.optimizers.Adam(ADAM_LR)
+  return ksf.tf_keras.with_gradient_noise(adam, flipout.NOISE, seed=seed) if noise else adam
+
+
+def _compile(model, optimizer):
+  model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                 metrics=["accuracy"])
 
 
-def _schedule(method, sparsity, total_steps):
-  frequency = max(total_steps // 24, 1)
-  end = max((total_steps * 2 // 3) // frequency, 1) * frequency
-  if method == "hybrid":
-    events = max(end // frequency, 1)
-    fraction = 1 - (1 - sparsity) ** (1 / events)
-    return ksf.tf_keras.schedules.GeometricSparsity(fraction, frequency, 0, end, max_sparsity=sparsity), end
-  return tfmot.sparsity.keras.PolynomialDecay(0.0, sparsity, 0, end, frequency=frequency), end
+def _wrap(method, model, sparsity, epochs, steps_per_epoch, seed):
+  """The pruned model of a one-shot method: FlipOut's schedule for all."""
+  kwargs = flipout.prune_kwargs(sparsity, epochs, steps_per_epoch)
+  if method == "tfmot":
+    return tfmot.sparsity.keras.prune_low_magnitude(
+        model, pruning_schedule=kwargs["pruning_schedule"]), tfmot.sparsity.keras.UpdatePruningStep()
+  criterion = {"magnitude": lambda: "magnitude", "magnitude_noise": lambda: "magnitude",
+               "hybrid": lambda: kwargs["criterion"], "flipout": lambda: kwargs["criterion"],
+               "random": lambda: ksf.criteria.Random(seed),
+               "flip_rate": lambda: ksf.criteria.FlipRate(FLAGS.flip_rate)}[method]()
+  return ksf.prune_sign_flip(model, pruning_schedule=kwargs["pruning_schedule"],
+                             criterion=criterion, scope="global"), ksf.UpdatePruningStep()
 
 
-def run_schedule_method(method, builder, data, sparsity, seed):
-  """One training run with a pruning schedule (or dense)."""
+def run_one_shot(method, regime, builder, data, sparsity, seed):
+  """One training run of `dense` or a one-shot method."""
   keras.utils.set_random_seed(seed)
   model = builder()
-  steps_per_epoch = math.ceil(FLAGS.train_examples / BATCH)
-  total = steps_per_epoch * FLAGS.epochs
-  schedule, fixed = _schedule(method, sparsity, total)
-  history = _FlipHistory()
-  callbacks = [history]
-  if method == "tfmot":
-    model = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
-    callbacks.append(tfmot.sparsity.keras.UpdatePruningStep())
-  elif method != "dense":
-    criterion = {"global_magnitude": "magnitude", "hybrid": ksf.criteria.Hybrid(2),
-                 "sign_flip": "sign_flip", "lfss": "large_final_same_sign",
-                 "random": ksf.criteria.Random(seed)}[method]
-    model = ksf.prune_sign_flip(model, pruning_schedule=schedule, criterion=criterion,
-                                scope="global",
-                                min_flips=FLAGS.min_flips if method == "sign_flip" else None)
-    callbacks.append(ksf.UpdatePruningStep())
-  _compile(model)
+  steps_per_epoch = data["steps_per_epoch"]
+  callbacks = [_FlipHistory()]
+  if method != "dense":
+    model, update = _wrap(method, model, sparsity, FLAGS.epochs, steps_per_epoch, seed)
+    callbacks.append(update)
+  noise = method in ("magnitude_noise", "flipout")
+  _compile(model, _optimizer(regime, FLAGS.epochs, steps_per_epoch, noise, seed))
   start = time.time()
   for epoch in range(FLAGS.epochs):
     model.fit(data["train"](seed, epoch), epochs=epoch + 1, initial_epoch=epoch, verbose=0,
               callbacks=callbacks)
-  accuracy = float(model.evaluate(data["test"], verbose=0)[1])
-  return {"test_accuracy": accuracy, "sparsity": ksf.sparsity_report(model)["overall"],
-          "steps": int(model.optimizer.iterations.numpy()),
-          "mask_fixed_step": 0 if method == "dense" else int(min(fixed, total)),
-          "wall_seconds": time.time() - start, "flips_per_epoch": history.epochs}
+  events = [] if method == "dense" else flipout.event_steps(sparsity, FLAGS.epochs,
+                                                            steps_per_epoch)
+  return {"test_accuracy": float(model.evaluate(data["test"], verbose=0)[1]),
+          "sparsity": 0.0 if method == "dense" else ksf.sparsity_report(model)["overall"],
+          "steps": int(model.optimizer.iterations.numpy()), "event_steps": events,
+          "wall_seconds": time.time() - start, "flips_per_epoch": callbacks[0].epochs}
 
 
-def _rounds_to_reach(target, builder, config):
-  """Rounds until the overall sparsity reaches `target`, from the real kept
-  counts (the output layer's slower rate included)."""
-  wrapped = ksf.prune_sign_flip(builder(), pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(0.5, 0))
-  sizes = [int(np.prod(s.weight.shape)) for s in ksf.flip_states(wrapped)]
-  r = 0
-  while sum(lottery.kept_counts(sizes, config, r)) > (1 - target) * sum(sizes) and r < 200:
-    r += 1
-  return r
+def _lottery_rounds(sparsity=None):
+  top = max(float(s) for s in FLAGS.sparsities) if sparsity is None else sparsity
+  return [s for s in LOTTERY_ROUNDS if s < top - 1e-12] + [top]
 
 
-def run_lottery(criterion, builder, data, seed, output_dir):
-  """Iterative pruning to beyond the largest target; returns the round rows."""
-  target = max(float(s) for s in FLAGS.sparsities)
-  config = lottery.LotteryConfig(rounds=0, prune_rate=0.2, prune_rate_output=0.1,
-                                 criterion=criterion, epochs=FLAGS.lottery_epochs, seed=seed,
-                                 eval_every=math.ceil(FLAGS.train_examples / BATCH))
-  config = dataclasses.replace(config, rounds=_rounds_to_reach(target, builder, config))
-  return lottery.run(builder, _compile, lambda r, e: data["train"](seed * 1000 + r, e),
+def run_lottery(regime, builder, data, seed, output_dir, sparsity=None):
+  """Iterative magnitude pruning with rewinding to initialisation; returns the
+  round rows. `sparsity` None: rounds of FLAGS.epochs up to the largest target;
+  else the step-matched chain to `sparsity`, all rounds within one run's epochs."""
+  rounds = _lottery_rounds(sparsity)
+  epochs = FLAGS.epochs if sparsity is None else max(FLAGS.epochs // (len(rounds) + 1), 1)
+  config = lottery.LotteryConfig(round_sparsities=rounds, scope="global",
+                                 criterion="magnitude", epochs=epochs, seed=seed,
+                                 eval_every=data["steps_per_epoch"] * epochs)
+  compile_fn = lambda m: _compile(m, _optimizer(regime, epochs, data["steps_per_epoch"],  # noqa: E731
+                                                False, seed))
+  return lottery.run(builder, compile_fn, lambda r, e: data["train"](seed * 1000 + r, e),
                      data["val"], data["test"], config, output_dir, log=lambda *a: None)
 
 
 def ticket_at(rows, sparsity):
-  """The first round at or beyond `sparsity`, with the steps spent to reach it."""
+  """The round at `sparsity` (within a weight), with the steps spent to reach it."""
   spent = 0
   for row in sorted(rows, key=lambda r: r["round"]):
+    if row.get("mode", "rewind") != "rewind":
+      continue
     spent += row["steps"]
-    if 100 - row["weights_remaining_pct"] >= 100 * sparsity - 1e-9:
+    if 100 - row["weights_remaining_pct"] >= 100 * sparsity - 1e-3:
       return {"test_accuracy": row["test_accuracy"],
               "sparsity": 1 - row["weights_remaining_pct"] / 100, "steps": spent,
-              "mask_fixed_step": spent - row["steps"], "wall_seconds": None,
-              "round": row["round"]}
+              "round": row["round"], "wall_seconds": None}
   return None
-
-
-def run_early_bird(builder, data, sparsity, seed):
-  """Dense training with EarlyBird, then one retraining of the ticket."""
-  keras.utils.set_random_seed(seed)
-  model = ksf.prune_sign_flip(builder(), pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(
-      0.5, begin_step=2**62), criterion="magnitude")
-  init = rewind_lib.snapshot(model)
-  _compile(model)
-  bird = early_bird_lib.EarlyBird(sparsity, "magnitude", epsilon=0.1, window=3)
-  start = time.time()
-  for epoch in range(FLAGS.epochs):
-    model.fit(data["train"](seed, epoch), epochs=epoch + 1, initial_epoch=epoch, verbose=0,
-              callbacks=[ksf.UpdatePruningStep(), bird])
-    if bird.mask is not None:
-      break
-  search_steps = int(model.optimizer.iterations.numpy())
-  mask = bird.mask or {s.weight.name: m for s, m in zip(ksf.flip_states(model), bird.draw())}
-  for s in ksf.flip_states(model):
-    s.mask.assign(mask[s.weight.name])
-  reinit_lib.reinitialize(model, "rewind", init)
-  _compile(model)
-  for epoch in range(FLAGS.epochs):
-    model.fit(data["train"](seed + 7, epoch), epochs=epoch + 1, initial_epoch=epoch, verbose=0,
-              callbacks=[ksf.UpdatePruningStep()])
-  return {"test_accuracy": float(model.evaluate(data["test"], verbose=0)[1]),
-          "sparsity": ksf.sparsity_report(model)["overall"],
-          "steps": search_steps + int(model.optimizer.iterations.numpy()),
-          "mask_fixed_step": search_steps, "early_bird_epoch": bird.epoch,
-          "wall_seconds": time.time() - start}
 
 
 def _load_data():
@@ -235,14 +222,16 @@ def _load_data():
   return {
       "train": lambda seed, epoch: data_lib.pipeline(train, BATCH, cache=False,
                                                      shuffle_seed=seed * 100 + epoch),
-      "val": data_lib.pipeline(d.train.take(min(5000, n // 4)), 1000),
+      "val": data_lib.pipeline(d.train.take(5000), 1000),
       "test": data_lib.pipeline(d.test, 1000, take=FLAGS.test_examples),
+      "steps_per_epoch": math.ceil(n / BATCH), "train_examples": n,
       "source": d.source, "input_shape": d.input_shape, "classes": d.num_classes,
   }
 
 
-def _raw_path(model, method, sparsity, seed):
-  return os.path.join(FLAGS.output_dir, "raw", f"{model}__{method}__{sparsity}__{seed}.json")
+def _raw_path(model, regime, method, sparsity, seed):
+  return os.path.join(FLAGS.output_dir, "raw",
+                      f"{model}__{regime}__{method}__{float(sparsity):g}__{seed}.json")
 
 
 def _write(path, obj):
@@ -253,94 +242,166 @@ def _write(path, obj):
   os.replace(tmp, path)
 
 
-def run_grid(data):
-  """Runs every missing (model, method, sparsity, seed); returns nothing."""
-  for model_name in FLAGS.models:
-    builder = lambda m=model_name: models_lib.get(m)(data["input_shape"], data["classes"])  # noqa: E731
+def jobs():
+  """(model, regime, method, sparsity, seed) of the plan, filtered by the flags,
+  in the plan's order: block, then seed, then method, then sparsity."""
+  out = []
+  for model, regime, methods in PLAN:
+    if (FLAGS.models and model not in FLAGS.models) or (FLAGS.regimes and regime not in FLAGS.regimes):
+      continue
     for seed in (int(s) for s in FLAGS.seeds):
-      jobs = [(m, s) for m in FLAGS.methods for s in FLAGS.sparsities]
-      for method, s in jobs:
-        path = _raw_path(model_name, method, s, seed)
-        if os.path.exists(path) or (method == "dense" and s != FLAGS.sparsities[0]):
+      for method in methods:
+        if FLAGS.methods and method not in FLAGS.methods:
           continue
-        print(f"{model_name} {method} sparsity {s} seed {seed} ...", flush=True)
-        if method.startswith("lottery_"):
-          criterion = {"lottery_magnitude": "magnitude", "lottery_hybrid": ksf.criteria.Hybrid(2)}[method]
-          rows = run_lottery(criterion, builder, data, seed, os.path.join(
-              FLAGS.output_dir, "lottery", f"{model_name}__{method}__{seed}"))
-          for s2 in FLAGS.sparsities:
-            result = ticket_at(rows, float(s2))
-            if result is not None:
-              _write(_raw_path(model_name, method, s2, seed), dict(
-                  result, model=model_name, method=method, target=float(s2), seed=seed))
-          continue
-        if method == "early_bird":
-          result = run_early_bird(builder, data, float(s), seed)
-        else:
-          result = run_schedule_method(method, builder, data, float(s), seed)
-        _write(path, dict(result, model=model_name, method=method,
-                          target=0.0 if method == "dense" else float(s), seed=seed))
+        targets = ["0"] if method in ("dense", "lottery") else FLAGS.sparsities
+        out += [(model, regime, method, float(s), seed) for s in targets]
+  return out
+
+
+def run_grid(data):
+  """Runs every missing job, printing progress; returns nothing."""
+  todo = jobs()
+  done = sum(os.path.exists(_raw_path(m, r, meth, s, seed)) for m, r, meth, s, seed in todo)
+  started = time.time()
+  for i, (model_name, regime, method, s, seed) in enumerate(todo):
+    path = _raw_path(model_name, regime, method, s, seed)
+    if method == "lottery":  # one chain serves every target
+      if all(os.path.exists(_raw_path(model_name, regime, method, t, seed)) for t in FLAGS.sparsities):
+        continue
+    elif os.path.exists(path):
+      continue
+    builder = lambda m=model_name: models_lib.get(m)(data["input_shape"], data["classes"])  # noqa: E731
+    print(f"[{i + 1}/{len(todo)}, {done} done before, {time.time() - started:.0f} s] "
+          f"{model_name} {regime} {method} {s:g} seed {seed}", flush=True)
+    meta = dict(model=model_name, regime=regime, method=method, seed=seed,
+                epochs=FLAGS.epochs, train_examples=data["train_examples"], batch=BATCH)
+    if method in ("lottery", "lottery_matched"):
+      start = time.time()
+      name = f"{model_name}__{regime}__{method}__{s:g}__{seed}"
+      rows = run_lottery(regime, builder, data, seed, os.path.join(FLAGS.output_dir, "lottery", name),
+                         sparsity=None if method == "lottery" else s)
+      targets = FLAGS.sparsities if method == "lottery" else [s]
+      for t in targets:
+        result = ticket_at(rows, float(t))
+        if result is not None:
+          result["wall_seconds"] = time.time() - start
+          _write(_raw_path(model_name, regime, method, t, seed), dict(result, target=float(t), **meta))
+      continue
+    result = run_one_shot(method, regime, builder, data, s, seed)
+    _write(path, dict(result, target=s, **meta))
 
 
 def load_raw(output_dir):
   raw = os.path.join(output_dir, "raw")
-  if not os.path.isdir(raw):
-    return []
   rows = []
-  for name in sorted(os.listdir(raw)):
+  for name in sorted(os.listdir(raw)) if os.path.isdir(raw) else []:
     if name.endswith(".json"):
       with open(os.path.join(raw, name)) as f:
         rows.append(json.load(f))
   return rows
 
 
+def paired(a, b):
+  """Mean of a[seed] - b[seed] over common seeds, with its 95% t interval:
+  mean ± t(0.975, n - 1) * sd / sqrt(n). None when fewer than 2 pairs."""
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  seeds = sorted(set(a) & set(b))
+  d = [a[s] - b[s] for s in seeds]
+  if len(d) < 2:
+    return None
+  mean, sd = statistics.mean(d), statistics.stdev(d)
+  half = stats.t.ppf(0.975, len(d) - 1) * sd / math.sqrt(len(d))
+  return {"mean": mean, "low": mean - half, "high": mean + half, "n": len(d)}
+
+
 def aggregate(rows):
-  """{(model, method, target): {mean/std of accuracy, steps, ... , n}}."""
-  groups = {}
+  """{(model, regime, target, method): stats}; dense rows appear at every target."""
+  by = {}
   for r in rows:
-    groups.setdefault((r["model"], r["method"], r["target"]), []).append(r)
+    by.setdefault((r["model"], r["regime"], r["target"], r["method"]), {})[r["seed"]] = r
+  targets = sorted({k[2] for k in by if k[3] != "dense"})
+  for (m, g, t, meth), runs in list(by.items()):
+    if meth == "dense":
+      del by[(m, g, t, meth)]
+      for t2 in targets:
+        by[(m, g, t2, "dense")] = runs
   out = {}
-  for key, rs in groups.items():
-    acc = [r["test_accuracy"] for r in rs]
-    walls = [r["wall_seconds"] for r in rs if r.get("wall_seconds") is not None]
+  for key, runs in by.items():
+    acc = {s: r["test_accuracy"] for s, r in runs.items()}
+    base = by.get(key[:3] + ("magnitude",))
     out[key] = {
-        "accuracy_mean": statistics.mean(acc),
-        "accuracy_std": statistics.stdev(acc) if len(acc) > 1 else 0.0,
-        "sparsity": statistics.mean(r["sparsity"] for r in rs),
-        "steps": statistics.mean(r["steps"] for r in rs),
-        "mask_fixed_step": statistics.mean(r["mask_fixed_step"] for r in rs),
-        "wall_seconds": statistics.mean(walls) if walls else None,
-        "n": len(rs),
+        "accuracy_mean": statistics.mean(acc.values()),
+        "accuracy_std": statistics.stdev(acc.values()) if len(acc) > 1 else 0.0,
+        "sparsity": statistics.mean(r["sparsity"] for r in runs.values()),
+        "steps": statistics.mean(r["steps"] for r in runs.values()),
+        "n": len(acc), "accuracy": acc,
+        "vs_magnitude": (paired(acc, {s: r["test_accuracy"] for s, r in base.items()})
+                         if base and key[3] != "magnitude" else None),
     }
   return out
 
 
-def answer(agg, models):
-  """Two sentences answering the research question, from the table alone."""
-  # The issue's headline target is 98%; otherwise the largest target at which
-  # every model has both a hybrid and a lottery result.
-  common = [t for t in {t for (_, m, t) in agg if m == "hybrid"}
-            if all((m, meth, t) in agg for m in models for meth in ("hybrid", "lottery_magnitude"))]
-  if not common:
-    return "Not enough runs to compare the hybrid with lottery tickets yet."
-  target = 0.98 if 0.98 in common else max(common)
-  pairs = [(m, agg[(m, "hybrid", target)], agg[(m, "lottery_magnitude", target)])
-           for m in models if (m, "hybrid", target) in agg and (m, "lottery_magnitude", target) in agg]
-  if not pairs:
-    return "Not enough runs to compare the hybrid with lottery tickets yet."
-  wins = [m for m, h, lt in pairs if h["accuracy_mean"] >= lt["accuracy_mean"]]
-  verdict = ("Yes" if len(wins) == len(pairs) else "No" if not wins else "Partly")
-  ratios = ", ".join("%.2fx" % (h["steps"] / lt["steps"]) for _, h, lt in pairs)
-  first = (f"{verdict}: at {100 * target:g}% target sparsity the one-run FlipOut hybrid was at "
-           f"least as accurate as lottery tickets from iterative magnitude pruning with "
-           f"rewinding on {len(wins)} of {len(pairs)} models ({', '.join(m for m, _, _ in pairs)}), "
-           f"spending {ratios} of their training steps.")
-  second = "Test accuracy, hybrid vs tickets: " + "; ".join(
-      f"{m} {100 * h['accuracy_mean']:.2f}% vs {100 * lt['accuracy_mean']:.2f}% "
-      f"({100 * (h['accuracy_mean'] - lt['accuracy_mean']):+.2f} points, tickets at "
-      f"{100 * lt['sparsity']:.2f}% sparsity, {h['n']} and {lt['n']} seeds)"
-      for m, h, lt in pairs) + "."
-  return f"{first} {second}"
+def _ci(p):
+  return "-" if p is None else (f"{100 * p['mean']:+.2f} [{100 * p['low']:+.2f}, "
+                                f"{100 * p['high']:+.2f}]")
+
+
+def _excludes_zero(p):
+  return p is not None and (p["low"] > 0 or p["high"] < 0)
+
+
+def flip_term(agg):
+  """Rows of the ablation: per (model, regime, target) the paired effect of
+  the flip term without and with noise, of the noise, and FlipOut against the
+  best method without flips at the same budget."""
+  out = []
+  for model, regime, target in sorted({k[:3] for k in agg if k[3] in ABLATION}):
+    get = lambda meth: agg.get((model, regime, target, meth))  # noqa: E731
+    def diff(a, b):
+      x, y = get(a), get(b)
+      return paired(x["accuracy"], y["accuracy"]) if x and y else None
+    rivals = [m for m in NO_FLIPS if get(m)]
+    best = max(rivals, key=lambda m: get(m)["accuracy_mean"]) if rivals else None
+    out.append({"model": model, "regime": regime, "target": target,
+                "flips_no_noise": diff("hybrid", "magnitude"),
+                "flips_with_noise": diff("flipout", "magnitude_noise"),
+                "noise": diff("magnitude_noise", "magnitude"),
+                "best_no_flips": best,
+                "flipout_vs_best": diff("flipout", best) if best else None})
+  return out
+
+
+def answer(effects):
+  """The answer, from the ablation rows alone: where the flip term helps, where not."""
+  if not effects or all(e["flips_with_noise"] is None and e["flips_no_noise"] is None
+                        for e in effects):
+    return "Not enough paired runs (>= 2 seeds of the 2x2 ablation) to answer yet."
+  sentences = []
+  for model, regime in sorted({(e["model"], e["regime"]) for e in effects}):
+    rows = [e for e in effects if e["model"] == model and e["regime"] == regime]
+    def where(key, sign):
+      return [f"{100 * e['target']:g}%" for e in rows
+              if _excludes_zero(e[key]) and (e[key]["mean"] > 0) == (sign > 0)]
+    helps = sorted(set(where("flips_with_noise", 1) + where("flips_no_noise", 1)), key=float_pct)
+    hurts = sorted(set(where("flips_with_noise", -1) + where("flips_no_noise", -1)), key=float_pct)
+    neutral = [f"{100 * e['target']:g}%" for e in rows
+               if f"{100 * e['target']:g}%" not in helps + hurts]
+    best = [e for e in rows if e["flipout_vs_best"] is not None]
+    parts = [f"**{model}, {regime} regime.** The flip term (hybrid − magnitude, paired by seed, "
+             f"with and without noise) "
+             + (f"helps at {', '.join(helps)} (95% CI above 0)" if helps else "helps at no target")
+             + (f"; hurts at {', '.join(hurts)}" if hurts else "")
+             + (f"; is within noise at {', '.join(neutral)}" if neutral else "") + "."]
+    if best:
+      parts.append("FlipOut against the best method without flips at the same budget: " + "; ".join(
+          f"{100 * e['target']:g}% {_ci(e['flipout_vs_best'])} points vs {e['best_no_flips']}"
+          for e in best) + ".")
+    sentences.append(" ".join(parts))
+  return "\n\n".join(sentences)
+
+
+def float_pct(text):
+  return float(text.rstrip("%"))
 
 
 def plots(rows, agg, output_dir):
@@ -348,131 +409,139 @@ def plots(rows, agg, output_dir):
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   files = []
-  models = sorted({m for (m, _, _) in agg})
-  for model in models:
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+  for model, regime in sorted({k[:2] for k in agg}):
+    fig, ax = plt.subplots(figsize=(7, 4.5))
     for method in METHODS:
-      pts = sorted((k[2], v) for k, v in agg.items() if k[0] == model and k[1] == method)
-      if not pts:
+      pts = sorted((k[2], v) for k, v in agg.items() if k[:2] == (model, regime) and k[3] == method)
+      if not pts or method == "dense":
         continue
-      remaining = [100 * (1 - v["sparsity"]) for _, v in pts]
-      acc = [100 * v["accuracy_mean"] for _, v in pts]
-      err = [100 * v["accuracy_std"] for _, v in pts]
-      axes[0].errorbar(remaining, acc, yerr=err, marker="o", label=method, capsize=2)
-      axes[1].plot([v["steps"] for _, v in pts], acc, marker="o", linestyle="", label=method)
-    axes[0].set_xscale("log")
-    axes[0].invert_xaxis()
-    axes[0].set_xlabel("% of weights remaining")
-    axes[1].set_xscale("log")
-    axes[1].set_xlabel("training steps spent")
-    for ax in axes:
-      ax.set_ylabel("test accuracy (%)")
-      ax.grid(True, alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.suptitle(f"{model} on Fashion-MNIST")
+      ax.errorbar([100 * (1 - v["sparsity"]) for _, v in pts],
+                  [100 * v["accuracy_mean"] for _, v in pts],
+                  yerr=[100 * v["accuracy_std"] for _, v in pts], marker="o", capsize=2,
+                  label=method)
+    dense = [v for k, v in agg.items() if k[:2] == (model, regime) and k[3] == "dense"]
+    if dense:
+      ax.axhline(100 * dense[0]["accuracy_mean"], color="k", linestyle=":", label="dense")
+    ax.set_xscale("log")
+    ax.invert_xaxis()
+    ax.set_xlabel("% of weights remaining")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(f"{model}, {regime} regime, Fashion-MNIST (mean ± std over seeds)")
     fig.tight_layout()
-    path = os.path.join(output_dir, f"{model}_accuracy.png")
+    path = os.path.join(output_dir, f"{model}_{regime}_accuracy.png")
     fig.savefig(path, dpi=100)
     plt.close(fig)
     files.append(path)
-    flips = [r for r in rows if r["model"] == model and r["method"] in ("hybrid", "sign_flip")
-             and r.get("flips_per_epoch")]
-    if flips:
-      fig, ax = plt.subplots(figsize=(6, 4))
-      for r in flips[:4]:
-        for layer in r["flips_per_epoch"][0]:
-          ax.plot(range(1, len(r["flips_per_epoch"]) + 1),
-                  [e.get(layer, 0) for e in r["flips_per_epoch"]], marker=".",
-                  label=f"{r['method']} {100 * r['target']:g}% {layer}")
-      ax.set_xlabel("epoch")
-      ax.set_ylabel("sign flips of unpruned weights")
-      ax.set_yscale("symlog")
-      ax.legend(fontsize=6)
+    runs = sorted((r for r in rows if r["model"] == model and r["regime"] == regime
+                   and r["method"] in ("flipout", "hybrid") and r.get("flips_per_epoch")),
+                  key=lambda r: (r["method"] != "flipout", -r["target"], r["seed"]))
+    if runs:
+      r = runs[0]
+      fig, ax = plt.subplots(figsize=(7, 4))
+      epochs = range(1, len(r["flips_per_epoch"]) + 1)
+      for layer in r["flips_per_epoch"][0]:
+        ax.plot(epochs, [max(e.get(layer, 0), 0.5) for e in r["flips_per_epoch"]], marker=".",
+                label=layer)
+      for step in r.get("event_steps", []):
+        ax.axvline(step / math.ceil(r["train_examples"] / r["batch"]), color="grey", alpha=0.3)
+      ax.set_xlabel("epoch (grey: pruning events)")
+      ax.set_ylabel("sign flips of unpruned weights in the epoch")
+      ax.set_yscale("log")
+      ax.legend(fontsize=7)
       ax.grid(True, alpha=0.3)
+      ax.set_title(f"{model}, {regime}: {r['method']} at {100 * r['target']:g}%, seed {r['seed']}")
       fig.tight_layout()
-      path = os.path.join(output_dir, f"{model}_flips.png")
+      path = os.path.join(output_dir, f"{model}_{regime}_flips.png")
       fig.savefig(path, dpi=100)
       plt.close(fig)
       files.append(path)
   return files
 
 
-def report(rows, commands, overhead, data_source):
+def report(rows, commands, data):
   agg = aggregate(rows)
+  effects = flip_term(agg)
   out_dir = FLAGS.output_dir
   files = plots(rows, agg, out_dir)
   rel = lambda p: os.path.relpath(p, os.path.dirname(os.path.abspath(FLAGS.report)) or ".")  # noqa: E731
+  epochs = sorted({r["epochs"] for r in rows}) or [FLAGS.epochs]
+  examples = sorted({r["train_examples"] for r in rows}) or [data["train_examples"]]
   lines = ["# BENCHMARKS", "",
            "Generated by `benchmarks/compare.py`; do not edit by hand. Raw per-run JSON: "
            f"`{rel(os.path.join(out_dir, 'raw'))}/`.", "",
-           "## Answer", "", answer(agg, sorted({k[0] for k in agg})), "",
+           "## Answer", "", answer(effects), "",
            "## Setup", "",
-           "- Commands that produced the raw results in this directory, in order: "
+           "- Commands that produced the raw results, in order: "
            + ", ".join(f"`{c}`" for c in dict.fromkeys(commands)),
            f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
            f"- Machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} "
            f"{platform.release()}; Python {platform.python_version()}",
            f"- Versions: TensorFlow {tf.__version__}, tf_keras {keras.__version__}, "
            f"TF-MOT {tfmot.__version__}, keras_signflip {ksf.__version__}",
-           f"- Data: {data_source}; {FLAGS.train_examples} training examples, "
-           f"{FLAGS.test_examples} test examples; Adam {LR}, batch {BATCH}; "
-           f"{FLAGS.epochs} epochs per one-shot run, {FLAGS.lottery_epochs} per lottery round.",
-           "", "## Results", "",
-           "Accuracy is mean ± std over seeds (n runs). Steps: optimizer steps spent, all "
-           "lottery rounds included. Mask fixed: step after which the mask no longer changed.",
-           "", "| model | method | target | sparsity | test accuracy % | steps | mask fixed | wall s | n |",
-           "|---|---|---|---|---|---|---|---|---|"]
-  for (model, method, target), v in sorted(agg.items(), key=lambda kv: (kv[0][0], kv[0][2], METHODS.index(kv[0][1]))):
-    wall = f"{v['wall_seconds']:.1f}" if v["wall_seconds"] is not None else "-"
-    lines.append(f"| {model} | {method} | {100 * target:g}% | {100 * v['sparsity']:.2f}% | "
+           f"- Data: {data['source']}; {'/'.join(map(str, examples))} training examples, "
+           f"{FLAGS.test_examples} test examples, batch {BATCH}; "
+           f"{'/'.join(map(str, epochs))} epochs per one-shot run and per lottery round.",
+           "- Every one-shot method: FlipOut's schedule (50% of the remaining weights at "
+           "m = ceil(log2(1/(1 − target))) events every round(epochs/(m + 1)) epochs or, in "
+           "shorter runs, round(steps/(m + 1)) steps; the last capped at the target), the same "
+           "data order per seed, the regime's optimizer. `flipout` regime: SGD 0.1, momentum 0.9, "
+           "coupled weight decay 5e-4, ×0.1 at 3/7 and 5/7 of training; `adam` regime: Adam "
+           f"{ADAM_LR}, constant. Noise: FlipOut's, λ = {flipout.NOISE:g}.",
+           "", "## The flip term, isolated", "",
+           "Paired by seed: mean difference in test accuracy (points) with its 95% t interval. "
+           "`flips` = hybrid − magnitude (no noise) and flipout − magnitude_noise (with noise); "
+           "`noise` = magnitude_noise − magnitude; last column: flipout − the best method "
+           "without flips at the same budget.", "",
+           "| model | regime | target | flips, no noise | flips, with noise | noise | flipout − best without flips |",
+           "|---|---|---|---|---|---|---|"]
+  for e in effects:
+    lines.append(f"| {e['model']} | {e['regime']} | {100 * e['target']:g}% | "
+                 f"{_ci(e['flips_no_noise'])} | {_ci(e['flips_with_noise'])} | {_ci(e['noise'])} | "
+                 f"{_ci(e['flipout_vs_best'])} ({e['best_no_flips'] or '-'}) |")
+  lines += ["", "## All results", "",
+            "Mean ± std over seeds (n). vs magnitude: paired mean difference [95% CI] in points. "
+            "Steps: optimizer steps spent (all lottery rounds included).", "",
+            "| model | regime | target | method | sparsity | test accuracy % | vs magnitude | steps | n |",
+            "|---|---|---|---|---|---|---|---|---|"]
+  for (model, regime, target, method), v in sorted(
+      agg.items(), key=lambda kv: (kv[0][:3], METHODS.index(kv[0][3]))):
+    lines.append(f"| {model} | {regime} | {100 * target:g}% | {method} | {100 * v['sparsity']:.2f}% | "
                  f"{100 * v['accuracy_mean']:.2f} ± {100 * v['accuracy_std']:.2f} | "
-                 f"{v['steps']:.0f} | {v['mask_fixed_step']:.0f} | {wall} | {v['n']} |")
+                 f"{_ci(v['vs_magnitude'])} | {v['steps']:.0f} | {v['n']} |")
   lines += ["", "## Plots", ""] + [f"![{os.path.basename(f)}]({rel(f)})" for f in files]
-  if overhead:
-    lines += ["", "## Overhead (benchmarks/overhead.py, same process ratios)", "", "```",
-              json.dumps(overhead, indent=1, sort_keys=True), "```"]
   with open(FLAGS.report + ".tmp", "w") as f:
     f.write("\n".join(lines) + "\n")
   os.replace(FLAGS.report + ".tmp", FLAGS.report)
   _write(os.path.join(out_dir, "aggregate.json"),
-         [dict(model=k[0], method=k[1], target=k[2], **v) for k, v in agg.items()])
+         [dict(model=k[0], regime=k[1], target=k[2], method=k[3], **v) for k, v in agg.items()])
   return agg
 
 
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
+  tf.get_logger().setLevel("ERROR")  # each run's evaluate traces anew: expected here
   _apply_quick()
-  unknown = [m for m in FLAGS.methods if m not in METHODS]
-  if unknown or any(m not in models_lib.MODELS for m in FLAGS.models):
-    print(f"compare.py: error: unknown methods {unknown} or models {FLAGS.models}; "
-          f"methods are {list(METHODS)}, models {sorted(models_lib.MODELS)}.", file=sys.stderr)
+  bad = ([m for m in FLAGS.methods or [] if m not in METHODS]
+         + [r for r in FLAGS.regimes or [] if r not in REGIMES]
+         + [m for m in FLAGS.models or [] if m not in models_lib.MODELS])
+  if bad:
+    print(f"compare.py: error: unknown {bad}; methods are {list(METHODS)}, regimes "
+          f"{list(REGIMES)}, models {sorted(models_lib.MODELS)}.", file=sys.stderr)
     sys.exit(2)
   tf.config.experimental.enable_op_determinism()
   data = _load_data()
   if not FLAGS.report_only:
     run_grid(data)
-  overhead = None
-  if FLAGS.overhead and not FLAGS.report_only:
-    FLAGS.rounds, FLAGS.examples = (3, 3000) if FLAGS.quick else (7, 12000)
-    epochs, medians = overhead_lib.epoch_times()
-    updates = overhead_lib.mask_update_times()
-    overhead = {"epoch_seconds_best": epochs,
-                "epoch_ratio_vs_tfmot_best": {k: v / epochs["tfmot"] for k, v in epochs.items()},
-                "epoch_ratio_vs_tfmot_median": {k: v / medians["tfmot"] for k, v in medians.items()},
-                "mask_update_seconds": updates,
-                "mask_update_ratio_vs_tfmot_4096x4096":
-                    updates["signflip_layer_4096x4096"] / updates["tfmot_4096x4096"]}
-  if overhead:
-    _write(os.path.join(FLAGS.output_dir, "overhead.json"), overhead)
-  elif os.path.exists(os.path.join(FLAGS.output_dir, "overhead.json")):
-    with open(os.path.join(FLAGS.output_dir, "overhead.json")) as f:
-      overhead = json.load(f)
   command = ("python -m benchmarks.compare " + " ".join(sys.argv[1:])).strip()
   log_path = os.path.join(FLAGS.output_dir, "commands.json")
   commands = json.load(open(log_path)) if os.path.exists(log_path) else []
-  _write(log_path, commands + [command])
-  agg = report(load_raw(FLAGS.output_dir), commands + [command], overhead, data["source"])
+  if not FLAGS.report_only:
+    commands.append(command)
+    _write(log_path, commands)
+  agg = report(load_raw(FLAGS.output_dir), commands, data)
   print(f"Wrote {FLAGS.report} ({len(agg)} table rows) and plots in {FLAGS.output_dir}")
 
 

@@ -24,6 +24,7 @@ import sys
 
 from keras_signflip import _moved
 from keras_signflip import criteria
+from keras_signflip import flipout
 from keras_signflip.api import (collect_wrappers, export_saved_model, flip_counts,
                                 flip_states, masks, prune_sign_flip, set_reference,
                                 sparsity_report, strip_pruning)

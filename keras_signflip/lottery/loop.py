@@ -13,7 +13,10 @@ step k too, and the round trains steps k..T, Frankle et al. 2020):
 Kept counts are exact: per layer, max(round(n * (1 - rate) ** r), 1) of each
 prunable tensor's n weights (`prune_rate_output` for the last one); global
 scope keeps max(round(N * (1 - rate) ** r), 1) of all N together. Rounding is
-Python's round-half-to-even on the exact product.
+Python's round-half-to-even on the exact product. With `round_sparsities`
+(s_1 < s_2 < ... per round) the rate is replaced by the listed targets:
+round r keeps max(round(n * (1 - s_r)), 1) per tensor (or of all N), so the
+tickets land exactly on the sparsities a comparison asks for.
 
 Every phase writes its artifact (masks_r.npz, rewind.npz, results.json/.csv)
 and is skipped when it exists, so a killed run resumes in the round it
@@ -57,6 +60,9 @@ class LotteryConfig:
     eval_every: evaluate validation loss / test accuracy every N steps
       (None: once per epoch).
     seed: base seed; round r uses seed + r.
+    round_sparsities: None, or the sparsity after each round (increasing, in
+      (0, 1)); replaces `prune_rate`/`prune_rate_output` and sets `rounds`
+      to its length.
   """
   rounds: int = 5
   prune_rate: float = 0.2
@@ -68,8 +74,22 @@ class LotteryConfig:
   epochs: int = 1
   eval_every: Optional[int] = None
   seed: int = 0
+  round_sparsities: Optional[Sequence[float]] = None
 
   def __post_init__(self):
+    if self.round_sparsities is not None:
+      targets = list(self.round_sparsities)
+      if (not targets or any(isinstance(t, bool) or not isinstance(t, (int, float))
+                             or not 0.0 < t < 1.0 for t in targets)
+          or any(b <= a for a, b in zip(targets, targets[1:]))):
+        raise ValueError("`round_sparsities` must be a non-empty increasing list of "
+                         f"sparsities in (0, 1). Received: round_sparsities={targets!r}")
+      default = type(self).__dataclass_fields__["rounds"].default
+      if self.rounds not in (0, default, len(targets)):
+        raise ValueError(f"`rounds` ({self.rounds}) disagrees with the {len(targets)} "
+                         "`round_sparsities`; leave `rounds` out.")
+      object.__setattr__(self, "round_sparsities", tuple(float(t) for t in targets))
+      object.__setattr__(self, "rounds", len(targets))
     if self.rounds < 0:
       raise ValueError(f"`rounds` must be >= 0. Received: rounds={self.rounds!r}")
     for name in ("prune_rate", "prune_rate_output"):
@@ -90,6 +110,10 @@ def kept_counts(sizes, config, round_index):
   """Kept weights per tensor after `round_index` rounds (layer scope), or the
   total kept (global scope, returned as a one-element list)."""
   r = round_index
+  if config.round_sparsities is not None:
+    keep = 1.0 - config.round_sparsities[r - 1] if r > 0 else 1.0
+    total = [sum(sizes)] if config.scope == "global" else sizes
+    return [max(round(n * keep), 1) for n in total]
   if config.scope == "global":
     return [max(round(sum(sizes) * (1 - config.prune_rate) ** r), 1)]
   rates = [config.prune_rate] * len(sizes)

@@ -5,7 +5,10 @@ For each wrapped weight with gradient g and mask m (Apostol et al. 2020):
     sigma = factor * sqrt(mean((g * m) ** 2))      # per-layer RMS x factor
     g    <- (g + sigma * N(0, 1)) * m
 
-Other variables' gradients pass unchanged. The noise is drawn with a
+Other variables' gradients pass unchanged. With `weight_decay` > 0, every
+variable's gradient then gets `weight_decay * w` added: PyTorch's coupled
+weight decay (FlipOut's), which goes through momentum, unlike Keras'
+decoupled `weight_decay` argument. The noise is drawn with a
 stateless RNG keyed by (seed, optimizer step, variable index), so a run is
 reproducible and resumes identically.
 
@@ -35,6 +38,12 @@ def _add_noise(optimizer, grads_and_vars):
     draw = tf.random.stateless_normal(tf.shape(g), seed=tf.stack(
         [optimizer.noise_seed * 1000003 + i, step]), dtype=g.dtype)
     out.append(((masked + sigma * draw) * mask, v))
+  decay = getattr(optimizer, "coupled_weight_decay", 0.0)
+  if decay:
+    # An embedding's IndexedSlices gradient becomes dense here, as PyTorch's
+    # coupled decay touches every row too.
+    out = [(g if g is None else tf.convert_to_tensor(g) + decay * tf.cast(v, g.dtype), v)
+           for g, v in out]
   return out
 
 
@@ -48,13 +57,15 @@ def _noisy_class(base):
   return _NOISY_CLASSES[base]
 
 
-def with_gradient_noise(optimizer, factor, seed=0):
+def with_gradient_noise(optimizer, factor, seed=0, weight_decay=0.0):
   """A copy of a tf_keras `optimizer` that adds FlipOut's gradient noise.
 
   Args:
     optimizer: a tf_keras optimizer instance (its config is copied).
     factor: the noise scale relative to each layer's gradient RMS, >= 0.
     seed: integer seed of the noise. Defaults to 0.
+    weight_decay: coupled (PyTorch-style) weight decay added to every
+      gradient after the noise, >= 0. Defaults to 0.
 
   Example:
     >>> model.compile(with_gradient_noise(keras.optimizers.Adam(1e-3), 0.5), ...)
@@ -66,7 +77,11 @@ def with_gradient_noise(optimizer, factor, seed=0):
   if not isinstance(factor, (int, float)) or factor < 0:
     raise ValueError("Received an invalid value for `factor`, expected a "
                      f"number >= 0. Received: factor={factor!r}")
+  if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or weight_decay < 0:
+    raise ValueError("Received an invalid value for `weight_decay`, expected a "
+                     f"number >= 0. Received: weight_decay={weight_decay!r}")
   noisy = _noisy_class(type(optimizer)).from_config(optimizer.get_config())
   noisy.noise_factor = float(factor)
   noisy.noise_seed = int(seed)
+  noisy.coupled_weight_decay = float(weight_decay)
   return noisy
