@@ -12,9 +12,10 @@ ablation:
   |w|^2/(flips+1)     hybrid                flipout
 
 Other methods: `dense`; `tfmot` (TF-MOT prune_low_magnitude, per layer, the
-same schedule); `random` (global); `flip_rate` (flip-triggered: weights whose
-flips per 1,000 steps since the last event reach a threshold are pruned first,
-capped by the same schedule); `lottery` (iterative global magnitude pruning
+same schedule); `random` (global); `recent_flips` (RecentFlips: fewest flips
+since the last event kept, then largest |w|); `flip_triggered` (RecentFlips
+with min_flips: only weights that flipped >= --min_flips times since the last
+event are pruned, at most the schedule's amount, so the sparsity emerges); `lottery` (iterative global magnitude pruning
 with rewinding to initialisation, each round as long as a one-shot run, rounds
 landing exactly on 50, 75, 90, 95, 98, 99, 99.5, 99.8, 99.9%) and
 `lottery_matched` (the same, with all rounds together as long as one
@@ -52,7 +53,8 @@ from keras_signflip import models as models_lib
 from keras_signflip.lottery import loop as lottery
 from keras_signflip.tf_keras._compat import keras, tf, tfmot
 
-ONE_SHOT = ("magnitude", "magnitude_noise", "hybrid", "flipout", "tfmot", "random", "flip_rate")
+ONE_SHOT = ("magnitude", "magnitude_noise", "hybrid", "flipout", "tfmot", "random",
+            "recent_flips", "flip_triggered")
 METHODS = ("dense",) + ONE_SHOT + ("lottery", "lottery_matched")
 NO_FLIPS = ("magnitude", "magnitude_noise", "tfmot", "random", "lottery_matched")
 REGIMES = ("flipout", "adam")
@@ -64,7 +66,8 @@ LOTTERY_ROUNDS = (0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999)
 # cost 1.6x LeNet-300-100's and the 4-hour budget does not fit more.
 PLAN = (
     ("lenet_300_100", "flipout", ABLATION + ("dense",)),
-    ("lenet_300_100", "flipout", ("tfmot", "random", "flip_rate", "lottery_matched", "lottery")),
+    ("lenet_300_100", "flipout", ("tfmot", "random", "recent_flips", "flip_triggered",
+                                  "lottery_matched", "lottery")),
     ("lenet_300_100", "adam", ABLATION + ("dense",)),
     ("lenet5", "flipout", ABLATION + ("dense",)),
 )
@@ -80,7 +83,7 @@ flags.DEFINE_integer("epochs", 10, "Epochs of a one-shot run (and of a lottery r
 flags.DEFINE_integer("train_examples", 55000, "Training examples (the rest of the 60k "
                      "training set, 5k, is the lottery's validation set).")
 flags.DEFINE_integer("test_examples", 10000, "Test examples.")
-flags.DEFINE_float("flip_rate", 2.0, "flip_rate's threshold: flips per 1,000 steps.")
+flags.DEFINE_integer("min_flips", 1, "flip_triggered's threshold: flips since the last event.")
 flags.DEFINE_string("output_dir", None, "Raw results and plots; default "
                     "benchmarks/results/quick or benchmarks/results/grid.")
 flags.DEFINE_bool("report_only", False, "Regenerate the report from the raw results only.")
@@ -95,14 +98,13 @@ ADAM_LR = 1.2e-3
 def _apply_quick():
   if FLAGS.output_dir is None:
     FLAGS.output_dir = os.path.join("benchmarks", "results", "quick" if FLAGS.quick else "grid")
-  if FLAGS.quick:
-    FLAGS.models = FLAGS.models or ["lenet_300_100"]
-    FLAGS.regimes = FLAGS.regimes or ["flipout"]
-    FLAGS.methods = FLAGS.methods or list(ABLATION)
-    FLAGS.sparsities, FLAGS.seeds = ["0.9", "0.998"], ["0", "1"]
-    FLAGS.epochs = min(FLAGS.epochs, 2)
-    FLAGS.train_examples = min(FLAGS.train_examples, 12000)
-    FLAGS.test_examples = min(FLAGS.test_examples, 2000)
+  if FLAGS.quick:  # the reduced grid, except where a flag was given
+    quick = {"models": ["lenet_300_100"], "regimes": ["flipout"], "methods": list(ABLATION),
+             "sparsities": ["0.9", "0.998"], "seeds": ["0", "1"], "epochs": 2,
+             "train_examples": 12000, "test_examples": 2000}
+    for name, value in quick.items():
+      if not FLAGS[name].present:
+        setattr(FLAGS, name, value)
 
 
 class _FlipHistory(keras.callbacks.Callback):
@@ -152,9 +154,11 @@ def _wrap(method, model, sparsity, epochs, steps_per_epoch, seed):
   criterion = {"magnitude": lambda: "magnitude", "magnitude_noise": lambda: "magnitude",
                "hybrid": lambda: kwargs["criterion"], "flipout": lambda: kwargs["criterion"],
                "random": lambda: ksf.criteria.Random(seed),
-               "flip_rate": lambda: ksf.criteria.FlipRate(FLAGS.flip_rate)}[method]()
-  return ksf.prune_sign_flip(model, pruning_schedule=kwargs["pruning_schedule"],
-                             criterion=criterion, scope="global"), ksf.UpdatePruningStep()
+               "recent_flips": ksf.criteria.RecentFlips,
+               "flip_triggered": ksf.criteria.RecentFlips}[method]()
+  return ksf.prune_sign_flip(
+      model, pruning_schedule=kwargs["pruning_schedule"], criterion=criterion, scope="global",
+      min_flips=FLAGS.min_flips if method == "flip_triggered" else None), ksf.UpdatePruningStep()
 
 
 def run_one_shot(method, regime, builder, data, sparsity, seed):
@@ -187,17 +191,23 @@ def _lottery_rounds(sparsity=None):
 
 def run_lottery(regime, builder, data, seed, output_dir, sparsity=None):
   """Iterative magnitude pruning with rewinding to initialisation; returns the
-  round rows. `sparsity` None: rounds of FLAGS.epochs up to the largest target;
-  else the step-matched chain to `sparsity`, all rounds within one run's epochs."""
+  round rows. `sparsity` None: rounds of FLAGS.epochs each, up to the largest
+  target; else the step-matched chain to `sparsity`: its R + 1 rounds share
+  one one-shot run's steps, floor(steps / (R + 1)) each."""
   rounds = _lottery_rounds(sparsity)
-  epochs = FLAGS.epochs if sparsity is None else max(FLAGS.epochs // (len(rounds) + 1), 1)
+  per_epoch = data["steps_per_epoch"]
+  if sparsity is None:
+    epochs, steps = FLAGS.epochs, per_epoch
+    train = lambda r, e: data["train"](seed * 1000 + r, e)  # noqa: E731
+  else:  # one "epoch" of `steps` batches per round
+    epochs, steps = 1, (FLAGS.epochs * per_epoch) // (len(rounds) + 1)
+    train = lambda r, e: data["train"](seed * 1000 + r, e).repeat().take(steps)  # noqa: E731
   config = lottery.LotteryConfig(round_sparsities=rounds, scope="global",
                                  criterion="magnitude", epochs=epochs, seed=seed,
-                                 eval_every=data["steps_per_epoch"] * epochs)
-  compile_fn = lambda m: _compile(m, _optimizer(regime, epochs, data["steps_per_epoch"],  # noqa: E731
-                                                False, seed))
-  return lottery.run(builder, compile_fn, lambda r, e: data["train"](seed * 1000 + r, e),
-                     data["val"], data["test"], config, output_dir, log=lambda *a: None)
+                                 eval_every=steps * epochs)
+  compile_fn = lambda m: _compile(m, _optimizer(regime, epochs, steps, False, seed))  # noqa: E731
+  return lottery.run(builder, compile_fn, train, data["val"], data["test"], config, output_dir,
+                     log=lambda *a: None)
 
 
 def ticket_at(rows, sparsity):

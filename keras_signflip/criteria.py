@@ -13,20 +13,27 @@ see tests/test_criteria.py), so every wrapper family shares the same math.
 | `LargeFinalSameSign` | abs(w) if sign(w) == sign(w_ref) else 0 | abs(w) | Zhou et al. 2019 |
 | `MagnitudeIncrease` | abs(w) - abs(w_ref) | abs(w) | Zhou et al. 2019 |
 | `Movement` | abs(w - w_ref) | abs(w) | Zhou et al. 2019 |
+| `RecentFlips` | -(flips - flips_at_update) | abs(w) | flips since the last mask update: a flip rate over the window between updates |
 | `Random(seed)` | a fixed hash of (seed, tensor, position) in [0, 1) | none | the control |
 
 Selection ranks by the total order (score, tiebreak, position): position is
 tensor order, then flat row-major index, lower kept.
 
 `w` is the current weight, `flips` its sign-flip count, `w_ref` the weight at
-the reference point (initialisation, or where `set_reference` moved it).
+the reference point (initialisation, or where `set_reference` moved it),
+`flips_at_update` its count at the last mask update (kept only for criteria
+with `uses_window`).
+
+Flip-triggered pruning (`min_flips=m`) prunes the unpruned weights whose
+`flip_count` (lifetime flips; `RecentFlips`: flips since the last update)
+reaches m, never beyond the schedule's sparsity.
 """
 import zlib
 from typing import NamedTuple
 
 __all__ = [
     "WeightState", "Criterion", "Magnitude", "SignFlip", "Hybrid",
-    "LargeFinalSameSign", "MagnitudeIncrease", "Movement", "Random", "get",
+    "LargeFinalSameSign", "MagnitudeIncrease", "Movement", "RecentFlips", "Random", "get",
     "serialize", "CRITERIA", "tensor_key",
 ]
 
@@ -36,6 +43,7 @@ class WeightState(NamedTuple):
   flips: object      # int32, weight's shape: sign flips while unpruned.
   reference: object  # float32, weight's shape: weight at the reference point.
   key: int = 0       # stable per-tensor integer: `tensor_key(weight name)`.
+  flips_at_update: object = None  # int32: flips at the last mask update (`uses_window`).
 
 
 def tensor_key(name):
@@ -67,6 +75,9 @@ class Criterion:
   # True when `score` needs 64-bit integer arithmetic, which JAX disables by
   # default: the Keras 3 path then scores with NumPy on the host.
   needs_int64 = False
+  # True when the criterion reads `flips_at_update`: the wrappers then keep
+  # that count (4 bytes per weight) and set it at every mask update.
+  uses_window = False
   _by_class_name = {}
 
   def __init_subclass__(cls, **kwargs):
@@ -76,6 +87,10 @@ class Criterion:
   def score(self, weight, state, xp=None):
     """Returns a float tensor shaped like `weight`; higher scores are kept."""
     raise NotImplementedError
+
+  def flip_count(self, state, xp=None):
+    """The count flip-triggered pruning (`min_flips`) compares: lifetime flips."""
+    return state.flips
 
   def tiebreak(self, weight, state, xp=None):
     """The secondary key among equal scores (higher kept), or None for none.
@@ -192,6 +207,28 @@ class Movement(Criterion):
     return xp.abs(weight - state.reference)
 
 
+class RecentFlips(Criterion):
+  """-(flips since the last mask update): prune what flips now, not what flipped once.
+
+  Lifetime counts (`SignFlip`) remember every early, large-learning-rate
+  flip; this counts over the window between mask updates only (the schedule's
+  `frequency` steps, from step 0 before the first update), so a weight that
+  settled is ranked by magnitude again (the tiebreak), and `min_flips=m` prunes
+  weights flipping at >= m per window: a flip rate the user sets with m and
+  the schedule's frequency. Counting never resets: the window is a second
+  count (`flips_at_update`) taken at each update.
+  """
+  name = "recent_flips"
+  uses_window = True
+
+  def flip_count(self, state, xp=None):
+    return state.flips - state.flips_at_update
+
+  def score(self, weight, state, xp=None):
+    xp = xp or _default_xp()
+    return -_as(self.flip_count(state, xp), "float32", xp)
+
+
 _M32 = 2**32
 
 
@@ -245,7 +282,7 @@ class Random(Criterion):
 
 
 CRITERIA = {c.name: c for c in (Magnitude, SignFlip, Hybrid, LargeFinalSameSign,
-                                MagnitudeIncrease, Movement, Random)}
+                                MagnitudeIncrease, Movement, RecentFlips, Random)}
 
 
 def get(identifier):

@@ -1,45 +1,106 @@
-"""benchmarks/compare.py --quick on a few hundred examples: report, raw, plots agree."""
+"""benchmarks/compare.py: the paired statistics against NumPy, and a tiny grid whose
+report, raw results and plots agree."""
 import json
+import math
 import os
-import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from keras_signflip import data as data_lib
+from keras_signflip import flipout
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HAVE_DATA = os.path.exists(os.path.join(data_lib.DEFAULT_IDX_DIR, "train-images-idx3-ubyte.gz"))
 
 
-@pytest.mark.skipif(not os.path.exists(os.path.join(data_lib.DEFAULT_IDX_DIR,
-                                                    "train-images-idx3-ubyte.gz")),
-                    reason="Debian's dataset-fashion-mnist is not installed")
-def test_quick_grid_report_matches_raw_results(tmp_path):
+@pytest.fixture(scope="module")
+def compare():
+  from benchmarks import compare as module  # pylint: disable=g-import-not-at-top
+  return module
+
+
+def test_paired_interval_is_the_t_interval(compare):
+  a, b = {0: 0.90, 1: 0.80, 2: 0.85, 7: 0.5}, {0: 0.88, 1: 0.79, 2: 0.80}
+  d = np.array([0.02, 0.01, 0.05])  # seed 7 has no partner
+  half = 4.302652729911275 * d.std(ddof=1) / math.sqrt(3)  # t(0.975, 2 df)
+  p = compare.paired(a, b)
+  assert p["n"] == 3
+  np.testing.assert_allclose([p["mean"], p["low"], p["high"]],
+                             [d.mean(), d.mean() - half, d.mean() + half], rtol=1e-9)
+  assert compare.paired({0: 1.0}, {0: 0.5}) is None  # one pair: no interval
+
+
+def _row(method, target, seed, acc, regime="flipout"):
+  return {"model": "m", "regime": regime, "method": method, "target": target, "seed": seed,
+          "test_accuracy": acc, "sparsity": target, "steps": 100}
+
+
+def test_answer_says_where_the_flip_term_helps_and_where_not(compare):
+  rows = [_row("dense", 0.0, s, 0.9) for s in range(3)]
+  for s, noise in enumerate([0.0, 0.002, -0.002]):
+    for t in (0.9, 0.999):
+      rows += [_row("magnitude", t, s, 0.80 + noise), _row("magnitude_noise", t, s, 0.80 + noise)]
+      gain = 0.05 if t == 0.999 else 0.0  # helps at 99.9% only, by 5 points
+      rows += [_row("hybrid", t, s, 0.80 + gain + 0.01 * s * (t == 0.9)),
+               _row("flipout", t, s, 0.80 + gain + noise * 2)]
+  agg = compare.aggregate(rows)
+  assert agg[("m", "flipout", 0.9, "dense")]["n"] == 3  # dense appears at every target
+  effects = compare.flip_term(agg)
+  by_target = {e["target"]: e for e in effects}
+  assert compare._excludes_zero(by_target[0.999]["flips_with_noise"])
+  assert not compare._excludes_zero(by_target[0.9]["flips_no_noise"])
+  text = compare.answer(effects)
+  assert "helps at 99.9%" in text and "within noise at 90%" in text
+
+
+def test_lottery_ticket_is_the_round_at_the_target(compare):
+  rows = [{"mode": "rewind", "round": r, "steps": 10, "test_accuracy": 0.5 + r / 10,
+           "weights_remaining_pct": 100 * keep} for r, keep in enumerate([1.0, 0.5, 0.1, 0.02])]
+  ticket = compare.ticket_at(rows, 0.9)
+  assert ticket["round"] == 2 and ticket["steps"] == 30 and ticket["sparsity"] == pytest.approx(0.9)
+  assert compare.ticket_at(rows, 0.99) is None
+
+
+@pytest.mark.skipif(not HAVE_DATA, reason="Debian's dataset-fashion-mnist is not installed")
+def test_tiny_grid_report_matches_raw_results(tmp_path):
   out, report = tmp_path / "results", tmp_path / "BENCHMARKS.md"
-  cmd = [sys.executable, "-m", "benchmarks.compare", "--quick", "--train_examples=300",
-         "--test_examples=200", "--overhead=false", f"--output_dir={out}", f"--report={report}"]
+  cmd = [sys.executable, "-m", "benchmarks.compare", "--quick", "--train_examples=640",
+         "--test_examples=200", "--epochs=1", "--sparsities=0.9",
+         "--methods=magnitude,magnitude_noise,hybrid,flipout,lottery_matched",
+         f"--output_dir={out}", f"--report={report}"]
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
   subprocess.run(cmd, check=True, cwd=ROOT, env=env, capture_output=True)
   raw = [json.loads((out / "raw" / f).read_text()) for f in sorted(os.listdir(out / "raw"))]
-  methods = {r["method"] for r in raw}
-  assert methods == {"dense", "tfmot", "global_magnitude", "hybrid", "sign_flip", "lfss",
-                     "random", "lottery_magnitude", "lottery_hybrid", "early_bird"}
+  assert {(r["method"], r["seed"]) for r in raw} == {
+      (m, s) for m in ("magnitude", "magnitude_noise", "hybrid", "flipout", "lottery_matched")
+      for s in (0, 1)}
+  steps_per_epoch = math.ceil(640 / 128)
+  for r in raw:
+    assert r["sparsity"] == pytest.approx(0.9, abs=1e-4)  # exact kept counts
+    if r["method"] == "lottery_matched":  # all rounds within one run's steps
+      assert r["steps"] <= steps_per_epoch
+    else:
+      assert r["steps"] == steps_per_epoch
+      assert r["event_steps"] == flipout.event_steps(0.9, 1, steps_per_epoch)
+      assert len(r["flips_per_epoch"]) == 1
   text = report.read_text()
+  acc = {(r["method"], r["seed"]): r["test_accuracy"] for r in raw}
+  for method in ("hybrid", "flipout", "lottery_matched"):
+    d = np.array([acc[(method, s)] - acc[("magnitude", s)] for s in (0, 1)])
+    half = 12.706204736174707 * d.std(ddof=1) / math.sqrt(2)  # t(0.975, 1 df)
+    row = next(l for l in text.splitlines() if f"| 90% | {method} |" in l)
+    assert f"{100 * d.mean():+.2f} [{100 * (d.mean() - half):+.2f}, " \
+           f"{100 * (d.mean() + half):+.2f}]" in row
+  flips = np.array([acc[("flipout", s)] - acc[("magnitude_noise", s)] for s in (0, 1)])
+  ablation = next(l for l in text.splitlines() if l.startswith("| lenet_300_100 | flipout | 90% |"))
+  assert f"{100 * flips.mean():+.2f} [" in ablation.split("|")[5]
   assert "## Answer" in text and "python -m benchmarks.compare --quick" in text
-  rows = [line for line in text.splitlines() if line.startswith("| lenet_300_100 |")]
-  assert len(rows) == len({(r["method"], r["target"]) for r in raw})
-  for r in raw:  # every raw run's accuracy appears in its table row (n = 1)
-    target = f"{100 * r['target']:g}%"
-    row = next(x for x in rows if f"| {r['method']} | {target} |" in x)
-    assert f"{100 * r['test_accuracy']:.2f} ± 0.00" in row
-    assert re.search(rf"\| {r['steps']:.0f} \|", row)
-    if r["method"] not in ("dense", "sign_flip"):
-      assert r["sparsity"] >= r["target"] - 0.005
-  for png in ("lenet_300_100_accuracy.png", "lenet_300_100_flips.png"):
-    assert (out / png).read_bytes()[:4] == b"\x89PNG"
-    assert png in text
-  # A second run redoes nothing and regenerates the same table.
+  for png in ("lenet_300_100_flipout_accuracy.png", "lenet_300_100_flipout_flips.png"):
+    assert (out / png).read_bytes()[:4] == b"\x89PNG" and png in text
+  # A second run redoes nothing and regenerates the same tables.
   before = {f: os.path.getmtime(out / "raw" / f) for f in os.listdir(out / "raw")}
   subprocess.run(cmd, check=True, cwd=ROOT, env=env, capture_output=True)
   assert before == {f: os.path.getmtime(out / "raw" / f) for f in os.listdir(out / "raw")}

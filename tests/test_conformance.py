@@ -12,7 +12,8 @@ from tests.keras3 import conformance
 def compute_tf_keras(arrays, name, scope, sparsity, min_flips):
   states = [state_lib.FlipState(
       tf.Variable(w), tf.Variable(m), tf.Variable(0.0), tf.Variable(np.sign(w).astype(np.int8)),
-      tf.Variable(f), tf.Variable(r), i) for i, (w, m, f, r) in enumerate(arrays)]
+      tf.Variable(f), tf.Variable(r), i, flips_at_update=tf.Variable(a))
+      for i, (w, m, f, r, a) in enumerate(arrays)]
   groups = [states] if scope == "global" else [[s] for s in states]
   out = []
   for group in groups:

@@ -76,7 +76,7 @@ def test_registry_lookup_and_errors():
   assert criteria.get("hybrid") == criteria.Hybrid()
   assert set(criteria.CRITERIA) == {"magnitude", "sign_flip", "hybrid",
                                     "large_final_same_sign", "magnitude_increase",
-                                    "movement", "random"}
+                                    "movement", "recent_flips", "random"}
   with pytest.raises(ValueError, match="magnitude.*sign_flip|Received: criterion='nope'"):
     criteria.get("nope")
   with pytest.raises(ValueError, match="power"):

@@ -9,10 +9,10 @@ from tests import testing_utils as tu
 X, Y = tu.data()
 
 
-def _make(momentum=0.9):
+def _make(momentum=0.9, criterion=None, fraction=0.3):
   model = ksf.prune_sign_flip(
-      tu.mlp(), pruning_schedule=ksf.tf_keras.schedules.GeometricSparsity(0.3, 6),
-      criterion=ksf.criteria.Movement(), scope="global")
+      tu.mlp(), pruning_schedule=ksf.tf_keras.schedules.GeometricSparsity(fraction, 6),
+      criterion=criterion or ksf.criteria.Movement(), scope="global")
   return tu.compile_sgd(model, lr=0.5, momentum=momentum)
 
 
@@ -56,6 +56,22 @@ def test_whole_model_formats_continue_identically(tmp_path, uninterrupted, suffi
   _assert_same(_state(m), _state(loaded))
   _fit(loaded, 2)
   _assert_same(uninterrupted[0.9], _state(loaded))
+
+
+def test_recent_flips_window_resumes_exactly(tmp_path):
+  """RecentFlips' extra count (flips_at_update) is saved and restored with the rest."""
+  whole = _make(criterion="recent_flips", fraction=0.02)  # flippers outlast an update
+  _fit(whole, 4)
+  m = _make(criterion="recent_flips", fraction=0.02)
+  _fit(m, 2)
+  names = [v.name for v in m.weights if "flips_at_update" in v.name]
+  assert len(names) == len(ksf.flip_states(m))
+  assert any(v.numpy().any() for v in m.weights if v.name in names)
+  m.save(str(tmp_path / "m.keras"))
+  with ksf.prune_scope():
+    loaded = keras.models.load_model(str(tmp_path / "m.keras"))
+  _fit(loaded, 2)
+  _assert_same(_state(whole), _state(loaded))
 
 
 def test_savedmodel_format_restores_pruning_state(tmp_path, uninterrupted):

@@ -83,6 +83,59 @@ def test_fit_flip_counts_equal_numpy_recount(schedule, optimizer):
       assert np.all(newer <= older), "masks must be monotone"
 
 
+class _Windows(keras.callbacks.Callback):
+  """NumPy: flips since the last mask update (RecentFlips' window), from
+  snapshots around every step; an update runs in the forward pass of a step
+  whose pruning_step the schedule names."""
+
+  def __init__(self, schedule):
+    super().__init__()
+    self.schedule = schedule
+
+  def on_train_begin(self, logs=None):
+    self.wrapper = ksf.collect_wrappers(self.model)[0]
+    self.states = [s for w in ksf.collect_wrappers(self.model) for s in w.flip_states]
+    self.flips = [np.zeros(s.weight.shape, np.int64) for s in self.states]
+    self.starts = [np.zeros_like(f) for f in self.flips]
+    self.pruned_recent = []  # window counts of the weights each update pruned
+
+  def on_train_batch_begin(self, batch, logs=None):
+    self.before = [(s.weight.numpy() * s.mask.numpy(), s.mask.numpy() > 0) for s in self.states]
+
+  def on_train_batch_end(self, batch, logs=None):
+    # The step's pruning_step, read after it (Keras may call this callback's
+    # batch-begin hook before UpdatePruningStep's).
+    update = bool(self.schedule(int(self.wrapper.pruning_step.numpy()))[0])
+    for i, s in enumerate(self.states):
+      (w0, m0), w1, m1 = self.before[i], s.weight.numpy(), s.mask.numpy() > 0
+      if update:
+        self.pruned_recent.append((self.flips[i] - self.starts[i])[m0 & ~m1])
+        self.starts[i] = self.flips[i] * m1
+      self.flips[i] = self.flips[i] * m1 + ((np.sign(w0) * np.sign(w1) < 0) & m1)
+
+
+@pytest.mark.parametrize("min_flips", [None, 1])
+def test_recent_flips_window_restarts_at_every_update(min_flips):
+  x, y = tu.data()
+  schedule = tfmot.sparsity.keras.PolynomialDecay(0.02, 0.3, begin_step=2, end_step=20,
+                                                  frequency=3)
+  model = tu.compile_sgd(ksf.prune_sign_flip(
+      tu.mlp(), pruning_schedule=schedule, criterion="recent_flips", scope="global",
+      min_flips=min_flips), lr=1.0, momentum=0.9)
+  windows = _Windows(schedule)
+  model.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0,
+            callbacks=[ksf.UpdatePruningStep(), windows])
+  assert len(windows.pruned_recent) >= 3 * len(windows.states)
+  for s, start, total in zip(windows.states, windows.starts, windows.flips):
+    np.testing.assert_array_equal(s.flips_at_update.numpy(), start)
+    np.testing.assert_array_equal(s.flips.numpy(), total)
+  if min_flips:  # flip-triggered: every pruned weight flipped in its window
+    pruned = np.concatenate(windows.pruned_recent)
+    assert pruned.size > 0 and np.all(pruned >= 1)
+  else:
+    assert sum(int(s.sum()) for s in windows.starts) > 0, "vacuous: no flips before an update"
+
+
 def test_custom_loop_flip_counts_equal_numpy_recount():
   x, y = tu.data()
   model = ksf.prune_sign_flip(tu.mlp(), pruning_schedule=_once(), criterion="sign_flip",

@@ -34,16 +34,25 @@ def check_finite(state):
         "clipping, then resume from the last checkpoint.")
 
 
+def weight_state(s):
+  """What a criterion reads of a `FlipState` (criteria.WeightState), as tensors."""
+  at_update = s.flips_at_update
+  return criteria_lib.WeightState(
+      ops.convert_to_tensor(s.flips), state_lib.float32_value(s.reference), s.key,
+      None if at_update is None else ops.convert_to_tensor(at_update))
+
+
 def _score(state, criterion):
   check_finite(state)
   w = state_lib.float32_value(state.weight)
   if criterion.needs_int64:
     as_np = lambda v: np.asarray(ops.convert_to_numpy(v))
-    ws = criteria_lib.WeightState(as_np(state.flips), as_np(state.reference), state.key)
+    ws = criteria_lib.WeightState(as_np(state.flips), as_np(state.reference), state.key,
+                                  None if state.flips_at_update is None
+                                  else as_np(state.flips_at_update))
     score = ops.convert_to_tensor(np.asarray(criterion.score(as_np(w), ws, np), np.float32))
   else:
-    ws = criteria_lib.WeightState(ops.convert_to_tensor(state.flips),
-                                  state_lib.float32_value(state.reference), state.key)
+    ws = weight_state(state)
     score = ops.cast(criterion.score(w, ws, ops), "float32")
   alive = ops.greater(ops.convert_to_tensor(state.mask), 0)
   return ops.where(alive, score, float("-inf")), alive
@@ -53,8 +62,7 @@ def _tiebreaks(states, criterion):
   """The criterion's secondary keys (float32), or None when it has none."""
   keys = []
   for s in states:
-    ws = criteria_lib.WeightState(ops.convert_to_tensor(s.flips),
-                                  state_lib.float32_value(s.reference), s.key)
+    ws = weight_state(s)
     key = criterion.tiebreak(state_lib.float32_value(s.weight), ws, ops)
     if key is None:
       return None
@@ -78,9 +86,8 @@ def compute_masks(states, sparsity, criterion, min_flips=None, kept=None):
   total = sum(int(np.prod(s.weight.shape)) for s in states)
   k = selection.kept_count(total, sparsity) if kept is None else int(kept)
   if min_flips:
-    candidates = [ops.logical_and(a, ops.greater_equal(ops.convert_to_tensor(s.flips),
-                                                       min_flips))
-                  for a, s in zip(alive, states)]
+    candidates = [ops.logical_and(a, ops.greater_equal(
+        criterion.flip_count(weight_state(s), ops), min_flips)) for a, s in zip(alive, states)]
     safe = sum(int(ops.convert_to_numpy(ops.sum(ops.cast(
         ops.logical_and(a, ops.logical_not(c)), "int32")))) for a, c in zip(alive, candidates))
     k = max(k, safe)
@@ -115,6 +122,8 @@ def apply_masks(states, masks, threshold, optimizer=None):
     for v in [s.flips, s.prev_sign, s.weight] + optimizer_slots(optimizer, s.weight):
       value = ops.convert_to_tensor(v)
       v.assign(ops.where(keep, value, ops.zeros_like(value)))
+    if s.flips_at_update is not None:  # the window restarts at this update
+      s.flips_at_update.assign(ops.copy(ops.convert_to_tensor(s.flips)))
 
 
 def update_masks(wrappers, step, optimizer=None):

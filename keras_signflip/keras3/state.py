@@ -33,7 +33,8 @@ class FlipState(NamedTuple):
   prev_sign: keras.Variable
   flips: keras.Variable
   reference: keras.Variable
-  key: int  # per-tensor integer (position) for the `Random` criterion
+  key: int  # per-tensor integer (`criteria.tensor_key`) for the `Random` criterion
+  flips_at_update: keras.Variable = None  # int32: flips at the last mask update (`uses_window`)
 
 
 def signs(values):

@@ -136,7 +136,9 @@ class PruneSignFlip(keras.layers.Wrapper):
           prev_sign=var("prev_sign", w.shape, "int8", copy("int8", sign=True)),
           flips=var("flips", w.shape, "int32", "zeros"),
           reference=var("reference", w.shape, "float32", copy("float32")),
-          key=criteria_lib.tensor_key(f"{self.layer.name}/{w.name}")))
+          key=criteria_lib.tensor_key(f"{self.layer.name}/{w.name}"),
+          flips_at_update=(var("flips_at_update", w.shape, "int32", "zeros")
+                           if self.criterion.uses_window else None)))
     self.built = True
 
   def call(self, inputs, training=None, **kwargs):

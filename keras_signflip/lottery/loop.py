@@ -202,6 +202,8 @@ def _set_masks(model, masks):
   for s, m in zip(families.of(model).flip_states(model), masks):
     s.mask.assign(m.astype(np.float32))
     s.flips.assign(np.zeros(tuple(s.flips.shape), np.int32))
+    if getattr(s, "flips_at_update", None) is not None:  # RecentFlips' window restarts too
+      s.flips_at_update.assign(np.zeros(tuple(s.flips.shape), np.int32))
 
 
 def _next_masks(model, config, round_index):

@@ -40,13 +40,17 @@ _NAN_MESSAGE = ("keras_signflip: a prunable weight holds NaN or Inf at a mask "
                 "add gradient clipping, then resume from the last checkpoint.")
 
 
+def weight_state(s):
+  """What a criterion reads of a `FlipState` (criteria.WeightState)."""
+  return criteria_lib.WeightState(s.flips, s.reference, s.key, s.flips_at_update)
+
+
 def _scores(states, criterion):
   scores, alive = [], []
   for s in states:
     w = float32_value(s.weight)
     tf.debugging.assert_all_finite(w, _NAN_MESSAGE)
-    score = tf.cast(criterion.score(
-        w, criteria_lib.WeightState(s.flips, s.reference, s.key), _XP), tf.float32)
+    score = tf.cast(criterion.score(w, weight_state(s), _XP), tf.float32)
     live = tf.math.greater(s.mask, 0)
     scores.append(tf.where(live, score, float("-inf")))
     alive.append(live)
@@ -55,9 +59,7 @@ def _scores(states, criterion):
 
 def _tiebreaks(states, criterion):
   """The criterion's secondary keys (float32), or None when it has none."""
-  keys = [criterion.tiebreak(float32_value(s.weight),
-                             criteria_lib.WeightState(s.flips, s.reference, s.key), _XP)
-          for s in states]
+  keys = [criterion.tiebreak(float32_value(s.weight), weight_state(s), _XP) for s in states]
   return None if any(k is None for k in keys) else [tf.cast(k, tf.float32) for k in keys]
 
 
@@ -75,7 +77,7 @@ def compute_masks(states, sparsity, criterion, min_flips=None, kept=None):
   total = sum(s.weight.shape.num_elements() for s in states)
   k = selection.kept_count(total, sparsity) if kept is None else tf.constant(kept, tf.int32)
   if min_flips:
-    candidates = [tf.math.logical_and(a, s.flips >= min_flips)
+    candidates = [tf.math.logical_and(a, criterion.flip_count(weight_state(s), _XP) >= min_flips)
                   for a, s in zip(alive, states)]
     safe = tf.add_n([tf.reduce_sum(tf.cast(a & ~c, tf.int32))
                      for a, c in zip(alive, candidates)])
@@ -162,13 +164,16 @@ class CriterionPruning(pruning_impl.Pruning):
       values += [tf.cast(m, s.mask.dtype), tf.cast(t, s.threshold.dtype),
                  s.flips * tf.cast(m, tf.int32), s.prev_sign * tf.cast(m, s.prev_sign.dtype),
                  tf.where(m, tf.convert_to_tensor(weight), tf.zeros([], weight.dtype))]
+      if s.flips_at_update is not None:  # the window restarts: flips as just assigned
+        values.append(s.flips * tf.cast(m, tf.int32))
     return values
 
   def _update_targets(self, group):
     """The variables `_new_values` assigns, in the same order."""
     states = group.states() if group is not None else self._states
     return [v for s in states
-            for v in (s.mask, s.threshold, s.flips, s.prev_sign, master_variable(s.weight))]
+            for v in (s.mask, s.threshold, s.flips, s.prev_sign, master_variable(s.weight))
+            + ((s.flips_at_update,) if s.flips_at_update is not None else ())]
 
   def weight_mask_op(self):
     """No forward-pass re-mask of ordinary weights: they are already masked

@@ -75,7 +75,8 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
     min_flips: None, or an int >= 1: flip-triggered pruning. At each mask
       update every unpruned weight with >= min_flips flips is pruned, never
       beyond the schedule's sparsity (lowest score first when that cap binds;
-      with `SignFlip`, the most flipped).
+      with `SignFlip`, the most flipped). With `RecentFlips` the flips since
+      the last update count: a rate of min_flips per `frequency` steps.
     block_size, block_pooling_type, pruning_policy, sparsity_m_by_n: as TF-MOT.
     **kwargs: passed to the wrapper of a single layer.
 

@@ -45,6 +45,7 @@ class FlipState(NamedTuple):
   reference: tf.Variable  # float32, weight's shape: reference weights
   key: int                # per-tensor integer (`criteria.tensor_key`) for `Random`
   touched: tf.Variable = None  # int8 per row of a sparse-gradient table, else None
+  flips_at_update: tf.Variable = None  # int32, flips at the last mask update (`uses_window`)
 
 
 def master_variable(weight):

@@ -139,10 +139,15 @@ class PruneSignFlip(PruneLowMagnitude):
         touched = self.add_weight(
             f"{base}_touched", shape=weight.shape[:1], dtype=tf.int8, trainable=False,
             initializer="zeros")
+      at_update = None
+      if self.criterion.uses_window:
+        at_update = self.add_weight(
+            f"{base}_flips_at_update", shape=weight.shape, dtype=tf.int32, trainable=False,
+            initializer="zeros", aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
       state = state_lib.FlipState(weight, mask, threshold, prev_sign,
                                   flip_count, reference,
                                   criteria_lib.tensor_key(_own_name(self.layer, weight)),
-                                  touched)
+                                  touched, at_update)
       if touched is None:
         state_lib.attach(state)
       self.flip_states.append(state)

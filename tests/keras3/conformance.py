@@ -16,30 +16,32 @@ from keras_signflip import criteria
 SHAPES = [(5, 7), (7, 6), (3, 3, 2, 4)]
 
 FORMULAS = {  # NumPy statements of each criterion (Random: its NumPy hash).
-    "magnitude": lambda w, f, r, k: np.abs(w),
-    "sign_flip": lambda w, f, r, k: -f.astype(np.float32),
-    "hybrid": lambda w, f, r, k: np.abs(w) ** 2 / (f + 1),
-    "large_final_same_sign": lambda w, f, r, k: np.where(np.sign(w) == np.sign(r), np.abs(w), 0),
-    "magnitude_increase": lambda w, f, r, k: np.abs(w) - np.abs(r),
-    "movement": lambda w, f, r, k: np.abs(w - r),
-    "random": lambda w, f, r, k: criteria.Random(0).score(
+    "magnitude": lambda w, f, r, k, a: np.abs(w),
+    "sign_flip": lambda w, f, r, k, a: -f.astype(np.float32),
+    "hybrid": lambda w, f, r, k, a: np.abs(w) ** 2 / (f + 1),
+    "large_final_same_sign": lambda w, f, r, k, a: np.where(np.sign(w) == np.sign(r), np.abs(w), 0),
+    "magnitude_increase": lambda w, f, r, k, a: np.abs(w) - np.abs(r),
+    "movement": lambda w, f, r, k, a: np.abs(w - r),
+    "recent_flips": lambda w, f, r, k, a: -(f - a).astype(np.float32),
+    "random": lambda w, f, r, k, a: criteria.Random(0).score(
         w, criteria.WeightState(f, r, k), np),
 }
 
 
 TIEBREAKS = {  # NumPy statements of each criterion's secondary key (None: position only).
     "magnitude": None,
-    "sign_flip": lambda w, f, r: np.abs(w),
-    "hybrid": lambda w, f, r: -f.astype(np.float32),
-    "large_final_same_sign": lambda w, f, r: np.abs(w),
-    "magnitude_increase": lambda w, f, r: np.abs(w),
-    "movement": lambda w, f, r: np.abs(w),
+    "sign_flip": lambda w, f, r, a: np.abs(w),
+    "hybrid": lambda w, f, r, a: -f.astype(np.float32),
+    "large_final_same_sign": lambda w, f, r, a: np.abs(w),
+    "magnitude_increase": lambda w, f, r, a: np.abs(w),
+    "movement": lambda w, f, r, a: np.abs(w),
+    "recent_flips": lambda w, f, r, a: np.abs(w),
     "random": None,
 }
 
 
 def arrays(seed):
-  """[(weight, mask, flips, reference)] for SHAPES, with many ties."""
+  """[(weight, mask, flips, reference, flips_at_update)] for SHAPES, with many ties."""
   rng = np.random.RandomState(seed)
   out = []
   for shape in SHAPES:
@@ -48,7 +50,8 @@ def arrays(seed):
     mask = (rng.rand(*shape) > 0.2).astype(np.float32)
     flips = (rng.randint(0, 4, size=shape) * mask).astype(np.int32)
     out.append(((weight * mask).astype(np.float32), mask, flips,
-                rng.randn(*shape).astype(np.float32)))
+                rng.randn(*shape).astype(np.float32),
+                (flips * (rng.rand(*shape) < 0.5)).astype(np.int32)))
   return out
 
 
@@ -59,8 +62,9 @@ def cases():
       sorted(FORMULAS), ("layer", "global"), (0.3, 0.75, 0.95)):
     out.append((f"{name}-{scope}-{sparsity}", name, scope, sparsity, None, 1))
   for scope, min_flips, sparsity in itertools.product(("layer", "global"), (1, 2), (0.2, 0.9)):
-    out.append((f"flip_triggered-{scope}-{min_flips}-{sparsity}", "sign_flip", scope,
-                sparsity, min_flips, 2))
+    for name in ("sign_flip", "recent_flips"):
+      out.append((f"flip_triggered-{name}-{scope}-{min_flips}-{sparsity}", name, scope,
+                  sparsity, min_flips, 2))
   return out
 
 
@@ -92,15 +96,17 @@ def reference_masks(case):
   for group in groups:
     scores, alive, second = [], [], []
     for i in group:
-      w, m, f, r = data[i]
+      w, m, f, r, at_update = data[i]
       a = m > 0
-      scores.append(np.where(a, FORMULAS[name](w, f, r, i), -np.inf).astype(np.float32))
+      scores.append(np.where(a, FORMULAS[name](w, f, r, i, at_update), -np.inf).astype(np.float32))
       alive.append(a)
       if TIEBREAKS[name] is not None:
-        second.append(TIEBREAKS[name](w, f, r))
+        second.append(TIEBREAKS[name](w, f, r, at_update))
     k = _kept(sum(a.size for a in alive), sparsity)
     if min_flips:
-      cand = [a & (data[i][2] >= min_flips) for i, a in zip(group, alive)]
+      # flip_count: lifetime flips, or flips since the last update (recent_flips)
+      count = lambda d: d[2] - d[4] if name == "recent_flips" else d[2]  # noqa: E731
+      cand = [a & (count(data[i]) >= min_flips) for i, a in zip(group, alive)]
       k = max(k, sum(int((a & ~c).sum()) for a, c in zip(alive, cand)))
       scores = [np.where(c, s, np.where(a, np.inf, -np.inf)) for s, a, c in zip(scores, alive, cand)]
     for i, m, a in zip(group, _top_k(scores, k, second or None), alive):

@@ -29,7 +29,8 @@ def _compute(arrays, name, scope, sparsity, min_flips):
   states = [state_lib.FlipState(
       weight=var(w, "float32"), mask=var(m, "float32"), threshold=var(0.0, "float32"),
       prev_sign=var(np.sign(w).astype(np.int8), "int8"), flips=var(f, "int32"),
-      reference=var(r, "float32"), key=i) for i, (w, m, f, r) in enumerate(arrays)]
+      reference=var(r, "float32"), key=i, flips_at_update=var(a, "int32"))
+      for i, (w, m, f, r, a) in enumerate(arrays)]
   groups = [states] if scope == "global" else [[s] for s in states]
   out = []
   for group in groups:
@@ -142,8 +143,9 @@ def _fit(model, x, y, epochs=1):
             callbacks=[ksf.UpdatePruningStep()])
 
 
-def test_save_mid_training_load_continues_identically(tmp_path):
-  model = _model(k3.schedules.GeometricSparsity(0.3, frequency=4))
+@pytest.mark.parametrize("criterion", ["hybrid", "recent_flips"])
+def test_save_mid_training_load_continues_identically(tmp_path, criterion):
+  model = _model(k3.schedules.GeometricSparsity(0.3, frequency=4), criterion=criterion)
   x, y = _data()
   _fit(model, x, y)
   path = str(tmp_path / "mid.keras")
@@ -153,9 +155,10 @@ def test_save_mid_training_load_continues_identically(tmp_path):
   _fit(model, x, y)
   _fit(loaded, x, y)
   for a, b in zip(k3.flip_states(model), k3.flip_states(loaded)):
-    for name in ("weight", "mask", "flips", "prev_sign", "reference", "threshold"):
+    for name in ("weight", "mask", "flips", "prev_sign", "reference", "threshold") + (
+        ("flips_at_update",) if criterion == "recent_flips" else ()):
       np.testing.assert_array_equal(_np(getattr(a, name)), _np(getattr(b, name)), err_msg=name)
-  assert loaded.layers[0].criterion == criteria.Hybrid(2)
+  assert loaded.layers[0].criterion == criteria.get(criterion)
   assert loaded.layers[0].pruning_schedule == k3.schedules.GeometricSparsity(0.3, frequency=4)
 
 
@@ -335,7 +338,7 @@ def test_multi_device_training_where_the_backend_cannot_is_a_clear_error():
 
 @pytest.mark.parametrize("scope", ["layer", "global"])
 def test_sign_flip_with_no_flips_equals_magnitude(scope):
-  arrays = [(w, m, np.zeros_like(f), r) for w, m, f, r in conformance.arrays(4)]
+  arrays = [(w, m, np.zeros_like(f), r, a) for w, m, f, r, a in conformance.arrays(4)]
   np.testing.assert_equal(_compute(arrays, "sign_flip", scope, 0.6, None),
                           _compute(arrays, "magnitude", scope, 0.6, None))
 
@@ -355,3 +358,44 @@ def test_masks_of_iid_weights_do_not_follow_position(criterion):
   mask = list(ksf.masks(model).values())[0]
   quarters = [float(q.mean()) for q in np.array_split(mask, 4, axis=0)]
   np.testing.assert_allclose(quarters, 0.2, atol=0.02)  # > 10 sigma for 58,800 weights
+
+
+def _windows(seen, schedule):
+  """NumPy, from the snapshots: each tensor's flip count at the last mask update
+  (`flips_at_update`), the final counts, and per update [(flips in the window
+  before it, weights it pruned)]. Updates run before the steps the schedule
+  names (an update may leave every mask as it was)."""
+  flips = [np.zeros(w.shape, np.int32) for w, _ in seen[0]]
+  starts = [np.zeros_like(f) for f in flips]
+  updates = []
+  for step, (before, after) in enumerate(zip(seen, seen[1:]), start=1):
+    if schedule(step)[0]:
+      # The update ran before this step: it saw the window so far, then restarted it.
+      updates.append([(f - s, (m0 > 0) & (m1 == 0))
+                      for f, s, (_, m0), (_, m1) in zip(flips, starts, before, after)])
+      starts = [f * (m > 0) for f, (_, m) in zip(flips, after)]
+    for j, ((w0, _), (w1, m)) in enumerate(zip(before, after)):
+      flips[j] = flips[j] * (m > 0) + ((np.sign(w0 * m) * np.sign(w1 * m)) < 0)
+  return starts, flips, updates
+
+
+@pytest.mark.parametrize("min_flips", [None, 1])
+def test_recent_flips_window_restarts_at_every_update(min_flips):
+  # Few weights pruned per update, many flipping: survivors keep flips.
+  schedule = k3.schedules.PolynomialDecay(0.02, 0.2, begin_step=4, end_step=28, frequency=4)
+  model = _model(schedule, criterion="recent_flips", scope="global", min_flips=min_flips,
+                 optimizer=keras.optimizers.SGD(1.0, momentum=0.9))
+  snaps = _Snapshots()
+  x, y = _data()
+  model.fit(x, y, batch_size=32, epochs=6, shuffle=False, verbose=0,
+            callbacks=[ksf.UpdatePruningStep(), snaps])
+  starts, flips, updates = _windows(snaps.seen, schedule)
+  assert len(updates) >= 3
+  for s, start, total in zip(k3.flip_states(model), starts, flips):
+    np.testing.assert_array_equal(_np(s.flips_at_update), start)
+    np.testing.assert_array_equal(_np(s.flips), total)
+  if min_flips:  # flip-triggered: only weights with >= 1 flip in their window are pruned
+    pruned = [recent[gone] for update in updates for recent, gone in update]
+    assert sum(p.size for p in pruned) > 0 and all(np.all(p >= 1) for p in pruned)
+  else:
+    assert sum(int(s.sum()) for s in starts) > 0, "vacuous: no flips before the last update"
