@@ -31,6 +31,8 @@ setuptools.setup(
         "torch": ["keras>=3.5", "torch>=2.1"],
         "test": ["pytest>=7", "hypothesis>=6"],
         "plots": ["matplotlib>=3.5"],
+        # benchmarks/compare.py: plots and the t quantiles of its intervals.
+        "bench": ["matplotlib>=3.5", "scipy>=1.9"],
     },
     license="Apache-2.0",
 )

@@ -11,12 +11,13 @@ from absl import flags
 
 import keras_signflip as ksf
 from keras_signflip import data as data_lib
+from keras_signflip import flipout
 from keras_signflip import models as models_lib
 from keras_signflip.tf_keras._compat import keras, tf, tfmot
 
 CRITERIA = sorted(ksf.criteria.CRITERIA) + ["tfmot", "none"]
-SCHEDULES = ("constant", "polynomial", "geometric")
-OPTIMIZERS = ("adam", "sgd", "momentum")
+SCHEDULES = ("constant", "polynomial", "geometric", "flipout")
+OPTIMIZERS = ("adam", "sgd", "momentum", "flipout")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 
 flags.DEFINE_string("dataset", "fashion_mnist", "TFDS image-classification dataset.")
@@ -32,7 +33,8 @@ flags.DEFINE_string("criterion", "hybrid", f"One of {CRITERIA}.")
 flags.DEFINE_float("power", 2.0, "Exponent p of the hybrid criterion |w|^p/(flips+1).")
 flags.DEFINE_integer("random_seed_criterion", 0, "Seed of the random criterion.")
 flags.DEFINE_enum("scope", "layer", ["layer", "global"], "Ranking scope.")
-flags.DEFINE_enum("schedule", "polynomial", SCHEDULES, "Pruning schedule.")
+flags.DEFINE_enum("schedule", "polynomial", SCHEDULES, "Pruning schedule; flipout: FlipOut's "
+                  "50% events (keras_signflip.flipout, ignores --frequency/--end_step).")
 flags.DEFINE_float("target_sparsity", 0.8, "Final sparsity, in [0, 1).")
 flags.DEFINE_integer("begin_step", 0, "First pruning step.")
 flags.DEFINE_integer("end_step", None, "Last pruning step; default: 2/3 of training.")
@@ -43,7 +45,9 @@ flags.DEFINE_integer("min_flips", None, "Flip-triggered pruning threshold (>= 1)
 flags.DEFINE_float("noise_scale", 0.0, "FlipOut gradient noise factor (0: off).")
 flags.DEFINE_integer("epochs", 3, "Training epochs.")
 flags.DEFINE_integer("batch_size", 60, "Batch size per replica.")
-flags.DEFINE_enum("optimizer", "adam", OPTIMIZERS, "Optimizer.")
+flags.DEFINE_enum("optimizer", "adam", OPTIMIZERS, "Optimizer; flipout: FlipOut's SGD (momentum "
+                  "0.9, coupled weight decay 5e-4, x0.1 at 3/7 and 5/7 of training, "
+                  "--learning_rate as its initial rate; --noise_scale its noise).")
 flags.DEFINE_float("learning_rate", 1.2e-3, "Peak learning rate.")
 flags.DEFINE_integer("warmup_steps", 0, "Linear learning-rate warmup steps.")
 flags.DEFINE_integer("seed", 0, "Random seed (weights, data order, noise).")
@@ -77,6 +81,9 @@ def validate_common():
     raise UsageError(f"--criterion={FLAGS.criterion!r} is unknown; expected one of {CRITERIA}.")
   if not 0.0 <= FLAGS.target_sparsity < 1.0:
     raise UsageError(f"--target_sparsity={FLAGS.target_sparsity} must be in [0, 1).")
+  if FLAGS.schedule == "flipout" and FLAGS.target_sparsity <= 0.0:
+    raise UsageError("--schedule=flipout needs --target_sparsity > 0 (its events halve the "
+                     "remaining weights until the target).")
   if FLAGS.min_flips is not None and FLAGS.min_flips < 1:
     raise UsageError(f"--min_flips={FLAGS.min_flips} must be >= 1.")
   if not 0.0 < FLAGS.prune_fraction < 1.0:
@@ -133,7 +140,12 @@ class Warmup(keras.optimizers.schedules.LearningRateSchedule):
     return {"peak": self.peak, "steps": self.steps}
 
 
-def make_optimizer():
+def make_optimizer(total_steps=None):
+  """The --optimizer; `total_steps` (default: --epochs steps) places flipout's decays."""
+  if FLAGS.optimizer == "flipout":
+    return flipout.optimizer(FLAGS.epochs, max((total_steps or FLAGS.epochs) // FLAGS.epochs, 1),
+                             noise=FLAGS.noise_scale, seed=FLAGS.seed,
+                             learning_rate=FLAGS.learning_rate)
   lr = Warmup(FLAGS.learning_rate, FLAGS.warmup_steps) if FLAGS.warmup_steps else FLAGS.learning_rate
   opt = {"adam": lambda: keras.optimizers.Adam(lr),
          "sgd": lambda: keras.optimizers.SGD(lr),
@@ -144,6 +156,9 @@ def make_optimizer():
 
 
 def make_schedule(total_steps):
+  if FLAGS.schedule == "flipout":
+    return flipout.prune_kwargs(FLAGS.target_sparsity, FLAGS.epochs,
+                                max(total_steps // FLAGS.epochs, 1))["pruning_schedule"]
   # Default: prune during the first 2/3 of training, ending on a pruning step
   # (a multiple of --frequency after --begin_step) so the target is reached.
   end = FLAGS.end_step

@@ -99,7 +99,7 @@ def train():
 
   with strategy.scope():
     model = common.build_model(data.input_shape, data.num_classes, total_steps)
-    model.compile(common.make_optimizer(),
+    model.compile(common.make_optimizer(total_steps),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"], jit_compile=FLAGS.jit_compile)
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")

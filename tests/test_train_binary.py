@@ -139,6 +139,24 @@ def test_real_fashion_mnist_one_epoch_80_percent(tmp_path):
   assert summary["data_source"].startswith("fashion_mnist: local IDX")
 
 
+def test_flipout_recipe_flags_reach_the_target_through_its_events(tmp_path):
+  """--schedule=flipout --optimizer=flipout: 95% is m = 5 halvings, one per epoch of
+  a 6-epoch run (round(6 / 6)), the last capped at 95%, then a recovery epoch."""
+  idx = tmp_path / "idx"
+  _write_idx(str(idx), n_train=512)  # 4 steps per epoch at batch 128
+  out = tmp_path / "run"
+  run = subprocess.run(
+      [sys.executable, "-m", "examples.train", "--dataset=mnist", "--data_source=idx",
+       f"--idx_dir={idx}", "--model=lenet_300_100", "--criterion=hybrid", "--scope=global",
+       "--schedule=flipout", "--optimizer=flipout", "--learning_rate=0.1", "--noise_scale=1",
+       "--target_sparsity=0.95", "--epochs=6", "--batch_size=128", "--verbose=2",
+       f"--output_dir={out}"], check=True, env=ENV, cwd=ROOT, capture_output=True, text=True)
+  per_epoch = [float(line.split("sparsity ")[1].split("%")[0])
+               for line in run.stdout.splitlines() if line.startswith("epoch ")]
+  assert per_epoch == [50.0, 75.0, 87.5, 93.75, 95.0, 95.0]
+  assert json.loads((out / "summary.json").read_text())["sparsity"] == pytest.approx(0.95, abs=1e-4)
+
+
 def test_mirrored_two_cpus_same_masks_as_one_device(tmp_path):
   idx = _write_idx(str(tmp_path / "idx"))
   common = dict(dataset="mnist", data_source="idx", idx_dir=idx, model="lenet_300_100",
@@ -210,6 +228,7 @@ def test_multi_worker_two_processes_identical_masks_and_flips(tmp_path):
     (["--criterion=biggest"], "criterion"),
     (["--target_sparsity=1.0"], "target_sparsity"),
     (["--resume"], "--resume needs --output_dir"),
+    (["--schedule=flipout", "--target_sparsity=0"], "--schedule=flipout needs"),
 ])
 def test_bad_flags_fail_with_one_line(args, match, capsys):
   FLAGS.unparse_flags()
