@@ -38,7 +38,6 @@ import json
 import math
 import os
 import platform
-import statistics
 import sys
 import time
 
@@ -53,12 +52,10 @@ from keras_signflip import models as models_lib
 from keras_signflip.lottery import loop as lottery
 from keras_signflip.tf_keras._compat import keras, tf, tfmot
 
-ONE_SHOT = ("magnitude", "magnitude_noise", "hybrid", "flipout", "tfmot", "random",
-            "recent_flips", "flip_triggered")
-METHODS = ("dense",) + ONE_SHOT + ("lottery", "lottery_matched")
-NO_FLIPS = ("magnitude", "magnitude_noise", "tfmot", "random", "lottery_matched")
+from benchmarks.analysis import (ABLATION, METHODS, aggregate, answer, ci_text, flip_term,
+                                 ticket_at)
+
 REGIMES = ("flipout", "adam")
-ABLATION = ("magnitude", "magnitude_noise", "hybrid", "flipout")
 LOTTERY_ROUNDS = (0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999)
 
 # The default grid, most important block first (an interrupted grid has the
@@ -86,6 +83,9 @@ flags.DEFINE_integer("test_examples", 10000, "Test examples.")
 flags.DEFINE_integer("min_flips", 1, "flip_triggered's threshold: flips since the last event.")
 flags.DEFINE_string("output_dir", None, "Raw results and plots; default "
                     "benchmarks/results/quick or benchmarks/results/grid.")
+flags.DEFINE_string("shard", "0/1", "i/n: run only the jobs whose index is i modulo n, so n "
+                    "processes share a grid (on 2 cores, two single-threaded processes "
+                    "finish it sooner than one).")
 flags.DEFINE_bool("report_only", False, "Regenerate the report from the raw results only.")
 flags.DEFINE_string("report", "BENCHMARKS.md", "The generated report.")
 flags.DEFINE_string("idx_dir", data_lib.DEFAULT_IDX_DIR, "Fashion-MNIST IDX files.")
@@ -210,20 +210,6 @@ def run_lottery(regime, builder, data, seed, output_dir, sparsity=None):
                      log=lambda *a: None)
 
 
-def ticket_at(rows, sparsity):
-  """The round at `sparsity` (within a weight), with the steps spent to reach it."""
-  spent = 0
-  for row in sorted(rows, key=lambda r: r["round"]):
-    if row.get("mode", "rewind") != "rewind":
-      continue
-    spent += row["steps"]
-    if 100 - row["weights_remaining_pct"] >= 100 * sparsity - 1e-3:
-      return {"test_accuracy": row["test_accuracy"],
-              "sparsity": 1 - row["weights_remaining_pct"] / 100, "steps": spent,
-              "round": row["round"], "wall_seconds": None}
-  return None
-
-
 def _load_data():
   source = "idx" if os.path.exists(os.path.join(FLAGS.idx_dir, "train-images-idx3-ubyte.gz")) else "auto"
   d = data_lib.load("fashion_mnist", source, FLAGS.idx_dir, log=lambda *a: None)
@@ -270,7 +256,8 @@ def jobs():
 
 def run_grid(data):
   """Runs every missing job, printing progress; returns nothing."""
-  todo = jobs()
+  shard, shards = (int(x) for x in FLAGS.shard.split("/"))
+  todo = [job for i, job in enumerate(jobs()) if i % shards == shard]
   done = sum(os.path.exists(_raw_path(m, r, meth, s, seed)) for m, r, meth, s, seed in todo)
   started = time.time()
   for i, (model_name, regime, method, s, seed) in enumerate(todo):
@@ -309,109 +296,6 @@ def load_raw(output_dir):
       with open(os.path.join(raw, name)) as f:
         rows.append(json.load(f))
   return rows
-
-
-def paired(a, b):
-  """Mean of a[seed] - b[seed] over common seeds, with its 95% t interval:
-  mean ± t(0.975, n - 1) * sd / sqrt(n). None when fewer than 2 pairs."""
-  from scipy import stats  # pylint: disable=g-import-not-at-top
-  seeds = sorted(set(a) & set(b))
-  d = [a[s] - b[s] for s in seeds]
-  if len(d) < 2:
-    return None
-  mean, sd = statistics.mean(d), statistics.stdev(d)
-  half = stats.t.ppf(0.975, len(d) - 1) * sd / math.sqrt(len(d))
-  return {"mean": mean, "low": mean - half, "high": mean + half, "n": len(d)}
-
-
-def aggregate(rows):
-  """{(model, regime, target, method): stats}; dense rows appear at every target."""
-  by = {}
-  for r in rows:
-    by.setdefault((r["model"], r["regime"], r["target"], r["method"]), {})[r["seed"]] = r
-  targets = sorted({k[2] for k in by if k[3] != "dense"})
-  for (m, g, t, meth), runs in list(by.items()):
-    if meth == "dense":
-      del by[(m, g, t, meth)]
-      for t2 in targets:
-        by[(m, g, t2, "dense")] = runs
-  out = {}
-  for key, runs in by.items():
-    acc = {s: r["test_accuracy"] for s, r in runs.items()}
-    base = by.get(key[:3] + ("magnitude",))
-    out[key] = {
-        "accuracy_mean": statistics.mean(acc.values()),
-        "accuracy_std": statistics.stdev(acc.values()) if len(acc) > 1 else 0.0,
-        "sparsity": statistics.mean(r["sparsity"] for r in runs.values()),
-        "steps": statistics.mean(r["steps"] for r in runs.values()),
-        "n": len(acc), "accuracy": acc,
-        "vs_magnitude": (paired(acc, {s: r["test_accuracy"] for s, r in base.items()})
-                         if base and key[3] != "magnitude" else None),
-    }
-  return out
-
-
-def _ci(p):
-  return "-" if p is None else (f"{100 * p['mean']:+.2f} [{100 * p['low']:+.2f}, "
-                                f"{100 * p['high']:+.2f}]")
-
-
-def _excludes_zero(p):
-  return p is not None and (p["low"] > 0 or p["high"] < 0)
-
-
-def flip_term(agg):
-  """Rows of the ablation: per (model, regime, target) the paired effect of
-  the flip term without and with noise, of the noise, and FlipOut against the
-  best method without flips at the same budget."""
-  out = []
-  for model, regime, target in sorted({k[:3] for k in agg if k[3] in ABLATION}):
-    get = lambda meth: agg.get((model, regime, target, meth))  # noqa: E731
-    def diff(a, b):
-      x, y = get(a), get(b)
-      return paired(x["accuracy"], y["accuracy"]) if x and y else None
-    rivals = [m for m in NO_FLIPS if get(m)]
-    best = max(rivals, key=lambda m: get(m)["accuracy_mean"]) if rivals else None
-    out.append({"model": model, "regime": regime, "target": target,
-                "flips_no_noise": diff("hybrid", "magnitude"),
-                "flips_with_noise": diff("flipout", "magnitude_noise"),
-                "noise": diff("magnitude_noise", "magnitude"),
-                "best_no_flips": best,
-                "flipout_vs_best": diff("flipout", best) if best else None})
-  return out
-
-
-def answer(effects):
-  """The answer, from the ablation rows alone: where the flip term helps, where not."""
-  if not effects or all(e["flips_with_noise"] is None and e["flips_no_noise"] is None
-                        for e in effects):
-    return "Not enough paired runs (>= 2 seeds of the 2x2 ablation) to answer yet."
-  sentences = []
-  for model, regime in sorted({(e["model"], e["regime"]) for e in effects}):
-    rows = [e for e in effects if e["model"] == model and e["regime"] == regime]
-    def where(key, sign):
-      return [f"{100 * e['target']:g}%" for e in rows
-              if _excludes_zero(e[key]) and (e[key]["mean"] > 0) == (sign > 0)]
-    helps = sorted(set(where("flips_with_noise", 1) + where("flips_no_noise", 1)), key=float_pct)
-    hurts = sorted(set(where("flips_with_noise", -1) + where("flips_no_noise", -1)), key=float_pct)
-    neutral = [f"{100 * e['target']:g}%" for e in rows
-               if f"{100 * e['target']:g}%" not in helps + hurts]
-    best = [e for e in rows if e["flipout_vs_best"] is not None]
-    parts = [f"**{model}, {regime} regime.** The flip term (hybrid − magnitude, paired by seed, "
-             f"with and without noise) "
-             + (f"helps at {', '.join(helps)} (95% CI above 0)" if helps else "helps at no target")
-             + (f"; hurts at {', '.join(hurts)}" if hurts else "")
-             + (f"; is within noise at {', '.join(neutral)}" if neutral else "") + "."]
-    if best:
-      parts.append("FlipOut against the best method without flips at the same budget: " + "; ".join(
-          f"{100 * e['target']:g}% {_ci(e['flipout_vs_best'])} points vs {e['best_no_flips']}"
-          for e in best) + ".")
-    sentences.append(" ".join(parts))
-  return "\n\n".join(sentences)
-
-
-def float_pct(text):
-  return float(text.rstrip("%"))
 
 
 def plots(rows, agg, output_dir):
@@ -457,7 +341,7 @@ def plots(rows, agg, output_dir):
       for step in r.get("event_steps", []):
         ax.axvline(step / math.ceil(r["train_examples"] / r["batch"]), color="grey", alpha=0.3)
       ax.set_xlabel("epoch (grey: pruning events)")
-      ax.set_ylabel("sign flips of unpruned weights in the epoch")
+      ax.set_ylabel("flips of unpruned weights per epoch (0 at 0.5)")
       ax.set_yscale("log")
       ax.legend(fontsize=7)
       ax.grid(True, alpha=0.3)
@@ -508,8 +392,8 @@ def report(rows, commands, data):
            "|---|---|---|---|---|---|---|"]
   for e in effects:
     lines.append(f"| {e['model']} | {e['regime']} | {100 * e['target']:g}% | "
-                 f"{_ci(e['flips_no_noise'])} | {_ci(e['flips_with_noise'])} | {_ci(e['noise'])} | "
-                 f"{_ci(e['flipout_vs_best'])} ({e['best_no_flips'] or '-'}) |")
+                 f"{ci_text(e['flips_no_noise'])} | {ci_text(e['flips_with_noise'])} | {ci_text(e['noise'])} | "
+                 f"{ci_text(e['flipout_vs_best'])} ({e['best_no_flips'] or '-'}) |")
   lines += ["", "## All results", "",
             "Mean ± std over seeds (n). vs magnitude: paired mean difference [95% CI] in points. "
             "Steps: optimizer steps spent (all lottery rounds included).", "",
@@ -519,7 +403,7 @@ def report(rows, commands, data):
       agg.items(), key=lambda kv: (kv[0][:3], METHODS.index(kv[0][3]))):
     lines.append(f"| {model} | {regime} | {100 * target:g}% | {method} | {100 * v['sparsity']:.2f}% | "
                  f"{100 * v['accuracy_mean']:.2f} ± {100 * v['accuracy_std']:.2f} | "
-                 f"{_ci(v['vs_magnitude'])} | {v['steps']:.0f} | {v['n']} |")
+                 f"{ci_text(v['vs_magnitude'])} | {v['steps']:.0f} | {v['n']} |")
   lines += ["", "## Plots", ""] + [f"![{os.path.basename(f)}]({rel(f)})" for f in files]
   with open(FLAGS.report + ".tmp", "w") as f:
     f.write("\n".join(lines) + "\n")
@@ -540,6 +424,13 @@ def main(argv):
   if bad:
     print(f"compare.py: error: unknown {bad}; methods are {list(METHODS)}, regimes "
           f"{list(REGIMES)}, models {sorted(models_lib.MODELS)}.", file=sys.stderr)
+    sys.exit(2)
+  try:
+    shard, shards = (int(x) for x in FLAGS.shard.split("/"))
+    assert 0 <= shard < shards
+  except (ValueError, AssertionError):
+    print(f"compare.py: error: --shard={FLAGS.shard!r} must be i/n with 0 <= i < n.",
+          file=sys.stderr)
     sys.exit(2)
   tf.config.experimental.enable_op_determinism()
   data = _load_data()

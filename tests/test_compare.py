@@ -18,8 +18,8 @@ HAVE_DATA = os.path.exists(os.path.join(data_lib.DEFAULT_IDX_DIR, "train-images-
 
 @pytest.fixture(scope="module")
 def compare():
-  from benchmarks import compare as module  # pylint: disable=g-import-not-at-top
-  return module
+  from benchmarks import analysis  # pylint: disable=g-import-not-at-top
+  return analysis
 
 
 def test_paired_interval_is_the_t_interval(compare):
@@ -54,6 +54,7 @@ def test_answer_says_where_the_flip_term_helps_and_where_not(compare):
   assert not compare._excludes_zero(by_target[0.9]["flips_no_noise"])
   text = compare.answer(effects)
   assert "helps at 99.9%" in text and "within noise at 90%" in text
+  assert text.startswith("Yes, in part") and "in 2 of 2 paired comparisons" in text
 
 
 def test_lottery_ticket_is_the_round_at_the_target(compare):

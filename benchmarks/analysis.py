@@ -1,0 +1,158 @@
+"""The statistics behind BENCHMARKS.md, from raw per-run rows alone (no TensorFlow).
+
+Per model, regime and target: mean ± std over seeds, and paired differences
+(a[seed] - b[seed] over the seeds both have) with their 95% t interval
+mean ± t(0.975, n - 1) · sd / sqrt(n).
+"""
+import math
+import statistics
+
+ONE_SHOT = ("magnitude", "magnitude_noise", "hybrid", "flipout", "tfmot", "random",
+            "recent_flips", "flip_triggered")
+METHODS = ("dense",) + ONE_SHOT + ("lottery", "lottery_matched")
+NO_FLIPS = ("magnitude", "magnitude_noise", "tfmot", "random", "lottery_matched")
+ABLATION = ("magnitude", "magnitude_noise", "hybrid", "flipout")
+
+
+def ticket_at(rows, sparsity):
+  """The round at `sparsity` (within a weight), with the steps spent to reach it."""
+  spent = 0
+  for row in sorted(rows, key=lambda r: r["round"]):
+    if row.get("mode", "rewind") != "rewind":
+      continue
+    spent += row["steps"]
+    if 100 - row["weights_remaining_pct"] >= 100 * sparsity - 1e-3:
+      return {"test_accuracy": row["test_accuracy"],
+              "sparsity": 1 - row["weights_remaining_pct"] / 100, "steps": spent,
+              "round": row["round"], "wall_seconds": None}
+  return None
+
+
+def paired(a, b):
+  """Mean of a[seed] - b[seed] over common seeds, with its 95% t interval:
+  mean ± t(0.975, n - 1) * sd / sqrt(n). None when fewer than 2 pairs."""
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  seeds = sorted(set(a) & set(b))
+  d = [a[s] - b[s] for s in seeds]
+  if len(d) < 2:
+    return None
+  mean, sd = statistics.mean(d), statistics.stdev(d)
+  half = stats.t.ppf(0.975, len(d) - 1) * sd / math.sqrt(len(d))
+  return {"mean": mean, "low": mean - half, "high": mean + half, "n": len(d)}
+
+
+def aggregate(rows):
+  """{(model, regime, target, method): stats}; dense rows appear at every target."""
+  by = {}
+  for r in rows:
+    by.setdefault((r["model"], r["regime"], r["target"], r["method"]), {})[r["seed"]] = r
+  targets = sorted({k[2] for k in by if k[3] != "dense"})
+  for (m, g, t, meth), runs in list(by.items()):
+    if meth == "dense":
+      del by[(m, g, t, meth)]
+      for t2 in targets:
+        by[(m, g, t2, "dense")] = runs
+  out = {}
+  for key, runs in by.items():
+    acc = {s: r["test_accuracy"] for s, r in runs.items()}
+    base = by.get(key[:3] + ("magnitude",))
+    out[key] = {
+        "accuracy_mean": statistics.mean(acc.values()),
+        "accuracy_std": statistics.stdev(acc.values()) if len(acc) > 1 else 0.0,
+        "sparsity": statistics.mean(r["sparsity"] for r in runs.values()),
+        "steps": statistics.mean(r["steps"] for r in runs.values()),
+        "n": len(acc), "accuracy": acc,
+        "vs_magnitude": (paired(acc, {s: r["test_accuracy"] for s, r in base.items()})
+                         if base and key[3] != "magnitude" else None),
+    }
+  return out
+
+
+def ci_text(p):
+  return "-" if p is None else (f"{100 * p['mean']:+.2f} [{100 * p['low']:+.2f}, "
+                                f"{100 * p['high']:+.2f}]")
+
+
+def _excludes_zero(p):
+  return p is not None and (p["low"] > 0 or p["high"] < 0)
+
+
+def flip_term(agg):
+  """Rows of the ablation: per (model, regime, target) the paired effect of
+  the flip term without and with noise, of the noise, and FlipOut against the
+  best method without flips at the same budget."""
+  out = []
+  for model, regime, target in sorted({k[:3] for k in agg if k[3] in ABLATION}):
+    get = lambda meth: agg.get((model, regime, target, meth))  # noqa: E731
+    def diff(a, b):
+      x, y = get(a), get(b)
+      return paired(x["accuracy"], y["accuracy"]) if x and y else None
+    rivals = [m for m in NO_FLIPS if get(m)]
+    best = max(rivals, key=lambda m: get(m)["accuracy_mean"]) if rivals else None
+    out.append({"model": model, "regime": regime, "target": target,
+                "flips_no_noise": diff("hybrid", "magnitude"),
+                "flips_with_noise": diff("flipout", "magnitude_noise"),
+                "noise": diff("magnitude_noise", "magnitude"),
+                "best_no_flips": best,
+                "flipout_vs_best": diff("flipout", best) if best else None})
+  return out
+
+
+def _pct(e):
+  return f"{100 * e['target']:g}%"
+
+
+def _where(rows, key, sign):
+  """Targets whose `key` effect has a 95% CI strictly above (sign > 0) or below 0."""
+  return [_pct(e) for e in rows if _excludes_zero(e[key]) and (e[key]["mean"] > 0) == (sign > 0)]
+
+
+def headline(effects, regime="flipout", at_least=0.995):
+  """The research question in one sentence: in `regime` at >= `at_least`, is
+  hybrid ahead of global magnitude by a 95% CI that excludes 0?"""
+  rows = [e for e in effects if e["regime"] == regime and e["target"] >= at_least - 1e-9]
+  pairs = [(e, key) for e in rows for key in ("flips_no_noise", "flips_with_noise") if e[key]]
+  if not pairs:
+    return None
+  ahead = [f"{e['model']} {_pct(e)} ({'with' if key == 'flips_with_noise' else 'without'} noise)"
+           for e, key in pairs if _excludes_zero(e[key]) and e[key]["mean"] > 0]
+  verdict = "Yes, in part" if ahead else "No"
+  return (f"{verdict}: in FlipOut's regime at ≥ {100 * at_least:g}% sparsity, the FlipOut "
+          f"score |w|²/(flips + 1) beats global magnitude by a 95% CI that excludes 0 in "
+          f"{len(ahead)} of {len(pairs)} paired comparisons"
+          + (f" ({', '.join(ahead)})" if ahead else "") + ".")
+
+
+def answer(effects):
+  """The answer, from the ablation rows alone: where the flip term helps, where not."""
+  if not effects or all(e["flips_with_noise"] is None and e["flips_no_noise"] is None
+                        for e in effects):
+    return "Not enough paired runs (>= 2 seeds of the 2x2 ablation) to answer yet."
+  sentences = [s for s in [headline(effects)] if s]
+  for model, regime in sorted({(e["model"], e["regime"]) for e in effects}):
+    rows = [e for e in effects if e["model"] == model and e["regime"] == regime]
+    helps = sorted(set(_where(rows, "flips_with_noise", 1) + _where(rows, "flips_no_noise", 1)),
+                   key=float_pct)
+    hurts = sorted(set(_where(rows, "flips_with_noise", -1) + _where(rows, "flips_no_noise", -1)),
+                   key=float_pct)
+    neutral = [_pct(e) for e in rows if _pct(e) not in helps + hurts]
+    noise_helps, noise_hurts = _where(rows, "noise", 1), _where(rows, "noise", -1)
+    parts = [f"**{model}, {regime} regime.** The flip term (hybrid − magnitude, paired by seed, "
+             f"with and without noise) "
+             + (f"helps at {', '.join(helps)} (95% CI above 0)" if helps else "helps at no target")
+             + (f"; hurts at {', '.join(hurts)} (CI below 0)" if hurts else "")
+             + (f"; is within noise at {', '.join(neutral)}" if neutral else "") + "."]
+    parts.append("FlipOut's gradient noise (magnitude_noise − magnitude) "
+                 + (f"helps at {', '.join(noise_helps)}" if noise_helps else "helps at no target")
+                 + (f" and hurts at {', '.join(noise_hurts)}" if noise_hurts else "") + ".")
+    best = [e for e in rows if e["flipout_vs_best"] is not None]
+    if best:
+      parts.append("FlipOut against the best method without flips at the same budget: " + "; ".join(
+          f"{_pct(e)} {ci_text(e['flipout_vs_best'])} points vs {e['best_no_flips']}"
+          for e in best) + ".")
+    sentences.append(" ".join(parts))
+  return "\n\n".join(sentences)
+
+
+def float_pct(text):
+  return float(text.rstrip("%"))
