@@ -12,7 +12,8 @@ from keras_signflip.keras3 import schedules as schedules_lib
 from keras_signflip.keras3._keras import keras, ops
 from keras_signflip import report
 from keras_signflip import arguments
-from keras_signflip.keras3.wrapper import PruneSignFlip, supports
+from keras_signflip import distributions
+from keras_signflip.keras3.wrapper import PruneSignFlip, prunable_weights, supports
 
 __all__ = ["prune_sign_flip", "strip_pruning", "collect_wrappers", "flip_states",
            "flip_counts", "masks", "set_reference", "sparsity_report", "sync_signs",
@@ -57,7 +58,8 @@ def _check(to_prune, pruning_policy, kwargs):
 
 
 def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
-                    scope="layer", min_flips=None, pruning_policy=None, **kwargs):
+                    scope="layer", min_flips=None, pruning_policy=None,
+                    sparsity_distribution=None, dense_layers=(), **kwargs):
   """Wraps a Keras 3 layer, list of layers, or Sequential/Functional model.
 
   See `keras_signflip.tf_keras.prune.prune_sign_flip` for the arguments; schedules
@@ -74,22 +76,44 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
   if scope == "global" and isinstance(to_prune, keras.Model) and not to_prune.built:
     raise ValueError("scope='global' needs a built model (one with a known input "
                      "shape): give it a keras.Input or call `model.build(...)` first.")
+  factors = None
+  if sparsity_distribution is not None or dense_layers:
+    layers = (_all_layers(to_prune) if isinstance(to_prune, keras.Model)
+              else list(to_prune) if isinstance(to_prune, (list, tuple)) else [to_prune])
+    prunable = [l for l in layers if not isinstance(l, (keras.layers.InputLayer, PruneSignFlip))
+                and not isinstance(l, keras.Model) and supports(l)]
+    unbuilt = [l.name for l in prunable if not l.built]
+    if unbuilt:
+      raise ValueError(f"A sparsity distribution needs built layers (their kernel shapes); "
+                       f"{unbuilt} are not. Give the model an input shape first.")
+    shapes = {l.name: tuple(w[0].shape) for l, w in ((l, prunable_weights(l)) for l in prunable)
+              if w}
+    factors = distributions.schedule_factors(
+        shapes,
+        schedules_lib.max_sparsity(schedule), sparsity_distribution, dense_layers, scope)
   positions = itertools.count()
   params = dict(criterion=criterion, scope=scope, min_flips=min_flips)
+
+  def layer_schedule(layer):
+    fresh = schedules_lib.get(schedule.get_config())
+    factor = 1.0 if factors is None else factors.get(layer.name, 1.0)
+    return fresh if factor == 1.0 else schedules_lib.ScaledSparsity(fresh, factor)
 
   def wrap(layer):
     if isinstance(layer, keras.Model):
       return keras.models.clone_model(layer, clone_function=wrap)
     if isinstance(layer, (keras.layers.InputLayer, PruneSignFlip)) or not supports(layer):
       return layer
-    return PruneSignFlip(layer, pruning_schedule=schedules_lib.get(schedule.get_config()),
+    if factors and factors.get(layer.name) == 0:
+      return layer
+    return PruneSignFlip(layer, pruning_schedule=layer_schedule(layer),
                          position=next(positions), **params)
 
   if isinstance(to_prune, keras.Model):
     return keras.models.clone_model(to_prune, clone_function=wrap)
   if isinstance(to_prune, (list, tuple)):
     return [wrap(l) for l in to_prune]
-  return PruneSignFlip(to_prune, pruning_schedule=schedule, **params, **kwargs)
+  return PruneSignFlip(to_prune, pruning_schedule=layer_schedule(to_prune), **params, **kwargs)
 
 
 def flip_states(model):

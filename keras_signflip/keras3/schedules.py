@@ -11,7 +11,7 @@ TF-MOT's schedules, so a TF-MOT schedule object or config carries over.
 import numpy as np
 
 __all__ = ["PruningSchedule", "ConstantSparsity", "PolynomialDecay",
-           "GeometricSparsity", "get"]
+           "GeometricSparsity", "ScaledSparsity", "get"]
 
 _F = np.float32
 
@@ -152,7 +152,30 @@ class GeometricSparsity(PruningSchedule):
             "max_sparsity": self.max_sparsity}
 
 
-_SCHEDULES = {c.__name__: c for c in (ConstantSparsity, PolynomialDecay, GeometricSparsity)}
+class ScaledSparsity(PruningSchedule):
+  """Another schedule's steps, its sparsity times `factor` (see the tf_keras
+  `ScaledSparsity`): one layer's share under a sparsity distribution."""
+
+  def __init__(self, schedule, factor):
+    self.schedule = get(schedule)
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or factor <= 0:
+      raise ValueError(f"`factor` must be a positive number. Received: factor={factor!r}")
+    top = max_sparsity(self.schedule)
+    if top is not None and factor * top >= 1.0:
+      raise ValueError(f"factor={factor} would take the schedule's {top} to {factor * top}, "
+                       "not below 1.")
+    self.factor = float(factor)
+
+  def __call__(self, step):
+    should_prune, sparsity = self.schedule(step)
+    return should_prune, _F(sparsity * _F(self.factor))
+
+  def _config(self):
+    return {"schedule": self.schedule.get_config(), "factor": self.factor}
+
+
+_SCHEDULES = {c.__name__: c for c in (ConstantSparsity, PolynomialDecay, GeometricSparsity,
+                                      ScaledSparsity)}
 
 
 def get(schedule):
@@ -181,6 +204,9 @@ def get(schedule):
 
 def max_sparsity(schedule):
   """The largest sparsity `schedule` asks for (the lottery loop's target)."""
+  if isinstance(schedule, ScaledSparsity):
+    top = max_sparsity(schedule.schedule)
+    return None if top is None else top * schedule.factor
   for attr in ("max_sparsity", "target_sparsity", "final_sparsity"):
     if hasattr(schedule, attr):
       return float(getattr(schedule, attr))

@@ -3,6 +3,7 @@ import itertools
 
 import numpy as np
 
+from keras_signflip import distributions
 from keras_signflip import report
 from keras_signflip import criteria as criteria_lib
 from keras_signflip.tf_keras import state as state_lib
@@ -59,7 +60,8 @@ def _check_model(to_prune):
 def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
                     scope="layer", min_flips=None, block_size=(1, 1),
                     block_pooling_type="AVG", pruning_policy=None,
-                    sparsity_m_by_n=None, **kwargs):
+                    sparsity_m_by_n=None, sparsity_distribution=None, dense_layers=(),
+                    **kwargs):
   """`tfmot.sparsity.keras.prune_low_magnitude`, with a pluggable criterion.
 
   Args:
@@ -78,6 +80,11 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
       with `SignFlip`, the most flipped). With `RecentFlips` the flips since
       the last update count: a rate of min_flips per `frequency` steps.
     block_size, block_pooling_type, pruning_policy, sparsity_m_by_n: as TF-MOT.
+    sparsity_distribution: None (every layer follows the schedule), "uniform",
+      "erk", "er", or {layer name: sparsity}: layer scope only; each layer's
+      schedule is the given one scaled to its share of the target
+      (`keras_signflip.distributions`, `schedules.ScaledSparsity`).
+    dense_layers: layer names, "first" and/or "last": layers left unwrapped.
     **kwargs: passed to the wrapper of a single layer.
 
   Returns:
@@ -111,25 +118,37 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
     raise ValueError("scope='global' needs a built model (one with a known input "
                      "shape): give the first layer an `input_shape` or call "
                      "`model.build(...)` first.")
+  factors = None
+  if sparsity_distribution is not None or dense_layers:
+    prunable = [l for l in layers if _needs_wrapper(l, pruning_policy)]  # Flatten too
+    unbuilt = [l.name for l in prunable if not l.built]
+    if unbuilt:
+      raise ValueError(f"A sparsity distribution needs built layers (their kernel shapes); "
+                       f"{unbuilt} are not. Give the model an input shape first.")
+    shapes = {l.name: tuple(w[0].shape) for l, w in ((l, _prunable(l)) for l in prunable) if w}
+    factors = distributions.schedule_factors(
+        shapes,
+        schedules_lib.max_sparsity(pruning_schedule or tfmot.sparsity.keras.ConstantSparsity(0.5, 0)),
+        sparsity_distribution, dense_layers, scope)
 
   params = dict(criterion=criterion, scope=scope, min_flips=min_flips,
                 block_size=block_size, block_pooling_type=block_pooling_type,
                 sparsity_m_by_n=sparsity_m_by_n)
 
-  def new_schedule():
+  def new_schedule(layer=None):
     # One schedule object per wrapper (TF-MOT shares one default instance).
-    if pruning_schedule is None:
-      return tfmot.sparsity.keras.ConstantSparsity(0.5, 0)
-    return pruning_schedule
+    base = pruning_schedule or tfmot.sparsity.keras.ConstantSparsity(0.5, 0)
+    factor = 1.0 if factors is None or layer is None else factors.get(layer.name, 1.0)
+    return base if factor == 1.0 else schedules_lib.ScaledSparsity(base, factor)
 
   positions = itertools.count()
 
   def wrap(layer):
     if isinstance(layer, keras.Model):
       return keras.models.clone_model(layer, input_tensors=None, clone_function=wrap)
-    if not _needs_wrapper(layer, pruning_policy):
+    if not _needs_wrapper(layer, pruning_policy) or (factors and factors.get(layer.name) == 0):
       return layer
-    return PruneSignFlip(layer, pruning_schedule=new_schedule(),
+    return PruneSignFlip(layer, pruning_schedule=new_schedule(layer),
                          position=next(positions), **params)
 
   if isinstance(to_prune, (list, tuple)):
@@ -142,7 +161,7 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
     result = keras.models.clone_model(to_prune, input_tensors=None, clone_function=wrap)
     wrappers = collect_wrappers(result)
   else:
-    result = PruneSignFlip(to_prune, pruning_schedule=new_schedule(), **params, **kwargs)
+    result = PruneSignFlip(to_prune, pruning_schedule=new_schedule(to_prune), **params, **kwargs)
     wrappers = [result]
   if scope == "global":
     GlobalGroup(wrappers)
@@ -155,6 +174,13 @@ def _needs_wrapper(layer, pruning_policy):
   if isinstance(layer, (keras.Model, keras.layers.InputLayer, PruneLowMagnitude)):
     return False
   return not (pruning_policy and not pruning_policy.allow_pruning(layer))
+
+
+def _prunable(layer):
+  """The weights TF-MOT would prune of `layer` (its kernel first)."""
+  if isinstance(layer, tfmot.sparsity.keras.PrunableLayer) or hasattr(layer, "get_prunable_weights"):
+    return layer.get_prunable_weights()
+  return PruneRegistry.make_prunable(layer).get_prunable_weights()
 
 
 def _supported(layer):

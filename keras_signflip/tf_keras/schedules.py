@@ -4,7 +4,7 @@ A schedule is TF-MOT's protocol: `schedule(step) -> (should_prune, sparsity)`.
 """
 from keras_signflip.tf_keras._compat import keras, tf, tfmot
 
-__all__ = ["GeometricSparsity", "get"]
+__all__ = ["GeometricSparsity", "ScaledSparsity", "get"]
 
 PruningSchedule = tfmot.sparsity.keras.PruningSchedule
 
@@ -73,10 +73,44 @@ class GeometricSparsity(PruningSchedule):
     return cls(**config.get("config", config))
 
 
+@keras.utils.register_keras_serializable(package="keras_signflip")
+class ScaledSparsity(PruningSchedule):
+  """Another schedule's steps, its sparsity times `factor`: one layer's share of a
+  model-wide schedule under a sparsity distribution (`distributions`).
+
+  `schedule(step) = (should_prune, factor * sparsity)`; a layer whose final
+  sparsity is s_l under a model-wide target s gets factor = s_l / s.
+  """
+
+  def __init__(self, schedule, factor):
+    self.schedule = get(schedule)
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or factor <= 0:
+      raise ValueError("Received an invalid value for `factor`, expected a positive "
+                       f"number. Received: factor={factor!r}")
+    top = max_sparsity(self.schedule)
+    if top is not None and factor * top >= 1.0:
+      raise ValueError(f"factor={factor} would take the schedule's {top} to {factor * top}, "
+                       "not below 1.")
+    self.factor = float(factor)
+
+  def __call__(self, step):
+    should_prune, sparsity = self.schedule(step)
+    return should_prune, sparsity * self.factor
+
+  def get_config(self):
+    return {"class_name": type(self).__name__, "config": {
+        "schedule": self.schedule.get_config(), "factor": self.factor}}
+
+  @classmethod
+  def from_config(cls, config):
+    return cls(**config.get("config", config))
+
+
 _SCHEDULES = {
     "ConstantSparsity": tfmot.sparsity.keras.ConstantSparsity,
     "PolynomialDecay": tfmot.sparsity.keras.PolynomialDecay,
     "GeometricSparsity": GeometricSparsity,
+    "ScaledSparsity": ScaledSparsity,
 }
 
 
@@ -95,6 +129,9 @@ def max_sparsity(schedule):
   """The largest sparsity a built-in schedule can ask for, or None if unknown."""
   if isinstance(schedule, GeometricSparsity):
     return schedule.max_sparsity
+  if isinstance(schedule, ScaledSparsity):
+    top = max_sparsity(schedule.schedule)
+    return None if top is None else top * schedule.factor
   for attr in ("target_sparsity", "final_sparsity"):
     if hasattr(schedule, attr):
       return float(getattr(schedule, attr))

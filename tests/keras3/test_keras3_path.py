@@ -399,3 +399,26 @@ def test_recent_flips_window_restarts_at_every_update(min_flips):
     assert sum(p.size for p in pruned) > 0 and all(np.all(p >= 1) for p in pruned)
   else:
     assert sum(int(s.sum()) for s in starts) > 0, "vacuous: no flips before the last update"
+
+
+def test_erk_distribution_at_layer_scope_and_dense_layers():
+  from keras_signflip import distributions  # pylint: disable=g-import-not-at-top
+  schedule = k3.schedules.PolynomialDecay(0.0, 0.8, begin_step=0, end_step=12, frequency=3)
+  keras.utils.set_random_seed(3)
+  base = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu", name="h1"),
+                           keras.layers.Dense(12, activation="tanh", name="h2"),
+                           keras.layers.Dense(3, name="out")])
+  model = ksf.prune_sign_flip(base, pruning_schedule=schedule, criterion="magnitude",
+                              sparsity_distribution="erk", dense_layers=["first"])
+  assert [type(l).__name__ for l in model.layers] == ["Dense", "PruneSignFlip", "PruneSignFlip"]
+  want = distributions.layer_sparsities({"h1": (8, 16), "h2": (16, 12), "out": (12, 3)}, 0.8,
+                                        "erk", dense_layers=["first"])
+  model.compile(keras.optimizers.SGD(0.1), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  x, y = _data()
+  model.fit(x, y, batch_size=32, epochs=3, shuffle=False, verbose=0,
+            callbacks=[ksf.UpdatePruningStep()])
+  for s, name in zip(k3.flip_states(model), ["h2", "out"]):
+    mask = _np(s.mask)
+    assert int(mask.sum()) == k3.selection.kept_count(mask.size, want[name]), name
+  with pytest.raises(ValueError, match="layer scope"):
+    ksf.prune_sign_flip(base, pruning_schedule=schedule, scope="global", sparsity_distribution="er")
