@@ -277,3 +277,61 @@ def test_restoring_a_snapshot_of_another_architecture_says_so():
   other = ksf.prune_sign_flip(tu.mlp(), pruning_schedule=tu.never(), criterion="magnitude")
   with pytest.raises(ValueError, match=r"holds \d+ variables but the model has \d+"):
     rewind.restore(other, snap)
+
+
+class _RoundStart(keras.callbacks.Callback):
+  """Records each round's weights and optimizer step when its training begins,
+  and its weights when it ends."""
+
+  def __init__(self, log, r):
+    super().__init__()
+    self.log, self.r = log, r
+
+  def on_train_begin(self, logs=None):
+    if (self.r, "start") not in self.log:
+      self.log[(self.r, "start")] = ([v.numpy() for v in rewind.variables(self.model)],
+                                     int(self.model.optimizer.iterations.numpy()))
+
+  def on_train_end(self, logs=None):
+    self.log[(self.r, "end")] = [v.numpy() for v in rewind.variables(self.model)]
+
+
+def test_lr_rewinding_keeps_trained_weights_and_restarts_the_schedule(tmp_path):
+  """Renda et al. 2020: round r starts from round r - 1's trained weights under
+  round r's mask, with a fresh optimizer (step 0); plus sign-change telemetry."""
+  log = {}
+  config = lottery.LotteryConfig(rounds=2, epochs=1, seed=1, modes=("lr_rewind",),
+                                 scope="global", prune_rate=0.5)
+  rows = lottery.run(_make, _compile, _train_data, VAL, TEST, config, str(tmp_path),
+                     log=lambda *a: None, extra_callbacks=lambda r: [_RoundStart(log, r)])
+  files = lottery.RunFiles(str(tmp_path))
+  model = ksf.prune_sign_flip(_make(), pruning_schedule=tu.never())
+  weights = [id(s.weight) for s in ksf.flip_states(model)]
+  prunable = [i for i, v in enumerate(rewind.variables(model)) if id(v) in weights]
+  rewind_point = rewind.Snapshot.load(files.rewind)
+  for r in (1, 2):
+    start, step = log[(r, "start")]
+    assert step == 0  # the learning-rate schedule starts again
+    masks = lottery.load_masks(files.masks(r))
+    for i, got in enumerate(start):
+      want = log[(r - 1, "end")][i]
+      if i in prunable:
+        want = want * masks[prunable.index(i)]
+      np.testing.assert_allclose(got, want, rtol=0, atol=0)
+  for row in rows:  # survivors whose sign differs from the rewind point's, by NumPy
+    end, masks = log[(row["round"], "end")], lottery.load_masks(files.masks(row["round"]))
+    changed = sum(int(((np.sign(end[i]) * np.sign(rewind_point.values[i]) < 0) & (m > 0)).sum())
+                  for i, m in zip(prunable, masks))
+    assert row["sign_changed_since_rewind"] == changed
+  assert any(row["sign_changed_since_rewind"] > 0 for row in rows)
+
+
+def test_lr_rewinding_as_a_control_starts_from_the_dense_round(tmp_path):
+  config = lottery.LotteryConfig(rounds=1, epochs=1, seed=1, modes=("rewind", "lr_rewind"))
+  rows = lottery.run(_make, _compile, _train_data, VAL, TEST, config, str(tmp_path),
+                     log=lambda *a: None)
+  assert [(r["mode"], r["round"]) for r in rows] == [("rewind", 0), ("rewind", 1),
+                                                     ("lr_rewind", 1)]
+  with pytest.raises(ValueError, match="trained_snapshot"):
+    reinit.reinitialize(ksf.prune_sign_flip(_make(), pruning_schedule=tu.never()), "lr_rewind",
+                        rewind.Snapshot.load(lottery.RunFiles(str(tmp_path)).rewind))

@@ -133,6 +133,10 @@ class RunFiles:
 
   init = property(lambda self: os.path.join(self.root, "init.npz"))
   rewind = property(lambda self: os.path.join(self.root, "rewind.npz"))
+
+  def trained(self, mode, r):
+    """The model at the end of round r of `mode` (kept for `lr_rewind`)."""
+    return os.path.join(self.root, f"trained_{mode}_{r}.npz")
   results_json = property(lambda self: os.path.join(self.root, "results.json"))
   results_csv = property(lambda self: os.path.join(self.root, "results.csv"))
   plot_accuracy = property(lambda self: os.path.join(self.root, "accuracy_vs_remaining.png"))
@@ -204,6 +208,21 @@ def _set_masks(model, masks):
     s.flips.assign(np.zeros(tuple(s.flips.shape), np.int32))
     if getattr(s, "flips_at_update", None) is not None:  # RecentFlips' window restarts too
       s.flips_at_update.assign(np.zeros(tuple(s.flips.shape), np.int32))
+
+
+def _sign_changes(model, rewind_snapshot):
+  """(surviving prunable weights whose sign differs from the rewind point's, survivors):
+  sign(w) * sign(w_rewind) < 0, so a weight at exactly 0 has not changed sign."""
+  family = families.of(model)
+  position = {id(v): i for i, v in enumerate(rewind_lib.variables(model))}
+  changed = kept = 0
+  for s in family.flip_states(model):
+    alive = family.to_numpy(s.mask) > 0
+    w = family.to_numpy(s.weight).astype(np.float32)
+    w0 = np.asarray(rewind_snapshot.values[position[id(s.weight)]], np.float32)
+    changed += int(((np.sign(w) * np.sign(w0) < 0) & alive).sum())
+    kept += int(alive.sum())
+  return changed, kept
 
 
 def _next_masks(model, config, round_index):
@@ -301,7 +320,11 @@ def run(make_model: Callable[[], object], compile_model: Callable[[object], None
     if r == 0:
       rewind_lib.restore(model, init_snap)
     else:
-      reinit_lib.reinitialize(model, mode, rewind_snap, init_snap, seed=config.seed + r)
+      trained = None
+      if mode == "lr_rewind":  # from the previous round of this mode (round 0: the dense one)
+        trained = rewind_lib.Snapshot.load(files.trained(mode if r > 1 else primary, r - 1))
+      reinit_lib.reinitialize(model, mode, rewind_snap, init_snap, seed=config.seed + r,
+                              trained_snapshot=trained)
     family.set_reference(model)  # reference criteria compare with the round's start
     compile_model(model)
     # Late rewinding: the optimizer (step, slots) goes back to step k too, so
@@ -333,8 +356,11 @@ def run(make_model: Callable[[], object], compile_model: Callable[[object], None
         raise ValueError(f"rewind_step={config.rewind_step!r} lies beyond round 0's "
                          f"{int(model.optimizer.iterations.numpy())} steps.")
       rewinder.snapshot.save(files.rewind)
+    if "lr_rewind" in config.modes and r < config.rounds:
+      rewind_lib.snapshot(model).save(files.trained(mode, r))
     if mode == primary and r < config.rounds:
       save_masks(files.masks(r + 1), _next_masks(model, config, r + 1))
+    changed, kept = _sign_changes(model, rewind_lib.Snapshot.load(files.rewind))
     remaining = [float(m.mean()) for m in masks]
     row = {
         "mode": mode, "round": r,
@@ -347,6 +373,8 @@ def run(make_model: Callable[[], object], compile_model: Callable[[object], None
         "supermask_accuracy": supermask_accuracy,
         "steps": int(model.optimizer.iterations.numpy()),
         "flips": int(sum(int(f.sum()) for f in family.flip_counts(model).values())),
+        "sign_changed_since_rewind": changed,
+        "sign_changed_since_rewind_pct": 100.0 * changed / max(kept, 1),
         "wall_seconds": time.time() - start,
     }
     results = [x for x in results if (x["mode"], x["round"]) != (mode, r)] + [row]

@@ -6,6 +6,7 @@
 | `signed_constant` | sign(w_rewind) * std(the layer's initial weights) (Zhou et al. 2019) | rewind point |
 | `random` | a fresh draw from the layer's initializer (Frankle & Carbin's control) | rewind point |
 | `shuffle` | the surviving rewind values, permuted within the layer | rewind point |
+| `lr_rewind` | their values at the end of the previous round (Renda et al. 2020: only the learning-rate schedule goes back) | end of the previous round |
 
 Pruned weights are zero in every mode. "Everything else" is every other
 variable of the model: biases, normalisation statistics, unpruned layers.
@@ -17,7 +18,7 @@ from keras_signflip.lottery import rewind as rewind_lib
 
 __all__ = ["MODES", "reinitialize"]
 
-MODES = ("rewind", "signed_constant", "random", "shuffle")
+MODES = ("rewind", "signed_constant", "random", "shuffle", "lr_rewind")
 
 
 def _initializer(layer, weight, keras):
@@ -36,7 +37,8 @@ def _fresh_draw(layer, weight, seed, family):
   return family.to_numpy(type(init).from_config(config)(tuple(weight.shape), dtype="float32"))
 
 
-def reinitialize(model, mode, rewind_snapshot, init_snapshot=None, seed=0):
+def reinitialize(model, mode, rewind_snapshot, init_snapshot=None, seed=0,
+                 trained_snapshot=None):
   """Sets `model`'s variables for a new round, as `mode` says (see table).
 
   Args:
@@ -46,6 +48,8 @@ def reinitialize(model, mode, rewind_snapshot, init_snapshot=None, seed=0):
     init_snapshot: the snapshot at initialisation (step 0), for
       `signed_constant`'s per-layer std. Defaults to `rewind_snapshot`.
     seed: seed of `random` and `shuffle`.
+    trained_snapshot: `lr_rewind`'s start: the model at the end of the
+      previous round.
 
   Raises:
     ValueError: unknown mode.
@@ -53,6 +57,12 @@ def reinitialize(model, mode, rewind_snapshot, init_snapshot=None, seed=0):
   if mode not in MODES:
     raise ValueError(f"Received an invalid value for `mode`, expected one of "
                      f"{list(MODES)}. Received: mode={mode!r}")
+  if mode == "lr_rewind":
+    if trained_snapshot is None:
+      raise ValueError("mode='lr_rewind' restarts from the previous round's trained weights; "
+                       "pass `trained_snapshot`.")
+    rewind_lib.restore(model, trained_snapshot)
+    return
   rewind_lib.restore(model, rewind_snapshot)
   if mode == "rewind":
     return
