@@ -53,12 +53,14 @@ _LAZY = {  # public name -> module defining it, imported on first use
     "EarlyBird": "keras_signflip.lottery.early_bird",
     "RewindPoint": "keras_signflip.lottery.rewind",
     "with_gradient_noise": "keras_signflip.tf_keras.noise",
+    "snip": "keras_signflip.tf_keras.snip",
     "PruneSignFlip": "keras_signflip.tf_keras.wrapper",
     "link_global": "keras_signflip.tf_keras.prune",
     "prune_scope": "keras_signflip.tf_keras.prune",
 }
 _SUBMODULES = ("tf_keras", "keras3", "lottery", "families", "callbacks", "callback",
-               "summaries", "report", "detect", "arguments", "api", "data", "models")
+               "summaries", "report", "detect", "arguments", "api", "data", "models",
+               "flipout", "distributions")
 
 
 def __getattr__(name):
