@@ -8,9 +8,11 @@ is stored as
     bits   = packbits(w != 0)       # 1 bit per weight (uint8)
     values = w[w != 0]              # the non-zero values, float32
 
-and densified inside the serving function
-(`w = where(bits, values[cumsum(bits) - 1], 0)`), so the files hold about
-n/8 + 4 * nnz bytes instead of 4 * n. Other variables are saved as they are.
+and densified by the serving function on its first call
+(`w = where(bits, values[cumsum(bits) - 1], 0)`) into a cache variable that is
+saved empty, so the files hold about n/8 + 4 * nnz bytes instead of 4 * n and
+every later call reads the dense weight as the dense SavedModel does (one
+`cond` on a flag more). Other variables are saved as they are.
 The directory is written beside `path` and renamed into place, so an
 interrupted export never leaves a half-written model.
 
@@ -63,7 +65,9 @@ def _layers(model):
 
 
 class _Packed(tf.Module):
-  """One sparse weight: a bitmap of its non-zeros and their values."""
+  """One sparse weight: a bitmap of its non-zeros and their values, and the
+  dense weight cached at the first call (saved empty: `cache` has no fixed
+  shape, `ready` is False until then)."""
 
   def __init__(self, value, name):
     super().__init__(name=name)
@@ -75,8 +79,23 @@ class _Packed(tf.Module):
     # A trailing 0 keeps the gather valid when every weight is pruned.
     self.values = tf.Variable(np.append(flat[nonzero], 0).astype(np.float32),
                               trainable=False, name="values")
+    self.cache = tf.Variable(tf.zeros([0], tf.float32), shape=tf.TensorShape(None),
+                             trainable=False, name="cache")
+    self.ready = tf.Variable(False, trainable=False, name="ready")
 
   def dense(self):
+    """The dense weight: from the cache, or densified and cached on the first call."""
+    def densify_and_cache():
+      flat = tf.reshape(self._densify(), [-1])
+      with tf.control_dependencies([self.cache.assign(flat)]):
+        with tf.control_dependencies([self.ready.assign(True)]):
+          return tf.identity(flat)
+    # The flag, not tf.size(cache): the cache's saved (empty) shape would be
+    # folded into the graph as a constant.
+    flat = tf.cond(self.ready, lambda: tf.identity(self.cache.read_value()), densify_and_cache)
+    return tf.reshape(flat, self.shape)
+
+  def _densify(self):
     shifts = tf.constant([7, 6, 5, 4, 3, 2, 1, 0], tf.uint8)
     bits = tf.bitwise.bitwise_and(tf.bitwise.right_shift(self.bits[:, None], shifts), 1)
     keep = tf.cast(tf.reshape(bits, [-1])[:self.size], tf.bool)

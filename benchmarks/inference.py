@@ -1,0 +1,91 @@
+r"""Serving latency and size of the sparse SavedModel against the dense one.
+
+Prunes LeNet-300-100 (and a 4096-wide MLP) to --sparsity with global
+magnitude on random data (latency depends on the shapes and the format, not
+on what was learnt), exports it twice -- `export_saved_model(sparse=True)`
+(bits + values, densified once into a cache at the first call) and
+`sparse=False` (plain dense variables) -- loads both with plain
+`tf.saved_model.load` and times their `serving_default` calls interleaved,
+per batch size. Prints medians, ratios sparse/dense and gzip sizes as JSON.
+
+    python -m benchmarks.inference
+"""
+import json
+import os
+import statistics
+import tempfile
+import time
+
+from absl import app, flags
+
+import numpy as np
+
+import keras_signflip as ksf
+from keras_signflip import models as models_lib
+from keras_signflip.tf_keras import export as export_lib
+from keras_signflip.tf_keras._compat import keras, tf, tfmot
+
+flags.DEFINE_float("sparsity", 0.95, "Global sparsity of the pruned models.")
+flags.DEFINE_list("batches", ["1", "16", "256"], "Batch sizes.")
+flags.DEFINE_integer("calls", 300, "Timed calls per model and batch size (interleaved).")
+flags.DEFINE_bool("wide", True, "Also the 784-4096-4096-10 MLP.")
+FLAGS = flags.FLAGS
+
+
+def _wide_mlp(input_shape, classes):
+  x = inputs = keras.Input(input_shape)
+  x = keras.layers.Flatten()(x)
+  for i in range(2):
+    x = keras.layers.Dense(4096, activation="relu", name=f"fc{i + 1}")(x)
+  return keras.Model(inputs, keras.layers.Dense(classes, name="output")(x))
+
+
+def _pruned(builder, sparsity):
+  keras.utils.set_random_seed(0)
+  model = ksf.prune_sign_flip(builder((28, 28, 1), 10), criterion="magnitude", scope="global",
+                              pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(
+                                  sparsity, 0, frequency=1))
+  model.compile("sgd", "mse")
+  x = np.random.RandomState(0).rand(8, 28, 28, 1).astype("float32")
+  model.fit(x, np.zeros((8, 10), "float32"), batch_size=8, epochs=1, verbose=0,
+            callbacks=[ksf.UpdatePruningStep()])
+  return model
+
+
+def measure(name, builder, directory):
+  model = _pruned(builder, FLAGS.sparsity)
+  paths = {kind: os.path.join(directory, f"{name}_{kind}") for kind in ("sparse", "dense")}
+  for kind, path in paths.items():
+    ksf.export_saved_model(model, path, sparse=kind == "sparse", verbose=False)
+  serve = {kind: tf.saved_model.load(p).signatures["serving_default"] for kind, p in paths.items()}
+  out = {"sparsity": ksf.sparsity_report(model)["overall"],
+         "gzip_bytes": {k: export_lib.gzip_size(p) for k, p in paths.items()}, "batches": {}}
+  for batch in (int(b) for b in FLAGS.batches):
+    x = tf.constant(np.random.RandomState(1).rand(batch, 28, 28, 1).astype("float32"))
+    times = {kind: [] for kind in serve}
+    for f in serve.values():
+      f(x)  # the sparse model densifies into its cache here
+    for _ in range(FLAGS.calls):
+      for kind, f in serve.items():
+        start = time.perf_counter()
+        f(x)
+        times[kind].append(time.perf_counter() - start)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    out["batches"][batch] = {"median_us": {k: 1e6 * v for k, v in med.items()},
+                             "ratio_sparse_over_dense": med["sparse"] / med["dense"]}
+  return out
+
+
+def main(argv):
+  del argv
+  tf.get_logger().setLevel("ERROR")
+  models = {"lenet_300_100": models_lib.get("lenet_300_100")}
+  if FLAGS.wide:
+    models["mlp_4096"] = _wide_mlp
+  with tempfile.TemporaryDirectory() as directory:
+    results = {name: measure(name, builder, directory) for name, builder in models.items()}
+  print(json.dumps(results, indent=1, sort_keys=True))
+
+
+if __name__ == "__main__":
+  app.run(main)
