@@ -1,0 +1,116 @@
+"""Targeted weight dropout (Gomez et al. 2019): train a layer to survive its own pruning.
+
+The kernel is viewed as [fan_in, units] (a conv kernel's spatial and input dims
+flattened). Per output unit (column), the candidates are the weights whose |w|
+is below the column's k-th smallest, k = floor(targeted * fan_in):
+
+    training:   each candidate is dropped (zero in the forward pass) with probability `rate`
+    inference:  every candidate is zero -- the network as `strip` will prune it
+
+`strip(model)` returns a plain model whose kernels hold exactly those zeros
+(sparsity floor(targeted * fan_in) / fan_in per layer), ready for
+`export_saved_model` or for `prune_sign_flip` (whose masks start from them).
+Gomez et al.'s defaults: rate 0.5, targeted 0.5 (their sweeps reach 0.9+).
+"""
+from keras_signflip.tf_keras._compat import keras, tf
+
+__all__ = ["TargetedDropout", "targeted_dropout", "strip", "candidates"]
+
+
+def candidates(kernel, targeted):
+  """Bool mask of the per-column candidates of `kernel` (see the module docstring)."""
+  shape = tf.shape(kernel)
+  columns = tf.reshape(tf.abs(kernel), [-1, shape[-1]])
+  fan_in = tf.shape(columns)[0]
+  k = tf.cast(tf.math.floor(targeted * tf.cast(fan_in, tf.float32)), tf.int32)
+  # The k-th smallest per column; values below it are candidates (k = 0: none).
+  ordered = tf.sort(columns, axis=0)
+  threshold = tf.gather(ordered, tf.minimum(k, fan_in - 1), axis=0)
+  chosen = tf.logical_and(columns < threshold[None, :], k > 0)
+  return tf.reshape(chosen, shape)
+
+
+@keras.utils.register_keras_serializable(package="keras_signflip")
+class TargetedDropout(keras.layers.Wrapper):
+  """Targeted weight dropout on `layer.kernel` (Dense or Conv).
+
+  Args:
+    layer: a tf_keras layer with a `kernel`.
+    rate: probability of dropping a candidate in training, in [0, 1]. Default 0.5.
+    targeted: fraction of each column that are candidates, in [0, 1). Default 0.5.
+    seed: integer seed of the drops (a checkpointed generator: resumable).
+  """
+
+  def __init__(self, layer, rate=0.5, targeted=0.5, seed=0, **kwargs):
+    for name, value, top in (("rate", rate, 1.0), ("targeted", targeted, 1.0 - 1e-12)):
+      if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= top:
+        raise ValueError(f"Received an invalid value for `{name}`, expected a number in "
+                         f"[0, {'1' if name == 'rate' else '1)'}. Received: {name}={value!r}")
+    if not hasattr(layer, "kernel") and not hasattr(layer, "kernel_initializer"):
+      raise ValueError(f"TargetedDropout drops kernel weights; {layer.name} "
+                       f"({type(layer).__name__}) has no kernel.")
+    kwargs.setdefault("name", f"targeted_dropout_{layer.name}")
+    super().__init__(layer, **kwargs)
+    self.rate, self.targeted, self.seed = float(rate), float(targeted), int(seed)
+
+  def build(self, input_shape):
+    super().build(input_shape)
+    if not self.layer.built:
+      self.layer.build(input_shape)
+    self.generator = tf.random.Generator.from_seed(self.seed)
+
+  def _kernel_used(self, training):
+    kernel = self.layer.kernel
+    chosen = candidates(kernel, self.targeted)
+    if training:
+      chosen = tf.logical_and(chosen, self.generator.uniform(tf.shape(kernel)) < self.rate)
+    return tf.where(chosen, tf.zeros_like(kernel), tf.convert_to_tensor(kernel))
+
+  def call(self, inputs, training=None):
+    if training is None:
+      training = keras.backend.learning_phase()
+    kernel = self.layer.kernel
+    used = tf.__internal__.smart_cond.smart_cond(
+        training, lambda: self._kernel_used(True), lambda: self._kernel_used(False))
+    # The layer reads `kernel` in its call; it reads the dropped tensor instead
+    # (gradients flow through it to the variable), then gets its variable back.
+    object.__setattr__(self.layer, "kernel", used)
+    try:
+      return self.layer.call(inputs)
+    finally:
+      object.__setattr__(self.layer, "kernel", kernel)
+
+  def compute_output_shape(self, input_shape):
+    return self.layer.compute_output_shape(input_shape)
+
+  def get_config(self):
+    return dict(super().get_config(), rate=self.rate, targeted=self.targeted, seed=self.seed)
+
+
+def targeted_dropout(model, rate=0.5, targeted=0.5, seed=0):
+  """A clone of a Sequential/Functional tf_keras `model` with every Dense and
+  Conv layer wrapped in `TargetedDropout` (sharing the layers' weights)."""
+  kinds = (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
+
+  def wrap(layer):
+    if isinstance(layer, kinds) and not isinstance(layer, keras.layers.DepthwiseConv2D):
+      return TargetedDropout(layer, rate=rate, targeted=targeted, seed=seed)
+    return layer
+  return keras.models.clone_model(model, clone_function=wrap)
+
+
+def strip(model):
+  """A plain model: every `TargetedDropout` replaced by its layer, the candidates
+  zeroed in a copy of its kernel (the wrapped model is left as it was)."""
+  def unwrap(layer):
+    inner = layer.layer if isinstance(layer, TargetedDropout) else layer
+    return inner.__class__.from_config(inner.get_config())
+  clone = keras.models.clone_model(model, clone_function=unwrap)
+  for original, new in zip(model.layers, clone.layers):
+    if isinstance(original, TargetedDropout):
+      kernel = original.layer.kernel
+      new.set_weights([tf.where(candidates(v, original.targeted), tf.zeros_like(v), v).numpy()
+                       if v is kernel else v.numpy() for v in original.layer.weights])
+    elif original.weights:
+      new.set_weights(original.get_weights())
+  return clone
