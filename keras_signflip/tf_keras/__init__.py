@@ -18,9 +18,10 @@ nothing itself).
 | `noise` | FlipOut's gradient noise |
 | `snip` | SNIP: masks at initialisation from connection sensitivity |
 | `targeted_dropout` | targeted weight dropout (Gomez et al. 2019) and its `strip` |
+| `hoyer` | the Hoyer-Square penalty (Yang et al. 2020) and threshold pruning |
 | `export` | sparse SavedModels and TFLite |
 """
-from keras_signflip.tf_keras import export, schedules, selection, targeted_dropout
+from keras_signflip.tf_keras import export, hoyer, schedules, selection, targeted_dropout
 from keras_signflip.tf_keras.snip import snip
 from keras_signflip.tf_keras.callbacks import UpdatePruningStep
 from keras_signflip.tf_keras.noise import with_gradient_noise
@@ -31,7 +32,7 @@ from keras_signflip.tf_keras.prune import (collect_wrappers, flip_counts, flip_s
 from keras_signflip.tf_keras.state import FlipState
 from keras_signflip.tf_keras.wrapper import PruneSignFlip
 
-__all__ = ["export", "schedules", "selection", "snip", "targeted_dropout", "UpdatePruningStep", "with_gradient_noise",
+__all__ = ["export", "hoyer", "schedules", "selection", "snip", "targeted_dropout", "UpdatePruningStep", "with_gradient_noise",
            "collect_wrappers", "flip_counts", "flip_states", "link_global", "masks",
            "prune_scope", "prune_sign_flip", "set_reference", "sparsity_report",
            "strip_pruning", "FlipState", "PruneSignFlip"]
