@@ -54,6 +54,7 @@ _LAZY = {  # public name -> module defining it, imported on first use
     "RewindPoint": "keras_signflip.lottery.rewind",
     "with_gradient_noise": "keras_signflip.tf_keras.noise",
     "snip": "keras_signflip.tf_keras.snip",
+    "record_gradients": "keras_signflip.tf_keras.noise",
     "PruneSignFlip": "keras_signflip.tf_keras.wrapper",
     "link_global": "keras_signflip.tf_keras.prune",
     "prune_scope": "keras_signflip.tf_keras.prune",

@@ -14,6 +14,8 @@ see tests/test_criteria.py), so every wrapper family shares the same math.
 | `MagnitudeIncrease` | abs(w) - abs(w_ref) | abs(w) | Zhou et al. 2019 |
 | `Movement` | abs(w - w_ref) | abs(w) | Zhou et al. 2019 |
 | `RecentFlips` | -(flips - flips_at_update) | abs(w) | flips since the last mask update: a flip rate over the window between updates |
+| `Saliency` | abs(A), A = sum of w * g over the steps since the last mask update | abs(w) | first-order Taylor (Molchanov et al. 2019; JaxPruner's saliency) |
+| `MovementScore` | -A, A = sum of w * g over every step so far | abs(w) | Sanh et al. 2020, movement pruning |
 | `Random(seed)` | a fixed hash of (seed, tensor, position) in [0, 1) | none | the control |
 
 Selection ranks by the total order (score, tiebreak, position): position is
@@ -22,7 +24,9 @@ tensor order, then flat row-major index, lower kept.
 `w` is the current weight, `flips` its sign-flip count, `w_ref` the weight at
 the reference point (initialisation, or where `set_reference` moved it),
 `flips_at_update` its count at the last mask update (kept only for criteria
-with `uses_window`).
+with `uses_window`), `A` the gradient products w_t * g_t summed over steps
+(kept only for criteria with `uses_gradients`, tf_keras family; the optimizer
+must be wrapped by `keras_signflip.record_gradients`).
 
 Flip-triggered pruning (`min_flips=m`) prunes the unpruned weights whose
 `flip_count` (lifetime flips; `RecentFlips`: flips since the last update)
@@ -33,7 +37,7 @@ from typing import NamedTuple
 
 __all__ = [
     "WeightState", "Criterion", "Magnitude", "SignFlip", "Hybrid",
-    "LargeFinalSameSign", "MagnitudeIncrease", "Movement", "RecentFlips", "Random", "get",
+    "LargeFinalSameSign", "MagnitudeIncrease", "Movement", "RecentFlips", "Saliency", "MovementScore", "Random", "get",
     "serialize", "CRITERIA", "tensor_key",
 ]
 
@@ -44,6 +48,7 @@ class WeightState(NamedTuple):
   reference: object  # float32, weight's shape: weight at the reference point.
   key: int = 0       # stable per-tensor integer: `tensor_key(weight name)`.
   flips_at_update: object = None  # int32: flips at the last mask update (`uses_window`).
+  grad_product: object = None     # float32: sum of w * g over steps (`uses_gradients`).
 
 
 def tensor_key(name):
@@ -78,6 +83,10 @@ class Criterion:
   # True when the criterion reads `flips_at_update`: the wrappers then keep
   # that count (4 bytes per weight) and set it at every mask update.
   uses_window = False
+  # True when the criterion reads `grad_product` (sum of w * g per step); with
+  # `resets_gradients` the sum restarts at every mask update.
+  uses_gradients = False
+  resets_gradients = False
   _by_class_name = {}
 
   def __init_subclass__(cls, **kwargs):
@@ -229,6 +238,30 @@ class RecentFlips(Criterion):
     return -_as(self.flip_count(state, xp), "float32", xp)
 
 
+class Saliency(Criterion):
+  """abs(sum of w_t * g_t since the last mask update): the first-order Taylor
+  estimate of the loss change from removing a weight, accumulated between updates."""
+  name = "saliency"
+  uses_gradients = True
+  resets_gradients = True
+
+  def score(self, weight, state, xp=None):
+    xp = xp or _default_xp()
+    return xp.abs(_as(state.grad_product, "float32", xp))
+
+
+class MovementScore(Criterion):
+  """-(sum of w_t * g_t over training): Sanh et al.'s movement score; weights
+  moving away from zero (w and -g of one sign) score high and are kept. Never
+  reset, as in the paper; the reference-free sibling of `Movement`."""
+  name = "movement_score"
+  uses_gradients = True
+
+  def score(self, weight, state, xp=None):
+    xp = xp or _default_xp()
+    return -_as(state.grad_product, "float32", xp)
+
+
 _M32 = 2**32
 
 
@@ -282,7 +315,8 @@ class Random(Criterion):
 
 
 CRITERIA = {c.name: c for c in (Magnitude, SignFlip, Hybrid, LargeFinalSameSign,
-                                MagnitudeIncrease, Movement, RecentFlips, Random)}
+                                MagnitudeIncrease, Movement, RecentFlips, Saliency,
+                                MovementScore, Random)}
 
 
 def get(identifier):

@@ -76,7 +76,8 @@ def test_registry_lookup_and_errors():
   assert criteria.get("hybrid") == criteria.Hybrid()
   assert set(criteria.CRITERIA) == {"magnitude", "sign_flip", "hybrid",
                                     "large_final_same_sign", "magnitude_increase",
-                                    "movement", "recent_flips", "random"}
+                                    "movement", "recent_flips", "saliency",
+                                    "movement_score", "random"}
   with pytest.raises(ValueError, match="magnitude.*sign_flip|Received: criterion='nope'"):
     criteria.get("nope")
   with pytest.raises(ValueError, match="power"):

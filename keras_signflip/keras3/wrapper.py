@@ -102,6 +102,10 @@ class PruneSignFlip(keras.layers.Wrapper):
           "returning its prunable variables, or leave it unwrapped.")
     self.pruning_schedule = schedules_lib.get(pruning_schedule)
     self.criterion = arguments.check(criterion, scope, min_flips)
+    if self.criterion.uses_gradients:
+      raise ValueError(f"{type(self.criterion).__name__} reads gradients, which only the "
+                       "tf_keras family records so far (keras_signflip.record_gradients); "
+                       "on Keras 3 choose a weight- or flip-based criterion.")
     self.scope, self.min_flips, self.position = scope, min_flips, int(position)
     kwargs.setdefault("name", f"prune_sign_flip_{layer.name}")
     kwargs.setdefault("dtype", layer.dtype_policy)

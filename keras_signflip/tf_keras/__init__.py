@@ -24,7 +24,7 @@ nothing itself).
 from keras_signflip.tf_keras import export, hoyer, schedules, selection, targeted_dropout
 from keras_signflip.tf_keras.snip import snip
 from keras_signflip.tf_keras.callbacks import UpdatePruningStep
-from keras_signflip.tf_keras.noise import with_gradient_noise
+from keras_signflip.tf_keras.noise import record_gradients, with_gradient_noise
 from keras_signflip.tf_keras.prune import (collect_wrappers, flip_counts, flip_states,
                                            link_global, masks, prune_scope,
                                            prune_sign_flip, set_reference,
@@ -32,7 +32,7 @@ from keras_signflip.tf_keras.prune import (collect_wrappers, flip_counts, flip_s
 from keras_signflip.tf_keras.state import FlipState
 from keras_signflip.tf_keras.wrapper import PruneSignFlip
 
-__all__ = ["export", "hoyer", "schedules", "selection", "snip", "targeted_dropout", "UpdatePruningStep", "with_gradient_noise",
+__all__ = ["export", "hoyer", "schedules", "selection", "snip", "targeted_dropout", "UpdatePruningStep", "with_gradient_noise", "record_gradients",
            "collect_wrappers", "flip_counts", "flip_states", "link_global", "masks",
            "prune_scope", "prune_sign_flip", "set_reference", "sparsity_report",
            "strip_pruning", "FlipState", "PruneSignFlip"]

@@ -5,6 +5,7 @@ between this one and `keras_signflip.keras3.UpdatePruningStep` by model.
 """
 import numpy as np
 
+from keras_signflip.tf_keras import noise
 from keras_signflip.tf_keras import optimizers
 from keras_signflip.tf_keras import state as state_lib
 from keras_signflip.tf_keras import prune as prune_lib
@@ -32,6 +33,11 @@ class UpdatePruningStep(tfmot.sparsity.keras.UpdatePruningStep):
             f"Weight {s.weight.name} holds NaN or Inf before training; "
             "pruning cannot rank it. Restore it from a checkpoint or "
             "re-initialise the model.")
+    if any(s.grad_product is not None for s in states) and not noise.records_gradients(
+        getattr(self.model, "optimizer", None)):
+      raise ValueError("The model's criterion reads gradients (Saliency, MovementScore): "
+                       "compile with optimizer=keras_signflip.record_gradients(optimizer) "
+                       "(or with_gradient_noise), which records sum w * g every step.")
     super().on_train_begin(logs)
     prune_lib.count_tables(self.model)
     rows_only = optimizers.updates_only_gradient_rows(getattr(self.model, "optimizer", None))

@@ -42,7 +42,8 @@ _NAN_MESSAGE = ("keras_signflip: a prunable weight holds NaN or Inf at a mask "
 
 def weight_state(s):
   """What a criterion reads of a `FlipState` (criteria.WeightState)."""
-  return criteria_lib.WeightState(s.flips, s.reference, s.key, s.flips_at_update)
+  return criteria_lib.WeightState(s.flips, s.reference, s.key, s.flips_at_update,
+                                  s.grad_product)
 
 
 def _scores(states, criterion):
@@ -166,6 +167,9 @@ class CriterionPruning(pruning_impl.Pruning):
                  tf.where(m, tf.convert_to_tensor(weight), tf.zeros([], weight.dtype))]
       if s.flips_at_update is not None:  # the window restarts: flips as just assigned
         values.append(s.flips * tf.cast(m, tf.int32))
+      if s.grad_product is not None:  # Saliency's sum restarts; MovementScore's goes on
+        values.append(tf.zeros_like(s.grad_product) if self._criterion.resets_gradients
+                      else s.grad_product * tf.cast(m, tf.float32))
     return values
 
   def _update_targets(self, group):
@@ -173,7 +177,8 @@ class CriterionPruning(pruning_impl.Pruning):
     states = group.states() if group is not None else self._states
     return [v for s in states
             for v in (s.mask, s.threshold, s.flips, s.prev_sign, master_variable(s.weight))
-            + ((s.flips_at_update,) if s.flips_at_update is not None else ())]
+            + ((s.flips_at_update,) if s.flips_at_update is not None else ())
+            + ((s.grad_product,) if s.grad_product is not None else ())]
 
   def weight_mask_op(self):
     """No forward-pass re-mask of ordinary weights: they are already masked

@@ -12,13 +12,17 @@ decoupled `weight_decay` argument. The noise is drawn with a
 stateless RNG keyed by (seed, optimizer step, variable index), so a run is
 reproducible and resumes identically.
 
+The same hook records, before any noise, sum_t w_t * g_t for criteria that
+read gradients (`Saliency`, `MovementScore`): `record_gradients(optimizer)` is
+`with_gradient_noise(optimizer, 0)`.
+
 tf_keras optimizers have no gradient-transform hook, so `with_gradient_noise`
 returns a copy of the optimizer whose class overrides `apply_gradients`.
 """
 from keras_signflip.tf_keras import state as state_lib
 from keras_signflip.tf_keras._compat import keras, tf
 
-__all__ = ["with_gradient_noise"]
+__all__ = ["with_gradient_noise", "record_gradients", "records_gradients"]
 
 _NOISY_CLASSES = {}
 
@@ -32,6 +36,12 @@ def _add_noise(optimizer, grads_and_vars):
       out.append((g, v))
       continue
     g = tf.convert_to_tensor(g)
+    if constraint.state.grad_product is not None:  # w before this step, times g
+      constraint.state.grad_product.assign_add(
+          state_lib.float32_value(v) * tf.cast(g, tf.float32))
+    if not optimizer.noise_factor:
+      out.append((g, v))
+      continue
     mask = tf.cast(constraint.state.mask, g.dtype)
     masked = g * mask
     sigma = optimizer.noise_factor * tf.sqrt(tf.reduce_mean(tf.square(masked)))
@@ -85,3 +95,14 @@ def with_gradient_noise(optimizer, factor, seed=0, weight_decay=0.0):
   noisy.noise_seed = int(seed)
   noisy.coupled_weight_decay = float(weight_decay)
   return noisy
+
+
+def record_gradients(optimizer):
+  """A copy of a tf_keras `optimizer` that records sum_t w_t * g_t for criteria
+  that read gradients (`Saliency`, `MovementScore`); no noise."""
+  return with_gradient_noise(optimizer, 0.0)
+
+
+def records_gradients(optimizer):
+  """Whether `optimizer` comes from `record_gradients` / `with_gradient_noise`."""
+  return type(optimizer) in _NOISY_CLASSES.values()

@@ -46,6 +46,7 @@ class FlipState(NamedTuple):
   key: int                # per-tensor integer (`criteria.tensor_key`) for `Random`
   touched: tf.Variable = None  # int8 per row of a sparse-gradient table, else None
   flips_at_update: tf.Variable = None  # int32, flips at the last mask update (`uses_window`)
+  grad_product: tf.Variable = None  # float32, sum of w * g over steps (`uses_gradients`)
 
 
 def master_variable(weight):

@@ -144,10 +144,15 @@ class PruneSignFlip(PruneLowMagnitude):
         at_update = self.add_weight(
             f"{base}_flips_at_update", shape=weight.shape, dtype=tf.int32, trainable=False,
             initializer="zeros", aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+      grad_product = None
+      if self.criterion.uses_gradients:
+        grad_product = self.add_weight(
+            f"{base}_grad_product", shape=weight.shape, dtype=tf.float32, trainable=False,
+            initializer="zeros", aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
       state = state_lib.FlipState(weight, mask, threshold, prev_sign,
                                   flip_count, reference,
                                   criteria_lib.tensor_key(_own_name(self.layer, weight)),
-                                  touched, at_update)
+                                  touched, at_update, grad_product)
       if touched is None:
         state_lib.attach(state)
       self.flip_states.append(state)

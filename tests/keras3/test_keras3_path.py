@@ -422,3 +422,8 @@ def test_erk_distribution_at_layer_scope_and_dense_layers():
     assert int(mask.sum()) == k3.selection.kept_count(mask.size, want[name]), name
   with pytest.raises(ValueError, match="layer scope"):
     ksf.prune_sign_flip(base, pruning_schedule=schedule, scope="global", sparsity_distribution="er")
+
+
+def test_gradient_criteria_say_they_are_tf_keras_only():
+  with pytest.raises(ValueError, match="tf_keras family"):
+    _model(k3.schedules.ConstantSparsity(0.5, 0), criterion="saliency")
