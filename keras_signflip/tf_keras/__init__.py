@@ -19,9 +19,10 @@ nothing itself).
 | `snip` | SNIP: masks at initialisation from connection sensitivity |
 | `targeted_dropout` | targeted weight dropout (Gomez et al. 2019) and its `strip` |
 | `hoyer` | the Hoyer-Square penalty (Yang et al. 2020) and threshold pruning |
+| `dynamic` | SET and RigL: masks that drop and regrow during training |
 | `export` | sparse SavedModels and TFLite |
 """
-from keras_signflip.tf_keras import export, hoyer, schedules, selection, targeted_dropout
+from keras_signflip.tf_keras import dynamic, export, hoyer, schedules, selection, targeted_dropout
 from keras_signflip.tf_keras.snip import snip
 from keras_signflip.tf_keras.callbacks import UpdatePruningStep
 from keras_signflip.tf_keras.noise import record_gradients, with_gradient_noise
@@ -32,7 +33,7 @@ from keras_signflip.tf_keras.prune import (collect_wrappers, flip_counts, flip_s
 from keras_signflip.tf_keras.state import FlipState
 from keras_signflip.tf_keras.wrapper import PruneSignFlip
 
-__all__ = ["export", "hoyer", "schedules", "selection", "snip", "targeted_dropout", "UpdatePruningStep", "with_gradient_noise", "record_gradients",
+__all__ = ["dynamic", "export", "hoyer", "schedules", "selection", "snip", "targeted_dropout", "UpdatePruningStep", "with_gradient_noise", "record_gradients",
            "collect_wrappers", "flip_counts", "flip_states", "link_global", "masks",
            "prune_scope", "prune_sign_flip", "set_reference", "sparsity_report",
            "strip_pruning", "FlipState", "PruneSignFlip"]
