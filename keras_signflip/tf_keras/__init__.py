@@ -21,10 +21,11 @@ nothing itself).
 | `hoyer` | the Hoyer-Square penalty (Yang et al. 2020) and threshold pruning |
 | `dynamic` | SET and RigL: masks that drop and regrow during training |
 | `l0` | L0 regularisation with hard-concrete gates (Louizos et al. 2018) |
+| `variational` | sparse variational dropout (Molchanov et al. 2017) |
 | `export` | sparse SavedModels and TFLite |
 """
 from keras_signflip.tf_keras import (dynamic, export, hoyer, l0, schedules, selection,
-                                     targeted_dropout)
+                                     targeted_dropout, variational)
 from keras_signflip.tf_keras.snip import snip
 from keras_signflip.tf_keras.callbacks import UpdatePruningStep
 from keras_signflip.tf_keras.noise import record_gradients, with_gradient_noise
@@ -35,7 +36,7 @@ from keras_signflip.tf_keras.prune import (collect_wrappers, flip_counts, flip_s
 from keras_signflip.tf_keras.state import FlipState
 from keras_signflip.tf_keras.wrapper import PruneSignFlip
 
-__all__ = ["dynamic", "export", "hoyer", "l0", "schedules", "selection", "snip", "targeted_dropout", "UpdatePruningStep", "with_gradient_noise", "record_gradients",
+__all__ = ["dynamic", "export", "hoyer", "l0", "variational", "schedules", "selection", "snip", "targeted_dropout", "UpdatePruningStep", "with_gradient_noise", "record_gradients",
            "collect_wrappers", "flip_counts", "flip_states", "link_global", "masks",
            "prune_scope", "prune_sign_flip", "set_reference", "sparsity_report",
            "strip_pruning", "FlipState", "PruneSignFlip"]

@@ -1,0 +1,161 @@
+"""Sparse variational dropout (Molchanov, Ashukha & Vetrov 2017).
+
+Every kernel weight theta gets a learnt log sigma^2; log alpha = log sigma^2 - log theta^2
+(clipped to [-10, 10]). The layer trains with the local reparameterisation trick,
+
+    pre-activation = x @ theta + sqrt(x^2 @ sigma^2) * eps,   eps ~ N(0, 1) per output
+
+(convolutions alike), adds the paper's approximation of the KL term,
+
+    -KL ~= k1 * sigmoid(k2 + k3 * log alpha) - 0.5 * log1p(exp(-log alpha)) - k1,
+    k1, k2, k3 = 0.63576, 1.87320, 1.48695,
+
+as `strength * kl_scale * sum KL` (the paper's strength is 1 / training-set size;
+`KLWarmup` ramps kl_scale from 0 to 1), and at test time computes with theta where
+log alpha < 3 and 0 elsewhere -- the pruned weights. `strip(model)` gives that
+plain model. Channels-last layers; Dense and Conv kernels.
+"""
+from keras_signflip.tf_keras._compat import keras, tf
+
+__all__ = ["VariationalDropout", "variational_dropout", "KLWarmup", "kl_approximation",
+           "strip", "THRESHOLD"]
+
+K1, K2, K3 = 0.63576, 1.87320, 1.48695
+THRESHOLD = 3.0
+
+
+def kl_approximation(log_alpha):
+  """KL(q || prior) per weight, Molchanov et al.'s approximation (see above)."""
+  neg_kl = (K1 * tf.sigmoid(K2 + K3 * log_alpha) - 0.5 * tf.math.log1p(tf.exp(-log_alpha)) - K1)
+  return -neg_kl
+
+
+@keras.utils.register_keras_serializable(package="keras_signflip")
+class VariationalDropout(keras.layers.Wrapper):
+  """Sparse variational dropout on `layer.kernel` (see the module docstring).
+
+  Args:
+    layer: a channels-last Dense or Conv tf_keras layer.
+    strength: the KL term's weight (1 / training examples in the paper), >= 0.
+    init_log_sigma2: initial log sigma^2. Default -10 (the paper's code).
+    threshold: log alpha above which a weight is pruned. Default 3.
+    seed: seed of the noise.
+  """
+
+  def __init__(self, layer, strength=1e-4, init_log_sigma2=-10.0, threshold=THRESHOLD, seed=0,
+               **kwargs):
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or strength < 0:
+      raise ValueError("Received an invalid value for `strength`, expected a number >= 0. "
+                       f"Received: strength={strength!r}")
+    if not hasattr(layer, "kernel_initializer"):
+      raise ValueError(f"VariationalDropout acts on kernel weights; {layer.name} "
+                       f"({type(layer).__name__}) has no kernel.")
+    if getattr(layer, "data_format", "channels_last") != "channels_last":
+      raise ValueError(f"{layer.name}: VariationalDropout supports channels_last layers only.")
+    kwargs.setdefault("name", f"vd_{layer.name}")
+    super().__init__(layer, **kwargs)
+    self.strength, self.init_log_sigma2 = float(strength), float(init_log_sigma2)
+    self.threshold, self.seed = float(threshold), int(seed)
+
+  def build(self, input_shape):
+    super().build(input_shape)
+    if not self.layer.built:
+      self.layer.build(input_shape)
+    self.log_sigma2 = self.add_weight(
+        "log_sigma2", shape=self.layer.kernel.shape, trainable=True,
+        initializer=keras.initializers.Constant(self.init_log_sigma2))
+    self.kl_scale = self.add_weight("kl_scale", shape=(), trainable=False,
+                                    initializer=keras.initializers.Constant(1.0))
+    self.generator = tf.random.Generator.from_seed(self.seed)
+
+  def log_alpha(self):
+    theta = tf.convert_to_tensor(self.layer.kernel)
+    return tf.clip_by_value(self.log_sigma2 - tf.math.log(tf.square(theta) + 1e-8), -10.0, 10.0)
+
+  def kept(self):
+    """Bool: the weights kept at test time (log alpha < threshold)."""
+    return self.log_alpha() < self.threshold
+
+  def _linear(self, inputs, kernel):
+    """The layer's kernel product alone (no bias, no activation)."""
+    layer = self.layer
+    saved = layer.kernel, layer.use_bias, layer.activation
+    object.__setattr__(layer, "kernel", kernel)
+    object.__setattr__(layer, "use_bias", False)
+    object.__setattr__(layer, "activation", keras.activations.linear)
+    try:
+      return layer.call(inputs)
+    finally:
+      object.__setattr__(layer, "kernel", saved[0])
+      object.__setattr__(layer, "use_bias", saved[1])
+      object.__setattr__(layer, "activation", saved[2])
+
+  def call(self, inputs, training=None):
+    if training is None:
+      training = keras.backend.learning_phase()
+    theta = tf.convert_to_tensor(self.layer.kernel)
+    self.add_loss(self.strength * self.kl_scale * tf.reduce_sum(kl_approximation(self.log_alpha())))
+
+    def train():
+      mean = self._linear(inputs, theta)
+      var = self._linear(tf.square(inputs), tf.exp(self.log_sigma2))
+      return mean + tf.sqrt(var + 1e-8) * self.generator.normal(tf.shape(mean))
+
+    def test():
+      return self._linear(inputs, tf.where(self.kept(), theta, tf.zeros_like(theta)))
+    out = tf.__internal__.smart_cond.smart_cond(training, train, test)
+    if self.layer.use_bias:
+      out = out + self.layer.bias
+    return self.layer.activation(out)
+
+  def compute_output_shape(self, input_shape):
+    return self.layer.compute_output_shape(input_shape)
+
+  def get_config(self):
+    return dict(super().get_config(), strength=self.strength,
+                init_log_sigma2=self.init_log_sigma2, threshold=self.threshold, seed=self.seed)
+
+
+class KLWarmup(keras.callbacks.Callback):
+  """kl_scale = min(1, step / steps) on every `VariationalDropout` (a linear warm-up)."""
+
+  def __init__(self, steps):
+    super().__init__()
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+      raise ValueError(f"Received an invalid value for `steps`, expected an integer >= 1. "
+                       f"Received: steps={steps!r}")
+    self.steps = steps
+
+  def on_train_batch_begin(self, batch, logs=None):
+    scale = min(1.0, float(self.model.optimizer.iterations.numpy()) / self.steps)
+    for layer in self.model.submodules:
+      if isinstance(layer, VariationalDropout):
+        layer.kl_scale.assign(scale)
+
+
+def variational_dropout(model, strength=1e-4, seed=0):
+  """A clone of a Sequential/Functional tf_keras model with every Dense and Conv
+  layer wrapped in `VariationalDropout` (sharing the layers' weights)."""
+  kinds = (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
+
+  def wrap(layer):
+    if isinstance(layer, kinds) and not isinstance(layer, keras.layers.DepthwiseConv2D):
+      return VariationalDropout(layer, strength=strength, seed=seed)
+    return layer
+  return keras.models.clone_model(model, clone_function=wrap)
+
+
+def strip(model):
+  """A plain model computing as the test-time one: theta where log alpha < threshold, else 0."""
+  def unwrap(layer):
+    inner = layer.layer if isinstance(layer, VariationalDropout) else layer
+    return inner.__class__.from_config(inner.get_config())
+  clone = keras.models.clone_model(model, clone_function=unwrap)
+  for original, new in zip(model.layers, clone.layers):
+    if isinstance(original, VariationalDropout):
+      kernel, kept = original.layer.kernel, original.kept()
+      new.set_weights([tf.where(kept, v, tf.zeros_like(v)).numpy() if v is kernel else v.numpy()
+                       for v in original.layer.weights])
+    elif original.weights:
+      new.set_weights(original.get_weights())
+  return clone
