@@ -9,8 +9,11 @@ import statistics
 
 ONE_SHOT = ("magnitude", "magnitude_noise", "hybrid", "flipout", "tfmot", "random",
             "recent_flips", "flip_triggered")
-METHODS = ("dense",) + ONE_SHOT + ("lottery", "lottery_matched")
-NO_FLIPS = ("magnitude", "magnitude_noise", "tfmot", "random", "lottery_matched")
+GRADIENT = ("saliency", "movement_score")
+SPARSE_START = ("snip", "set", "rigl")
+PEERS = GRADIENT + SPARSE_START + ("targeted_dropout",)
+METHODS = ("dense",) + ONE_SHOT + ("lottery", "lottery_matched") + PEERS
+NO_FLIPS = ("magnitude", "magnitude_noise", "tfmot", "random", "lottery_matched") + PEERS
 ABLATION = ("magnitude", "magnitude_noise", "hybrid", "flipout")
 
 

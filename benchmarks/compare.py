@@ -21,6 +21,13 @@ landing exactly on 50, 75, 90, 95, 98, 99, 99.5, 99.8, 99.9%) and
 `lottery_matched` (the same, with all rounds together as long as one
 one-shot run).
 
+Peer methods (issues 15 and 16; the plan's last block), same steps and
+optimizer: `saliency` and `movement_score` (gradient criteria, FlipOut's
+schedule), `snip` (pruned at initialisation, static after), `set` and `rigl`
+(random sparse start per layer, drop and regrow 30% every quarter epoch until
+3/4 of training; RigL's fraction cosine-decayed), `targeted_dropout` (rate 0.5,
+the target as its targeted fraction, then stripped).
+
 Regimes: `flipout` (SGD 0.1, momentum 0.9, coupled weight decay 5e-4, x0.1
 at 3/7 and 5/7 of training, FlipOut's) and `adam` (Adam 1.2e-3, constant).
 
@@ -52,8 +59,8 @@ from keras_signflip import models as models_lib
 from keras_signflip.lottery import loop as lottery
 from keras_signflip.tf_keras._compat import keras, tf, tfmot
 
-from benchmarks.analysis import (ABLATION, METHODS, aggregate, answer, ci_text, flip_term,
-                                 ticket_at)
+from benchmarks.analysis import (ABLATION, GRADIENT, METHODS, PEERS, SPARSE_START, aggregate,
+                                 answer, ci_text, flip_term, ticket_at)
 
 REGIMES = ("flipout", "adam")
 LOTTERY_ROUNDS = (0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999)
@@ -67,6 +74,8 @@ PLAN = (
                                   "lottery_matched", "lottery")),
     ("lenet_300_100", "adam", ABLATION + ("dense",)),
     ("lenet5", "flipout", ABLATION + ("dense",)),
+    # Peer methods (issues 15 and 16) at the same budget, after the answer's runs.
+    ("lenet_300_100", "flipout", PEERS),
 )
 
 flags.DEFINE_bool("quick", False, "LeNet-300-100, FlipOut's regime, the 2x2 ablation at 90 and "
@@ -155,33 +164,80 @@ def _wrap(method, model, sparsity, epochs, steps_per_epoch, seed):
                "hybrid": lambda: kwargs["criterion"], "flipout": lambda: kwargs["criterion"],
                "random": lambda: ksf.criteria.Random(seed),
                "recent_flips": ksf.criteria.RecentFlips,
-               "flip_triggered": ksf.criteria.RecentFlips}[method]()
+               "flip_triggered": ksf.criteria.RecentFlips,
+               "saliency": ksf.criteria.Saliency,
+               "movement_score": ksf.criteria.MovementScore}[method]()
   return ksf.prune_sign_flip(
       model, pruning_schedule=kwargs["pruning_schedule"], criterion=criterion, scope="global",
       min_flips=FLAGS.min_flips if method == "flip_triggered" else None), ksf.UpdatePruningStep()
 
 
+def _sparse_start(method, model, data, sparsity, seed):
+  """SNIP, SET and RigL start sparse: masks at `sparsity` before the first step
+  (SNIP: its sensitivities on 10 batches; SET/RigL: random, per layer) and no
+  schedule pruning after; SET/RigL then drop and regrow 30% (RigL: cosine-
+  decayed) every quarter epoch until 3/4 of training."""
+  loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+  if method == "snip":
+    model = ksf.prune_sign_flip(model, criterion="magnitude", scope="global",
+                                pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(
+                                    sparsity, begin_step=2**40))
+    ksf.snip(model, data["train"](seed, 0).take(10), sparsity, loss, batches=10)
+    return model, [ksf.UpdatePruningStep()]
+  model = ksf.prune_sign_flip(model, criterion=ksf.criteria.Random(seed),
+                              pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(
+                                  sparsity, begin_step=0, end_step=1, frequency=1))
+  total = FLAGS.epochs * data["steps_per_epoch"]
+  dynamic = ksf.tf_keras.dynamic.DynamicSparsity(
+      method, fraction=0.3, frequency=max(data["steps_per_epoch"] // 4, 1),
+      end_step=max(int(0.75 * total), 2), data=data["train"](seed + 17, 0).repeat(), loss=loss,
+      seed=seed)
+  return model, [ksf.UpdatePruningStep(), dynamic]
+
+
+def _kernel_sparsity(model):
+  kernels = [l.kernel.numpy() for l in model.submodules if hasattr(l, "kernel")]
+  return sum(int((k == 0).sum()) for k in kernels) / max(sum(k.size for k in kernels), 1)
+
+
 def run_one_shot(method, regime, builder, data, sparsity, seed):
-  """One training run of `dense` or a one-shot method."""
+  """One training run of `dense`, a one-shot method or a peer method."""
   keras.utils.set_random_seed(seed)
   model = builder()
   steps_per_epoch = data["steps_per_epoch"]
   callbacks = [_FlipHistory()]
-  if method != "dense":
+  if method == "targeted_dropout":  # candidates: the `sparsity` smallest of each unit
+    model = ksf.tf_keras.targeted_dropout.targeted_dropout(model, 0.5, sparsity, seed)
+  elif method in SPARSE_START:
+    model, extra = _sparse_start(method, model, data, sparsity, seed)
+    callbacks += extra
+  elif method != "dense":
     model, update = _wrap(method, model, sparsity, FLAGS.epochs, steps_per_epoch, seed)
     callbacks.append(update)
   noise = method in ("magnitude_noise", "flipout")
-  _compile(model, _optimizer(regime, FLAGS.epochs, steps_per_epoch, noise, seed))
+  optimizer = _optimizer(regime, FLAGS.epochs, steps_per_epoch, noise, seed)
+  if method in GRADIENT and not ksf.tf_keras.noise.records_gradients(optimizer):
+    optimizer = ksf.record_gradients(optimizer)
+  _compile(model, optimizer)
   start = time.time()
   for epoch in range(FLAGS.epochs):
     model.fit(data["train"](seed, epoch), epochs=epoch + 1, initial_epoch=epoch, verbose=0,
               callbacks=callbacks)
-  events = [] if method == "dense" else flipout.event_steps(sparsity, FLAGS.epochs,
-                                                            steps_per_epoch)
-  return {"test_accuracy": float(model.evaluate(data["test"], verbose=0)[1]),
-          "sparsity": 0.0 if method == "dense" else ksf.sparsity_report(model)["overall"],
-          "steps": int(model.optimizer.iterations.numpy()), "event_steps": events,
-          "wall_seconds": time.time() - start, "flips_per_epoch": callbacks[0].epochs}
+  events = ([] if method == "dense" or method in SPARSE_START + ("targeted_dropout",)
+            else flipout.event_steps(sparsity, FLAGS.epochs, steps_per_epoch))
+  steps = int(model.optimizer.iterations.numpy())
+  if method == "targeted_dropout":
+    model = ksf.tf_keras.targeted_dropout.strip(model)
+    _compile(model, "sgd")
+    achieved = _kernel_sparsity(model)
+  else:
+    achieved = 0.0 if method == "dense" else ksf.sparsity_report(model)["overall"]
+  out = {"test_accuracy": float(model.evaluate(data["test"], verbose=0)[1]),
+         "sparsity": achieved, "steps": steps, "event_steps": events,
+         "wall_seconds": time.time() - start, "flips_per_epoch": callbacks[0].epochs}
+  if method in ("set", "rigl"):
+    out["regrown"] = callbacks[-1].regrown
+  return out
 
 
 def _lottery_rounds(sparsity=None):

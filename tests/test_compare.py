@@ -107,3 +107,21 @@ def test_tiny_grid_report_matches_raw_results(tmp_path):
   assert before == {f: os.path.getmtime(out / "raw" / f) for f in os.listdir(out / "raw")}
   assert [l for l in report.read_text().splitlines() if l.startswith("|")] == \
       [l for l in text.splitlines() if l.startswith("|")]
+
+
+@pytest.mark.skipif(not HAVE_DATA, reason="Debian's dataset-fashion-mnist is not installed")
+def test_peer_methods_run_at_the_same_budget_and_sparsity(tmp_path):
+  out = tmp_path / "results"
+  peers = ["saliency", "movement_score", "snip", "set", "rigl", "targeted_dropout"]
+  cmd = [sys.executable, "-m", "benchmarks.compare", "--quick", "--train_examples=1280",
+         "--test_examples=200", "--epochs=1", "--sparsities=0.9", "--seeds=0",
+         f"--methods={','.join(peers)}", f"--output_dir={out}", f"--report={tmp_path / 'B.md'}"]
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
+  subprocess.run(cmd, check=True, cwd=ROOT, env=env, capture_output=True)
+  raw = {r["method"]: r for r in (json.loads((out / "raw" / f).read_text())
+                                  for f in os.listdir(out / "raw"))}
+  assert set(raw) == set(peers)
+  for method, r in raw.items():
+    assert r["steps"] == 10, method  # 1,280 examples at batch 128, one epoch
+    assert r["sparsity"] == pytest.approx(0.9, abs=0.01), method
+  assert raw["set"]["regrown"] > 0 and raw["rigl"]["regrown"] > 0
