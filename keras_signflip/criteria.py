@@ -45,7 +45,8 @@ __all__ = [
 class WeightState(NamedTuple):
   """What a criterion may read besides the weight itself."""
   flips: object      # int32, weight's shape: sign flips while unpruned.
-  reference: object  # float32, weight's shape: weight at the reference point.
+  reference: object  # float32, weight's shape: weight at the reference point
+                     # (None unless the criterion `uses_reference`).
   key: int = 0       # stable per-tensor integer: `tensor_key(weight name)`.
   flips_at_update: object = None  # int32: flips at the last mask update (`uses_window`).
   grad_product: object = None     # float32: sum of w * g over steps (`uses_gradients`).
@@ -87,6 +88,9 @@ class Criterion:
   # `resets_gradients` the sum restarts at every mask update.
   uses_gradients = False
   resets_gradients = False
+  # True when the criterion reads `reference` (w_ref): only then do the
+  # wrappers keep it (4 bytes per weight).
+  uses_reference = False
   _by_class_name = {}
 
   def __init_subclass__(cls, **kwargs):
@@ -191,6 +195,7 @@ class Hybrid(Criterion):
 class LargeFinalSameSign(Criterion):
   """abs(w) where sign(w) == sign(w_ref), else 0 (Zhou et al. 2019)."""
   name = "large_final_same_sign"
+  uses_reference = True
 
   def score(self, weight, state, xp=None):
     xp = xp or _default_xp()
@@ -201,6 +206,7 @@ class LargeFinalSameSign(Criterion):
 class MagnitudeIncrease(Criterion):
   """abs(w) - abs(w_ref) (Zhou et al. 2019)."""
   name = "magnitude_increase"
+  uses_reference = True
 
   def score(self, weight, state, xp=None):
     xp = xp or _default_xp()
@@ -210,6 +216,7 @@ class MagnitudeIncrease(Criterion):
 class Movement(Criterion):
   """abs(w - w_ref) (Zhou et al. 2019)."""
   name = "movement"
+  uses_reference = True
 
   def score(self, weight, state, xp=None):
     xp = xp or _default_xp()

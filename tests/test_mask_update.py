@@ -43,7 +43,9 @@ def _set_random_state(model, seed):
       s.weight.assign((weight * mask).astype(np.float32))
       s.mask.assign(mask)
       s.flips.assign((rng.randint(0, 4, size=shape) * mask).astype(np.int32))
-      s.reference.assign(rng.randn(*shape).astype(np.float32))
+      reference = rng.randn(*shape).astype(np.float32)  # drawn either way: same stream
+      if s.reference is not None:
+        s.reference.assign(reference)
     w.pruning_step.assign(1)
 
 
@@ -52,7 +54,8 @@ def _reference_masks(model, name, scope, sparsity, min_flips=None):
   groups = [states] if scope == "global" else [[s] for s in states]
   out = []
   for group in groups:
-    arrays = [(s.weight.numpy(), s.flips.numpy(), s.reference.numpy(), s.mask.numpy() > 0)
+    arrays = [(s.weight.numpy(), s.flips.numpy(),
+               None if s.reference is None else s.reference.numpy(), s.mask.numpy() > 0)
               for s in group]
     scores, alive = [], []
     for w, f, r, a in arrays:

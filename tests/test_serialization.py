@@ -133,3 +133,25 @@ def test_tf_saved_model_of_a_freshly_wrapped_untrained_model(tmp_path):
   model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
   with pytest.raises(ValueError, match="UpdatePruningStep"):  # fit still says what is missing
     model.fit(X, Y, epochs=1, verbose=0)
+
+
+def test_reference_weights_only_where_the_criterion_reads_them_and_old_files_load(tmp_path):
+  hybrid = ksf.prune_sign_flip(tu.mlp(), pruning_schedule=tu.never(), criterion="hybrid")
+  movement = ksf.prune_sign_flip(tu.mlp(), pruning_schedule=tu.never(), criterion="movement")
+  assert all(s.reference is None for s in ksf.flip_states(hybrid))
+  assert all(s.reference is not None for s in ksf.flip_states(movement))
+  # 5 bytes per weight for Hybrid (int8 sign + int32 count) beyond TF-MOT's mask;
+  # a reference adds 4.
+  extra = lambda m: sum(v.dtype.size * int(np.prod(v.shape))  # noqa: E731
+                        for s in ksf.flip_states(m) for v in (s.prev_sign, s.flips, s.reference)
+                        if v is not None)
+  n = sum(int(np.prod(s.weight.shape)) for s in ksf.flip_states(hybrid))
+  assert extra(hybrid) == 5 * n and extra(movement) == 9 * n
+  # A config of 0.3.0 (no keep_reference) held reference weights: it gets them back.
+  config = ksf.collect_wrappers(hybrid)[0].get_config()
+  del config["keep_reference"]
+  old = ksf.PruneSignFlip.from_config(config)
+  old.build((None, 8))
+  assert all(s.reference is not None for s in old.flip_states)
+  with pytest.raises(ValueError, match="reads the reference"):
+    ksf.prune_sign_flip(tu.mlp(), criterion="movement", keep_reference=False)

@@ -38,7 +38,8 @@ def weight_state(s):
   """What a criterion reads of a `FlipState` (criteria.WeightState), as tensors."""
   at_update = s.flips_at_update
   return criteria_lib.WeightState(
-      ops.convert_to_tensor(s.flips), state_lib.float32_value(s.reference), s.key,
+      ops.convert_to_tensor(s.flips),
+      None if s.reference is None else state_lib.float32_value(s.reference), s.key,
       None if at_update is None else ops.convert_to_tensor(at_update))
 
 
@@ -47,7 +48,9 @@ def _score(state, criterion):
   w = state_lib.float32_value(state.weight)
   if criterion.needs_int64:
     as_np = lambda v: np.asarray(ops.convert_to_numpy(v))
-    ws = criteria_lib.WeightState(as_np(state.flips), as_np(state.reference), state.key,
+    ws = criteria_lib.WeightState(as_np(state.flips),
+                                  None if state.reference is None else as_np(state.reference),
+                                  state.key,
                                   None if state.flips_at_update is None
                                   else as_np(state.flips_at_update))
     score = ops.convert_to_tensor(np.asarray(criterion.score(as_np(w), ws, np), np.float32))

@@ -59,7 +59,8 @@ def _check(to_prune, pruning_policy, kwargs):
 
 def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
                     scope="layer", min_flips=None, pruning_policy=None,
-                    sparsity_distribution=None, dense_layers=(), **kwargs):
+                    sparsity_distribution=None, dense_layers=(), keep_reference=None,
+                    **kwargs):
   """Wraps a Keras 3 layer, list of layers, or Sequential/Functional model.
 
   See `keras_signflip.tf_keras.prune.prune_sign_flip` for the arguments; schedules
@@ -92,7 +93,11 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
         shapes,
         schedules_lib.max_sparsity(schedule), sparsity_distribution, dense_layers, scope)
   positions = itertools.count()
-  params = dict(criterion=criterion, scope=scope, min_flips=min_flips)
+  if keep_reference is False and criterion.uses_reference:
+    raise ValueError(f"{type(criterion).__name__} reads the reference weights; "
+                     "keep_reference=False cannot serve it.")
+  params = dict(criterion=criterion, scope=scope, min_flips=min_flips,
+                keep_reference=keep_reference)
 
   def layer_schedule(layer):
     fresh = schedules_lib.get(schedule.get_config())
@@ -185,7 +190,8 @@ def set_reference(model):
     raise ValueError("set_reference found no keras_signflip wrappers in the "
                      "model; wrap it with prune_sign_flip first.")
   for s in states:
-    s.reference.assign(state_lib.float32_copy(s.weight))
+    if s.reference is not None:  # kept only for criteria that read it
+      s.reference.assign(state_lib.float32_copy(s.weight))
     state_lib.sync_signs(s)
   return model
 

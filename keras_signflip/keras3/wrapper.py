@@ -88,10 +88,13 @@ class PruneSignFlip(keras.layers.Wrapper):
     min_flips: None, or flip-triggered pruning's threshold (>= 1).
     position: this wrapper's index in its model (kept for files of 0.2;
       `Random` is keyed by the weight's name, `criteria.tensor_key`).
+    keep_reference: keep the reference weights (4 bytes per weight). None:
+      only when the criterion reads them; files written before this option
+      load with True, as they hold them.
   """
 
   def __init__(self, layer, pruning_schedule=None, criterion="hybrid",
-               scope="layer", min_flips=None, position=0, **kwargs):
+               scope="layer", min_flips=None, position=0, keep_reference=None, **kwargs):
     if not isinstance(layer, keras.layers.Layer):
       raise ValueError("PruneSignFlip wraps a Keras 3 layer; received "
                        f"{type(layer).__name__}.")
@@ -107,6 +110,12 @@ class PruneSignFlip(keras.layers.Wrapper):
                        "tf_keras family records so far (keras_signflip.record_gradients); "
                        "on Keras 3 choose a weight- or flip-based criterion.")
     self.scope, self.min_flips, self.position = scope, min_flips, int(position)
+    if keep_reference is None:
+      keep_reference = self.criterion.uses_reference
+    elif not keep_reference and self.criterion.uses_reference:
+      raise ValueError(f"{type(self.criterion).__name__} reads the reference weights; "
+                       "keep_reference=False cannot serve it.")
+    self.keep_reference = bool(keep_reference)
     kwargs.setdefault("name", f"prune_sign_flip_{layer.name}")
     kwargs.setdefault("dtype", layer.dtype_policy)
     super().__init__(layer, **kwargs)
@@ -139,7 +148,8 @@ class PruneSignFlip(keras.layers.Wrapper):
           threshold=var("threshold", (), "float32", "zeros"),
           prev_sign=var("prev_sign", w.shape, "int8", copy("int8", sign=True)),
           flips=var("flips", w.shape, "int32", "zeros"),
-          reference=var("reference", w.shape, "float32", copy("float32")),
+          reference=(var("reference", w.shape, "float32", copy("float32"))
+                     if self.keep_reference else None),
           key=criteria_lib.tensor_key(f"{self.layer.name}/{w.name}"),
           flips_at_update=(var("flips_at_update", w.shape, "int32", "zeros")
                            if self.criterion.uses_window else None)))
@@ -183,6 +193,7 @@ class PruneSignFlip(keras.layers.Wrapper):
         "pruning_schedule": self.pruning_schedule.get_config(),
         "criterion": criteria_lib.serialize(self.criterion),
         "scope": self.scope, "min_flips": self.min_flips, "position": self.position,
+        "keep_reference": self.keep_reference,
     })
     return config
 
@@ -190,6 +201,7 @@ class PruneSignFlip(keras.layers.Wrapper):
   def from_config(cls, config, custom_objects=None):
     config = dict(config)
     config["criterion"] = criteria_lib.get(config["criterion"])
+    config.setdefault("keep_reference", True)  # files of 0.3.0 and before hold it
     layer = keras.saving.deserialize_keras_object(config.pop("layer"),
                                                   custom_objects=custom_objects)
     return cls(layer, **config)

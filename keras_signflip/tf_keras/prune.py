@@ -10,7 +10,7 @@ from keras_signflip.tf_keras import state as state_lib
 from keras_signflip.tf_keras import schedules as schedules_lib
 from keras_signflip.tf_keras._compat import PruneLowMagnitude, PruneRegistry, keras, tfmot
 from keras_signflip.detect import is_keras3_object
-from keras_signflip.tf_keras.wrapper import GlobalGroup, PruneSignFlip, _validate
+from keras_signflip.tf_keras.wrapper import GlobalGroup, PruneSignFlip, _keep_reference, _validate
 
 __all__ = ["prune_sign_flip", "strip_pruning", "prune_scope", "flip_counts",
            "set_reference", "link_global", "collect_wrappers", "flip_states", "masks",
@@ -61,7 +61,7 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
                     scope="layer", min_flips=None, block_size=(1, 1),
                     block_pooling_type="AVG", pruning_policy=None,
                     sparsity_m_by_n=None, sparsity_distribution=None, dense_layers=(),
-                    **kwargs):
+                    keep_reference=None, **kwargs):
   """`tfmot.sparsity.keras.prune_low_magnitude`, with a pluggable criterion.
 
   Args:
@@ -85,6 +85,8 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
       schedule is the given one scaled to its share of the target
       (`keras_signflip.distributions`, `schedules.ScaledSparsity`).
     dense_layers: layer names, "first" and/or "last": layers left unwrapped.
+    keep_reference: keep reference weights (4 bytes per weight); None: only
+      for criteria that read them (`set_reference` then just re-reads signs).
     **kwargs: passed to the wrapper of a single layer.
 
   Returns:
@@ -133,7 +135,8 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
 
   params = dict(criterion=criterion, scope=scope, min_flips=min_flips,
                 block_size=block_size, block_pooling_type=block_pooling_type,
-                sparsity_m_by_n=sparsity_m_by_n)
+                sparsity_m_by_n=sparsity_m_by_n,
+                keep_reference=_keep_reference(criterion, keep_reference))
 
   def new_schedule(layer=None):
     # One schedule object per wrapper (TF-MOT shares one default instance).
@@ -266,7 +269,8 @@ def set_reference(model):
     raise ValueError("set_reference found no keras_signflip wrappers in the "
                      "model; wrap it with prune_sign_flip first.")
   for s in states:
-    s.reference.assign(state_lib.float32_value(s.weight))
+    if s.reference is not None:  # kept only for criteria that read it
+      s.reference.assign(state_lib.float32_value(s.weight))
     state_lib.sync_signs(s)
   return model
 

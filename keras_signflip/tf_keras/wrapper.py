@@ -4,16 +4,18 @@ It is a `PruneLowMagnitude`, so TF-MOT's `strip_pruning`, `UpdatePruningStep`
 and `PruningSummaries` find and handle it. Beyond TF-MOT's (mask, threshold,
 pruning_step) it keeps, per prunable weight:
 
-| variable | dtype | bytes per weight |
-|---|---|---|
-| prev_sign | int8 | 1 |
-| flips | int32 | 4 |
-| reference | float32 | 4 |
+| variable | dtype | bytes per weight | kept |
+|---|---|---|---|
+| prev_sign | int8 | 1 | always |
+| flips | int32 | 4 | always |
+| reference | float32 | 4 | criteria with `uses_reference` (or keep_reference=True) |
+| flips_at_update | int32 | 4 | `RecentFlips` |
+| grad_product | float32 | 4 | `Saliency`, `MovementScore` |
 
-i.e. 9 bytes per prunable weight beyond TF-MOT's own mask (4); 12 under
-MultiWorkerMirroredStrategy, whose collectives cannot broadcast int8, so
-prev_sign is int32 there. An `Embedding` table adds `touched`, one int8 per
-row (state.py).
+i.e. 5 bytes per prunable weight beyond TF-MOT's own mask (4) for Hybrid,
+SignFlip, Magnitude and Random; prev_sign is int32 under
+MultiWorkerMirroredStrategy, whose collectives cannot broadcast int8. An
+`Embedding` table adds `touched`, one int8 per row (state.py).
 """
 from keras_signflip import arguments
 from keras_signflip import criteria as criteria_lib
@@ -50,6 +52,16 @@ class GlobalGroup:
 
   def is_leader(self, pruning_obj):
     return self.wrappers[0].pruning_obj is pruning_obj
+
+
+def _keep_reference(criterion, keep_reference):
+  """Whether a wrapper keeps reference weights (see PruneSignFlip's `keep_reference`)."""
+  if keep_reference is None:
+    return criterion.uses_reference
+  if not keep_reference and criterion.uses_reference:
+    raise ValueError(f"{type(criterion).__name__} reads the reference weights; "
+                     "keep_reference=False cannot serve it.")
+  return bool(keep_reference)
 
 
 def _validate(criterion, scope, min_flips, block_size, sparsity_m_by_n):
@@ -91,18 +103,22 @@ class PruneSignFlip(PruneLowMagnitude):
       keyed by the weight's name (`criteria.tensor_key`) instead, so layers
       wrapped one at a time get different scores, and the same layer names the
       same scores in every process.
+    keep_reference: keep the reference weights (4 bytes per weight). None:
+      only when the criterion reads them (`uses_reference`); files written
+      before this option load with True, as they hold them.
   """
 
   def __init__(self, layer, pruning_schedule=None, criterion="hybrid",
                scope="layer", min_flips=None, block_size=(1, 1),
                block_pooling_type="AVG", sparsity_m_by_n=None, position=0,
-               **kwargs):
+               keep_reference=None, **kwargs):
     if pruning_schedule is None:
       pruning_schedule = tfmot.sparsity.keras.ConstantSparsity(0.5, 0)
     self.criterion = _validate(criterion, scope, min_flips, block_size, sparsity_m_by_n)
     self.scope = scope
     self.min_flips = min_flips
     self.position = int(position)
+    self.keep_reference = _keep_reference(self.criterion, keep_reference)
     self.group = None
     self.flip_states = []
     # Embedding tables: count only the rows a batch touched (state.py); set by
@@ -130,10 +146,12 @@ class PruneSignFlip(PruneLowMagnitude):
       flip_count = self.add_weight(
           f"{base}_flips", shape=weight.shape, dtype=tf.int32, trainable=False,
           initializer="zeros", aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-      reference = self.add_weight(
-          f"{base}_reference", shape=weight.shape, dtype=tf.float32, trainable=False,
-          initializer=lambda shape, dtype, w=weight: state_lib.float32_value(w),
-          aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+      reference = None
+      if self.keep_reference:
+        reference = self.add_weight(
+            f"{base}_reference", shape=weight.shape, dtype=tf.float32, trainable=False,
+            initializer=lambda shape, dtype, w=weight: state_lib.float32_value(w),
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
       touched = None
       if self._sparse_gradient(weight):
         touched = self.add_weight(
@@ -225,6 +243,7 @@ class PruneSignFlip(PruneLowMagnitude):
         "min_flips": self.min_flips,
         "sparsity_m_by_n": self.sparsity_m_by_n,
         "position": self.position,
+        "keep_reference": self.keep_reference,
     })
     return config
 
@@ -233,5 +252,6 @@ class PruneSignFlip(PruneLowMagnitude):
     config = dict(config)
     config["pruning_schedule"] = schedules_lib.get(config["pruning_schedule"])
     config["criterion"] = criteria_lib.get(config["criterion"])
+    config.setdefault("keep_reference", True)  # files of 0.3.0 and before hold it
     config["layer"] = keras.layers.deserialize(config["layer"])
     return cls(**config)

@@ -427,3 +427,15 @@ def test_erk_distribution_at_layer_scope_and_dense_layers():
 def test_gradient_criteria_say_they_are_tf_keras_only():
   with pytest.raises(ValueError, match="tf_keras family"):
     _model(k3.schedules.ConstantSparsity(0.5, 0), criterion="saliency")
+
+
+def test_reference_weights_only_for_criteria_that_read_them():
+  schedule = k3.schedules.ConstantSparsity(0.5, 0)
+  assert all(s.reference is None for s in k3.flip_states(_model(schedule, criterion="hybrid")))
+  movement = _model(schedule, criterion="movement")
+  assert all(s.reference is not None for s in k3.flip_states(movement))
+  config = k3.collect_wrappers(_model(schedule))[0].get_config()
+  del config["keep_reference"]  # a file of 0.3.0: it held reference weights
+  old = k3.PruneSignFlip.from_config(config)
+  old.build((None, 8))
+  assert all(s.reference is not None for s in old.flip_states)
