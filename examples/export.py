@@ -1,9 +1,12 @@
 r"""Export a `train.py` run's latest checkpoint as a sparse SavedModel.
 
-    python -m examples.export --run_dir=runs/a --export_dir=runs/a/export [--tflite]
+    python -m examples.export --run_dir=runs/a --export_dir=runs/a/export [--tflite] \
+        [--values_dtype=int8]
 
 Rebuilds the model from the run's config.json, restores its latest checkpoint,
-strips pruning and writes the SavedModel (see keras_signflip.tf_keras.export).
+strips pruning and writes the SavedModel (see keras_signflip.tf_keras.export),
+then reloads it with plain `tf.saved_model.load` and reports its test accuracy
+beside the restored model's (what quantised values cost).
 """
 import json
 import os
@@ -18,10 +21,22 @@ from examples import common
 
 flags.DEFINE_string("run_dir", None, "The --output_dir of a train.py run.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing --export_dir.")
+flags.DEFINE_enum("values_dtype", "float32", list(export_lib.VALUES_DTYPES),
+                  "Stored non-zero values: float32, float16, or int8 with per-channel scales.")
 FLAGS = flags.FLAGS
 
 
-def export_run(run_dir, export_dir, tflite=False, overwrite=False):
+def _accuracy(predict, test):
+  """Top-1 accuracy of `predict` (batch -> logits) over the test dataset."""
+  right = total = 0
+  for x, y in test:
+    right += int(tf.reduce_sum(tf.cast(tf.equal(tf.argmax(predict(x), -1), tf.cast(y, tf.int64)),
+                                       tf.int32)))
+    total += int(tf.shape(y)[0])
+  return right / max(total, 1)
+
+
+def export_run(run_dir, export_dir, tflite=False, overwrite=False, values_dtype="float32"):
   """Restores the run's model and exports it; returns the report."""
   config_path = os.path.join(run_dir, "config.json")
   if not os.path.exists(config_path):
@@ -44,7 +59,13 @@ def export_run(run_dir, export_dir, tflite=False, overwrite=False):
       latest).assert_existing_objects_matched()
   print(f"Restored {latest} (epoch {int(epoch.numpy())}, model {config['model']}).")
   report = export_lib.export_saved_model(model, export_dir, overwrite=overwrite,
-                                          compare_sizes=True)
+                                          compare_sizes=True, values_dtype=values_dtype)
+  test = common.data_lib.pipeline(data.test, 1000, take=FLAGS.test_examples)
+  serve = tf.saved_model.load(export_dir).signatures["serving_default"]
+  report["test_accuracy"] = _accuracy(lambda x: model(x, training=False), test)
+  report["reloaded_test_accuracy"] = _accuracy(lambda x: list(serve(x).values())[0], test)
+  print(f"  test accuracy: restored model {report['test_accuracy']:.4f}, reloaded export "
+        f"{report['reloaded_test_accuracy']:.4f} ({values_dtype} values)")
   if tflite:
     report["tflite_bytes"] = export_lib.export_tflite(model, os.path.join(export_dir, "model.tflite"))
     print(f"  TFLite: {report['tflite_bytes']:,} bytes")
@@ -59,7 +80,7 @@ def main(argv):
       raise common.UsageError("--run_dir and --export_dir are required.")
     if FLAGS.model not in models_lib.MODELS:
       raise common.UsageError(f"--model={FLAGS.model!r} is unknown.")
-    export_run(FLAGS.run_dir, FLAGS.export_dir, FLAGS.tflite, FLAGS.overwrite)
+    export_run(FLAGS.run_dir, FLAGS.export_dir, FLAGS.tflite, FLAGS.overwrite, FLAGS.values_dtype)
   except (common.UsageError, ValueError) as e:
     common.fail("export.py", e)
 

@@ -2,6 +2,7 @@
 import os
 
 import numpy as np
+import pytest
 
 import keras_signflip as ksf
 from keras_signflip.tf_keras._compat import keras, tf, tfmot
@@ -37,3 +38,34 @@ def test_export_serves_like_the_stripped_model_and_saves_no_dense_copy(tmp_path)
   for _ in range(3):  # the first call fills the cache, later ones read it
     got = list(serve(tf.constant(x)).values())[0].numpy()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("values_dtype,tolerance", [("float16", 2e-3), ("int8", 3e-2)])
+def test_quantised_values_serve_within_their_bound_and_are_smaller(tmp_path, values_dtype,
+                                                                     tolerance):
+  model, x = _pruned_conv_net()
+  want = ksf.strip_pruning(model)(x, training=False).numpy()
+  full = ksf.export_saved_model(model, str(tmp_path / "f32"), verbose=False)
+  small = ksf.export_saved_model(model, str(tmp_path / values_dtype), verbose=False,
+                                 values_dtype=values_dtype)
+  assert small["gzip_bytes"] < full["gzip_bytes"]
+  serve = tf.saved_model.load(str(tmp_path / values_dtype)).signatures["serving_default"]
+  got = list(serve(tf.constant(x)).values())[0].numpy()
+  assert np.max(np.abs(got - want)) <= tolerance * np.max(np.abs(want))
+
+
+def test_quantised_int8_weights_are_per_channel_roundings():
+  from keras_signflip.tf_keras import export as export_lib  # pylint: disable=g-import-not-at-top
+  w = np.random.RandomState(0).randn(6, 4).astype(np.float32) * [1, 10, 0.1, 0]
+  w[np.abs(w) < 0.3] = 0
+  packed = export_lib._Packed(w, "w", values_dtype="int8")  # pylint: disable=protected-access
+  scales = np.where(np.abs(w).max(0) > 0, np.abs(w).max(0) / 127, 1)
+  np.testing.assert_allclose(packed.dense().numpy(), np.round(w / scales) * scales, rtol=1e-6)
+
+
+def test_bad_export_options_write_nothing(tmp_path):
+  model, _ = _pruned_conv_net()
+  for kwargs in ({"values_dtype": "int4"}, {"values_dtype": "int8", "sparse": False}):
+    with pytest.raises(ValueError, match="values_dtype"):
+      ksf.export_saved_model(model, str(tmp_path / "x"), verbose=False, **kwargs)
+  assert not os.listdir(tmp_path)

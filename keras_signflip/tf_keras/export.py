@@ -16,6 +16,11 @@ every later call reads the dense weight as the dense SavedModel does (one
 The directory is written beside `path` and renamed into place, so an
 interrupted export never leaves a half-written model.
 
+`values_dtype` stores the non-zero values smaller: "float16" (2 bytes each),
+or "int8" with a float32 scale per output channel (the last axis),
+scale_c = max |w[..., c]| / 127, q = round(w / scale_c) -- weights that round
+to 0 become zeros too; the serving function computes q * scale_c in float32.
+
 A report (returned, and printed by `format_report`) gives per-weight and
 overall sparsity, non-zero parameters, and the gzip size of this SavedModel
 (`gzip_bytes`). With `compare_sizes=True` (two more saves, into a temporary
@@ -69,15 +74,22 @@ class _Packed(tf.Module):
   dense weight cached at the first call (saved empty: `cache` has no fixed
   shape, `ready` is False until then)."""
 
-  def __init__(self, value, name):
+  def __init__(self, value, name, values_dtype="float32"):
     super().__init__(name=name)
-    flat = np.asarray(value, np.float32).ravel()
-    nonzero = flat != 0
+    value = np.asarray(value, np.float32)
     self.shape = tuple(value.shape)
-    self.size = flat.size
+    self.size = value.size
+    self.scales = None
+    if values_dtype == "int8":
+      peak = np.abs(value.reshape(-1, self.shape[-1])).max(axis=0)
+      scales = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+      value = np.round(value / scales)  # broadcast on the last axis: per channel
+      self.scales = tf.Variable(scales, trainable=False, name="scales")
+    flat = value.ravel()
+    nonzero = flat != 0
     self.bits = tf.Variable(np.packbits(nonzero), trainable=False, name="bits")
     # A trailing 0 keeps the gather valid when every weight is pruned.
-    self.values = tf.Variable(np.append(flat[nonzero], 0).astype(np.float32),
+    self.values = tf.Variable(np.append(flat[nonzero], 0).astype(values_dtype),
                               trainable=False, name="values")
     self.cache = tf.Variable(tf.zeros([0], tf.float32), shape=tf.TensorShape(None),
                              trainable=False, name="cache")
@@ -100,8 +112,9 @@ class _Packed(tf.Module):
     bits = tf.bitwise.bitwise_and(tf.bitwise.right_shift(self.bits[:, None], shifts), 1)
     keep = tf.cast(tf.reshape(bits, [-1])[:self.size], tf.bool)
     index = tf.math.cumsum(tf.cast(keep, tf.int32)) - 1
-    flat = tf.where(keep, tf.gather(self.values, tf.maximum(index, 0)), 0.0)
-    return tf.reshape(flat, self.shape)
+    values = tf.cast(tf.gather(self.values, tf.maximum(index, 0)), tf.float32)
+    dense = tf.reshape(tf.where(keep, values, 0.0), self.shape)
+    return dense if self.scales is None else dense * self.scales
 
 
 class _Serving(tf.Module):
@@ -111,7 +124,7 @@ class _Serving(tf.Module):
   attribute, so its dense kernels are not part of the saved object graph.
   """
 
-  def __init__(self, model, sparse):
+  def __init__(self, model, sparse, values_dtype="float32"):
     super().__init__()
     swaps = []
     for layer in _layers(model):
@@ -122,7 +135,8 @@ class _Serving(tf.Module):
             # A mixed-precision layer reads its AutoCastVariables in its compute
             # dtype; the densified tensor must arrive in that dtype too.
             dtype = layer.compute_dtype if hasattr(value, "_variable") else value.dtype
-            swaps.append((layer, attr, _Packed(array, name=f"{layer.name}_{attr}"), dtype))
+            swaps.append((layer, attr, _Packed(array, name=f"{layer.name}_{attr}",
+                                               values_dtype=values_dtype), dtype))
     swapped = {id(getattr(l, a)) for l, a, _, _ in swaps}
     self.packed = [p for _, _, p, _ in swaps]
     self.kept = [v for v in model.variables if id(v) not in swapped]
@@ -146,12 +160,12 @@ def _stripped(model):
   return prune_lib.strip_pruning(model) if prune_lib.collect_wrappers(model) else model
 
 
-def _write_atomically(model, path, sparse, overwrite):
+def _write_atomically(model, path, sparse, overwrite, values_dtype="float32"):
   parent = os.path.dirname(os.path.abspath(path)) or "."
   os.makedirs(parent, exist_ok=True)
   tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
   try:
-    module = _Serving(model, sparse)
+    module = _Serving(model, sparse, values_dtype)
     module.serve.get_concrete_function()
     tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve})
     if os.path.exists(path):
@@ -165,8 +179,11 @@ def _write_atomically(model, path, sparse, overwrite):
   return module
 
 
+VALUES_DTYPES = ("float32", "float16", "int8")
+
+
 def export_saved_model(model, path, sparse=True, overwrite=False, compare_sizes=False,
-                       verbose=True):
+                       verbose=True, values_dtype="float32"):
   """Strips pruning and writes a SavedModel with a `serving_default` signature.
 
   Args:
@@ -177,6 +194,8 @@ def export_saved_model(model, path, sparse=True, overwrite=False, compare_sizes=
     compare_sizes: also save the dense model and TF-MOT's strip+save path to a
       temporary directory and compare gzip sizes. Defaults to False.
     verbose: print the report (`format_report`). Defaults to True.
+    values_dtype: "float32", "float16" or "int8" (per-channel scales) for the
+      stored non-zero values (module docstring). Defaults to "float32".
 
   Returns:
     A dict: `layers` {weight: sparsity}, `overall_sparsity`, `nonzero_params`,
@@ -186,11 +205,17 @@ def export_saved_model(model, path, sparse=True, overwrite=False, compare_sizes=
   Raises:
     ValueError: `path` exists and `overwrite` is False (nothing is written).
   """
+  if values_dtype not in VALUES_DTYPES:
+    raise ValueError(f"Received an invalid value for `values_dtype`, expected one of "
+                     f"{list(VALUES_DTYPES)}. Received: values_dtype={values_dtype!r}")
+  if values_dtype != "float32" and not sparse:
+    raise ValueError(f"values_dtype={values_dtype!r} applies to the sparse format; pass "
+                     "sparse=True.")
   if os.path.exists(path) and not overwrite:
     raise ValueError(f"Export path {path} exists; pass overwrite=True (or "
                      "--overwrite) to replace it, or choose another path.")
   stripped = _stripped(model)
-  _write_atomically(stripped, path, sparse, overwrite)
+  _write_atomically(stripped, path, sparse, overwrite, values_dtype)
   layers, zeros, total = {}, 0, 0
   for layer in _layers(stripped):
     for w in getattr(layer, "trainable_weights", []):
@@ -207,6 +232,7 @@ def export_saved_model(model, path, sparse=True, overwrite=False, compare_sizes=
       "nonzero_params": int(sum(np.count_nonzero(v.numpy()) for v in stripped.trainable_weights)),
       "params": params,
       "gzip_bytes": gzip_size(path),
+      "values_dtype": values_dtype,
   }
   if compare_sizes:
     with tempfile.TemporaryDirectory() as tmp:
