@@ -6,7 +6,10 @@ on what was learnt), exports it twice -- `export_saved_model(sparse=True)`
 (bits + values, densified once into a cache at the first call) and
 `sparse=False` (plain dense variables) -- loads both with plain
 `tf.saved_model.load` and times their `serving_default` calls interleaved,
-per batch size. Prints medians, ratios sparse/dense and gzip sizes as JSON.
+per batch size. With --tflite it also converts the pruned model to TFLite
+twice (TF's sparsity optimisation, and plain) and times
+`tf.lite.Interpreter.invoke` at batch 1, interleaved (XNNPack is TFLite's
+default CPU delegate). Prints medians, ratios sparse/dense and sizes as JSON.
 
     python -m benchmarks.inference
 """
@@ -29,6 +32,7 @@ flags.DEFINE_float("sparsity", 0.95, "Global sparsity of the pruned models.")
 flags.DEFINE_list("batches", ["1", "16", "256"], "Batch sizes.")
 flags.DEFINE_integer("calls", 300, "Timed calls per model and batch size (interleaved).")
 flags.DEFINE_bool("wide", True, "Also the 784-4096-4096-10 MLP.")
+flags.DEFINE_bool("tflite", True, "Also TFLite: sparsity-optimised vs plain, batch 1.")
 FLAGS = flags.FLAGS
 
 
@@ -73,7 +77,38 @@ def measure(name, builder, directory):
     med = {k: statistics.median(v) for k, v in times.items()}
     out["batches"][batch] = {"median_us": {k: 1e6 * v for k, v in med.items()},
                              "ratio_sparse_over_dense": med["sparse"] / med["dense"]}
+  if FLAGS.tflite:
+    out["tflite"] = _tflite(model, directory, name)
   return out
+
+
+def _tflite(model, directory, name):
+  """Sizes and batch-1 invoke latency: TF's sparsity optimisation vs plain TFLite."""
+  stripped = ksf.strip_pruning(model)
+  interpreters, sizes = {}, {}
+  for kind in ("sparse", "dense"):
+    converter = tf.lite.TFLiteConverter.from_keras_model(stripped)
+    if kind == "sparse":
+      converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+    flat = converter.convert()
+    path = os.path.join(directory, f"{name}_{kind}.tflite")
+    with open(path, "wb") as f:
+      f.write(flat)
+    sizes[kind] = {"bytes": len(flat), "gzip_bytes": export_lib.gzip_size(path)}
+    interpreter = tf.lite.Interpreter(model_content=flat)
+    interpreter.allocate_tensors()
+    interpreters[kind] = interpreter
+  x = np.random.RandomState(1).rand(1, 28, 28, 1).astype("float32")
+  times = {kind: [] for kind in interpreters}
+  for _ in range(FLAGS.calls):
+    for kind, interpreter in interpreters.items():
+      interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+      start = time.perf_counter()
+      interpreter.invoke()
+      times[kind].append(time.perf_counter() - start)
+  med = {k: statistics.median(v) for k, v in times.items()}
+  return {"sizes": sizes, "median_us_batch_1": {k: 1e6 * v for k, v in med.items()},
+          "ratio_sparse_over_dense": med["sparse"] / med["dense"]}
 
 
 def main(argv):
