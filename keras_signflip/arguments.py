@@ -1,9 +1,23 @@
 """Argument checks shared by the tf_keras and Keras 3 wrappers."""
 from keras_signflip import criteria as criteria_lib
 
-__all__ = ["SCOPES", "check"]
+__all__ = ["SCOPES", "NORMALIZATIONS", "check", "check_normalization"]
 
 SCOPES = ("layer", "global")
+NORMALIZATIONS = (None, "l2")
+
+
+def check_normalization(normalization, scope):
+  """`score_normalization`: None, or "l2" (global scope: each tensor's scores
+  divided by the L2 norm of its unpruned scores before the one ranking, as
+  JaxPruner's global pruners can)."""
+  if normalization not in NORMALIZATIONS:
+    raise ValueError("Received an invalid value for `score_normalization`, expected None or "
+                     f"'l2'. Received: score_normalization={normalization!r}")
+  if normalization is not None and scope != "global":
+    raise ValueError("`score_normalization` evens out layers in one global ranking; it needs "
+                     "scope='global'.")
+  return normalization
 
 
 def check(criterion, scope, min_flips):

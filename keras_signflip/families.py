@@ -32,7 +32,7 @@ class Family(NamedTuple):
   set_reference: Callable
   sparsity_report: Callable
   sync_signs: Callable           # (state) -> None
-  compute_masks: Callable        # (states, sparsity, criterion, min_flips=None, kept=None)
+  compute_masks: Callable        # (states, sparsity, criterion, min_flips=None, kept=None, normalization=None)
   never: Callable                # () -> a schedule that never prunes
   to_numpy: Callable             # tensor or variable -> np.ndarray
   update_pruning_step: Callable  # () -> this family's UpdatePruningStep callback

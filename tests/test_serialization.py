@@ -155,3 +155,18 @@ def test_reference_weights_only_where_the_criterion_reads_them_and_old_files_loa
   assert all(s.reference is not None for s in old.flip_states)
   with pytest.raises(ValueError, match="reads the reference"):
     ksf.prune_sign_flip(tu.mlp(), criterion="movement", keep_reference=False)
+
+
+def test_score_normalization_round_trips_and_needs_global_scope(tmp_path):
+  model = ksf.prune_sign_flip(tu.mlp(), pruning_schedule=tu.never(), scope="global",
+                              score_normalization="l2")
+  tu.compile_sgd(model)
+  path = str(tmp_path / "n.keras")
+  model.save(path)
+  with ksf.prune_scope():
+    loaded = keras.models.load_model(path)
+  assert all(w.score_normalization == "l2" for w in ksf.collect_wrappers(loaded))
+  with pytest.raises(ValueError, match="scope='global'"):
+    ksf.prune_sign_flip(tu.mlp(), score_normalization="l2", scope="layer")
+  with pytest.raises(ValueError, match="score_normalization"):
+    ksf.prune_sign_flip(tu.mlp(), scope="global", score_normalization="max")

@@ -43,6 +43,12 @@ def weight_state(s):
       None if at_update is None else ops.convert_to_tensor(at_update))
 
 
+def _normalized(score, alive):
+  """score / (L2 norm of the unpruned scores + tiny): `score_normalization="l2"`."""
+  norm = ops.sqrt(ops.sum(ops.where(alive, ops.square(score), 0.0)))
+  return score / (norm + 1e-30)
+
+
 def _score(state, criterion):
   check_finite(state)
   w = state_lib.float32_value(state.weight)
@@ -73,7 +79,7 @@ def _tiebreaks(states, criterion):
   return keys
 
 
-def compute_masks(states, sparsity, criterion, min_flips=None, kept=None):
+def compute_masks(states, sparsity, criterion, min_flips=None, kept=None, normalization=None):
   """New bool masks for `states` ranked together, and the lowest kept score.
 
   Args:
@@ -86,6 +92,9 @@ def compute_masks(states, sparsity, criterion, min_flips=None, kept=None):
   criterion = criteria_lib.get(criterion)
   scored = [_score(s, criterion) for s in states]
   scores, alive = [x for x, _ in scored], [a for _, a in scored]
+  if normalization == "l2":
+    scores = [ops.where(a, _normalized(ops.where(a, x, 0.0), a), float("-inf"))
+              for x, a in zip(scores, alive)]
   total = sum(int(np.prod(s.weight.shape)) for s in states)
   k = selection.kept_count(total, sparsity) if kept is None else int(kept)
   if min_flips:
@@ -146,12 +155,12 @@ def update_masks(wrappers, step, optimizer=None):
     if should:
       leader = global_members[0]
       groups.append(([s for w in global_members for s in w.flip_states], sparsity,
-                     leader.criterion, leader.min_flips))
+                     leader.criterion, leader.min_flips, leader.score_normalization))
   for w in wrappers:
     if w.scope == "layer":
       should, sparsity = w.pruning_schedule(step)
       if should:
-        groups += [([s], sparsity, w.criterion, w.min_flips) for s in w.flip_states]
+        groups += [([s], sparsity, w.criterion, w.min_flips, None) for s in w.flip_states]
   if not groups:
     return 0
   for group in groups:
@@ -160,8 +169,9 @@ def update_masks(wrappers, step, optimizer=None):
   for group in groups:
     for s in group[0]:
       state_lib.count_pending(s)
-  results = [(states,) + compute_masks(states, sparsity, criterion, min_flips)
-             for states, sparsity, criterion, min_flips in groups]
+  results = [(states,) + compute_masks(states, sparsity, criterion, min_flips,
+                                       normalization=normalization)
+             for states, sparsity, criterion, min_flips, normalization in groups]
   for states, masks, threshold in results:
     apply_masks(states, masks, threshold, optimizer)
   return sum(len(r[0]) for r in results)

@@ -60,7 +60,7 @@ def _check(to_prune, pruning_policy, kwargs):
 def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
                     scope="layer", min_flips=None, pruning_policy=None,
                     sparsity_distribution=None, dense_layers=(), keep_reference=None,
-                    **kwargs):
+                    score_normalization=None, **kwargs):
   """Wraps a Keras 3 layer, list of layers, or Sequential/Functional model.
 
   See `keras_signflip.tf_keras.prune.prune_sign_flip` for the arguments; schedules
@@ -97,7 +97,8 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
     raise ValueError(f"{type(criterion).__name__} reads the reference weights; "
                      "keep_reference=False cannot serve it.")
   params = dict(criterion=criterion, scope=scope, min_flips=min_flips,
-                keep_reference=keep_reference)
+                keep_reference=keep_reference,
+                score_normalization=arguments.check_normalization(score_normalization, scope))
 
   def layer_schedule(layer):
     fresh = schedules_lib.get(schedule.get_config())

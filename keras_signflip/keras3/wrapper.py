@@ -94,7 +94,8 @@ class PruneSignFlip(keras.layers.Wrapper):
   """
 
   def __init__(self, layer, pruning_schedule=None, criterion="hybrid",
-               scope="layer", min_flips=None, position=0, keep_reference=None, **kwargs):
+               scope="layer", min_flips=None, position=0, keep_reference=None,
+               score_normalization=None, **kwargs):
     if not isinstance(layer, keras.layers.Layer):
       raise ValueError("PruneSignFlip wraps a Keras 3 layer; received "
                        f"{type(layer).__name__}.")
@@ -116,6 +117,7 @@ class PruneSignFlip(keras.layers.Wrapper):
       raise ValueError(f"{type(self.criterion).__name__} reads the reference weights; "
                        "keep_reference=False cannot serve it.")
     self.keep_reference = bool(keep_reference)
+    self.score_normalization = arguments.check_normalization(score_normalization, scope)
     kwargs.setdefault("name", f"prune_sign_flip_{layer.name}")
     kwargs.setdefault("dtype", layer.dtype_policy)
     super().__init__(layer, **kwargs)
@@ -194,6 +196,7 @@ class PruneSignFlip(keras.layers.Wrapper):
         "criterion": criteria_lib.serialize(self.criterion),
         "scope": self.scope, "min_flips": self.min_flips, "position": self.position,
         "keep_reference": self.keep_reference,
+        "score_normalization": self.score_normalization,
     })
     return config
 

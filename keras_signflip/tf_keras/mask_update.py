@@ -46,13 +46,21 @@ def weight_state(s):
                                   s.grad_product)
 
 
-def _scores(states, criterion):
+def _normalized(score, live):
+  """score / (L2 norm of the unpruned scores + tiny): `score_normalization="l2"`."""
+  norm = tf.sqrt(tf.reduce_sum(tf.where(live, tf.square(score), 0.0)))
+  return score / (norm + 1e-30)
+
+
+def _scores(states, criterion, normalization=None):
   scores, alive = [], []
   for s in states:
     w = float32_value(s.weight)
     tf.debugging.assert_all_finite(w, _NAN_MESSAGE)
     score = tf.cast(criterion.score(w, weight_state(s), _XP), tf.float32)
     live = tf.math.greater(s.mask, 0)
+    if normalization == "l2":
+      score = _normalized(score, live)
     scores.append(tf.where(live, score, float("-inf")))
     alive.append(live)
   return scores, alive
@@ -64,7 +72,7 @@ def _tiebreaks(states, criterion):
   return None if any(k is None for k in keys) else [tf.cast(k, tf.float32) for k in keys]
 
 
-def compute_masks(states, sparsity, criterion, min_flips=None, kept=None):
+def compute_masks(states, sparsity, criterion, min_flips=None, kept=None, normalization=None):
   """New bool masks for `states` ranked together, and the lowest kept score.
 
   Args:
@@ -73,8 +81,10 @@ def compute_masks(states, sparsity, criterion, min_flips=None, kept=None):
     criterion: a `Criterion`.
     min_flips: None, or the flip-triggered threshold (an int >= 1).
     kept: an exact kept count, overriding `sparsity` (the lottery loop).
+    normalization: None, or "l2": each tensor's scores over the L2 norm of
+      its unpruned scores (`score_normalization`).
   """
-  scores, alive = _scores(states, criterion)
+  scores, alive = _scores(states, criterion, normalization)
   total = sum(s.weight.shape.num_elements() for s in states)
   k = selection.kept_count(total, sparsity) if kept is None else tf.constant(kept, tf.int32)
   if min_flips:
@@ -130,12 +140,14 @@ class CriterionPruning(pruning_impl.Pruning):
     wrapper: the `PruneSignFlip` it belongs to (its tables are counted first).
   """
 
-  def __init__(self, *, states, criterion, min_flips, group_fn, wrapper, **tfmot_kwargs):
+  def __init__(self, *, states, criterion, min_flips, group_fn, wrapper, normalization=None,
+               **tfmot_kwargs):
     super().__init__(**tfmot_kwargs)
     self._wrapper = wrapper
     self._states = states
     self._criterion = criterion
     self._min_flips = min_flips
+    self._normalization = normalization
     self._group_fn = group_fn
 
   def _new_values(self, group):
@@ -146,7 +158,8 @@ class CriterionPruning(pruning_impl.Pruning):
       w.count_tables()  # tables: what the last step changed, counted before ranking
     if group is not None:
       states = group.states()
-      masks, threshold = compute_masks(states, sparsity, self._criterion, self._min_flips)
+      masks, threshold = compute_masks(states, sparsity, self._criterion, self._min_flips,
+                                       normalization=self._normalization)
       results = [(s, m, threshold) for s, m in zip(states, masks)]
     else:
       results = []

@@ -3,6 +3,7 @@ import itertools
 
 import numpy as np
 
+from keras_signflip import arguments
 from keras_signflip import distributions
 from keras_signflip import report
 from keras_signflip import criteria as criteria_lib
@@ -61,7 +62,7 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
                     scope="layer", min_flips=None, block_size=(1, 1),
                     block_pooling_type="AVG", pruning_policy=None,
                     sparsity_m_by_n=None, sparsity_distribution=None, dense_layers=(),
-                    keep_reference=None, **kwargs):
+                    keep_reference=None, score_normalization=None, **kwargs):
   """`tfmot.sparsity.keras.prune_low_magnitude`, with a pluggable criterion.
 
   Args:
@@ -87,6 +88,9 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
     dense_layers: layer names, "first" and/or "last": layers left unwrapped.
     keep_reference: keep reference weights (4 bytes per weight); None: only
       for criteria that read them (`set_reference` then just re-reads signs).
+    score_normalization: None, or "l2": with scope="global", each tensor's
+      scores are divided by the L2 norm of its unpruned scores before the one
+      ranking (JaxPruner's per-layer normalisation), so no layer dominates by scale.
     **kwargs: passed to the wrapper of a single layer.
 
   Returns:
@@ -136,7 +140,8 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
   params = dict(criterion=criterion, scope=scope, min_flips=min_flips,
                 block_size=block_size, block_pooling_type=block_pooling_type,
                 sparsity_m_by_n=sparsity_m_by_n,
-                keep_reference=_keep_reference(criterion, keep_reference))
+                keep_reference=_keep_reference(criterion, keep_reference),
+                score_normalization=arguments.check_normalization(score_normalization, scope))
 
   def new_schedule(layer=None):
     # One schedule object per wrapper (TF-MOT shares one default instance).

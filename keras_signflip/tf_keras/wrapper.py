@@ -106,12 +106,14 @@ class PruneSignFlip(PruneLowMagnitude):
     keep_reference: keep the reference weights (4 bytes per weight). None:
       only when the criterion reads them (`uses_reference`); files written
       before this option load with True, as they hold them.
+    score_normalization: None, or "l2" (scope="global": each tensor's scores
+      over their L2 norm before the one ranking).
   """
 
   def __init__(self, layer, pruning_schedule=None, criterion="hybrid",
                scope="layer", min_flips=None, block_size=(1, 1),
                block_pooling_type="AVG", sparsity_m_by_n=None, position=0,
-               keep_reference=None, **kwargs):
+               keep_reference=None, score_normalization=None, **kwargs):
     if pruning_schedule is None:
       pruning_schedule = tfmot.sparsity.keras.ConstantSparsity(0.5, 0)
     self.criterion = _validate(criterion, scope, min_flips, block_size, sparsity_m_by_n)
@@ -119,6 +121,7 @@ class PruneSignFlip(PruneLowMagnitude):
     self.min_flips = min_flips
     self.position = int(position)
     self.keep_reference = _keep_reference(self.criterion, keep_reference)
+    self.score_normalization = arguments.check_normalization(score_normalization, scope)
     self.group = None
     self.flip_states = []
     # Embedding tables: count only the rows a batch touched (state.py); set by
@@ -177,6 +180,7 @@ class PruneSignFlip(PruneLowMagnitude):
     self.pruning_obj = CriterionPruning(
         states=self.flip_states, criterion=self.criterion,
         min_flips=self.min_flips, group_fn=self.global_group, wrapper=self,
+        normalization=self.score_normalization,
         training_step_fn=lambda: self.pruning_step,
         pruning_vars=self.pruning_vars, pruning_schedule=self.pruning_schedule,
         block_size=self.block_size, block_pooling_type=self.block_pooling_type,
@@ -244,6 +248,7 @@ class PruneSignFlip(PruneLowMagnitude):
         "sparsity_m_by_n": self.sparsity_m_by_n,
         "position": self.position,
         "keep_reference": self.keep_reference,
+        "score_normalization": self.score_normalization,
     })
     return config
 

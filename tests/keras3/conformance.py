@@ -87,8 +87,9 @@ def _top_k(scores, k, secondary=None):
   return out
 
 
-def reference_masks(case):
-  """The expected bool masks of `case`, one per tensor."""
+def reference_masks(case, normalization=None):
+  """The expected bool masks of `case`, one per tensor (normalization "l2":
+  each tensor's scores over the L2 norm of its unpruned scores)."""
   _, name, scope, sparsity, min_flips, seed = case
   data = arrays(seed)
   groups = [list(range(len(data)))] if scope == "global" else [[i] for i in range(len(data))]
@@ -98,7 +99,11 @@ def reference_masks(case):
     for i in group:
       w, m, f, r, at_update = data[i]
       a = m > 0
-      scores.append(np.where(a, FORMULAS[name](w, f, r, i, at_update), -np.inf).astype(np.float32))
+      score = FORMULAS[name](w, f, r, i, at_update).astype(np.float32)
+      if normalization == "l2":
+        score = (score / (np.sqrt(np.sum(np.where(a, score.astype(np.float64) ** 2, 0))) + 1e-30)
+                 ).astype(np.float32)
+      scores.append(np.where(a, score, -np.inf).astype(np.float32))
       alive.append(a)
       if TIEBREAKS[name] is not None:
         second.append(TIEBREAKS[name](w, f, r, at_update))

@@ -24,7 +24,7 @@ def _np(x):
   return np.asarray(ops.convert_to_numpy(x))
 
 
-def _compute(arrays, name, scope, sparsity, min_flips):
+def _compute(arrays, name, scope, sparsity, min_flips, normalization=None):
   var = lambda value, dtype: keras.Variable(value, dtype=dtype, trainable=False)
   states = [state_lib.FlipState(
       weight=var(w, "float32"), mask=var(m, "float32"), threshold=var(0.0, "float32"),
@@ -34,7 +34,8 @@ def _compute(arrays, name, scope, sparsity, min_flips):
   groups = [states] if scope == "global" else [[s] for s in states]
   out = []
   for group in groups:
-    masks, _ = k3.mask_update.compute_masks(group, sparsity, criteria.get(name), min_flips)
+    masks, _ = k3.mask_update.compute_masks(group, sparsity, criteria.get(name), min_flips,
+                                            normalization=normalization)
     out += [_np(m) for m in masks]
   return out
 
@@ -53,6 +54,13 @@ def test_conformance_masks_equal_numpy_reference():
 def _data(n=192, seed=0):
   rng = np.random.RandomState(seed)
   return rng.randn(n, 8).astype("float32"), rng.randint(0, 3, n)
+
+
+def _base(seed=3):
+  keras.utils.set_random_seed(seed)
+  return keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu", name="h1"),
+                           keras.layers.Dense(12, activation="tanh", name="h2"),
+                           keras.layers.Dense(3, name="out")])
 
 
 def _model(schedule, criterion="hybrid", scope="global", min_flips=None, seed=3,
@@ -439,3 +447,26 @@ def test_reference_weights_only_for_criteria_that_read_them():
   old = k3.PruneSignFlip.from_config(config)
   old.build((None, 8))
   assert all(s.reference is not None for s in old.flip_states)
+
+
+@pytest.mark.parametrize("name", ["magnitude", "hybrid", "movement"])
+def test_l2_normalised_global_masks_equal_numpy_reference(name):
+  case = (f"{name}-global-0.75", name, "global", 0.75, None, 3)
+  got = _compute(conformance.arrays(3), name, "global", 0.75, None, normalization="l2")
+  for g, e in zip(got, conformance.reference_masks(case, normalization="l2")):
+    np.testing.assert_array_equal(g, e)
+
+
+def test_score_normalization_trains_saves_and_refuses_layer_scope(tmp_path):
+  model = ksf.prune_sign_flip(_base(),
+                              pruning_schedule=k3.schedules.ConstantSparsity(0.7, 0, frequency=3),
+                              scope="global", score_normalization="l2")
+  model.compile(keras.optimizers.SGD(0.1), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  x, y = _data()
+  model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[ksf.UpdatePruningStep()])
+  assert ksf.sparsity_report(model)["overall"] == pytest.approx(0.7, abs=0.01)
+  path = str(tmp_path / "n.keras")
+  model.save(path)
+  assert keras.saving.load_model(path).layers[0].score_normalization == "l2"
+  with pytest.raises(ValueError, match="scope='global'"):
+    ksf.prune_sign_flip(_base(), score_normalization="l2")
