@@ -14,6 +14,7 @@ zeros (z_test = 0) are the pruned weights.
 """
 import math
 
+from keras_signflip.tf_keras import kernel_wrappers
 from keras_signflip.tf_keras._compat import keras, tf
 
 __all__ = ["L0Gate", "l0_gates", "strip", "BETA", "GAMMA", "ZETA"]
@@ -84,11 +85,8 @@ class L0Gate(keras.layers.Wrapper):
     gates = tf.__internal__.smart_cond.smart_cond(
         training, lambda: self.gates(True), lambda: self.gates(False))
     self.add_loss(self.strength * self.expected_l0())
-    object.__setattr__(self.layer, "kernel", kernel * tf.cast(gates, kernel.dtype))
-    try:
+    with kernel_wrappers.kernel_replaced(self.layer, kernel * tf.cast(gates, kernel.dtype)):
       return self.layer.call(inputs)
-    finally:
-      object.__setattr__(self.layer, "kernel", kernel)
 
   def compute_output_shape(self, input_shape):
     return self.layer.compute_output_shape(input_shape)
@@ -101,26 +99,11 @@ class L0Gate(keras.layers.Wrapper):
 def l0_gates(model, strength=1e-4, init_keep=0.5, seed=0):
   """A clone of a Sequential/Functional tf_keras model with every Dense and Conv
   layer wrapped in `L0Gate` (sharing the layers' weights)."""
-  kinds = (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
-
-  def wrap(layer):
-    if isinstance(layer, kinds) and not isinstance(layer, keras.layers.DepthwiseConv2D):
-      return L0Gate(layer, strength=strength, init_keep=init_keep, seed=seed)
-    return layer
-  return keras.models.clone_model(model, clone_function=wrap)
+  return kernel_wrappers.wrap_kernels(
+      model, lambda layer: L0Gate(layer, strength=strength, init_keep=init_keep, seed=seed))
 
 
 def strip(model):
   """A plain model whose kernels are theta * z_test (exact zeros where the gate is shut)."""
-  def unwrap(layer):
-    inner = layer.layer if isinstance(layer, L0Gate) else layer
-    return inner.__class__.from_config(inner.get_config())
-  clone = keras.models.clone_model(model, clone_function=unwrap)
-  for original, new in zip(model.layers, clone.layers):
-    if isinstance(original, L0Gate):
-      kernel, gates = original.layer.kernel, original.gates(False)
-      new.set_weights([(v * gates).numpy() if v is kernel else v.numpy()
-                       for v in original.layer.weights])
-    elif original.weights:
-      new.set_weights(original.get_weights())
-  return clone
+  return kernel_wrappers.strip_kernels(
+      model, L0Gate, lambda wrapper: wrapper.layer.kernel * wrapper.gates(False))

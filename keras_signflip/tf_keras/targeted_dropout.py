@@ -12,6 +12,7 @@ is below the column's k-th smallest, k = floor(targeted * fan_in):
 `export_saved_model` or for `prune_sign_flip` (whose masks start from them).
 Gomez et al.'s defaults: rate 0.5, targeted 0.5 (their sweeps reach 0.9+).
 """
+from keras_signflip.tf_keras import kernel_wrappers
 from keras_signflip.tf_keras._compat import keras, tf
 
 __all__ = ["TargetedDropout", "targeted_dropout", "strip", "candidates"]
@@ -69,16 +70,10 @@ class TargetedDropout(keras.layers.Wrapper):
   def call(self, inputs, training=None):
     if training is None:
       training = keras.backend.learning_phase()
-    kernel = self.layer.kernel
     used = tf.__internal__.smart_cond.smart_cond(
         training, lambda: self._kernel_used(True), lambda: self._kernel_used(False))
-    # The layer reads `kernel` in its call; it reads the dropped tensor instead
-    # (gradients flow through it to the variable), then gets its variable back.
-    object.__setattr__(self.layer, "kernel", used)
-    try:
+    with kernel_wrappers.kernel_replaced(self.layer, used):
       return self.layer.call(inputs)
-    finally:
-      object.__setattr__(self.layer, "kernel", kernel)
 
   def compute_output_shape(self, input_shape):
     return self.layer.compute_output_shape(input_shape)
@@ -90,27 +85,14 @@ class TargetedDropout(keras.layers.Wrapper):
 def targeted_dropout(model, rate=0.5, targeted=0.5, seed=0):
   """A clone of a Sequential/Functional tf_keras `model` with every Dense and
   Conv layer wrapped in `TargetedDropout` (sharing the layers' weights)."""
-  kinds = (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
-
-  def wrap(layer):
-    if isinstance(layer, kinds) and not isinstance(layer, keras.layers.DepthwiseConv2D):
-      return TargetedDropout(layer, rate=rate, targeted=targeted, seed=seed)
-    return layer
-  return keras.models.clone_model(model, clone_function=wrap)
+  return kernel_wrappers.wrap_kernels(
+      model, lambda layer: TargetedDropout(layer, rate=rate, targeted=targeted, seed=seed))
 
 
 def strip(model):
   """A plain model: every `TargetedDropout` replaced by its layer, the candidates
   zeroed in a copy of its kernel (the wrapped model is left as it was)."""
-  def unwrap(layer):
-    inner = layer.layer if isinstance(layer, TargetedDropout) else layer
-    return inner.__class__.from_config(inner.get_config())
-  clone = keras.models.clone_model(model, clone_function=unwrap)
-  for original, new in zip(model.layers, clone.layers):
-    if isinstance(original, TargetedDropout):
-      kernel = original.layer.kernel
-      new.set_weights([tf.where(candidates(v, original.targeted), tf.zeros_like(v), v).numpy()
-                       if v is kernel else v.numpy() for v in original.layer.weights])
-    elif original.weights:
-      new.set_weights(original.get_weights())
-  return clone
+  def final(wrapper):
+    kernel = tf.convert_to_tensor(wrapper.layer.kernel)
+    return tf.where(candidates(kernel, wrapper.targeted), tf.zeros_like(kernel), kernel)
+  return kernel_wrappers.strip_kernels(model, TargetedDropout, final)

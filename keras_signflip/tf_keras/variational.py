@@ -15,6 +15,7 @@ as `strength * kl_scale * sum KL` (the paper's strength is 1 / training-set size
 log alpha < 3 and 0 elsewhere -- the pruned weights. `strip(model)` gives that
 plain model. Channels-last layers; Dense and Conv kernels.
 """
+from keras_signflip.tf_keras import kernel_wrappers
 from keras_signflip.tf_keras._compat import keras, tf
 
 __all__ = ["VariationalDropout", "variational_dropout", "KLWarmup", "kl_approximation",
@@ -78,17 +79,9 @@ class VariationalDropout(keras.layers.Wrapper):
 
   def _linear(self, inputs, kernel):
     """The layer's kernel product alone (no bias, no activation)."""
-    layer = self.layer
-    saved = layer.kernel, layer.use_bias, layer.activation
-    object.__setattr__(layer, "kernel", kernel)
-    object.__setattr__(layer, "use_bias", False)
-    object.__setattr__(layer, "activation", keras.activations.linear)
-    try:
-      return layer.call(inputs)
-    finally:
-      object.__setattr__(layer, "kernel", saved[0])
-      object.__setattr__(layer, "use_bias", saved[1])
-      object.__setattr__(layer, "activation", saved[2])
+    with kernel_wrappers.kernel_replaced(self.layer, kernel, use_bias=False,
+                                         activation=keras.activations.linear):
+      return self.layer.call(inputs)
 
   def call(self, inputs, training=None):
     if training is None:
@@ -136,26 +129,13 @@ class KLWarmup(keras.callbacks.Callback):
 def variational_dropout(model, strength=1e-4, seed=0):
   """A clone of a Sequential/Functional tf_keras model with every Dense and Conv
   layer wrapped in `VariationalDropout` (sharing the layers' weights)."""
-  kinds = (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
-
-  def wrap(layer):
-    if isinstance(layer, kinds) and not isinstance(layer, keras.layers.DepthwiseConv2D):
-      return VariationalDropout(layer, strength=strength, seed=seed)
-    return layer
-  return keras.models.clone_model(model, clone_function=wrap)
+  return kernel_wrappers.wrap_kernels(
+      model, lambda layer: VariationalDropout(layer, strength=strength, seed=seed))
 
 
 def strip(model):
   """A plain model computing as the test-time one: theta where log alpha < threshold, else 0."""
-  def unwrap(layer):
-    inner = layer.layer if isinstance(layer, VariationalDropout) else layer
-    return inner.__class__.from_config(inner.get_config())
-  clone = keras.models.clone_model(model, clone_function=unwrap)
-  for original, new in zip(model.layers, clone.layers):
-    if isinstance(original, VariationalDropout):
-      kernel, kept = original.layer.kernel, original.kept()
-      new.set_weights([tf.where(kept, v, tf.zeros_like(v)).numpy() if v is kernel else v.numpy()
-                       for v in original.layer.weights])
-    elif original.weights:
-      new.set_weights(original.get_weights())
-  return clone
+  def final(wrapper):
+    kernel = tf.convert_to_tensor(wrapper.layer.kernel)
+    return tf.where(wrapper.kept(), kernel, tf.zeros_like(kernel))
+  return kernel_wrappers.strip_kernels(model, VariationalDropout, final)
