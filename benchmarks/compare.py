@@ -97,6 +97,8 @@ flags.DEFINE_string("shard", "0/1", "i/n: run only the jobs whose index is i mod
                     "finish it sooner than one).")
 flags.DEFINE_bool("report_only", False, "Regenerate the report from the raw results only.")
 flags.DEFINE_string("report", "BENCHMARKS.md", "The generated report.")
+flags.DEFINE_bool("write_report", True, "Write the report when the runs end (shards of one "
+                  "grid leave it to a final --report_only).")
 flags.DEFINE_string("idx_dir", data_lib.DEFAULT_IDX_DIR, "Fashion-MNIST IDX files.")
 FLAGS = flags.FLAGS
 
@@ -498,8 +500,9 @@ def main(argv):
   if not FLAGS.report_only:
     commands.append(command)
     _write(log_path, commands)
-  agg = report(load_raw(FLAGS.output_dir), commands, data)
-  print(f"Wrote {FLAGS.report} ({len(agg)} table rows) and plots in {FLAGS.output_dir}")
+  if FLAGS.write_report:
+    agg = report(load_raw(FLAGS.output_dir), commands, data)
+    print(f"Wrote {FLAGS.report} ({len(agg)} table rows) and plots in {FLAGS.output_dir}")
 
 
 if __name__ == "__main__":
