@@ -96,6 +96,7 @@ def flip_term(agg):
                 "flips_no_noise": diff("hybrid", "magnitude"),
                 "flips_with_noise": diff("flipout", "magnitude_noise"),
                 "noise": diff("magnitude_noise", "magnitude"),
+                "recent_flips": diff("recent_flips", "magnitude"),
                 "best_no_flips": best,
                 "flipout_vs_best": diff("flipout", best) if best else None})
   return out
@@ -122,7 +123,8 @@ def headline(effects, regime="flipout", at_least=0.995):
   verdict = "Yes, in part" if ahead else "No"
   return (f"{verdict}: in FlipOut's regime at ≥ {100 * at_least:g}% sparsity, the FlipOut "
           f"score |w|²/(flips + 1) beats global magnitude by a 95% CI that excludes 0 in "
-          f"{len(ahead)} of {len(pairs)} paired comparisons"
+          f"{len(ahead)} of {len(pairs)} paired comparisons of the flip term (hybrid vs "
+          f"magnitude without noise, flipout vs magnitude_noise with it)"
           + (f" ({', '.join(ahead)})" if ahead else "") + ".")
 
 
@@ -148,6 +150,11 @@ def answer(effects):
     parts.append("FlipOut's gradient noise (magnitude_noise − magnitude) "
                  + (f"helps at {', '.join(noise_helps)}" if noise_helps else "helps at no target")
                  + (f" and hurts at {', '.join(noise_hurts)}" if noise_hurts else "") + ".")
+    recent_helps, recent_hurts = _where(rows, "recent_flips", 1), _where(rows, "recent_flips", -1)
+    if any(e["recent_flips"] for e in rows):
+      parts.append("RecentFlips (flips since the last event, then |w|) against magnitude "
+                   + (f"helps at {', '.join(recent_helps)}" if recent_helps else "helps at no target")
+                   + (f" and hurts at {', '.join(recent_hurts)}" if recent_hurts else "") + ".")
     best = [e for e in rows if e["flipout_vs_best"] is not None]
     if best:
       parts.append("FlipOut against the best method without flips at the same budget: " + "; ".join(

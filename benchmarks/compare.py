@@ -446,11 +446,12 @@ def report(rows, commands, data):
            "`flips` = hybrid − magnitude (no noise) and flipout − magnitude_noise (with noise); "
            "`noise` = magnitude_noise − magnitude; last column: flipout − the best method "
            "without flips at the same budget.", "",
-           "| model | regime | target | flips, no noise | flips, with noise | noise | flipout − best without flips |",
-           "|---|---|---|---|---|---|---|"]
+           "| model | regime | target | flips, no noise | flips, with noise | noise | recent_flips − magnitude | flipout − best without flips |",
+           "|---|---|---|---|---|---|---|---|"]
   for e in effects:
     lines.append(f"| {e['model']} | {e['regime']} | {100 * e['target']:g}% | "
                  f"{ci_text(e['flips_no_noise'])} | {ci_text(e['flips_with_noise'])} | {ci_text(e['noise'])} | "
+                 f"{ci_text(e['recent_flips'])} | "
                  f"{ci_text(e['flipout_vs_best'])} ({e['best_no_flips'] or '-'}) |")
   lines += ["", "## All results", "",
             "Mean ± std over seeds (n). vs magnitude: paired mean difference [95% CI] in points. "

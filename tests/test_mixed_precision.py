@@ -129,3 +129,14 @@ def test_export_reloads_without_keras_signflip_and_predicts_the_same(tmp_path):
                           capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, atol=1e-3)
+
+
+def test_reference_weights_are_float32_copies_of_the_master_weights():
+  model = _compile(ksf.prune_sign_flip(_base(), pruning_schedule=tu.never(),
+                                       criterion="movement"), lr=0.5)
+  model.fit(X, Y, batch_size=32, epochs=1, verbose=0, callbacks=[ksf.UpdatePruningStep()])
+  ksf.set_reference(model)
+  for s in ksf.flip_states(model):
+    assert s.reference.dtype == tf.float32
+    np.testing.assert_array_equal(s.reference.numpy(), s.weight._variable.numpy()
+                                  if hasattr(s.weight, "_variable") else s.weight.numpy())

@@ -42,8 +42,11 @@ _NAN_MESSAGE = ("keras_signflip: a prunable weight holds NaN or Inf at a mask "
 
 def weight_state(s):
   """What a criterion reads of a `FlipState` (criteria.WeightState)."""
-  return criteria_lib.WeightState(s.flips, s.reference, s.key, s.flips_at_update,
-                                  s.grad_product)
+  # Float state reads through float32_value: under mixed precision Keras makes
+  # these AutoCastVariables, which read as float16 inside the layer's call.
+  as_float32 = lambda v: None if v is None else float32_value(v)  # noqa: E731
+  return criteria_lib.WeightState(s.flips, as_float32(s.reference), s.key, s.flips_at_update,
+                                  as_float32(s.grad_product))
 
 
 def _normalized(score, live):
