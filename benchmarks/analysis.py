@@ -140,13 +140,17 @@ def answer(effects):
                    key=float_pct)
     hurts = sorted(set(_where(rows, "flips_with_noise", -1) + _where(rows, "flips_no_noise", -1)),
                    key=float_pct)
-    neutral = [_pct(e) for e in rows if _pct(e) not in helps + hurts]
+    paired_rows = [e for e in rows if e["flips_no_noise"] or e["flips_with_noise"]]
+    neutral = [_pct(e) for e in paired_rows if _pct(e) not in helps + hurts]
+    unpaired = [_pct(e) for e in rows if e not in paired_rows]
     noise_helps, noise_hurts = _where(rows, "noise", 1), _where(rows, "noise", -1)
     parts = [f"**{model}, {regime} regime.** The flip term (hybrid − magnitude, paired by seed, "
              f"with and without noise) "
              + (f"helps at {', '.join(helps)} (95% CI above 0)" if helps else "helps at no target")
              + (f"; hurts at {', '.join(hurts)} (CI below 0)" if hurts else "")
-             + (f"; is within noise at {', '.join(neutral)}" if neutral else "") + "."]
+             + (f"; is within noise at {', '.join(neutral)}" if neutral else "")
+             + (f"; has fewer than 2 paired seeds yet at {', '.join(unpaired)}" if unpaired else "")
+             + "."]
     parts.append("FlipOut's gradient noise (magnitude_noise − magnitude) "
                  + (f"helps at {', '.join(noise_helps)}" if noise_helps else "helps at no target")
                  + (f" and hurts at {', '.join(noise_hurts)}" if noise_hurts else "") + ".")
