@@ -412,11 +412,51 @@ def plots(rows, agg, output_dir):
   return files
 
 
+def effect_plots(effects, output_dir):
+  """Per model and regime: the paired effects (points, 95% CI) against the target."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  series = (("flips_no_noise", "hybrid − magnitude"), ("flips_with_noise", "flipout − magnitude_noise"),
+            ("noise", "magnitude_noise − magnitude"), ("recent_flips", "recent_flips − magnitude"))
+  files = []
+  for model, regime in sorted({(e["model"], e["regime"]) for e in effects}):
+    rows = [e for e in effects if (e["model"], e["regime"]) == (model, regime)]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    drawn = False
+    for offset, (key, label) in enumerate(series):
+      pts = [(i, e[key]) for i, e in enumerate(rows) if e[key]]
+      if not pts:
+        continue
+      drawn = True
+      x = [i + (offset - 1.5) * 0.1 for i, _ in pts]
+      mean = [100 * p["mean"] for _, p in pts]
+      err = [[100 * (p["mean"] - p["low"]) for _, p in pts],
+             [100 * (p["high"] - p["mean"]) for _, p in pts]]
+      ax.errorbar(x, mean, yerr=err, marker="o", linestyle="", capsize=3, label=label)
+    if not drawn:
+      plt.close(fig)
+      continue
+    ax.axhline(0, color="k", linewidth=0.8)
+    ax.set_xticks(range(len(rows)), [f"{100 * e['target']:g}%" for e in rows])
+    ax.set_xlabel("target sparsity")
+    ax.set_ylabel("paired difference, points (95% CI)")
+    ax.set_title(f"{model}, {regime} regime: what flips and noise change")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = os.path.join(output_dir, f"{model}_{regime}_effects.png")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    files.append(path)
+  return files
+
+
 def report(rows, commands, data):
   agg = aggregate(rows)
   effects = flip_term(agg)
   out_dir = FLAGS.output_dir
-  files = plots(rows, agg, out_dir)
+  files = plots(rows, agg, out_dir) + effect_plots(effects, out_dir)
   rel = lambda p: os.path.relpath(p, os.path.dirname(os.path.abspath(FLAGS.report)) or ".")  # noqa: E731
   epochs = sorted({r["epochs"] for r in rows}) or [FLAGS.epochs]
   examples = sorted({r["train_examples"] for r in rows}) or [data["train_examples"]]

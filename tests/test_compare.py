@@ -99,7 +99,8 @@ def test_tiny_grid_report_matches_raw_results(tmp_path):
   ablation = next(l for l in text.splitlines() if l.startswith("| lenet_300_100 | flipout | 90% |"))
   assert f"{100 * flips.mean():+.2f} [" in ablation.split("|")[5]
   assert "## Answer" in text and "python -m benchmarks.compare --quick" in text
-  for png in ("lenet_300_100_flipout_accuracy.png", "lenet_300_100_flipout_flips.png"):
+  for png in ("lenet_300_100_flipout_accuracy.png", "lenet_300_100_flipout_flips.png",
+              "lenet_300_100_flipout_effects.png"):
     assert (out / png).read_bytes()[:4] == b"\x89PNG" and png in text
   # A second run redoes nothing and regenerates the same tables.
   before = {f: os.path.getmtime(out / "raw" / f) for f in os.listdir(out / "raw")}
