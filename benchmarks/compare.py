@@ -356,6 +356,16 @@ def load_raw(output_dir):
   return rows
 
 
+def _save(fig, output_dir, name):
+  """Writes `fig` as output_dir/name (PNG), closes it, returns the path."""
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig.tight_layout()
+  path = os.path.join(output_dir, name)
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
 def plots(rows, agg, output_dir):
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
@@ -381,11 +391,7 @@ def plots(rows, agg, output_dir):
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
     ax.set_title(f"{model}, {regime} regime, Fashion-MNIST (mean ± std over seeds)")
-    fig.tight_layout()
-    path = os.path.join(output_dir, f"{model}_{regime}_accuracy.png")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    files.append(path)
+    files.append(_save(fig, output_dir, f"{model}_{regime}_accuracy.png"))
     runs = sorted((r for r in rows if r["model"] == model and r["regime"] == regime
                    and r["method"] in ("flipout", "hybrid") and r.get("flips_per_epoch")),
                   key=lambda r: (r["method"] != "flipout", -r["target"], r["seed"]))
@@ -404,11 +410,7 @@ def plots(rows, agg, output_dir):
       ax.legend(fontsize=7)
       ax.grid(True, alpha=0.3)
       ax.set_title(f"{model}, {regime}: {r['method']} at {100 * r['target']:g}%, seed {r['seed']}")
-      fig.tight_layout()
-      path = os.path.join(output_dir, f"{model}_{regime}_flips.png")
-      fig.savefig(path, dpi=100)
-      plt.close(fig)
-      files.append(path)
+      files.append(_save(fig, output_dir, f"{model}_{regime}_flips.png"))
   return files
 
 
@@ -444,11 +446,7 @@ def effect_plots(effects, output_dir):
     ax.set_title(f"{model}, {regime} regime: what flips and noise change")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = os.path.join(output_dir, f"{model}_{regime}_effects.png")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    files.append(path)
+    files.append(_save(fig, output_dir, f"{model}_{regime}_effects.png"))
   return files
 
 
