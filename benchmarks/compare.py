@@ -312,18 +312,27 @@ def jobs():
   return out
 
 
+def _finished(model_name, regime, method, s, seed):
+  """Whether the job's raw result exists (a lottery chain: all its targets)."""
+  if method == "lottery":  # one chain serves every target
+    return all(os.path.exists(_raw_path(model_name, regime, method, t, seed))
+               for t in FLAGS.sparsities)
+  return os.path.exists(_raw_path(model_name, regime, method, s, seed))
+
+
 def run_grid(data):
   """Runs every missing job, printing progress; returns nothing."""
   shard, shards = (int(x) for x in FLAGS.shard.split("/"))
-  todo = [job for i, job in enumerate(jobs()) if i % shards == shard]
-  done = sum(os.path.exists(_raw_path(m, r, meth, s, seed)) for m, r, meth, s, seed in todo)
+  # Shards split the jobs still missing, so shards started together on a
+  # resumed grid get equal shares (start them together: a shard started
+  # later sees a different list).
+  every = jobs()
+  missing = [job for job in every if not _finished(*job)]
+  todo = [job for i, job in enumerate(missing) if i % shards == shard]
+  done = len(every) - len(missing)
   started = time.time()
   for i, (model_name, regime, method, s, seed) in enumerate(todo):
-    path = _raw_path(model_name, regime, method, s, seed)
-    if method == "lottery":  # one chain serves every target
-      if all(os.path.exists(_raw_path(model_name, regime, method, t, seed)) for t in FLAGS.sparsities):
-        continue
-    elif os.path.exists(path):
+    if _finished(model_name, regime, method, s, seed):  # a lottery chain wrote it
       continue
     builder = lambda m=model_name: models_lib.get(m)(data["input_shape"], data["classes"])  # noqa: E731
     print(f"[{i + 1}/{len(todo)}, {done} done before, {time.time() - started:.0f} s] "
@@ -343,7 +352,7 @@ def run_grid(data):
           _write(_raw_path(model_name, regime, method, t, seed), dict(result, target=float(t), **meta))
       continue
     result = run_one_shot(method, regime, builder, data, s, seed)
-    _write(path, dict(result, target=s, **meta))
+    _write(_raw_path(model_name, regime, method, s, seed), dict(result, target=s, **meta))
 
 
 def load_raw(output_dir):

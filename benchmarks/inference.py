@@ -1,12 +1,13 @@
 r"""Serving latency and size of the sparse SavedModel against the dense one.
 
-Prunes LeNet-300-100 (and a 4096-wide MLP) to --sparsity with global
-magnitude on random data (latency depends on the shapes and the format, not
-on what was learnt), exports it twice -- `export_saved_model(sparse=True)`
-(bits + values, densified once into a cache at the first call) and
-`sparse=False` (plain dense variables) -- loads both with plain
-`tf.saved_model.load` and times their `serving_default` calls interleaved,
-per batch size. With --tflite it also converts the pruned model to TFLite
+Prunes LeNet-300-100 (and a 4096-wide MLP) to each of --sparsities with
+global magnitude on random data (latency depends on the shapes and the format,
+not on what was learnt), exports it four times -- `sparse=False` (plain dense
+variables, the baseline), `sparse=True` (bits + values, densified once into a
+cache at the first call), and that with `kernels="auto"` (sparse products
+where this machine measured them faster) and `kernels="sparse"` (sparse
+products at every batch) -- loads each with plain `tf.saved_model.load` and
+times their `serving_default` calls interleaved, per batch size. With --tflite it also converts the pruned model to TFLite
 twice (TF's sparsity optimisation, and plain) and times
 `tf.lite.Interpreter.invoke` at batch 1, interleaved (XNNPack is TFLite's
 default CPU delegate). Prints medians, ratios sparse/dense and sizes as JSON.
@@ -28,8 +29,8 @@ from keras_signflip import models as models_lib
 from keras_signflip.tf_keras import export as export_lib
 from keras_signflip.tf_keras._compat import keras, tf, tfmot
 
-flags.DEFINE_float("sparsity", 0.95, "Global sparsity of the pruned models.")
-flags.DEFINE_list("batches", ["1", "16", "256"], "Batch sizes.")
+flags.DEFINE_list("sparsities", ["0.95", "0.98"], "Global sparsities of the pruned models.")
+flags.DEFINE_list("batches", ["1", "4", "16", "256"], "Batch sizes.")
 flags.DEFINE_integer("calls", 300, "Timed calls per model and batch size (interleaved).")
 flags.DEFINE_bool("wide", True, "Also the 784-4096-4096-10 MLP.")
 flags.DEFINE_bool("tflite", True, "Also TFLite: sparsity-optimised vs plain, batch 1.")
@@ -56,13 +57,20 @@ def _pruned(builder, sparsity):
   return model
 
 
-def measure(name, builder, directory):
-  model = _pruned(builder, FLAGS.sparsity)
-  paths = {kind: os.path.join(directory, f"{name}_{kind}") for kind in ("sparse", "dense")}
-  for kind, path in paths.items():
-    ksf.export_saved_model(model, path, sparse=kind == "sparse", verbose=False)
+EXPORTS = {"dense": dict(sparse=False), "sparse": dict(sparse=True),
+           "sparse_auto": dict(sparse=True, kernels="auto"),
+           "sparse_kernels": dict(sparse=True, kernels="sparse")}
+
+
+def measure(name, builder, sparsity, directory):
+  model = _pruned(builder, sparsity)
+  paths, kernels = {}, {}
+  for kind, kwargs in EXPORTS.items():
+    paths[kind] = os.path.join(directory, f"{name}_{sparsity}_{kind}")
+    kernels[kind] = ksf.export_saved_model(model, paths[kind], verbose=False, **kwargs)["kernels"]
   serve = {kind: tf.saved_model.load(p).signatures["serving_default"] for kind, p in paths.items()}
   out = {"sparsity": ksf.sparsity_report(model)["overall"],
+         "auto_break_even_rows": kernels["sparse_auto"],
          "gzip_bytes": {k: export_lib.gzip_size(p) for k, p in paths.items()}, "batches": {}}
   for batch in (int(b) for b in FLAGS.batches):
     x = tf.constant(np.random.RandomState(1).rand(batch, 28, 28, 1).astype("float32"))
@@ -76,9 +84,10 @@ def measure(name, builder, directory):
         times[kind].append(time.perf_counter() - start)
     med = {k: statistics.median(v) for k, v in times.items()}
     out["batches"][batch] = {"median_us": {k: 1e6 * v for k, v in med.items()},
-                             "ratio_sparse_over_dense": med["sparse"] / med["dense"]}
+                             "ratio_over_dense": {k: med[k] / med["dense"] for k in med
+                                                  if k != "dense"}}
   if FLAGS.tflite:
-    out["tflite"] = _tflite(model, directory, name)
+    out["tflite"] = _tflite(model, directory, f"{name}_{sparsity}")
   return out
 
 
@@ -118,8 +127,21 @@ def main(argv):
   if FLAGS.wide:
     models["mlp_4096"] = _wide_mlp
   with tempfile.TemporaryDirectory() as directory:
-    results = {name: measure(name, builder, directory) for name, builder in models.items()}
+    results = {f"{name} {sparsity}": measure(name, builder, float(sparsity), directory)
+               for name, builder in models.items() for sparsity in FLAGS.sparsities}
   print(json.dumps(results, indent=1, sort_keys=True))
+  print(format_table(results))
+
+
+def format_table(results):
+  """Median latency of each export over the dense SavedModel's, per batch."""
+  lines = ["model sparsity        batch  sparse  sparse_auto  sparse_kernels  (x dense median)"]
+  for name, result in results.items():
+    for batch, row in result["batches"].items():
+      r = row["ratio_over_dense"]
+      lines.append(f"{name:22s} {batch:>5}  {r['sparse']:6.2f}  {r['sparse_auto']:11.2f}  "
+                   f"{r['sparse_kernels']:14.2f}")
+  return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,14 @@
 r"""Export a `train.py` run's latest checkpoint as a sparse SavedModel.
 
     python -m examples.export --run_dir=runs/a --export_dir=runs/a/export [--tflite] \
-        [--values_dtype=int8]
+        [--values_dtype=int8] [--kernels=auto]
 
 Rebuilds the model from the run's config.json, restores its latest checkpoint,
 strips pruning and writes the SavedModel (see keras_signflip.tf_keras.export),
 then reloads it with plain `tf.saved_model.load` and reports its test accuracy
-beside the restored model's (what quantised values cost).
+beside the restored model's (what quantised values cost). --kernels=auto
+serves Dense and 1x1 Conv2D layers with sparse products up to the batch size
+where this machine measured them faster (`export_saved_model`'s `kernels`).
 """
 import json
 import os
@@ -23,6 +25,9 @@ flags.DEFINE_string("run_dir", None, "The --output_dir of a train.py run.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing --export_dir.")
 flags.DEFINE_enum("values_dtype", "float32", list(export_lib.VALUES_DTYPES),
                   "Stored non-zero values: float32, float16, or int8 with per-channel scales.")
+flags.DEFINE_enum("kernels", "dense", list(export_lib.KERNELS),
+                  "How Dense and 1x1 Conv2D layers multiply: the cached dense kernel, sparse "
+                  "products always, or auto (sparse up to the measured break-even batch).")
 FLAGS = flags.FLAGS
 
 
@@ -36,7 +41,8 @@ def _accuracy(predict, test):
   return right / max(total, 1)
 
 
-def export_run(run_dir, export_dir, tflite=False, overwrite=False, values_dtype="float32"):
+def export_run(run_dir, export_dir, tflite=False, overwrite=False, values_dtype="float32",
+               kernels="dense"):
   """Restores the run's model and exports it; returns the report."""
   config_path = os.path.join(run_dir, "config.json")
   if not os.path.exists(config_path):
@@ -59,7 +65,8 @@ def export_run(run_dir, export_dir, tflite=False, overwrite=False, values_dtype=
       latest).assert_existing_objects_matched()
   print(f"Restored {latest} (epoch {int(epoch.numpy())}, model {config['model']}).")
   report = export_lib.export_saved_model(model, export_dir, overwrite=overwrite,
-                                          compare_sizes=True, values_dtype=values_dtype)
+                                          compare_sizes=True, values_dtype=values_dtype,
+                                          kernels=kernels)
   test = common.data_lib.pipeline(data.test, 1000, take=FLAGS.test_examples)
   serve = tf.saved_model.load(export_dir).signatures["serving_default"]
   report["test_accuracy"] = _accuracy(lambda x: model(x, training=False), test)
@@ -80,7 +87,8 @@ def main(argv):
       raise common.UsageError("--run_dir and --export_dir are required.")
     if FLAGS.model not in models_lib.MODELS:
       raise common.UsageError(f"--model={FLAGS.model!r} is unknown.")
-    export_run(FLAGS.run_dir, FLAGS.export_dir, FLAGS.tflite, FLAGS.overwrite, FLAGS.values_dtype)
+    export_run(FLAGS.run_dir, FLAGS.export_dir, FLAGS.tflite, FLAGS.overwrite, FLAGS.values_dtype,
+               FLAGS.kernels)
   except (common.UsageError, ValueError) as e:
     common.fail("export.py", e)
 

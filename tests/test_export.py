@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import keras_signflip as ksf
+from keras_signflip.tf_keras import export as export_lib
 from keras_signflip.tf_keras._compat import keras, tf, tfmot
 
 
@@ -68,4 +69,98 @@ def test_bad_export_options_write_nothing(tmp_path):
   for kwargs in ({"values_dtype": "int4"}, {"values_dtype": "int8", "sparse": False}):
     with pytest.raises(ValueError, match="values_dtype"):
       ksf.export_saved_model(model, str(tmp_path / "x"), verbose=False, **kwargs)
+  assert not os.listdir(tmp_path)
+
+
+def _pruned_pointwise_net():
+  """Dense layers, a 1x1 convolution, a residual add and batch norm, pruned
+  per layer to 90% so that every kernel qualifies for sparse products."""
+  keras.utils.set_random_seed(0)
+  inputs = keras.Input((6, 6, 3))
+  a = keras.layers.Conv2D(8, 1, activation="relu", name="pw")(inputs)
+  b = keras.layers.Conv2D(8, 3, padding="same", name="c3")(a)
+  x = keras.layers.BatchNormalization(name="bn")(keras.layers.Add()([a, b]))
+  x = keras.layers.Dense(32, activation="relu", name="d")(keras.layers.Flatten()(x))
+  base = keras.Model(inputs, keras.layers.Dense(3, name="out")(x))
+  model = ksf.prune_sign_flip(base, criterion="magnitude",
+                              pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(
+                                  0.9, 0, frequency=1))
+  model.compile("sgd", "mse")
+  x = np.random.RandomState(0).randn(32, 6, 6, 3).astype("float32")
+  model.fit(x, np.zeros((32, 3), "float32"), batch_size=8, epochs=1, verbose=0,
+            callbacks=[ksf.UpdatePruningStep()])
+  return model, x
+
+
+def _ops(signature):
+  return {n.op for f in signature.graph.as_graph_def().library.function for n in f.node_def}
+
+
+# pw sees 36 rows per image: one image (36 rows) is sparse, three (108) dense.
+@pytest.mark.parametrize("kernels", ["sparse", {"d": 4, "pw": 100, "out": None}])
+def test_sparse_kernels_serve_like_the_stripped_model(tmp_path, kernels):
+  model, x = _pruned_pointwise_net()
+  want = ksf.strip_pruning(model)(x, training=False).numpy()
+  path = str(tmp_path / "export")
+  report = ksf.export_saved_model(model, path, verbose=False, kernels=kernels)
+  assert report["kernels"] == (kernels if isinstance(kernels, dict) else
+                               {"pw": None, "d": None, "out": None})
+  saved = dict(tf.train.list_variables(os.path.join(path, "variables", "variables")))
+  sparse_caches = [n for n in saved if "sparse_indices" in n or "sparse_values" in n]
+  assert len(sparse_caches) == 6 and all(0 in saved[n] for n in sparse_caches)  # saved empty
+  serve = tf.saved_model.load(path).signatures["serving_default"]
+  assert "SparseTensorDenseMatMul" in _ops(serve)
+  for n in (1, 3, 32, 1):  # both branches of the row-count choice, caches filled and read
+    got = list(serve(tf.constant(x[:n])).values())[0].numpy()
+    np.testing.assert_allclose(got, want[:n], rtol=1e-5, atol=1e-5)
+
+
+def test_int8_sparse_kernels_apply_the_channel_scales(tmp_path):
+  model, x = _pruned_pointwise_net()
+  ksf.export_saved_model(model, str(tmp_path / "dense"), verbose=False, values_dtype="int8")
+  ksf.export_saved_model(model, str(tmp_path / "sparse"), verbose=False, values_dtype="int8",
+                         kernels="sparse")
+  outs = [list(tf.saved_model.load(str(tmp_path / k)).signatures["serving_default"](
+      tf.constant(x)).values())[0].numpy() for k in ("dense", "sparse")]
+  np.testing.assert_allclose(outs[1], outs[0], rtol=1e-5, atol=1e-5)
+
+
+def test_auto_kernels_pick_measured_layers_and_serve_like_the_stripped_model(tmp_path):
+  model, x = _pruned_pointwise_net()
+  want = ksf.strip_pruning(model)(x, training=False).numpy()
+  report = ksf.export_saved_model(model, str(tmp_path / "auto"), verbose=False, kernels="auto")
+  assert set(report["kernels"]) <= {"pw", "d", "out"}
+  assert all(rows in export_lib.AUTO_ROWS for rows in report["kernels"].values())
+  serve = tf.saved_model.load(str(tmp_path / "auto")).signatures["serving_default"]
+  got = list(serve(tf.constant(x)).values())[0].numpy()
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_break_even_is_the_last_row_count_where_sparse_clearly_won():
+  timings = [(1, 0.5, 1.0), (2, 0.85, 1.0), (4, 0.95, 1.0), (8, 0.1, 1.0)]
+  assert export_lib.break_even(timings) == 2  # 4 rows lose (> 0.9x); 8 is not reached
+  assert export_lib.break_even([(1, 1.0, 1.0)]) == 0
+  assert export_lib.break_even([]) == 0
+
+
+def test_only_pointwise_products_qualify_for_sparse_kernels():
+  layers = keras.layers
+  assert export_lib.sparse_kernel_layer(layers.Dense(3))
+  assert export_lib.sparse_kernel_layer(layers.Conv2D(3, 1))
+  for layer in (layers.Conv2D(3, 3), layers.Conv2D(3, 1, strides=2),
+                layers.Conv2D(3, 1, dilation_rate=2), layers.Conv2DTranspose(3, 1),
+                layers.DepthwiseConv2D(1), layers.Conv2D(3, 1, data_format="channels_first")):
+    assert not export_lib.sparse_kernel_layer(layer), layer
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"kernels": "fast"}, "kernels"),
+    ({"kernels": "sparse", "sparse": False}, "sparse=True"),
+    ({"kernels": {"c3": 4}}, "c3"),
+    ({"kernels": {"d": -1}}, "row counts"),
+])
+def test_bad_kernel_options_write_nothing(tmp_path, kwargs, match):
+  model, _ = _pruned_pointwise_net()
+  with pytest.raises(ValueError, match=match):
+    ksf.export_saved_model(model, str(tmp_path / "x"), verbose=False, **kwargs)
   assert not os.listdir(tmp_path)

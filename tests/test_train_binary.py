@@ -122,6 +122,12 @@ def test_export_binary_from_checkpoint(tmp_path):
   x = np.random.RandomState(1).rand(3, 28, 28, 1).astype("float32")
   np.testing.assert_allclose(loaded.signatures["serving_default"](tf.constant(x))["output"],
                              ksf.strip_pruning(model)(x), rtol=1e-5, atol=1e-6)
+  report = export_bin.export_run(str(tmp_path / "run"), str(tmp_path / "exp_sparse"),
+                                 kernels="sparse")
+  assert len(report["kernels"]) == 3  # the three Dense layers of LeNet-300-100
+  loaded = tf.saved_model.load(str(tmp_path / "exp_sparse"))
+  np.testing.assert_allclose(loaded.signatures["serving_default"](tf.constant(x))["output"],
+                             ksf.strip_pruning(model)(x), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.skipif(not os.path.exists(os.path.join(data_lib.DEFAULT_IDX_DIR,

@@ -21,6 +21,19 @@ or "int8" with a float32 scale per output channel (the last axis),
 scale_c = max |w[..., c]| / 127, q = round(w / scale_c) -- weights that round
 to 0 become zeros too; the serving function computes q * scale_c in float32.
 
+`kernels` chooses how Dense layers and 1x1 convolutions (stride 1, no
+dilation, one group, channels last) with a sparse kernel compute: "dense"
+(default) multiplies by the cached dense kernel; "sparse" always uses
+`tf.sparse.sparse_dense_matmul` on the kernel's non-zeros (indices built at
+the first call and cached like the dense weight); "auto" times both on this
+machine at export, per layer, for 1, 2, 4, ... rows (the batch, times the
+spatial positions of a 1x1 convolution) and serves the sparse product up to
+the last row count where it was clearly faster (median <= 0.9x dense) and the
+dense one above it, through one `tf.cond` on the row count -- a layer where
+sparse never wins stays dense, so "auto" is never slower than dense by more
+than the noise of that measurement. A dict {layer name: rows} pins those break
+evens (e.g. measured on the serving machine); layers not named stay dense.
+
 A report (returned, and printed by `format_report`) gives per-weight and
 overall sparsity, non-zero parameters, and the gzip size of this SavedModel
 (`gzip_bytes`). With `compare_sizes=True` (two more saves, into a temporary
@@ -38,6 +51,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import time
 import zlib
 
 import numpy as np
@@ -45,7 +59,8 @@ import numpy as np
 from keras_signflip.tf_keras import prune as prune_lib
 from keras_signflip.tf_keras._compat import keras, tf
 
-__all__ = ["export_saved_model", "format_report", "gzip_size", "export_tflite"]
+__all__ = ["export_saved_model", "format_report", "gzip_size", "export_tflite",
+           "measure_break_even"]
 
 
 def gzip_size(path):
@@ -107,14 +122,130 @@ class _Packed(tf.Module):
     flat = tf.cond(self.ready, lambda: tf.identity(self.cache.read_value()), densify_and_cache)
     return tf.reshape(flat, self.shape)
 
-  def _densify(self):
+  def _keep(self):
     shifts = tf.constant([7, 6, 5, 4, 3, 2, 1, 0], tf.uint8)
     bits = tf.bitwise.bitwise_and(tf.bitwise.right_shift(self.bits[:, None], shifts), 1)
-    keep = tf.cast(tf.reshape(bits, [-1])[:self.size], tf.bool)
+    return tf.cast(tf.reshape(bits, [-1])[:self.size], tf.bool)
+
+  def _densify(self):
+    keep = self._keep()
     index = tf.math.cumsum(tf.cast(keep, tf.int32)) - 1
     values = tf.cast(tf.gather(self.values, tf.maximum(index, 0)), tf.float32)
     dense = tf.reshape(tf.where(keep, values, 0.0), self.shape)
     return dense if self.scales is None else dense * self.scales
+
+  def sparse_matrix(self):
+    """The weight as a [prod(shape[:-1]), shape[-1]] tf.SparseTensor; its
+    indices and values are built at the first call and cached (saved empty)."""
+    if not hasattr(self, "sparse_indices"):
+      raise ValueError(f"{self.name} was packed without sparse kernels.")
+    def build_and_cache():
+      keep = self._keep()
+      rows, cols = self.size // self.shape[-1], self.shape[-1]
+      indices = tf.where(tf.reshape(keep, [rows, cols]))  # row-major, as the values
+      values = tf.cast(self.values[:-1], tf.float32)  # drop the trailing 0
+      if self.scales is not None:
+        values = values * tf.gather(self.scales, indices[:, 1])
+      with tf.control_dependencies([self.sparse_indices.assign(indices),
+                                    self.sparse_values.assign(values)]):
+        with tf.control_dependencies([self.sparse_ready.assign(True)]):
+          return tf.identity(indices), tf.identity(values)
+    indices, values = tf.cond(
+        self.sparse_ready,
+        lambda: (tf.identity(self.sparse_indices.read_value()),
+                 tf.identity(self.sparse_values.read_value())),
+        build_and_cache)
+    return tf.SparseTensor(tf.reshape(indices, [-1, 2]), tf.reshape(values, [-1]),
+                           [self.size // self.shape[-1], self.shape[-1]])
+
+  def add_sparse_cache(self):
+    """Variables for `sparse_matrix`'s cache, only on weights served sparse."""
+    self.sparse_indices = tf.Variable(tf.zeros([0, 2], tf.int64), shape=tf.TensorShape(None),
+                                      trainable=False, name="sparse_indices")
+    self.sparse_values = tf.Variable(tf.zeros([0], tf.float32), shape=tf.TensorShape(None),
+                                     trainable=False, name="sparse_values")
+    self.sparse_ready = tf.Variable(False, trainable=False, name="sparse_ready")
+
+
+# tf.sparse.sparse_dense_matmul is slower for 1-3 rows than for 4 on the
+# CPUs measured (benchmarks/inference.py); padding to 4 rows costs less.
+_MIN_SPARSE_ROWS = 4
+AUTO_ROWS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+_AUTO_MARGIN = 0.9  # sparse must be this much faster than dense to be chosen
+
+
+def _sparse_matmul(x, matrix):
+  """x @ matrix for a dense [rows, in] x and a sparse [in, out] matrix."""
+  rows = tf.shape(x)[0]
+  padded = tf.pad(x, [[0, tf.maximum(_MIN_SPARSE_ROWS - rows, 0)], [0, 0]])
+  return tf.sparse.sparse_dense_matmul(padded, matrix)[:rows]
+
+
+def sparse_kernel_layer(layer):
+  """Whether `layer` computes one [rows, in] x [in, out] product with its
+  kernel: Dense, or a channels-last Conv2D with a 1x1 kernel, stride 1, no
+  dilation and one group."""
+  if isinstance(layer, keras.layers.Dense):
+    return True
+  return (type(layer) is keras.layers.Conv2D and tuple(layer.kernel_size) == (1, 1)
+          and tuple(layer.strides) == (1, 1) and tuple(layer.dilation_rate) == (1, 1)
+          and layer.groups == 1 and layer.data_format == "channels_last")
+
+
+def break_even(timings, margin=_AUTO_MARGIN):
+  """The largest row count up to which sparse beat dense, from ascending
+  (rows, sparse seconds, dense seconds) medians; 0 when it never did."""
+  best = 0
+  for rows, sparse, dense in timings:
+    if sparse > margin * dense:
+      break
+    best = rows
+  return best
+
+
+def measure_break_even(kernel, calls=21, rows_to_try=AUTO_ROWS):
+  """Times x @ kernel dense and sparse (median of `calls` interleaved calls)
+  for each row count until sparse loses; returns `break_even` of that."""
+  kernel = np.asarray(kernel, np.float32).reshape(-1, np.shape(kernel)[-1])
+  dense_kernel = tf.constant(kernel)
+  matrix = tf.sparse.from_dense(dense_kernel)
+  dense_fn = tf.function(lambda x: tf.matmul(x, dense_kernel))
+  sparse_fn = tf.function(lambda x: _sparse_matmul(x, matrix))
+  timings, rng = [], np.random.RandomState(0)
+  for rows in rows_to_try:
+    x = tf.constant(rng.rand(rows, kernel.shape[0]).astype(np.float32))
+    times = {sparse_fn: [], dense_fn: []}
+    for fn in times:
+      fn(x)  # trace
+    for _ in range(calls):
+      for fn, t in times.items():
+        start = time.perf_counter()
+        fn(x).numpy()
+        t.append(time.perf_counter() - start)
+    timings.append((rows, float(np.median(times[sparse_fn])), float(np.median(times[dense_fn]))))
+    if break_even(timings) < rows:
+      break
+  return break_even(timings)
+
+
+def _sparse_call(layer, packed, max_rows):
+  """A replacement for `layer.call` that multiplies by the sparse kernel for
+  up to `max_rows` rows (None: always) and by the dense kernel above."""
+  cols = packed.shape[-1]
+  def call(inputs, *args, **kwargs):
+    del args, kwargs  # Dense and Conv2D take no other call arguments here
+    x = tf.reshape(tf.cast(inputs, tf.float32), [-1, packed.size // cols])
+    sparse = lambda: _sparse_matmul(x, packed.sparse_matrix())
+    dense = lambda: tf.matmul(x, tf.reshape(packed.dense(), [-1, cols]))
+    y = sparse() if max_rows is None else tf.cond(tf.shape(x)[0] <= max_rows, sparse, dense)
+    y = tf.reshape(y, tf.concat([tf.shape(inputs)[:-1], [cols]], 0))
+    y.set_shape(inputs.shape[:-1].concatenate([cols]))
+    if layer.use_bias:
+      y = tf.nn.bias_add(y, tf.cast(layer.bias, tf.float32))
+    if layer.activation is not None:
+      y = layer.activation(y)
+    return tf.cast(y, layer.compute_dtype)
+  return call
 
 
 class _Serving(tf.Module):
@@ -122,34 +253,46 @@ class _Serving(tf.Module):
 
   The Keras model lives in the serving function's closure, not in an
   attribute, so its dense kernels are not part of the saved object graph.
+  `kernel_rows` maps a layer name to the row count up to which its kernel is
+  multiplied sparse (None: always).
   """
 
-  def __init__(self, model, sparse, values_dtype="float32"):
+  def __init__(self, model, sparse, values_dtype="float32", kernel_rows=None):
     super().__init__()
-    swaps = []
+    kernel_rows = kernel_rows or {}
+    swaps, calls = [], []
     for layer in _layers(model):
       for attr, value in list(vars(layer).items()):
         if isinstance(value, tf.Variable) and not attr.startswith("_"):
           array = value.numpy()
           if sparse and array.ndim >= 2 and np.mean(array == 0) >= 0.5:
+            packed = _Packed(array, name=f"{layer.name}_{attr}", values_dtype=values_dtype)
+            if attr == "kernel" and layer.name in kernel_rows:
+              packed.add_sparse_cache()
+              calls.append((layer, _sparse_call(layer, packed, kernel_rows[layer.name])))
             # A mixed-precision layer reads its AutoCastVariables in its compute
             # dtype; the densified tensor must arrive in that dtype too.
             dtype = layer.compute_dtype if hasattr(value, "_variable") else value.dtype
-            swaps.append((layer, attr, _Packed(array, name=f"{layer.name}_{attr}",
-                                               values_dtype=values_dtype), dtype))
+            swaps.append((layer, attr, packed, dtype))
     swapped = {id(getattr(l, a)) for l, a, _, _ in swaps}
     self.packed = [p for _, _, p, _ in swaps]
     self.kept = [v for v in model.variables if id(v) not in swapped]
+    sparse_layers = {id(layer) for layer, _ in calls}
 
     def call(*inputs):
       originals = [(l, a, getattr(l, a)) for l, a, _, _ in swaps]
       try:
         for layer, attr, packed, dtype in swaps:  # layers read the densified tensor
-          object.__setattr__(layer, attr, tf.cast(packed.dense(), dtype))
+          if not (attr == "kernel" and id(layer) in sparse_layers):
+            object.__setattr__(layer, attr, tf.cast(packed.dense(), dtype))
+        for layer, fn in calls:
+          object.__setattr__(layer, "call", fn)
         out = model(list(inputs) if len(inputs) > 1 else inputs[0], training=False)
       finally:
         for layer, attr, original in originals:
           object.__setattr__(layer, attr, original)
+        for layer, _ in calls:
+          object.__delattr__(layer, "call")
       return out if isinstance(out, dict) else {"output": out}
 
     spec = [tf.TensorSpec([None] + list(i.shape[1:]), i.dtype) for i in model.inputs]
@@ -160,12 +303,13 @@ def _stripped(model):
   return prune_lib.strip_pruning(model) if prune_lib.collect_wrappers(model) else model
 
 
-def _write_atomically(model, path, sparse, overwrite, values_dtype="float32"):
+def _write_atomically(model, path, sparse, overwrite, values_dtype="float32",
+                      kernel_rows=None):
   parent = os.path.dirname(os.path.abspath(path)) or "."
   os.makedirs(parent, exist_ok=True)
   tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
   try:
-    module = _Serving(model, sparse, values_dtype)
+    module = _Serving(model, sparse, values_dtype, kernel_rows)
     module.serve.get_concrete_function()
     tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve})
     if os.path.exists(path):
@@ -180,10 +324,35 @@ def _write_atomically(model, path, sparse, overwrite, values_dtype="float32"):
 
 
 VALUES_DTYPES = ("float32", "float16", "int8")
+KERNELS = ("dense", "sparse", "auto")
+
+
+def _kernel_rows(model, kernels):
+  """{layer name: rows up to which it multiplies sparse (None: always)} for
+  the `kernels` option; raises ValueError for a bad one."""
+  candidates = {layer.name: layer.kernel.numpy() for layer in _layers(model)
+                if sparse_kernel_layer(layer) and np.mean(layer.kernel.numpy() == 0) >= 0.5}
+  if isinstance(kernels, dict):
+    unknown = sorted(set(kernels) - set(candidates))
+    if unknown:
+      raise ValueError(f"kernels names {unknown}, which are not Dense or 1x1 Conv2D layers "
+                       f"with a kernel at least half zeros; those are {sorted(candidates)}.")
+    bad = {k: v for k, v in kernels.items()
+           if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0)}
+    if bad:
+      raise ValueError(f"kernels values are row counts (int >= 0) or None (always sparse); "
+                       f"received {bad}.")
+    return dict(kernels)
+  if kernels == "dense":
+    return {}
+  if kernels == "sparse":
+    return {name: None for name in candidates}
+  rows = {name: measure_break_even(kernel) for name, kernel in candidates.items()}
+  return {name: r for name, r in rows.items() if r > 0}
 
 
 def export_saved_model(model, path, sparse=True, overwrite=False, compare_sizes=False,
-                       verbose=True, values_dtype="float32"):
+                       verbose=True, values_dtype="float32", kernels="dense"):
   """Strips pruning and writes a SavedModel with a `serving_default` signature.
 
   Args:
@@ -196,10 +365,14 @@ def export_saved_model(model, path, sparse=True, overwrite=False, compare_sizes=
     verbose: print the report (`format_report`). Defaults to True.
     values_dtype: "float32", "float16" or "int8" (per-channel scales) for the
       stored non-zero values (module docstring). Defaults to "float32".
+    kernels: "dense", "sparse", "auto" or {layer name: rows}: how Dense and
+      1x1 Conv2D layers with sparse kernels multiply (module docstring).
+      Defaults to "dense".
 
   Returns:
     A dict: `layers` {weight: sparsity}, `overall_sparsity`, `nonzero_params`,
-    `params`, `gzip_bytes`, and with `compare_sizes`, `dense_gzip_bytes`,
+    `params`, `gzip_bytes`, `kernels` ({layer: rows served sparse, None
+    for all}), and with `compare_sizes`, `dense_gzip_bytes`,
     `ratio`, `tfmot_path_gzip_bytes` and `tfmot_path_ratio`.
 
   Raises:
@@ -211,11 +384,18 @@ def export_saved_model(model, path, sparse=True, overwrite=False, compare_sizes=
   if values_dtype != "float32" and not sparse:
     raise ValueError(f"values_dtype={values_dtype!r} applies to the sparse format; pass "
                      "sparse=True.")
+  if not isinstance(kernels, dict) and kernels not in KERNELS:
+    raise ValueError(f"Received an invalid value for `kernels`, expected one of "
+                     f"{list(KERNELS)} or a dict {{layer name: rows}}. Received: "
+                     f"kernels={kernels!r}")
+  if kernels != "dense" and not sparse:
+    raise ValueError(f"kernels={kernels!r} needs the sparse format; pass sparse=True.")
   if os.path.exists(path) and not overwrite:
     raise ValueError(f"Export path {path} exists; pass overwrite=True (or "
                      "--overwrite) to replace it, or choose another path.")
   stripped = _stripped(model)
-  _write_atomically(stripped, path, sparse, overwrite, values_dtype)
+  kernel_rows = _kernel_rows(stripped, kernels)
+  _write_atomically(stripped, path, sparse, overwrite, values_dtype, kernel_rows)
   layers, zeros, total = {}, 0, 0
   for layer in _layers(stripped):
     for w in getattr(layer, "trainable_weights", []):
@@ -233,6 +413,7 @@ def export_saved_model(model, path, sparse=True, overwrite=False, compare_sizes=
       "params": params,
       "gzip_bytes": gzip_size(path),
       "values_dtype": values_dtype,
+      "kernels": kernel_rows,
   }
   if compare_sizes:
     with tempfile.TemporaryDirectory() as tmp:
@@ -284,6 +465,9 @@ def format_report(report):
   lines.append(f"  overall sparsity {100 * report['overall_sparsity']:.2f}%, "
                f"{report['nonzero_params']:,} of {report['params']:,} parameters non-zero")
   lines.append(f"  gzip size {report['gzip_bytes']:,} bytes")
+  for name, rows in report.get("kernels", {}).items():
+    lines.append(f"  {name}: sparse kernel " +
+                 ("at every batch" if rows is None else f"up to {rows} rows, dense above"))
   if "dense_gzip_bytes" in report:
     lines.append(f"  vs dense (unpruned) {report['dense_gzip_bytes']:,} bytes: "
                  f"x{report['ratio']:.3f}; TF-MOT's strip+save path: "
