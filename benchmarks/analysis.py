@@ -15,6 +15,46 @@ PEERS = GRADIENT + SPARSE_START + ("targeted_dropout",)
 METHODS = ("dense",) + ONE_SHOT + ("lottery", "lottery_matched") + PEERS
 NO_FLIPS = ("magnitude", "magnitude_noise", "tfmot", "random", "lottery_matched") + PEERS
 ABLATION = ("magnitude", "magnitude_noise", "hybrid", "flipout")
+# Lottery rounds prune to these sparsities in turn (a matched chain stops at
+# its target); round r >= 1 trains at the sparsity round r - 1 pruned to.
+LOTTERY_ROUNDS = (0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999)
+
+
+def lottery_rounds(top):
+  return [s for s in LOTTERY_ROUNDS if s < top - 1e-12] + [top]
+
+
+def training_flops(row):
+  """Training compute of a run relative to one dense run of `epochs` epochs,
+  counting the prunable weights' multiply-adds, which forward and backward
+  passes do in proportion to the weights kept (exact for MLPs; for conv nets,
+  whose layers reuse each weight a different number of times, the overall
+  kept fraction is an approximation):
+
+    sum over steps of kept(step) / (epochs * ceil(train_examples / batch)).
+
+  Dense and targeted dropout keep every weight; SNIP, SET and RigL keep
+  1 - target from the first step (RigL's dense gradient at each of its ~30
+  updates adds < 0.3% of a dense run and is left out); one-shot methods halve
+  the kept weights at each of FlipOut's `event_steps`, the last capped at the
+  target; lottery rounds are equally long, round 0 dense and round r >= 1 at
+  the sparsity round r - 1 pruned to.
+  """
+  dense_steps = row["epochs"] * -(-row["train_examples"] // row["batch"])
+  method, target, steps = row["method"], row["target"], row["steps"]
+  if method in ("dense", "targeted_dropout"):
+    return steps / dense_steps
+  if method in SPARSE_START:
+    return steps * (1 - target) / dense_steps
+  if method in ("lottery", "lottery_matched"):
+    kept = [1.0] + [1 - s for s in lottery_rounds(target)[:row["round"]]]
+    return steps / len(kept) * sum(kept) / dense_steps
+  events = sorted(row["event_steps"])
+  total, kept, last = 0.0, 1.0, 0
+  for k, event in enumerate(events, 1):
+    total += (event - last) * kept
+    kept, last = max(0.5 ** k, 1 - target), event
+  return (total + (steps - last) * kept) / dense_steps
 
 
 def ticket_at(rows, sparsity):
@@ -64,6 +104,7 @@ def aggregate(rows):
         "accuracy_std": statistics.stdev(acc.values()) if len(acc) > 1 else 0.0,
         "sparsity": statistics.mean(r["sparsity"] for r in runs.values()),
         "steps": statistics.mean(r["steps"] for r in runs.values()),
+        "flops": statistics.mean(training_flops(r) for r in runs.values()),
         "n": len(acc), "accuracy": acc,
         "vs_magnitude": (paired(acc, {s: r["test_accuracy"] for s, r in base.items()})
                          if base and key[3] != "magnitude" else None),

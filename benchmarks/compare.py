@@ -60,10 +60,9 @@ from keras_signflip.lottery import loop as lottery
 from keras_signflip.tf_keras._compat import keras, tf, tfmot
 
 from benchmarks.analysis import (ABLATION, GRADIENT, METHODS, PEERS, SPARSE_START, aggregate,
-                                 answer, ci_text, flip_term, ticket_at)
+                                 answer, ci_text, flip_term, lottery_rounds, ticket_at)
 
 REGIMES = ("flipout", "adam")
-LOTTERY_ROUNDS = (0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999)
 
 # The default grid, most important block first (an interrupted grid has the
 # answer's runs before the rest). LeNet-5 gets the ablation only: its runs
@@ -243,8 +242,7 @@ def run_one_shot(method, regime, builder, data, sparsity, seed):
 
 
 def _lottery_rounds(sparsity=None):
-  top = max(float(s) for s in FLAGS.sparsities) if sparsity is None else sparsity
-  return [s for s in LOTTERY_ROUNDS if s < top - 1e-12] + [top]
+  return lottery_rounds(max(float(s) for s in FLAGS.sparsities) if sparsity is None else sparsity)
 
 
 def run_lottery(regime, builder, data, seed, output_dir, sparsity=None):
@@ -502,14 +500,16 @@ def report(rows, commands, data):
                  f"{ci_text(e['flipout_vs_best'])} ({e['best_no_flips'] or '-'}) |")
   lines += ["", "## All results", "",
             "Mean ± std over seeds (n). vs magnitude: paired mean difference [95% CI] in points. "
-            "Steps: optimizer steps spent (all lottery rounds included).", "",
-            "| model | regime | target | method | sparsity | test accuracy % | vs magnitude | steps | n |",
-            "|---|---|---|---|---|---|---|---|---|"]
+            "Steps: optimizer steps spent (all lottery rounds included). FLOPs: training "
+            "compute of the prunable weights relative to one dense run (`analysis.training_flops`"
+            ": kept fraction summed over steps; exact for MLPs, approximate for conv nets).", "",
+            "| model | regime | target | method | sparsity | test accuracy % | vs magnitude | steps | FLOPs × dense | n |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
   for (model, regime, target, method), v in sorted(
       agg.items(), key=lambda kv: (kv[0][:3], METHODS.index(kv[0][3]))):
     lines.append(f"| {model} | {regime} | {100 * target:g}% | {method} | {100 * v['sparsity']:.2f}% | "
                  f"{100 * v['accuracy_mean']:.2f} ± {100 * v['accuracy_std']:.2f} | "
-                 f"{ci_text(v['vs_magnitude'])} | {v['steps']:.0f} | {v['n']} |")
+                 f"{ci_text(v['vs_magnitude'])} | {v['steps']:.0f} | {v['flops']:.3f} | {v['n']} |")
   lines += ["", "## Plots", ""] + [f"![{os.path.basename(f)}]({rel(f)})" for f in files]
   with open(FLAGS.report + ".tmp", "w") as f:
     f.write("\n".join(lines) + "\n")

@@ -65,6 +65,29 @@ def test_lottery_ticket_is_the_round_at_the_target(compare):
   assert compare.ticket_at(rows, 0.99) is None
 
 
+@pytest.mark.parametrize("target", [0.9, 0.98, 0.999])
+def test_training_flops_sum_the_kept_fraction_over_steps(compare, target):
+  epochs, steps_per_epoch = 10, 43
+  events = flipout.event_steps(target, epochs, steps_per_epoch)
+  row = {"method": "flipout", "target": target, "steps": epochs * steps_per_epoch, "epochs": epochs,
+         "train_examples": 43 * 128 - 5, "batch": 128, "event_steps": events}
+  n = 10**6  # kept weights out of n, step by step, with FlipOut's halving
+  kept = [max(flipout.kept(n, sum(e < step for e in events)), round(n * (1 - target))) / n
+          for step in range(1, row["steps"] + 1)]
+  assert compare.training_flops(row) == pytest.approx(np.mean(kept), abs=1e-6)
+  sparse = dict(row, method="rigl", event_steps=[])
+  assert compare.training_flops(sparse) == pytest.approx(1 - target)
+  assert compare.training_flops(dict(row, method="dense", target=0)) == 1.0
+
+
+def test_lottery_flops_count_every_round_at_its_density(compare):
+  row = {"method": "lottery", "target": 0.9, "round": 3, "steps": 4 * 100, "epochs": 1,
+         "train_examples": 100 * 64, "batch": 64}
+  assert compare.training_flops(row) == pytest.approx((1 + 0.5 + 0.25 + 0.1) * 100 / 100)
+  matched = dict(row, method="lottery_matched", steps=100)
+  assert compare.training_flops(matched) == pytest.approx((1 + 0.5 + 0.25 + 0.1) / 4)
+
+
 @pytest.mark.skipif(not HAVE_DATA, reason="Debian's dataset-fashion-mnist is not installed")
 def test_tiny_grid_report_matches_raw_results(tmp_path):
   out, report = tmp_path / "results", tmp_path / "BENCHMARKS.md"
