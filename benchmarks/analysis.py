@@ -104,7 +104,9 @@ def aggregate(rows):
         "accuracy_std": statistics.stdev(acc.values()) if len(acc) > 1 else 0.0,
         "sparsity": statistics.mean(r["sparsity"] for r in runs.values()),
         "steps": statistics.mean(r["steps"] for r in runs.values()),
-        "flops": statistics.mean(training_flops(r) for r in runs.values()),
+        "flops": (statistics.mean(training_flops(r) for r in runs.values())
+                  if all(k in r for r in runs.values() for k in ("epochs", "batch", "train_examples"))
+                  else None),
         "n": len(acc), "accuracy": acc,
         "vs_magnitude": (paired(acc, {s: r["test_accuracy"] for s, r in base.items()})
                          if base and key[3] != "magnitude" else None),

@@ -509,7 +509,8 @@ def report(rows, commands, data):
       agg.items(), key=lambda kv: (kv[0][:3], METHODS.index(kv[0][3]))):
     lines.append(f"| {model} | {regime} | {100 * target:g}% | {method} | {100 * v['sparsity']:.2f}% | "
                  f"{100 * v['accuracy_mean']:.2f} ± {100 * v['accuracy_std']:.2f} | "
-                 f"{ci_text(v['vs_magnitude'])} | {v['steps']:.0f} | {v['flops']:.3f} | {v['n']} |")
+                 f"{ci_text(v['vs_magnitude'])} | {v['steps']:.0f} | "
+                 f"{'-' if v['flops'] is None else format(v['flops'], '.3f')} | {v['n']} |")
   lines += ["", "## Plots", ""] + [f"![{os.path.basename(f)}]({rel(f)})" for f in files]
   with open(FLAGS.report + ".tmp", "w") as f:
     f.write("\n".join(lines) + "\n")
