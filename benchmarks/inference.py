@@ -1,6 +1,6 @@
 r"""Serving latency and size of the sparse SavedModel against the dense one.
 
-Prunes LeNet-300-100 (and a 4096-wide MLP) to each of --sparsities with
+Prunes LeNet-300-100, LeNet-5 and a 4096-wide MLP to each of --sparsities with
 global magnitude on random data (latency depends on the shapes and the format,
 not on what was learnt), exports it four times -- `sparse=False` (plain dense
 variables, the baseline), `sparse=True` (bits + values, densified once into a
@@ -32,8 +32,10 @@ from keras_signflip.tf_keras._compat import keras, tf, tfmot
 flags.DEFINE_list("sparsities", ["0.95", "0.98"], "Global sparsities of the pruned models.")
 flags.DEFINE_list("batches", ["1", "4", "16", "256"], "Batch sizes.")
 flags.DEFINE_integer("calls", 300, "Timed calls per model and batch size (interleaved).")
-flags.DEFINE_bool("wide", True, "Also the 784-4096-4096-10 MLP.")
+flags.DEFINE_list("models", ["lenet_300_100", "lenet5", "mlp_4096"],
+                  "Models: keras_signflip.models names, or mlp_4096 (784-4096-4096-10).")
 flags.DEFINE_bool("tflite", True, "Also TFLite: sparsity-optimised vs plain, batch 1.")
+flags.DEFINE_string("json", None, "Also write the figures to this JSON file.")
 FLAGS = flags.FLAGS
 
 
@@ -123,14 +125,16 @@ def _tflite(model, directory, name):
 def main(argv):
   del argv
   tf.get_logger().setLevel("ERROR")
-  models = {"lenet_300_100": models_lib.get("lenet_300_100")}
-  if FLAGS.wide:
-    models["mlp_4096"] = _wide_mlp
+  models = {name: _wide_mlp if name == "mlp_4096" else models_lib.get(name)
+            for name in FLAGS.models}
   with tempfile.TemporaryDirectory() as directory:
     results = {f"{name} {sparsity}": measure(name, builder, float(sparsity), directory)
                for name, builder in models.items() for sparsity in FLAGS.sparsities}
   print(json.dumps(results, indent=1, sort_keys=True))
   print(format_table(results))
+  if FLAGS.json:
+    with open(FLAGS.json, "w") as f:
+      json.dump(results, f, indent=1, sort_keys=True)
 
 
 def format_table(results):
@@ -141,6 +145,12 @@ def format_table(results):
       r = row["ratio_over_dense"]
       lines.append(f"{name:22s} {batch:>5}  {r['sparse']:6.2f}  {r['sparse_auto']:11.2f}  "
                    f"{r['sparse_kernels']:14.2f}")
+  for name, result in results.items():
+    if "tflite" in result:
+      t = result["tflite"]
+      lines.append(f"{name:22s} TFLite, batch 1: sparsity-optimised / plain x"
+                   f"{t['ratio_sparse_over_dense']:.2f} latency, "
+                   f"{t['sizes']['sparse']['bytes']:,} / {t['sizes']['dense']['bytes']:,} bytes")
   return "\n".join(lines)
 
 
