@@ -214,10 +214,13 @@ class CriterionPruning(pruning_impl.Pruning):
     group = self._group_fn()
     if group is not None and not group.is_leader(self):
       return tf.no_op()
-    # The selection is one nested function call, so the branch not taken at
-    # most steps is a single node (the executor visits every node of a
-    # lowered cond's dead branch at every step).
-    compute = tf.function(lambda: self._new_values(group), autograph=False)
+    # In a graph the selection is one nested function call, so the branch not
+    # taken at most steps is a single node (the executor visits every node of
+    # a lowered cond's dead branch at every step). Eagerly, only the branch
+    # taken runs, and a new tf.function per call would be traced every time.
+    compute = lambda: self._new_values(group)  # noqa: E731
+    if not tf.executing_eagerly():
+      compute = tf.function(compute, autograph=False)
 
     def assign_all(assign):
       targets = self._update_targets(group)
