@@ -89,13 +89,21 @@ def _kth_largest(keys, k):
 
 
 def _first_ties(ties, count):
-  """Keeps the first `count` True entries of `ties` in (tensor, index) order."""
-  out, before = [], tf.constant(0, tf.int32)
-  for t in ties:
-    rank = tf.math.cumsum(tf.cast(t, tf.int32)) + before
-    out.append(tf.math.logical_and(t, rank <= count))
-    before += tf.reduce_sum(tf.cast(t, tf.int32))
-  return out
+  """Keeps the first `count` True entries of `ties` in (tensor, index) order.
+
+  Usually every tie is kept (distinct scores tie only with themselves), and
+  then the running counts -- a cumsum over every tensor -- are skipped.
+  """
+  sizes = [tf.reduce_sum(tf.cast(t, tf.int32)) for t in ties]
+
+  def first():
+    out, before = [], tf.constant(0, tf.int32)
+    for t, size in zip(ties, sizes):
+      rank = tf.math.cumsum(tf.cast(t, tf.int32)) + before
+      out.append(tf.math.logical_and(t, rank <= count))
+      before += size
+    return out
+  return tf.cond(tf.add_n(sizes) <= count, lambda: [tf.identity(t) for t in ties], first)
 
 
 def _select_by_sort(keys, k, secondary=None):
