@@ -33,6 +33,8 @@ dense one above it, through one `tf.cond` on the row count -- a layer where
 sparse never wins stays dense, so "auto" is never slower than dense by more
 than the noise of that measurement. A dict {layer name: rows} pins those break
 evens (e.g. measured on the serving machine); layers not named stay dense.
+Sparse products compute in float32 (a mixed-precision layer's output is cast
+back to its compute dtype).
 
 A report (returned, and printed by `format_report`) gives per-weight and
 overall sparsity, non-zero parameters, and the gzip size of this SavedModel
