@@ -169,18 +169,13 @@ class _Packed(tf.Module):
     self.sparse_ready = tf.Variable(False, trainable=False, name="sparse_ready")
 
 
-# tf.sparse.sparse_dense_matmul is slower for 1-3 rows than for 4 on the
-# CPUs measured (benchmarks/inference.py); padding to 4 rows costs less.
-_MIN_SPARSE_ROWS = 4
 AUTO_ROWS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 _AUTO_MARGIN = 0.9  # sparse must be this much faster than dense to be chosen
 
 
 def _sparse_matmul(x, matrix):
   """x @ matrix for a dense [rows, in] x and a sparse [in, out] matrix."""
-  rows = tf.shape(x)[0]
-  padded = tf.pad(x, [[0, tf.maximum(_MIN_SPARSE_ROWS - rows, 0)], [0, 0]])
-  return tf.sparse.sparse_dense_matmul(padded, matrix)[:rows]
+  return tf.sparse.sparse_dense_matmul(x, matrix)
 
 
 def sparse_kernel_layer(layer):
