@@ -173,11 +173,6 @@ AUTO_ROWS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 _AUTO_MARGIN = 0.9  # sparse must be this much faster than dense to be chosen
 
 
-def _sparse_matmul(x, matrix):
-  """x @ matrix for a dense [rows, in] x and a sparse [in, out] matrix."""
-  return tf.sparse.sparse_dense_matmul(x, matrix)
-
-
 def sparse_kernel_layer(layer):
   """Whether `layer` computes one [rows, in] x [in, out] product with its
   kernel: Dense, or a channels-last Conv2D with a 1x1 kernel, stride 1, no
@@ -207,7 +202,7 @@ def measure_break_even(kernel, calls=21, rows_to_try=AUTO_ROWS):
   dense_kernel = tf.constant(kernel)
   matrix = tf.sparse.from_dense(dense_kernel)
   dense_fn = tf.function(lambda x: tf.matmul(x, dense_kernel))
-  sparse_fn = tf.function(lambda x: _sparse_matmul(x, matrix))
+  sparse_fn = tf.function(lambda x: tf.sparse.sparse_dense_matmul(x, matrix))
   timings, rng = [], np.random.RandomState(0)
   for rows in rows_to_try:
     x = tf.constant(rng.rand(rows, kernel.shape[0]).astype(np.float32))
@@ -232,7 +227,7 @@ def _sparse_call(layer, packed, max_rows):
   def call(inputs, *args, **kwargs):
     del args, kwargs  # Dense and Conv2D take no other call arguments here
     x = tf.reshape(tf.cast(inputs, tf.float32), [-1, packed.size // cols])
-    sparse = lambda: _sparse_matmul(x, packed.sparse_matrix())
+    sparse = lambda: tf.sparse.sparse_dense_matmul(x, packed.sparse_matrix())
     dense = lambda: tf.matmul(x, tf.reshape(packed.dense(), [-1, cols]))
     y = sparse() if max_rows is None else tf.cond(tf.shape(x)[0] <= max_rows, sparse, dense)
     y = tf.reshape(y, tf.concat([tf.shape(inputs)[:-1], [cols]], 0))
@@ -262,7 +257,7 @@ class _Serving(tf.Module):
       for attr, value in list(vars(layer).items()):
         if isinstance(value, tf.Variable) and not attr.startswith("_"):
           array = value.numpy()
-          if sparse and array.ndim >= 2 and np.mean(array == 0) >= 0.5:
+          if sparse and _worth_packing(array):
             packed = _Packed(array, name=f"{layer.name}_{attr}", values_dtype=values_dtype)
             if attr == "kernel" and layer.name in kernel_rows:
               packed.add_sparse_cache()
@@ -296,6 +291,11 @@ class _Serving(tf.Module):
     self.serve = tf.function(call, input_signature=spec)
 
 
+def _worth_packing(array):
+  """Weights stored as bitmap + values: >= 2-D and at least half zeros."""
+  return array.ndim >= 2 and np.mean(array == 0) >= 0.5
+
+
 def _stripped(model):
   return prune_lib.strip_pruning(model) if prune_lib.collect_wrappers(model) else model
 
@@ -327,8 +327,9 @@ KERNELS = ("dense", "sparse", "auto")
 def _kernel_rows(model, kernels):
   """{layer name: rows up to which it multiplies sparse (None: always)} for
   the `kernels` option; raises ValueError for a bad one."""
-  candidates = {layer.name: layer.kernel.numpy() for layer in _layers(model)
-                if sparse_kernel_layer(layer) and np.mean(layer.kernel.numpy() == 0) >= 0.5}
+  kernels_by_layer = {layer.name: layer.kernel.numpy() for layer in _layers(model)
+                      if sparse_kernel_layer(layer)}
+  candidates = {name: k for name, k in kernels_by_layer.items() if _worth_packing(k)}
   if isinstance(kernels, dict):
     unknown = sorted(set(kernels) - set(candidates))
     if unknown:

@@ -96,10 +96,9 @@ class AfterStepConstraint:
     return masked
 
 
-# XLA fuses the element-wise passes (mask, sign, compare, add) into one; as
-# separate TF ops the constraint took ~1.8x as long on a 784x300 kernel and
-# an epoch of LeNet-300-100 1.11x TF-MOT's against 1.03x fused
-# (benchmarks/overhead.py has the current figures). prev_sign * masked has the
+# XLA fuses the element-wise passes (mask, sign, compare, add) into one: an
+# epoch of LeNet-300-100 took 1.65x TF-MOT's with separate TF ops and 1.12x
+# fused (quiet machine; benchmarks/overhead.py has the current figures). prev_sign * masked has the
 # sign of prev_sign * sign(masked), compared in the float dtype (XLA's CPU
 # backend is slow at int8 arithmetic). reduce_retracing: one trace serves
 # every weight shape.
