@@ -189,7 +189,7 @@ def _sparse_start(method, model, data, sparsity, seed):
                               pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(
                                   sparsity, begin_step=0, end_step=1, frequency=1))
   total = FLAGS.epochs * data["steps_per_epoch"]
-  dynamic = ksf.tf_keras.dynamic.DynamicSparsity(
+  dynamic = ksf.DynamicSparsity(
       method, fraction=0.3, frequency=max(data["steps_per_epoch"] // 4, 1),
       end_step=max(int(0.75 * total), 2), data=data["train"](seed + 17, 0).repeat(), loss=loss,
       seed=seed)

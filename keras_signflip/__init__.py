@@ -26,8 +26,8 @@ from keras_signflip import _moved
 from keras_signflip import criteria
 from keras_signflip import flipout
 from keras_signflip.api import (collect_wrappers, export_saved_model, flip_counts,
-                                flip_states, masks, prune_sign_flip, set_reference,
-                                sparsity_report, strip_pruning)
+                                flip_states, masks, prune_sign_flip, record_gradients,
+                                set_reference, snip, sparsity_report, strip_pruning)
 
 __version__ = "0.3.0"
 
@@ -53,15 +53,14 @@ _LAZY = {  # public name -> module defining it, imported on first use
     "EarlyBird": "keras_signflip.lottery.early_bird",
     "RewindPoint": "keras_signflip.lottery.rewind",
     "with_gradient_noise": "keras_signflip.tf_keras.noise",
-    "snip": "keras_signflip.tf_keras.snip",
-    "record_gradients": "keras_signflip.tf_keras.noise",
+    "DynamicSparsity": "keras_signflip.dynamic",
     "PruneSignFlip": "keras_signflip.tf_keras.wrapper",
     "link_global": "keras_signflip.tf_keras.prune",
     "prune_scope": "keras_signflip.tf_keras.prune",
 }
 _SUBMODULES = ("tf_keras", "keras3", "lottery", "families", "callbacks", "callback",
                "summaries", "report", "detect", "arguments", "api", "data", "models",
-               "flipout", "distributions")
+               "flipout", "distributions", "dynamic")
 
 
 def __getattr__(name):
@@ -79,6 +78,6 @@ def __getattr__(name):
 __all__ = ["criteria", "prune_sign_flip", "strip_pruning", "flip_counts", "masks",
            "set_reference", "collect_wrappers", "flip_states", "UpdatePruningStep",
            "SignFlipSummaries", "sparsity_report", "export_saved_model", "EarlyBird",
-           "RewindPoint"]
+           "RewindPoint", "record_gradients", "snip", "DynamicSparsity"]
 # Also public, for tf_keras models only (importing them imports TF-MOT):
 # prune_scope, link_global, with_gradient_noise, PruneSignFlip.

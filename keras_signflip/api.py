@@ -3,10 +3,14 @@
 A tf_keras model goes to `keras_signflip.tf_keras` (TF-MOT's wrappers), a
 Keras 3 model to `keras_signflip.keras3`; arguments and results are the same.
 """
+import importlib
+
 from keras_signflip import families
+from keras_signflip.detect import is_keras3_object
 
 __all__ = ["prune_sign_flip", "strip_pruning", "collect_wrappers", "flip_states",
-           "flip_counts", "masks", "set_reference", "sparsity_report", "export_saved_model"]
+           "flip_counts", "masks", "set_reference", "sparsity_report", "export_saved_model",
+           "record_gradients", "snip"]
 
 
 def prune_sign_flip(to_prune, *args, **kwargs):
@@ -60,3 +64,22 @@ def export_saved_model(model, path, **kwargs):
   size report) and `keras_signflip.keras3.export.export_saved_model`.
   """
   return families.of(model).export_saved_model(model, path, **kwargs)
+
+
+def record_gradients(optimizer):
+  """A copy of `optimizer` that records sum_t w_t * g_t for `Saliency` and
+  `MovementScore` (see `keras_signflip.tf_keras.noise.record_gradients` and
+  `keras_signflip.keras3.optimizers.record_gradients`)."""
+  if is_keras3_object(optimizer):
+    from keras_signflip.keras3 import optimizers  # pylint: disable=g-import-not-at-top
+    return optimizers.record_gradients(optimizer)
+  from keras_signflip.tf_keras import noise  # pylint: disable=g-import-not-at-top
+  return noise.record_gradients(optimizer)
+
+
+def snip(model, data, sparsity, loss, batches=1):
+  """SNIP (Lee et al. 2019): sets `model`'s masks to the `sparsity` lowest |w * g|
+  pruned, g summed over `batches` of `data` (see either family's `snip` module)."""
+  family = families.of(model).name
+  module = importlib.import_module(f"keras_signflip.{family}.snip")
+  return module.snip(model, data, sparsity, loss, batches)

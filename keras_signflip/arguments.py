@@ -31,3 +31,29 @@ def check(criterion, scope, min_flips):
     raise ValueError("Received an invalid value for `min_flips`, expected None "
                      f"or an integer >= 1. Received: min_flips={min_flips!r}")
   return criterion
+
+
+def check_count(name, value, minimum=1):
+  """`value` as an int >= `minimum`, or a ValueError naming `name`."""
+  if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    raise ValueError(f"Received an invalid value for `{name}`, expected an integer >= "
+                     f"{minimum}. Received: {name}={value!r}")
+  return value
+
+
+def check_sparsity(sparsity, name="sparsity"):
+  """`sparsity` as a float in [0, 1), or a ValueError naming `name`."""
+  if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0 <= sparsity < 1:
+    raise ValueError(f"Received an invalid value for `{name}`, expected a number in [0, 1). "
+                     f"Received: {name}={sparsity!r}")
+  return float(sparsity)
+
+
+def first_batches(data, batches, who):
+  """The first `batches` (x, y) pairs of `data`, or a ValueError if it has fewer."""
+  out = []
+  for x, y in data:
+    out.append((x, y))
+    if len(out) == batches:
+      return out
+  raise ValueError(f"`data` gave {len(out)} batches; {who} was asked for {batches}.")

@@ -10,13 +10,13 @@ __all__ = ["is_keras3_object"]
 
 
 def is_keras3_object(obj):
-  """True for Keras 3 layers and models (a list: if any element is one)."""
+  """True for Keras 3 layers, models and optimizers (a list: if any element is one)."""
   if isinstance(obj, (list, tuple)):
     return any(is_keras3_object(o) for o in obj)
   for cls in type(obj).__mro__:
     root = (cls.__module__ or "").split(".")[0]
     if root == "tf_keras":
       return False
-    if root == "keras" and cls.__name__ in ("Layer", "Operation", "Model"):
+    if root == "keras" and cls.__name__ in ("Layer", "Operation", "Model", "BaseOptimizer"):
       return True
   return False

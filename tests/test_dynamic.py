@@ -54,7 +54,7 @@ def test_set_drops_the_smallest_and_regrows_at_random():
   model, _, _ = _sparse_linear()
   assert all(len(dynamic.optimizer_slots(model.optimizer, s.weight)) == 2
              for s in ksf.flip_states(model))  # Adam's m and v
-  callback = dynamic.DynamicSparsity("set", fraction=0.3, frequency=1, seed=4)
+  callback = ksf.DynamicSparsity("set", fraction=0.3, frequency=1, seed=4)
   rng = np.random.RandomState(4)
   grow = lambda s, mask, n: rng.choice(np.flatnonzero(~mask.ravel()), n, replace=False)  # noqa: E731
   _check_update(model, callback, [grow, grow], 0.3)
@@ -72,7 +72,7 @@ def test_rigl_regrows_the_largest_gradients_of_a_numpy_recount():
       inactive = np.flatnonzero(~mask.ravel())
       return inactive[np.argsort(-np.abs(g.ravel()[inactive]), kind="stable")[:n]]
     return grow
-  callback = dynamic.DynamicSparsity("rigl", fraction=0.3, frequency=1, end_step=4,
+  callback = ksf.DynamicSparsity("rigl", fraction=0.3, frequency=1, end_step=4,
                                      data=[(x, y)], loss="mse")
   fraction = callback.update_fraction(1)
   assert fraction == pytest.approx(0.15 * (1 + math.cos(math.pi / 4)))
@@ -86,7 +86,7 @@ def test_rigl_during_fit_keeps_the_sparsity_and_counts_regrowth():
   model.compile(keras.optimizers.SGD(0.1, momentum=0.9),
                 keras.losses.SparseCategoricalCrossentropy(from_logits=True))
   data = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
-  rigl = dynamic.DynamicSparsity("rigl", fraction=0.3, frequency=3, end_step=20, data=data,
+  rigl = ksf.DynamicSparsity("rigl", fraction=0.3, frequency=3, end_step=20, data=data,
                                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
   model.fit(x, y, batch_size=16, epochs=3, verbose=0, callbacks=[ksf.UpdatePruningStep(), rigl])
   assert rigl.updates == 6 and rigl.regrown > 0
@@ -98,8 +98,8 @@ def test_rigl_during_fit_keeps_the_sparsity_and_counts_regrowth():
 
 def test_bad_arguments():
   with pytest.raises(ValueError, match="method"):
-    dynamic.DynamicSparsity("grow")
+    ksf.DynamicSparsity("grow")
   with pytest.raises(ValueError, match="fraction"):
-    dynamic.DynamicSparsity("set", fraction=1.0)
+    ksf.DynamicSparsity("set", fraction=1.0)
   with pytest.raises(ValueError, match="data"):
-    dynamic.DynamicSparsity("rigl")
+    ksf.DynamicSparsity("rigl")

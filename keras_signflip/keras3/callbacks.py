@@ -9,6 +9,7 @@ on JAX, syncing its state -- only at pruning steps and epoch ends.
 import sys
 
 from keras_signflip.keras3 import mask_update
+from keras_signflip.keras3 import optimizers
 from keras_signflip.keras3 import prune as prune_lib
 from keras_signflip.keras3._keras import keras, ops
 
@@ -62,6 +63,10 @@ class UpdatePruningStep(keras.callbacks.Callback):
                        "an input shape) before training.")
     for s in prune_lib.flip_states(model):
       mask_update.check_finite(s)
+    if (any(w.criterion.uses_gradients for w in self._wrappers)
+        and not optimizers.records_gradients(getattr(model, "optimizer", None))):
+      raise ValueError("A criterion of this model reads gradients (Saliency, MovementScore): "
+                       "compile with optimizer=keras_signflip.record_gradients(optimizer).")
     step = int(ops.convert_to_numpy(self._wrappers[0].pruning_step))
     if step < 0:
       for w in self._wrappers:

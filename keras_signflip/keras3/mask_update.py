@@ -19,11 +19,12 @@ keeps pruned weights at exactly 0 under momentum and Adam: their gradient is
 import numpy as np
 
 from keras_signflip import criteria as criteria_lib
+from keras_signflip.keras3 import optimizers
 from keras_signflip.keras3 import selection
 from keras_signflip.keras3 import state as state_lib
 from keras_signflip.keras3._keras import ops
 
-__all__ = ["check_finite", "compute_masks", "apply_masks", "update_masks", "optimizer_slots"]
+__all__ = ["check_finite", "check_gradients", "compute_masks", "apply_masks", "update_masks", "optimizer_slots"]
 
 
 def check_finite(state):
@@ -36,11 +37,21 @@ def check_finite(state):
 
 def weight_state(s):
   """What a criterion reads of a `FlipState` (criteria.WeightState), as tensors."""
-  at_update = s.flips_at_update
+  at_update, products = s.flips_at_update, optimizers.grad_product(s.weight)
   return criteria_lib.WeightState(
       ops.convert_to_tensor(s.flips),
       None if s.reference is None else state_lib.float32_value(s.reference), s.key,
-      None if at_update is None else ops.convert_to_tensor(at_update))
+      None if at_update is None else ops.convert_to_tensor(at_update),
+      None if products is None else ops.convert_to_tensor(products))
+
+
+def check_gradients(state, criterion):
+  if criterion.uses_gradients and optimizers.grad_product(state.weight) is None:
+    raise ValueError(
+        f"keras_signflip: {type(criterion).__name__} ranks by recorded gradients, and "
+        f"nothing records them for {state.weight.path}: compile with "
+        "optimizer=keras_signflip.record_gradients(optimizer) and train before the "
+        "first mask update.")
 
 
 def _normalized(score, alive):
@@ -51,14 +62,12 @@ def _normalized(score, alive):
 
 def _score(state, criterion):
   check_finite(state)
+  check_gradients(state, criterion)
   w = state_lib.float32_value(state.weight)
   if criterion.needs_int64:
     as_np = lambda v: np.asarray(ops.convert_to_numpy(v))
-    ws = criteria_lib.WeightState(as_np(state.flips),
-                                  None if state.reference is None else as_np(state.reference),
-                                  state.key,
-                                  None if state.flips_at_update is None
-                                  else as_np(state.flips_at_update))
+    ws = criteria_lib.WeightState(*[v if v is None or isinstance(v, int) else as_np(v)
+                                    for v in weight_state(state)])
     score = ops.convert_to_tensor(np.asarray(criterion.score(as_np(w), ws, np), np.float32))
   else:
     ws = weight_state(state)
@@ -131,7 +140,11 @@ def apply_masks(states, masks, threshold, optimizer=None):
     keep = ops.convert_to_tensor(m)
     s.mask.assign(ops.cast(keep, s.mask.dtype))
     s.threshold.assign(threshold)
-    for v in [s.flips, s.prev_sign, s.weight] + optimizer_slots(optimizer, s.weight):
+    products = optimizers.grad_product(s.weight)  # MovementScore's sum goes on where kept
+    slots = optimizer_slots(optimizer, s.weight)
+    if products is not None and not any(v is products for v in slots):
+      slots.append(products)
+    for v in [s.flips, s.prev_sign, s.weight] + slots:
       value = ops.convert_to_tensor(v)
       v.assign(ops.where(keep, value, ops.zeros_like(value)))
     if s.flips_at_update is not None:  # the window restarts at this update
@@ -166,12 +179,17 @@ def update_masks(wrappers, step, optimizer=None):
   for group in groups:
     for s in group[0]:
       check_finite(s)
+      check_gradients(s, group[2])
   for group in groups:
     for s in group[0]:
       state_lib.count_pending(s)
   results = [(states,) + compute_masks(states, sparsity, criterion, min_flips,
                                        normalization=normalization)
              for states, sparsity, criterion, min_flips, normalization in groups]
-  for states, masks, threshold in results:
+  for (states, masks, threshold), group in zip(results, groups):
     apply_masks(states, masks, threshold, optimizer)
+    if group[2].resets_gradients:  # Saliency's sum restarts at every update
+      for s in states:
+        products = optimizers.grad_product(s.weight)
+        products.assign(ops.zeros_like(ops.convert_to_tensor(products)))
   return sum(len(r[0]) for r in results)

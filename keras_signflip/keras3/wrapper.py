@@ -19,6 +19,7 @@ import inspect
 
 from keras_signflip import arguments
 from keras_signflip import criteria as criteria_lib
+from keras_signflip.keras3 import optimizers
 from keras_signflip.keras3 import schedules as schedules_lib
 from keras_signflip.keras3 import state as state_lib
 from keras_signflip.keras3._keras import keras, ops
@@ -106,10 +107,6 @@ class PruneSignFlip(keras.layers.Wrapper):
           "returning its prunable variables, or leave it unwrapped.")
     self.pruning_schedule = schedules_lib.get(pruning_schedule)
     self.criterion = arguments.check(criterion, scope, min_flips)
-    if self.criterion.uses_gradients:
-      raise ValueError(f"{type(self.criterion).__name__} reads gradients, which only the "
-                       "tf_keras family records so far (keras_signflip.record_gradients); "
-                       "on Keras 3 choose a weight- or flip-based criterion.")
     self.scope, self.min_flips, self.position = scope, min_flips, int(position)
     if keep_reference is None:
       keep_reference = self.criterion.uses_reference
@@ -132,6 +129,8 @@ class PruneSignFlip(keras.layers.Wrapper):
     self.flip_states = []
     for w in prunable_weights(self.layer):
       base = w.name
+      if self.criterion.uses_gradients:  # sum of w * g, kept by the optimizer
+        optimizers.request_gradients(w)
 
       def copy(dtype_out, w=w, sign=False):
         def init(shape, dtype=None):

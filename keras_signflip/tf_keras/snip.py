@@ -12,6 +12,7 @@ masks never grow), the "static sparse training" of the literature.
 """
 import numpy as np
 
+from keras_signflip import arguments
 from keras_signflip.tf_keras import prune as prune_lib
 from keras_signflip.tf_keras import selection
 from keras_signflip.tf_keras import state as state_lib
@@ -29,26 +30,18 @@ def sensitivities(model, data, loss, batches=1):
     loss: a Keras loss (name, function or instance).
     batches: how many batches to sum gradients over, >= 1.
   """
-  if isinstance(batches, bool) or not isinstance(batches, int) or batches < 1:
-    raise ValueError("Received an invalid value for `batches`, expected an integer >= 1. "
-                     f"Received: batches={batches!r}")
+  arguments.check_count("batches", batches)
   states = prune_lib.flip_states(model)
   if not states:
     raise ValueError("snip needs a model wrapped by prune_sign_flip (no wrapped weights found).")
   loss_fn = keras.losses.get(loss)
   weights = [s.weight for s in states]
   grads = [tf.zeros_like(w, tf.float32) for w in weights]
-  seen = 0
-  for x, y in data:
+  for x, y in arguments.first_batches(data, batches, "snip"):
     with tf.GradientTape() as tape:
       value = tf.reduce_mean(loss_fn(y, model(x, training=False)))
     for i, g in enumerate(tape.gradient(value, weights)):
       grads[i] += tf.cast(tf.convert_to_tensor(g), tf.float32)
-    seen += 1
-    if seen == batches:
-      break
-  if seen < batches:
-    raise ValueError(f"`data` gave {seen} batches; snip was asked for {batches}.")
   return {s.weight.name: np.abs(state_lib.float32_value(s.weight).numpy() * g.numpy())
           for s, g in zip(states, grads)}
 
@@ -64,9 +57,7 @@ def snip(model, data, sparsity, loss, batches=1):
   Returns:
     {weight name: sparsity} of the new masks.
   """
-  if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0 <= sparsity < 1:
-    raise ValueError("Received an invalid value for `sparsity`, expected a number in [0, 1). "
-                     f"Received: sparsity={sparsity!r}")
+  arguments.check_sparsity(sparsity)
   scores = sensitivities(model, data, loss, batches)  # every check before any change
   states = prune_lib.flip_states(model)
   total = sum(int(np.prod(s.weight.shape)) for s in states)

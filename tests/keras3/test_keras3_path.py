@@ -432,11 +432,6 @@ def test_erk_distribution_at_layer_scope_and_dense_layers():
     ksf.prune_sign_flip(base, pruning_schedule=schedule, scope="global", sparsity_distribution="er")
 
 
-def test_gradient_criteria_say_they_are_tf_keras_only():
-  with pytest.raises(ValueError, match="tf_keras family"):
-    _model(k3.schedules.ConstantSparsity(0.5, 0), criterion="saliency")
-
-
 def test_reference_weights_only_for_criteria_that_read_them():
   schedule = k3.schedules.ConstantSparsity(0.5, 0)
   assert all(s.reference is None for s in k3.flip_states(_model(schedule, criterion="hybrid")))
