@@ -13,7 +13,7 @@ prunes once at step 0, or `snip`) is trained with this callback. Every
 
 so each tensor keeps its sparsity exactly. Masks grow as well as shrink here
 (the wrappers' own schedules only ever shrink them); `regrown` counts every
-regrown weight. Ties go by position (a stable ranking), as everywhere.
+regrown weight and goes into each epoch's logs (History, TensorBoard). Ties go by position (a stable ranking), as everywhere.
 
 The rule is NumPy and serves both families; each family's `dynamic` module
 supplies the gradient (`dense_gradients`) and the assignment (`set_masks`).
@@ -102,6 +102,12 @@ class DynamicSparsity(Callback):
     t = self._step
     if self.begin_step <= t <= self.end_step and (t - self.begin_step) % self.frequency == 0:
       self.update(t)
+
+  def on_epoch_end(self, epoch, logs=None):
+    """Puts `regrown` (total so far) in the epoch logs: History, CSVLogger and
+    TensorBoard record it beside the loss."""
+    if logs is not None:
+      logs["regrown"] = self.regrown
 
   def _next_batch(self):
     if self._batches is None:

@@ -88,8 +88,11 @@ def test_rigl_during_fit_keeps_the_sparsity_and_counts_regrowth():
   data = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
   rigl = ksf.DynamicSparsity("rigl", fraction=0.3, frequency=3, end_step=20, data=data,
                                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-  model.fit(x, y, batch_size=16, epochs=3, verbose=0, callbacks=[ksf.UpdatePruningStep(), rigl])
+  history = model.fit(x, y, batch_size=16, epochs=3, verbose=0,
+                      callbacks=[ksf.UpdatePruningStep(), rigl])
   assert rigl.updates == 6 and rigl.regrown > 0
+  regrown = history.history["regrown"]  # totals so far, one per epoch
+  assert regrown[-1] == rigl.regrown and regrown == sorted(regrown) and regrown[0] > 0
   for s in ksf.flip_states(model):
     mask = s.mask.numpy()
     assert int(mask.sum()) == tu.reference_kept(mask.size, 0.8)

@@ -217,8 +217,10 @@ def test_rigl_during_fit_keeps_the_sparsity():
   loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
   rigl = ksf.DynamicSparsity("rigl", fraction=0.3, frequency=3, end_step=12,
                              data=[(x[:32], y[:32])], loss=loss)
-  model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[ksf.UpdatePruningStep(), rigl])
+  history = model.fit(x, y, batch_size=16, epochs=2, verbose=0,
+                      callbacks=[ksf.UpdatePruningStep(), rigl])
   assert rigl.updates == 4 and rigl.regrown > 0
+  assert history.history["regrown"][-1] == rigl.regrown
   total = sum(int(np.prod(s.weight.shape)) for s in ksf.flip_states(model))
   kept = sum(int(_np(s.mask).sum()) for s in ksf.flip_states(model))
   assert kept == round(total * 0.2)
