@@ -48,11 +48,14 @@ overhead-keras3: setup
 
 # The comparison behind BENCHMARKS.md: FlipOut's schedule for every method, the
 # flips x noise ablation, paired seeds. Two single-threaded processes share the
-# grid (faster than one two-threaded one on 2 cores), then one report is written
+# grid (faster than one two-threaded one on 2 cores; the regularisers' strength
+# sweep runs first, their grid rows need it), then one report is written
 # from the raw JSON. About 4 hours on 2 cores; an interrupted grid resumes where
 # it stopped, keeping every finished run.
 BENCH_ENV := TF_CPP_MIN_LOG_LEVEL=2 TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1
 bench: setup data
+	$(BENCH_ENV) $(PY) -m benchmarks.compare --calibrate --shard=0/2 & \
+	  $(BENCH_ENV) $(PY) -m benchmarks.compare --calibrate --shard=1/2; wait
 	$(BENCH_ENV) $(PY) -m benchmarks.compare --shard=0/2 --nowrite_report & \
 	  $(BENCH_ENV) $(PY) -m benchmarks.compare --shard=1/2 --nowrite_report; wait
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m benchmarks.compare --report_only

@@ -12,8 +12,10 @@ ONE_SHOT = ("magnitude", "magnitude_noise", "hybrid", "flipout", "tfmot", "rando
 GRADIENT = ("saliency", "movement_score")
 SPARSE_START = ("snip", "set", "rigl")
 PEERS = GRADIENT + SPARSE_START + ("targeted_dropout",)
-METHODS = ("dense",) + ONE_SHOT + ("lottery", "lottery_matched") + PEERS
-NO_FLIPS = ("magnitude", "magnitude_noise", "tfmot", "random", "lottery_matched") + PEERS
+# Train dense under a penalty, then cut to the target by the method's own score (issue 15).
+REGULARIZERS = ("variational", "l0", "hoyer")
+METHODS = ("dense",) + ONE_SHOT + ("lottery", "lottery_matched") + PEERS + REGULARIZERS
+NO_FLIPS = ("magnitude", "magnitude_noise", "tfmot", "random", "lottery_matched") + PEERS + REGULARIZERS
 ABLATION = ("magnitude", "magnitude_noise", "hybrid", "flipout")
 # Lottery rounds prune to these sparsities in turn (a matched chain stops at
 # its target); round r >= 1 trains at the sparsity round r - 1 pruned to.
@@ -33,7 +35,8 @@ def training_flops(row):
 
     sum over steps of kept(step) / (epochs * ceil(train_examples / batch)).
 
-  Dense and targeted dropout keep every weight; SNIP, SET and RigL keep
+  Dense, targeted dropout and the regularisers keep every weight (variational
+  dropout's local reparameterisation doubles its forward multiply-adds; not counted); SNIP, SET and RigL keep
   1 - target from the first step (RigL's dense gradient at each of its ~30
   updates adds < 0.3% of a dense run and is left out); one-shot methods halve
   the kept weights at each of FlipOut's `event_steps`, the last capped at the
@@ -42,7 +45,7 @@ def training_flops(row):
   """
   dense_steps = row["epochs"] * -(-row["train_examples"] // row["batch"])
   method, target, steps = row["method"], row["target"], row["steps"]
-  if method in ("dense", "targeted_dropout"):
+  if method in ("dense", "targeted_dropout") + REGULARIZERS:
     return steps / dense_steps
   if method in SPARSE_START:
     return steps * (1 - target) / dense_steps

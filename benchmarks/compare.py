@@ -59,8 +59,8 @@ from keras_signflip import models as models_lib
 from keras_signflip.lottery import loop as lottery
 from keras_signflip.tf_keras._compat import keras, tf, tfmot
 
-from benchmarks.analysis import (ABLATION, GRADIENT, METHODS, PEERS, SPARSE_START, aggregate,
-                                 answer, ci_text, flip_term, lottery_rounds, ticket_at)
+from benchmarks.analysis import (ABLATION, GRADIENT, METHODS, PEERS, REGULARIZERS, SPARSE_START,
+                                 aggregate, answer, ci_text, flip_term, lottery_rounds, ticket_at)
 
 REGIMES = ("flipout", "adam")
 
@@ -75,7 +75,23 @@ PLAN = (
     ("lenet5", "flipout", ABLATION + ("dense",)),
     # Peer methods (issues 15 and 16) at the same budget, after the answer's runs.
     ("lenet_300_100", "flipout", PEERS),
+    # The regularisers (issue 15) in the Adam regime, the optimizer of their papers
+    # (FlipOut's coupled weight decay would pull log sigma^2 and the gates' log alpha
+    # to 0); --calibrate first chooses each one's strength per target.
+    ("lenet_300_100", "adam", REGULARIZERS),
+    ("lenet5", "adam", ("magnitude",) + REGULARIZERS),
 )
+
+# The calibration sweep of each regulariser's strength (seed 0). Variational
+# dropout and L0: multiples of 1 / training examples (the papers' per-example
+# weights of the KL term and of lambda); Hoyer-Square: as is.
+STRENGTHS = {
+    "variational": (0.3, 1.0, 3.0, 10.0, 30.0),
+    "l0": (1.0, 10.0, 100.0, 1000.0, 10000.0),
+    "hoyer": (3e-7, 3e-6, 3e-5, 3e-4, 3e-3),
+}
+HOYER_THRESHOLD = 1e-3  # |w| below it counts as pruned in Hoyer's own (natural) sparsity
+KL_WARMUP = 0.3  # variational dropout: the KL weight ramps up over this fraction of training
 
 flags.DEFINE_bool("quick", False, "LeNet-300-100, FlipOut's regime, the 2x2 ablation at 90 and "
                   "99.8%, two seeds, 2 epochs of 12k examples (< 5 minutes).")
@@ -94,6 +110,8 @@ flags.DEFINE_string("output_dir", None, "Raw results and plots; default "
 flags.DEFINE_string("shard", "0/1", "i/n: run only the jobs whose index is i modulo n, so n "
                     "processes share a grid (on 2 cores, two single-threaded processes "
                     "finish it sooner than one).")
+flags.DEFINE_bool("calibrate", False, "Run the regularisers' strength sweep (STRENGTHS, seed 0) "
+                  "for the plan's regulariser blocks; their grid runs need it first.")
 flags.DEFINE_bool("report_only", False, "Regenerate the report from the raw results only.")
 flags.DEFINE_string("report", "BENCHMARKS.md", "The generated report.")
 flags.DEFINE_bool("write_report", True, "Write the report when the runs end (shards of one "
@@ -241,6 +259,133 @@ def run_one_shot(method, regime, builder, data, sparsity, seed):
   return out
 
 
+def _regularized(method, model, strength, data, seed):
+  """The model under the method's penalty, and its callbacks."""
+  scale = 1.0 if method == "hoyer" else 1.0 / data["train_examples"]
+  if method == "variational":
+    total = FLAGS.epochs * data["steps_per_epoch"]
+    return (ksf.tf_keras.variational.variational_dropout(model, strength * scale, seed),
+            [ksf.tf_keras.variational.KLWarmup(max(int(KL_WARMUP * total), 1))])
+  if method == "l0":
+    return ksf.tf_keras.l0.l0_gates(model, strength * scale, seed=seed), []
+  ksf.tf_keras.hoyer.add_hoyer_square(model, strength)
+  return model, []
+
+
+def _final_kernels(method, model):
+  """(plain model, [(kernel variable, score, value)], natural sparsity): the
+  method's test-time model, and per kernel its ranking score and kept value.
+  Variational dropout: score -log alpha, value theta, natural = log alpha >= 3;
+  L0: value theta * z_test, score |value|, natural = z_test == 0; Hoyer-Square:
+  value w, score |w|, natural = |w| < HOYER_THRESHOLD."""
+  if method == "hoyer":
+    plain = model
+    kernels = [l.kernel for l in model.layers if hasattr(l, "kernel")]
+    parts = [(k, np.abs(k.numpy()), k.numpy()) for k in kernels]
+    pruned = sum(int((np.abs(v) < HOYER_THRESHOLD).sum()) for _, _, v in parts)
+  else:
+    module = ksf.tf_keras.variational if method == "variational" else ksf.tf_keras.l0
+    wrapper_class = module.VariationalDropout if method == "variational" else module.L0Gate
+    wrappers = [l for l in model.layers if isinstance(l, wrapper_class)]
+    plain = module.strip(model)
+    kernels = [l.kernel for l in plain.layers if hasattr(l, "kernel")]
+    parts, pruned = [], 0
+    for w, k in zip(wrappers, kernels):
+      theta = w.layer.kernel.numpy()
+      if method == "variational":
+        log_alpha = w.log_alpha().numpy()
+        parts.append((k, -log_alpha, theta))
+        pruned += int((log_alpha >= w.threshold).sum())
+      else:
+        value = theta * w.gates(False).numpy()
+        parts.append((k, np.abs(value), value))
+        pruned += int((value == 0).sum())
+  return plain, parts, pruned / sum(v.size for _, _, v in parts)
+
+
+def _cut(parts, target):
+  """Keeps the round(n * (1 - target)) highest scores of all kernels together
+  (ties by position), zeroing the rest; returns the sparsity reached."""
+  scores = np.concatenate([score.ravel() for _, score, _ in parts])
+  keep = np.zeros(scores.size, bool)
+  keep[np.argsort(-scores, kind="stable")[:max(int(round(scores.size * (1 - target))), 1)]] = True
+  start = 0
+  for kernel, _, value in parts:
+    kept = keep[start:start + value.size].reshape(value.shape)
+    kernel.assign(np.where(kept, value, 0).astype(np.float32))
+    start += value.size
+  return 1 - float(np.mean(np.concatenate([k.numpy().ravel() for k, _, _ in parts]) != 0))
+
+
+def run_regularizer(method, regime, builder, data, target, seed, strength):
+  """Trains under the penalty at `strength`, then reports the method's own
+  test-time model (natural sparsity and accuracy) and the model cut to
+  `target` by the method's score (no further training: the same budget)."""
+  keras.utils.set_random_seed(seed)
+  model, callbacks = _regularized(method, builder(), strength, data, seed)
+  _compile(model, _optimizer(regime, FLAGS.epochs, data["steps_per_epoch"], False, seed))
+  start = time.time()
+  for epoch in range(FLAGS.epochs):
+    model.fit(data["train"](seed, epoch), epochs=epoch + 1, initial_epoch=epoch, verbose=0,
+              callbacks=callbacks)
+  steps = int(model.optimizer.iterations.numpy())
+  plain, parts, natural = _final_kernels(method, model)
+  if method == "hoyer":  # the paper's trimming at the threshold
+    for kernel, _, value in parts:
+      kernel.assign(np.where(np.abs(value) < HOYER_THRESHOLD, 0, value).astype(np.float32))
+  else:
+    _compile(plain, "sgd")
+  out = {"strength": strength, "natural_sparsity": natural,
+         "natural_accuracy": float(plain.evaluate(data["test"], verbose=0)[1]),
+         "steps": steps, "event_steps": [], "wall_seconds": time.time() - start,
+         "flips_per_epoch": []}
+  if target is not None:
+    out["sparsity"] = _cut(parts, target)
+    out["test_accuracy"] = float(plain.evaluate(data["test"], verbose=0)[1])
+  return out
+
+
+def _calibration_path(model, regime, method, strength):
+  return os.path.join(FLAGS.output_dir, "calibration",
+                      f"{model}__{regime}__{method}__{strength:g}.json")
+
+
+def calibration_jobs():
+  return [(model, regime, method, strength) for model, regime, methods in PLAN
+          for method in methods if method in REGULARIZERS
+          if not (FLAGS.models and model not in FLAGS.models)
+          and not (FLAGS.methods and method not in FLAGS.methods)
+          for strength in STRENGTHS[method]]
+
+
+def strength_for(model, regime, method, target):
+  """The swept strength whose natural sparsity lies nearest `target` on a log(1 - s) scale."""
+  found = []
+  for strength in STRENGTHS[method]:
+    path = _calibration_path(model, regime, method, strength)
+    if os.path.exists(path):
+      natural = min(json.load(open(path))["natural_sparsity"], 1 - 1e-6)
+      found.append((abs(math.log(1 - natural) - math.log(1 - target)), strength))
+  if len(found) < len(STRENGTHS[method]):
+    raise ValueError(f"{model} {regime} {method}: the strength sweep is incomplete; run "
+                     "python -m benchmarks.compare --calibrate first.")
+  return min(found)[1]
+
+
+def run_calibration(data):
+  shard, shards = (int(x) for x in FLAGS.shard.split("/"))
+  todo = [j for j in calibration_jobs() if not os.path.exists(_calibration_path(*j))]
+  for i, (model_name, regime, method, strength) in enumerate(todo):
+    if i % shards != shard:
+      continue
+    print(f"[calibration {i + 1}/{len(todo)}] {model_name} {regime} {method} {strength:g}",
+          flush=True)
+    builder = lambda m=model_name: models_lib.get(m)(data["input_shape"], data["classes"])  # noqa: E731
+    result = run_regularizer(method, regime, builder, data, None, 0, strength)
+    _write(_calibration_path(model_name, regime, method, strength),
+           dict(result, model=model_name, regime=regime, method=method))
+
+
 def _lottery_rounds(sparsity=None):
   return lottery_rounds(max(float(s) for s in FLAGS.sparsities) if sparsity is None else sparsity)
 
@@ -349,7 +494,11 @@ def run_grid(data):
           result["wall_seconds"] = time.time() - start
           _write(_raw_path(model_name, regime, method, t, seed), dict(result, target=float(t), **meta))
       continue
-    result = run_one_shot(method, regime, builder, data, s, seed)
+    if method in REGULARIZERS:
+      result = run_regularizer(method, regime, builder, data, s, seed,
+                               strength_for(model_name, regime, method, s))
+    else:
+      result = run_one_shot(method, regime, builder, data, s, seed)
     _write(_raw_path(model_name, regime, method, s, seed), dict(result, target=s, **meta))
 
 
@@ -541,6 +690,9 @@ def main(argv):
     sys.exit(2)
   tf.config.experimental.enable_op_determinism()
   data = _load_data()
+  if FLAGS.calibrate:
+    run_calibration(data)
+    return
   if not FLAGS.report_only:
     run_grid(data)
   command = ("python -m benchmarks.compare " + " ".join(sys.argv[1:])).strip()
