@@ -149,3 +149,85 @@ def test_peer_methods_run_at_the_same_budget_and_sparsity(tmp_path):
     assert r["steps"] == 10, method  # 1,280 examples at batch 128, one epoch
     assert r["sparsity"] == pytest.approx(0.9, abs=0.01), method
   assert raw["set"]["regrown"] > 0 and raw["rigl"]["regrown"] > 0
+
+
+_REGULARIZER_SCRIPT = r"""
+import json, os, sys
+import numpy as np
+from absl import flags
+from benchmarks import compare
+import keras_signflip as ksf
+from keras_signflip.tf_keras._compat import keras, tf
+flags.FLAGS([sys.argv[0], "--output_dir=" + sys.argv[1]])
+out = {}
+# _cut: 3 kernels, ties at the boundary
+values = [np.arange(1, 7, dtype=np.float32).reshape(2, 3), -np.ones(4, np.float32),
+          np.array([5.0, 0.5], np.float32)]
+scores = [np.abs(v) for v in values]
+kernels = [tf.Variable(np.zeros_like(v)) for v in values]
+out["cut_sparsity"] = compare._cut(list(zip(kernels, scores, values)), 1 / 3)
+out["cut"] = [k.numpy().tolist() for k in kernels]
+# strength_for: natural sparsities written as calibration files
+for strength, natural in zip(compare.STRENGTHS["hoyer"], (0.5, 0.9, 0.97, 0.995, 0.9999)):
+  compare._write(compare._calibration_path("m", "adam", "hoyer", strength),
+                 {"natural_sparsity": natural})
+out["swept"] = list(compare.STRENGTHS["hoyer"])
+out["strengths"] = {str(t): compare.strength_for("m", "adam", "hoyer", t)
+                    for t in (0.9, 0.98, 0.998, 0.999)}
+try:
+  compare.strength_for("m", "adam", "l0", 0.9)
+except ValueError as e:
+  out["missing"] = str(e)
+# natural sparsity and the cut of variational dropout and L0 on a small MLP
+keras.utils.set_random_seed(0)
+base = keras.Sequential([keras.Input((5,)), keras.layers.Dense(7), keras.layers.Dense(3)])
+vd = ksf.tf_keras.variational.variational_dropout(base, 1e-3)
+rng = np.random.RandomState(1)
+wrappers = [l for l in vd.layers if hasattr(l, "log_sigma2")]
+for w in wrappers:
+  w.log_sigma2.assign(rng.uniform(-6, 4, w.log_sigma2.shape).astype(np.float32))
+out["vd_theta"] = [w.layer.kernel.numpy().tolist() for w in wrappers]
+out["vd_log_sigma2"] = [w.log_sigma2.numpy().tolist() for w in wrappers]
+plain, parts, natural = compare._final_kernels("variational", vd)
+out["vd_natural"] = natural
+out["vd_cut_sparsity"] = compare._cut(parts, 0.8)
+out["vd_cut"] = [k.numpy().tolist() for k, _, _ in parts]
+l0 = ksf.tf_keras.l0.l0_gates(base, 1e-3)
+gates = [l for l in l0.layers if hasattr(l, "log_alpha")]
+for g in gates:
+  g.log_alpha.assign(rng.uniform(-4, 2, g.log_alpha.shape).astype(np.float32))
+out["l0_log_alpha"] = [g.log_alpha.numpy().tolist() for g in gates]
+out["l0_natural"] = compare._final_kernels("l0", l0)[2]
+print("RESULT" + json.dumps(out))
+"""
+
+
+def test_regularizer_rows_cut_to_the_target_and_pick_the_nearest_strength(tmp_path):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
+  result = subprocess.run([sys.executable, "-c", _REGULARIZER_SCRIPT, str(tmp_path)], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  out = json.loads(result.stdout.split("RESULT")[-1])
+  # 12 weights, 8 kept: 6, 5, 5, 4, 3, 2, then two of the five tied at |w| = 1, by position.
+  assert out["cut"] == [[[1, 2, 3], [4, 5, 6]], [-1, 0, 0, 0], [5, 0]]
+  assert out["cut_sparsity"] == pytest.approx(4 / 12)
+  # Nearest natural sparsity on a log(1 - s) scale (0.98 -> 0.97: |log 2/3| < |log 4|).
+  swept = out["swept"]
+  assert [out["strengths"][str(t)] for t in (0.9, 0.98, 0.998, 0.999)] == \
+      [swept[1], swept[2], swept[3], swept[3]]
+  assert "--calibrate" in out["missing"]
+  # Variational dropout: log alpha = clip(log sigma^2 - log theta^2, -10, 10), pruned at >= 3.
+  log_alpha = [np.clip(np.array(s) - np.log(np.array(t) ** 2 + 1e-8), -10, 10)
+               for s, t in zip(out["vd_log_sigma2"], out["vd_theta"])]
+  flat = np.concatenate([a.ravel() for a in log_alpha])
+  assert out["vd_natural"] == pytest.approx(np.mean(flat >= 3))
+  keep = np.zeros(flat.size, bool)
+  keep[np.argsort(flat, kind="stable")[:round(flat.size * 0.2)]] = True
+  theta = np.concatenate([np.array(t).ravel() for t in out["vd_theta"]])
+  np.testing.assert_allclose(np.concatenate([np.array(k).ravel() for k in out["vd_cut"]]),
+                             np.where(keep, theta, 0), rtol=1e-6)
+  assert out["vd_cut_sparsity"] == pytest.approx(0.8, abs=1 / flat.size)
+  # L0: a gate is shut at test time when clip(sigmoid(log alpha) * 1.2 - 0.1, 0, 1) == 0.
+  la = np.concatenate([np.array(a).ravel() for a in out["l0_log_alpha"]])
+  z = np.clip(1 / (1 + np.exp(-la)) * 1.2 - 0.1, 0, 1)
+  assert out["l0_natural"] == pytest.approx(np.mean(z == 0))
