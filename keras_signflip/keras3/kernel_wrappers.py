@@ -1,0 +1,87 @@
+"""What the Keras 3 kernel-level training methods share (targeted dropout, L0,
+variational dropout): the Keras 3 twin of `keras_signflip.tf_keras.kernel_wrappers`.
+
+A `KernelWrapper` wraps a Dense or Conv layer and computes
+
+    activation(linear(x, kernel_used) + bias)
+
+where `linear` is the layer's own kernel product (`convolution_op` for Conv,
+a matmul for Dense) and `kernel_used` is the method's tensor in place of the
+kernel variable, so gradients reach the variable through it on every backend.
+`strip_kernels` gives a plain clone whose kernels hold the method's final values.
+"""
+from keras_signflip.keras3._keras import keras, ops
+
+__all__ = ["KernelWrapper", "wrap_kernels", "strip_kernels", "KINDS"]
+
+KINDS = (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
+
+
+def _supported(layer):
+  return (isinstance(layer, KINDS) and not isinstance(layer, keras.layers.DepthwiseConv2D)
+          and getattr(layer, "data_format", "channels_last") == "channels_last")
+
+
+class KernelWrapper(keras.layers.Wrapper):
+  """Base: computes the wrapped layer with `kernel_used(training)` (subclasses)."""
+
+  def __init__(self, layer, seed=0, **kwargs):
+    if not _supported(layer):
+      raise ValueError(f"{type(self).__name__} wraps channels-last Dense and Conv layers; "
+                       f"{layer.name} is a {type(layer).__name__}.")
+    kwargs.setdefault("name", f"{type(self).__name__.lower()}_{layer.name}")
+    super().__init__(layer, **kwargs)
+    self.seed = int(seed)
+    self.seed_generator = keras.random.SeedGenerator(self.seed)
+
+  def build(self, input_shape=None):
+    if not self.layer.built:
+      self.layer.build(input_shape)
+    if getattr(self.layer, "lora_enabled", False) or getattr(self.layer, "quantization_mode", None):
+      raise ValueError(f"{self.layer.name}: wrap the layer before enabling LoRA or quantization.")
+    self.built = True
+
+  def linear(self, inputs, kernel):
+    """The layer's kernel product alone (no bias, no activation)."""
+    if hasattr(self.layer, "convolution_op"):
+      return self.layer.convolution_op(inputs, kernel)
+    return ops.matmul(inputs, kernel)
+
+  def finish(self, outputs):
+    """Adds the layer's bias and applies its activation."""
+    if self.layer.use_bias:
+      outputs = ops.add(outputs, self.layer.bias)
+    return outputs if self.layer.activation is None else self.layer.activation(outputs)
+
+  def call(self, inputs, training=None):
+    return self.finish(self.linear(inputs, self.kernel_used(bool(training))))
+
+  def compute_output_shape(self, input_shape):
+    return self.layer.compute_output_shape(input_shape)
+
+  def get_config(self):
+    return dict(super().get_config(), seed=self.seed)
+
+
+def wrap_kernels(model, make_wrapper):
+  """A clone of a Sequential/Functional `model` with every supported Dense and
+  Conv layer wrapped by `make_wrapper(layer)`, sharing the layers' weights."""
+  return keras.models.clone_model(
+      model, clone_function=lambda layer: make_wrapper(layer) if _supported(layer) else layer)
+
+
+def strip_kernels(model, wrapper_class, final_kernel):
+  """A plain clone of `model`: every `wrapper_class` replaced by its layer, whose
+  kernel is `final_kernel(wrapper)` (a tensor); other weights copied."""
+  def unwrap(layer):
+    inner = layer.layer if isinstance(layer, wrapper_class) else layer
+    return inner.__class__.from_config(inner.get_config())
+  clone = keras.models.clone_model(model, clone_function=unwrap)
+  for original, new in zip(model.layers, clone.layers):
+    if isinstance(original, wrapper_class):
+      kernel = original.layer.kernel
+      new.set_weights([ops.convert_to_numpy(final_kernel(original)) if v is kernel
+                       else ops.convert_to_numpy(v) for v in original.layer.weights])
+    elif original.weights:
+      new.set_weights(original.get_weights())
+  return clone
