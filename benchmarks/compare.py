@@ -87,7 +87,7 @@ PLAN = (
 # weights of the KL term and of lambda); Hoyer-Square: as is.
 STRENGTHS = {
     "variational": (0.3, 1.0, 3.0, 10.0, 30.0),
-    "l0": (1.0, 10.0, 100.0, 1000.0, 10000.0),
+    "l0": (1.0, 3.0, 10.0, 30.0, 100.0),
     "hoyer": (3e-7, 3e-6, 3e-5, 3e-4, 3e-3),
 }
 HOYER_THRESHOLD = 1e-3  # |w| below it counts as pruned in Hoyer's own (natural) sparsity
