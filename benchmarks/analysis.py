@@ -114,6 +114,9 @@ def aggregate(rows):
         "vs_magnitude": (paired(acc, {s: r["test_accuracy"] for s, r in base.items()})
                          if base and key[3] != "magnitude" else None),
     }
+    if key[3] in REGULARIZERS:  # what the penalty reached by itself, before the cut
+      out[key].update({k: statistics.mean(r[k] for r in runs.values())
+                       for k in ("strength", "natural_sparsity", "natural_accuracy")})
   return out
 
 

@@ -231,3 +231,12 @@ def test_regularizer_rows_cut_to_the_target_and_pick_the_nearest_strength(tmp_pa
   la = np.concatenate([np.array(a).ravel() for a in out["l0_log_alpha"]])
   z = np.clip(1 / (1 + np.exp(-la)) * 1.2 - 0.1, 0, 1)
   assert out["l0_natural"] == pytest.approx(np.mean(z == 0))
+
+
+def test_aggregate_carries_the_regularizers_natural_sparsity(compare):
+  rows = [_row("magnitude", 0.9, s, 0.85, "adam") for s in range(2)]
+  rows += [dict(_row("l0", 0.9, s, 0.80 + 0.02 * s, "adam"), strength=3.0,
+                natural_sparsity=0.88 + 0.02 * s, natural_accuracy=0.81) for s in range(2)]
+  v = compare.aggregate(rows)[("m", "adam", 0.9, "l0")]
+  assert v["natural_sparsity"] == pytest.approx(0.89) and v["strength"] == 3.0
+  assert v["vs_magnitude"]["mean"] == pytest.approx(-0.04)
