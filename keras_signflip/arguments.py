@@ -57,3 +57,11 @@ def first_batches(data, batches, who):
     if len(out) == batches:
       return out
   raise ValueError(f"`data` gave {len(out)} batches; {who} was asked for {batches}.")
+
+
+def check_nonnegative(name, value):
+  """`value` as a float >= 0, or a ValueError naming `name`."""
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+    raise ValueError(f"Received an invalid value for `{name}`, expected a number >= 0. "
+                     f"Received: {name}={value!r}")
+  return float(value)

@@ -9,6 +9,7 @@ kernel (Keras 3 adds variable regularizers to the loss on every backend);
 """
 import numpy as np
 
+from keras_signflip import arguments
 from keras_signflip.keras3 import mask_update
 from keras_signflip.keras3 import prune as prune_lib
 from keras_signflip.keras3 import state as state_lib
@@ -30,9 +31,7 @@ class HoyerSquare(keras.regularizers.Regularizer):
   """`strength * H_S(w)` as a kernel regularizer (`kernel_regularizer=HoyerSquare(1e-4)`)."""
 
   def __init__(self, strength=1e-4):
-    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or strength < 0:
-      raise ValueError("Received an invalid value for `strength`, expected a number >= 0. "
-                       f"Received: strength={strength!r}")
+    arguments.check_nonnegative("strength", strength)
     self.strength = float(strength)
 
   def __call__(self, w):
@@ -68,9 +67,7 @@ def threshold_prune(model, threshold, optimizer=None):
   """Prunes every wrapped weight with |w| < `threshold` (masks only shrink),
   zeroing it, its flips and its optimizer slots (pass the optimizer, or the
   model's is used); returns {weight path: sparsity}."""
-  if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or threshold < 0:
-    raise ValueError("Received an invalid value for `threshold`, expected a number >= 0. "
-                     f"Received: threshold={threshold!r}")
+  arguments.check_nonnegative("threshold", threshold)
   states = prune_lib.flip_states(model)
   if not states:
     raise ValueError("threshold_prune needs a model wrapped by prune_sign_flip.")

@@ -10,6 +10,7 @@ beta = 2/3, gamma = -0.1, zeta = 1.1; the layer computes with theta * z.
 """
 import math
 
+from keras_signflip import arguments
 from keras_signflip.keras3 import kernel_wrappers
 from keras_signflip.keras3._keras import keras, ops
 
@@ -32,9 +33,7 @@ class L0Gate(kernel_wrappers.KernelWrapper):
 
   def __init__(self, layer, strength=1e-4, init_keep=0.5, beta=BETA, gamma=GAMMA, zeta=ZETA,
                seed=0, **kwargs):
-    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or strength < 0:
-      raise ValueError("Received an invalid value for `strength`, expected a number >= 0. "
-                       f"Received: strength={strength!r}")
+    arguments.check_nonnegative("strength", strength)
     if not 0 < init_keep < 1:
       raise ValueError("Received an invalid value for `init_keep`, expected a number in (0, 1). "
                        f"Received: init_keep={init_keep!r}")

@@ -9,6 +9,7 @@ backend: the rule of `keras_signflip.tf_keras.variational`.
 
 (convolutions alike); `KLWarmup` ramps kl_scale from 0 to 1.
 """
+from keras_signflip import arguments
 from keras_signflip.keras3 import kernel_wrappers
 from keras_signflip.keras3._keras import keras, ops
 
@@ -38,9 +39,7 @@ class VariationalDropout(kernel_wrappers.KernelWrapper):
 
   def __init__(self, layer, strength=1e-4, init_log_sigma2=-10.0, threshold=THRESHOLD, seed=0,
                **kwargs):
-    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or strength < 0:
-      raise ValueError("Received an invalid value for `strength`, expected a number >= 0. "
-                       f"Received: strength={strength!r}")
+    arguments.check_nonnegative("strength", strength)
     super().__init__(layer, seed=seed, **kwargs)
     self.strength, self.init_log_sigma2 = float(strength), float(init_log_sigma2)
     self.threshold = float(threshold)
@@ -87,9 +86,7 @@ class KLWarmup(keras.callbacks.Callback):
 
   def __init__(self, steps):
     super().__init__()
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-      raise ValueError(f"Received an invalid value for `steps`, expected an integer >= 1. "
-                       f"Received: steps={steps!r}")
+    arguments.check_count("steps", steps)
     self.steps = steps
 
   def on_train_batch_begin(self, batch, logs=None):

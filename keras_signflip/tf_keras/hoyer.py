@@ -16,6 +16,7 @@ made, so a comparison sweeps `strength` to reach its targets).
 """
 import numpy as np
 
+from keras_signflip import arguments
 from keras_signflip.tf_keras import prune as prune_lib
 from keras_signflip.tf_keras import state as state_lib
 from keras_signflip.tf_keras._compat import keras, tf
@@ -36,9 +37,7 @@ class HoyerSquare(keras.regularizers.Regularizer):
   """`strength * H_S(w)` as a kernel regularizer (`kernel_regularizer=HoyerSquare(1e-4)`)."""
 
   def __init__(self, strength=1e-4):
-    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or strength < 0:
-      raise ValueError("Received an invalid value for `strength`, expected a number >= 0. "
-                       f"Received: strength={strength!r}")
+    arguments.check_nonnegative("strength", strength)
     self.strength = float(strength)
 
   def __call__(self, w):
@@ -71,9 +70,7 @@ def threshold_prune(model, threshold):
   """Prunes every wrapped weight with |w| < `threshold` (masks only shrink),
   zeroing it; returns {weight name: sparsity}. `model` is wrapped by
   `prune_sign_flip` (train on with a schedule that prunes no further)."""
-  if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or threshold < 0:
-    raise ValueError("Received an invalid value for `threshold`, expected a number >= 0. "
-                     f"Received: threshold={threshold!r}")
+  arguments.check_nonnegative("threshold", threshold)
   states = prune_lib.flip_states(model)
   if not states:
     raise ValueError("threshold_prune needs a model wrapped by prune_sign_flip.")

@@ -14,6 +14,7 @@ zeros (z_test = 0) are the pruned weights.
 """
 import math
 
+from keras_signflip import arguments
 from keras_signflip.tf_keras import kernel_wrappers
 from keras_signflip.tf_keras._compat import keras, tf
 
@@ -38,9 +39,7 @@ class L0Gate(keras.layers.Wrapper):
 
   def __init__(self, layer, strength=1e-4, init_keep=0.5, beta=BETA, gamma=GAMMA, zeta=ZETA,
                seed=0, **kwargs):
-    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or strength < 0:
-      raise ValueError("Received an invalid value for `strength`, expected a number >= 0. "
-                       f"Received: strength={strength!r}")
+    arguments.check_nonnegative("strength", strength)
     if not 0 < init_keep < 1:
       raise ValueError(f"Received an invalid value for `init_keep`, expected a probability in "
                        f"(0, 1). Received: init_keep={init_keep!r}")

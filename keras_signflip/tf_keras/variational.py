@@ -15,6 +15,7 @@ as `strength * kl_scale * sum KL` (the paper's strength is 1 / training-set size
 log alpha < 3 and 0 elsewhere -- the pruned weights. `strip(model)` gives that
 plain model. Channels-last layers; Dense and Conv kernels.
 """
+from keras_signflip import arguments
 from keras_signflip.tf_keras import kernel_wrappers
 from keras_signflip.tf_keras._compat import keras, tf
 
@@ -45,9 +46,7 @@ class VariationalDropout(keras.layers.Wrapper):
 
   def __init__(self, layer, strength=1e-4, init_log_sigma2=-10.0, threshold=THRESHOLD, seed=0,
                **kwargs):
-    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or strength < 0:
-      raise ValueError("Received an invalid value for `strength`, expected a number >= 0. "
-                       f"Received: strength={strength!r}")
+    arguments.check_nonnegative("strength", strength)
     if not hasattr(layer, "kernel_initializer"):
       raise ValueError(f"VariationalDropout acts on kernel weights; {layer.name} "
                        f"({type(layer).__name__}) has no kernel.")
@@ -114,9 +113,7 @@ class KLWarmup(keras.callbacks.Callback):
 
   def __init__(self, steps):
     super().__init__()
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-      raise ValueError(f"Received an invalid value for `steps`, expected an integer >= 1. "
-                       f"Received: steps={steps!r}")
+    arguments.check_count("steps", steps)
     self.steps = steps
 
   def on_train_batch_begin(self, batch, logs=None):
