@@ -28,6 +28,13 @@ schedule), `snip` (pruned at initialisation, static after), `set` and `rigl`
 3/4 of training; RigL's fraction cosine-decayed), `targeted_dropout` (rate 0.5,
 the target as its targeted fraction, then stripped).
 
+Regularisers (issue 15), in the Adam regime: `variational` (sparse variational
+dropout, KL warm-up over the first 30%), `l0` (hard-concrete gates) and `hoyer`
+(Hoyer-Square). Their sparsity is not set: `--calibrate` trains each at every
+strength of STRENGTHS (seed 0) and records the natural sparsity it reached;
+a grid run at a target takes the strength whose natural sparsity lay nearest,
+trains, and is cut to the target by the method's own score (no further steps).
+
 Regimes: `flipout` (SGD 0.1, momentum 0.9, coupled weight decay 5e-4, x0.1
 at 3/7 and 5/7 of training, FlipOut's) and `adam` (Adam 1.2e-3, constant).
 
@@ -37,8 +44,9 @@ written from those files only. Per model, regime and target the table gives
 mean ± std over seeds and, per seed paired with `magnitude`, the mean
 difference with its 95% t confidence interval.
 
-    python -m benchmarks.compare --quick     # < 5 minutes on 2 cores
-    python -m benchmarks.compare             # the grid below, <= 4 hours
+    python -m benchmarks.compare --quick      # < 5 minutes on 2 cores
+    python -m benchmarks.compare --calibrate  # the regularisers' strength sweep
+    python -m benchmarks.compare              # the grid below
 """
 import datetime
 import json
