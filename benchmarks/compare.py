@@ -367,16 +367,20 @@ def calibration_jobs():
 
 
 def strength_for(model, regime, method, target):
-  """The swept strength whose natural sparsity lies nearest `target` on a log(1 - s) scale."""
+  """The swept strength whose natural sparsity lies nearest `target` on a log(1 - s)
+  scale. L0's cut cannot bring back a weight its gate shut (its value is 0), so
+  for L0 only strengths that stopped at or below the target count (if any did)."""
   found = []
   for strength in STRENGTHS[method]:
     path = _calibration_path(model, regime, method, strength)
     if os.path.exists(path):
       natural = min(json.load(open(path))["natural_sparsity"], 1 - 1e-6)
-      found.append((abs(math.log(1 - natural) - math.log(1 - target)), strength))
+      found.append((abs(math.log(1 - natural) - math.log(1 - target)), strength, natural))
   if len(found) < len(STRENGTHS[method]):
     raise ValueError(f"{model} {regime} {method}: the strength sweep is incomplete; run "
                      "python -m benchmarks.compare --calibrate first.")
+  if method == "l0" and any(natural <= target for _, _, natural in found):
+    found = [f for f in found if f[2] <= target]
   return min(found)[1]
 
 

@@ -174,8 +174,13 @@ for strength, natural in zip(compare.STRENGTHS["hoyer"], (0.5, 0.9, 0.97, 0.995,
 out["swept"] = list(compare.STRENGTHS["hoyer"])
 out["strengths"] = {str(t): compare.strength_for("m", "adam", "hoyer", t)
                     for t in (0.9, 0.98, 0.998, 0.999)}
+out["swept_l0"] = list(compare.STRENGTHS["l0"])
+for strength, natural in zip(compare.STRENGTHS["l0"], (0.5, 0.9, 0.97, 0.995, 0.9999)):
+  compare._write(compare._calibration_path("m", "adam", "l0", strength),
+                 {"natural_sparsity": natural})
+out["l0_strengths"] = [compare.strength_for("m", "adam", "l0", t) for t in (0.98, 0.4)]
 try:
-  compare.strength_for("m", "adam", "l0", 0.9)
+  compare.strength_for("m", "adam", "variational", 0.9)
 except ValueError as e:
   out["missing"] = str(e)
 # natural sparsity and the cut of variational dropout and L0 on a small MLP
@@ -216,6 +221,8 @@ def test_regularizer_rows_cut_to_the_target_and_pick_the_nearest_strength(tmp_pa
   assert [out["strengths"][str(t)] for t in (0.9, 0.98, 0.998, 0.999)] == \
       [swept[1], swept[2], swept[3], swept[3]]
   assert "--calibrate" in out["missing"]
+  # L0 picks from those at or below the target (0.98 -> 0.97), unless none is (0.4 -> 0.5).
+  assert out["l0_strengths"] == [out["swept_l0"][2], out["swept_l0"][0]]
   # Variational dropout: log alpha = clip(log sigma^2 - log theta^2, -10, 10), pruned at >= 3.
   log_alpha = [np.clip(np.array(s) - np.log(np.array(t) ** 2 + 1e-8), -10, 10)
                for s, t in zip(out["vd_log_sigma2"], out["vd_theta"])]
