@@ -720,8 +720,7 @@ def main(argv):
   data = _load_data()
   if FLAGS.calibrate:
     run_calibration(data)
-    return
-  if not FLAGS.report_only:
+  elif not FLAGS.report_only:
     run_grid(data)
   command = ("python -m benchmarks.compare " + " ".join(sys.argv[1:])).strip()
   log_path = os.path.join(FLAGS.output_dir, "commands.json")
@@ -729,6 +728,8 @@ def main(argv):
   if not FLAGS.report_only:
     commands.append(command)
     _write(log_path, commands)
+  if FLAGS.calibrate:
+    return
   if FLAGS.write_report:
     agg = report(load_raw(FLAGS.output_dir), commands, data)
     print(f"Wrote {FLAGS.report} ({len(agg)} table rows) and plots in {FLAGS.output_dir}")
