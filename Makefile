@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: setup data test demo bench bench-quick overhead overhead-keras3 tfmot-suite clean
+.PHONY: setup data test demo bench bench-quick anchors overhead overhead-keras3 tfmot-suite clean
 
 $(STAMP): setup.py
 	test -x $(PY) || python3 -m venv .venv
@@ -63,6 +63,11 @@ bench: setup data
 # The ablation at 90% and 99.8% on 12k examples, 2 seeds, 2 epochs (about 2 minutes).
 bench-quick: setup data
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m benchmarks.compare --quick
+
+# Variational dropout and L0 against their papers' MNIST figures (needs MNIST:
+# a TFDS download, or --source=idx --idx_dir=DIR; 200 epochs each, hours on CPU).
+anchors: setup
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m benchmarks.anchors
 
 # TF-MOT 0.8.1's own pruning tests against prune_sign_flip (../shared/peer), with
 # the deviations listed there and in tools/tfmot-extra-deviations.txt.

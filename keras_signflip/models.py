@@ -15,7 +15,7 @@ under the default float32 policy). Every builder takes `input_shape`,
 module to build with; defaults to tf_keras), returns a built
 Functional model with logits, and is seeded by `keras.utils.set_random_seed`.
 """
-__all__ = ["MODELS", "get", "lenet_300_100", "lenet5", "conv2", "conv4", "conv6", "resnet20"]
+__all__ = ["MODELS", "get", "lenet_300_100", "lenet5", "lenet5_caffe", "conv2", "conv4", "conv6", "resnet20"]
 
 
 def _keras(keras):
@@ -48,6 +48,22 @@ def lenet5(input_shape, num_classes, keras=None):
   x = L.Dense(120, activation="relu", name="fc1")(x)
   x = L.Dense(84, activation="relu", name="fc2")(x)
   return keras.Model(inputs, L.Dense(num_classes, name="output", dtype="float32")(x), name="lenet5")
+
+
+def lenet5_caffe(input_shape, num_classes, keras=None):
+  """LeNet-5 as in Caffe's MNIST example (20-50-500, 431k weights): the LeNet-5 of
+  Han et al. 2015 and Molchanov et al. 2017's sparse variational dropout tables."""
+  keras = _keras(keras)
+  L = keras.layers
+  x = inputs = keras.Input(input_shape)
+  x = L.Conv2D(20, 5, activation="relu", name="conv1")(x)
+  x = L.MaxPooling2D()(x)
+  x = L.Conv2D(50, 5, activation="relu", name="conv2")(x)
+  x = L.MaxPooling2D()(x)
+  x = L.Flatten()(x)
+  x = L.Dense(500, activation="relu", name="fc1")(x)
+  return keras.Model(inputs, L.Dense(num_classes, name="output", dtype="float32")(x),
+                     name="lenet5_caffe")
 
 
 def _conv_net(name, filters):
@@ -102,7 +118,8 @@ def resnet20(input_shape, num_classes, keras=None):
   return keras.Model(inputs, L.Dense(num_classes, name="output", dtype="float32")(x), name="resnet20")
 
 
-MODELS = {f.__name__: f for f in (lenet_300_100, lenet5, conv2, conv4, conv6, resnet20)}
+MODELS = {f.__name__: f for f in (lenet_300_100, lenet5, lenet5_caffe, conv2, conv4, conv6,
+                                  resnet20)}
 
 
 def get(name, keras_module=None):

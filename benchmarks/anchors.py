@@ -1,0 +1,134 @@
+r"""The papers' MNIST numbers, as a check of our variational dropout and L0.
+
+Trains each (method, model) pair with its paper's recipe and prints the test
+error and compression reached beside the published figure:
+
+| method | model | published (MNIST) |
+|---|---|---|
+| variational | lenet_300_100 | 1.92% error at 68x (Molchanov et al. 2017, Table 1) |
+| variational | lenet5_caffe | 0.75% error at 280x (same table; LeNet-5-Caffe, 431k weights) |
+| l0 | lenet_300_100 | 1.4-1.8% error (Louizos et al. 2018, Table 1) |
+
+A run far from its anchor (error more than `--error_slack` points above it,
+or under half its compression) is flagged: on MNIST with these models that
+means a bug, not a finding. Recipe: Adam 1e-3, batch 100, `--epochs` (200 in
+both papers); variational dropout with strength 1/N and the KL weight warmed
+up over the first 10% of steps; L0 with lambda 0.1/N per weight gate (the paper
+gates neurons of LeNet-300-100, so its compression is not comparable and is
+not checked). Compression = all kernel weights / non-zero ones after `strip`.
+
+    python -m benchmarks.anchors                      # MNIST through TFDS (a download)
+    python -m benchmarks.anchors --source=idx --idx_dir=DIR   # MNIST's four IDX files
+
+Needs MNIST; the development machine has only Fashion-MNIST offline, so these
+anchors have not been run there (see the README).
+"""
+import json
+import sys
+import time
+
+from absl import app, flags
+
+import numpy as np
+
+import keras_signflip as ksf
+from keras_signflip import data as data_lib
+from keras_signflip import models as models_lib
+from keras_signflip.tf_keras._compat import keras, tf
+
+# (method, model) -> (published test error %, published compression or None)
+ANCHORS = {
+    ("variational", "lenet_300_100"): (1.92, 68.0),
+    ("variational", "lenet5_caffe"): (0.75, 280.0),
+    ("l0", "lenet_300_100"): (1.8, None),
+}
+
+flags.DEFINE_list("runs", ["variational:lenet_300_100", "variational:lenet5_caffe",
+                           "l0:lenet_300_100"], "method:model pairs of ANCHORS.")
+flags.DEFINE_string("dataset", "mnist", "The anchors are MNIST's; another dataset runs the "
+                    "same recipe without a verdict.")
+flags.DEFINE_enum("source", "auto", list(data_lib.SOURCES), "Where the data comes from.")
+flags.DEFINE_string("idx_dir", data_lib.DEFAULT_IDX_DIR, "IDX files (source=idx or auto).")
+flags.DEFINE_integer("epochs", 200, "Epochs (the papers': 200).")
+flags.DEFINE_integer("train_examples", 0, "Use only this many training examples (0: all).")
+flags.DEFINE_float("error_slack", 1.0, "Points of test error above the anchor still 'near'.")
+flags.DEFINE_integer("seed", 0, "Seed.")
+flags.DEFINE_string("json", None, "Also write the results here.")
+FLAGS = flags.FLAGS
+
+BATCH = 100
+
+
+def verdict(method, model, error, compression):
+  """'near', 'FAR: ...' naming what is off, or '-' without an anchor."""
+  if FLAGS.dataset != "mnist" or (method, model) not in ANCHORS:
+    return "-"
+  anchor_error, anchor_compression = ANCHORS[(method, model)]
+  off = []
+  if error > anchor_error + FLAGS.error_slack:
+    off.append(f"error {error:.2f}% > {anchor_error}% + {FLAGS.error_slack:g}")
+  if anchor_compression and compression < anchor_compression / 2:
+    off.append(f"compression {compression:.0f}x < {anchor_compression:.0f}x / 2")
+  return "FAR: " + "; ".join(off) if off else "near"
+
+
+def run(method, model_name, data):
+  """Trains one pair with its paper's recipe; returns its error and compression."""
+  keras.utils.set_random_seed(FLAGS.seed)
+  n = data.train_size if not FLAGS.train_examples else min(FLAGS.train_examples, data.train_size)
+  steps = FLAGS.epochs * -(-n // BATCH)
+  base = models_lib.get(model_name)(data.input_shape, data.num_classes)
+  callbacks = []
+  if method == "variational":
+    model = ksf.tf_keras.variational.variational_dropout(base, 1.0 / n, FLAGS.seed)
+    callbacks.append(ksf.tf_keras.variational.KLWarmup(max(steps // 10, 1)))
+  else:
+    model = ksf.tf_keras.l0.l0_gates(base, 0.1 / n, seed=FLAGS.seed)
+  model.compile(keras.optimizers.Adam(1e-3),
+                keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  train = data_lib.pipeline(data.train.take(n), BATCH, shuffle_seed=FLAGS.seed)
+  start = time.time()
+  model.fit(train, epochs=FLAGS.epochs, verbose=2, callbacks=callbacks)
+  module = ksf.tf_keras.variational if method == "variational" else ksf.tf_keras.l0
+  plain = module.strip(model)
+  plain.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                metrics=["accuracy"])
+  accuracy = plain.evaluate(data_lib.pipeline(data.test, 1000), verbose=0)[1]
+  kernels = [l.kernel.numpy() for l in plain.layers if hasattr(l, "kernel")]
+  total = sum(k.size for k in kernels)
+  nonzero = max(sum(int(np.count_nonzero(k)) for k in kernels), 1)
+  error, compression = 100 * (1 - accuracy), total / nonzero
+  return {"method": method, "model": model_name, "dataset": FLAGS.dataset,
+          "epochs": FLAGS.epochs, "train_examples": n, "error": error,
+          "compression": compression, "sparsity": 1 - nonzero / total,
+          "anchor": ANCHORS.get((method, model_name)),
+          "verdict": verdict(method, model_name, error, compression),
+          "wall_seconds": time.time() - start}
+
+
+def main(argv):
+  del argv
+  pairs = [tuple(r.split(":")) for r in FLAGS.runs]
+  bad = [r for r, p in zip(FLAGS.runs, pairs) if len(p) != 2 or p[0] not in ("variational", "l0")
+         or p[1] not in models_lib.MODELS]
+  if bad:
+    print(f"anchors.py: error: bad --runs {bad}; expected method:model with method variational "
+          f"or l0 and a model of {sorted(models_lib.MODELS)}.", file=sys.stderr)
+    sys.exit(2)
+  data = data_lib.load(FLAGS.dataset, FLAGS.source, FLAGS.idx_dir)
+  results = [run(method, model, data) for method, model in pairs]
+  print("\n| method | model | test error % | compression | published | verdict |")
+  print("|---|---|---|---|---|---|")
+  for r in results:
+    anchor = ("-" if r["anchor"] is None else f"{r['anchor'][0]}%"
+              + (f" at {r['anchor'][1]:.0f}x" if r["anchor"][1] else ""))
+    print(f"| {r['method']} | {r['model']} | {r['error']:.2f} | {r['compression']:.1f}x | "
+          f"{anchor} | {r['verdict']} |")
+  if FLAGS.json:
+    with open(FLAGS.json + ".tmp", "w") as f:
+      json.dump(results, f, indent=1)
+    tf.io.gfile.rename(FLAGS.json + ".tmp", FLAGS.json, overwrite=True)
+
+
+if __name__ == "__main__":
+  app.run(main)

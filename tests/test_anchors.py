@@ -1,0 +1,53 @@
+"""benchmarks/anchors.py: the verdict rule, and a tiny run whose figures agree."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from keras_signflip import data as data_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
+HAVE_DATA = os.path.exists(os.path.join(data_lib.DEFAULT_IDX_DIR, "train-images-idx3-ubyte.gz"))
+
+_VERDICTS = r"""
+import sys
+from benchmarks import anchors
+anchors.FLAGS(["anchors"])
+v = anchors.verdict
+print(v("variational", "lenet_300_100", 2.5, 60.0))   # within 1 point, above half of 68x
+print(v("variational", "lenet_300_100", 3.1, 60.0))   # error too high
+print(v("variational", "lenet5_caffe", 0.8, 100.0))   # compression under 140x
+print(v("l0", "lenet_300_100", 2.0, 1.0))             # no compression anchor
+print(v("l0", "lenet5", 2.0, 1.0))                    # no anchor at all
+"""
+
+
+def test_verdicts_flag_runs_far_from_the_papers():
+  out = subprocess.run([sys.executable, "-c", _VERDICTS], cwd=ROOT, env=ENV, text=True,
+                       capture_output=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  lines = out.stdout.strip().splitlines()[-5:]
+  assert lines[0] == "near"
+  assert lines[1].startswith("FAR: error 3.10% > 1.92%")
+  assert lines[2].startswith("FAR: compression 100x < 280x / 2")
+  assert lines[3] == "near" and lines[4] == "-"
+
+
+@pytest.mark.skipif(not HAVE_DATA, reason="Debian's dataset-fashion-mnist is not installed")
+def test_tiny_run_reports_error_and_compression(tmp_path):
+  path = tmp_path / "anchors.json"
+  cmd = [sys.executable, "-m", "benchmarks.anchors", "--dataset=fashion_mnist", "--epochs=1",
+         "--train_examples=256", "--runs=variational:lenet_300_100", f"--json={path}"]
+  out = subprocess.run(cmd, cwd=ROOT, env=ENV, text=True, capture_output=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-2000:]
+  (r,) = json.loads(path.read_text())
+  assert r["train_examples"] == 256 and r["verdict"] == "-"  # no anchor off MNIST
+  assert r["compression"] == pytest.approx(1 / (1 - r["sparsity"]))
+  assert 0 <= r["error"] <= 100
+  assert f"| variational | lenet_300_100 | {r['error']:.2f} |" in out.stdout
+  bad = subprocess.run(cmd[:3] + ["--runs=magnitude:lenet5"], cwd=ROOT, env=ENV, text=True,
+                       capture_output=True, timeout=300)
+  assert bad.returncode == 2 and "bad --runs" in bad.stderr
