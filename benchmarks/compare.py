@@ -96,7 +96,7 @@ PLAN = (
 STRENGTHS = {
     "variational": (0.3, 1.0, 3.0, 10.0, 30.0),
     "l0": (1.0, 3.0, 10.0, 30.0, 100.0),
-    "hoyer": (3e-7, 3e-6, 3e-5, 3e-4, 3e-3),
+    "hoyer": (3e-6, 3e-5, 3e-4, 3e-3, 3e-2),
 }
 HOYER_THRESHOLD = 1e-3  # |w| below it counts as pruned in Hoyer's own (natural) sparsity
 KL_WARMUP = 0.3  # variational dropout: the KL weight ramps up over this fraction of training
