@@ -468,11 +468,18 @@ def jobs():
 
 
 def _finished(model_name, regime, method, s, seed):
-  """Whether the job's raw result exists (a lottery chain: all its targets)."""
+  """Whether the job's raw result exists (a lottery chain: all its targets; a
+  regulariser: at the strength its sweep now chooses, so a wider sweep reruns it)."""
   if method == "lottery":  # one chain serves every target
     return all(os.path.exists(_raw_path(model_name, regime, method, t, seed))
                for t in FLAGS.sparsities)
-  return os.path.exists(_raw_path(model_name, regime, method, s, seed))
+  path = _raw_path(model_name, regime, method, s, seed)
+  if method in REGULARIZERS and os.path.exists(path):
+    try:
+      return json.load(open(path))["strength"] == strength_for(model_name, regime, method, s)
+    except ValueError:  # the sweep is incomplete: keep what is there
+      return True
+  return os.path.exists(path)
 
 
 def run_grid(data):
@@ -507,8 +514,12 @@ def run_grid(data):
           _write(_raw_path(model_name, regime, method, t, seed), dict(result, target=float(t), **meta))
       continue
     if method in REGULARIZERS:
-      result = run_regularizer(method, regime, builder, data, s, seed,
-                               strength_for(model_name, regime, method, s))
+      try:
+        strength = strength_for(model_name, regime, method, s)
+      except ValueError as e:
+        print(f"  skipped: {e}", flush=True)
+        continue
+      result = run_regularizer(method, regime, builder, data, s, seed, strength)
     else:
       result = run_one_shot(method, regime, builder, data, s, seed)
     _write(_raw_path(model_name, regime, method, s, seed), dict(result, target=s, **meta))

@@ -174,6 +174,9 @@ for strength, natural in zip(compare.STRENGTHS["hoyer"], (0.5, 0.9, 0.97, 0.995,
 out["swept"] = list(compare.STRENGTHS["hoyer"])
 out["strengths"] = {str(t): compare.strength_for("m", "adam", "hoyer", t)
                     for t in (0.9, 0.98, 0.998, 0.999)}
+for target, strength in ((0.9, out["strengths"]["0.9"]), (0.98, 1e9)):
+  compare._write(compare._raw_path("m", "adam", "hoyer", target, 0), {"strength": strength})
+out["finished"] = [compare._finished("m", "adam", "hoyer", t, 0) for t in (0.9, 0.98, 0.999)]
 out["swept_l0"] = list(compare.STRENGTHS["l0"])
 for strength, natural in zip(compare.STRENGTHS["l0"], (0.5, 0.9, 0.97, 0.995, 0.9999)):
   compare._write(compare._calibration_path("m", "adam", "l0", strength),
@@ -221,6 +224,8 @@ def test_regularizer_rows_cut_to_the_target_and_pick_the_nearest_strength(tmp_pa
   assert [out["strengths"][str(t)] for t in (0.9, 0.98, 0.998, 0.999)] == \
       [swept[1], swept[2], swept[3], swept[3]]
   assert "--calibrate" in out["missing"]
+  # A row at another strength than the sweep now picks is run again; a missing one too.
+  assert out["finished"] == [True, False, False]
   # L0 picks from those at or below the target (0.98 -> 0.97), unless none is (0.4 -> 0.5).
   assert out["l0_strengths"] == [out["swept_l0"][2], out["swept_l0"][0]]
   # Variational dropout: log alpha = clip(log sigma^2 - log theta^2, -10, 10), pruned at >= 3.
