@@ -134,7 +134,9 @@ def flip_term(agg):
   the flip term without and with noise, of the noise, and FlipOut against the
   best method without flips at the same budget."""
   out = []
-  for model, regime, target in sorted({k[:3] for k in agg if k[3] in ABLATION}):
+  # Blocks with a flip arm only: a block of magnitude and peers (e.g. the
+  # regularisers' LeNet-5 block) has no flip term to report.
+  for model, regime, target in sorted({k[:3] for k in agg if k[3] in ("hybrid", "flipout")}):
     get = lambda meth: agg.get((model, regime, target, meth))  # noqa: E731
     def diff(a, b):
       x, y = get(a), get(b)

@@ -252,3 +252,10 @@ def test_aggregate_carries_the_regularizers_natural_sparsity(compare):
   v = compare.aggregate(rows)[("m", "adam", 0.9, "l0")]
   assert v["natural_sparsity"] == pytest.approx(0.89) and v["strength"] == 3.0
   assert v["vs_magnitude"]["mean"] == pytest.approx(-0.04)
+
+
+def test_blocks_without_a_flip_arm_have_no_flip_rows(compare):
+  rows = [_row(m, 0.9, s, 0.8, "adam") for m in ("magnitude", "random") for s in range(2)]
+  rows += [_row(m, 0.9, s, 0.8 + 0.01 * s) for m in ("magnitude", "hybrid") for s in range(2)]
+  effects = compare.flip_term(compare.aggregate(rows))
+  assert [(e["regime"], e["target"]) for e in effects] == [("flipout", 0.9)]
