@@ -9,6 +9,7 @@ schedule that prunes no further, e.g. `ConstantSparsity(sparsity, 0)`.
 import numpy as np
 
 from keras_signflip import arguments
+from keras_signflip.keras3 import dynamic
 from keras_signflip.keras3 import gradients
 from keras_signflip.keras3 import prune as prune_lib
 from keras_signflip.keras3 import selection
@@ -51,9 +52,6 @@ def snip(model, data, sparsity, loss, batches=1):
       [ops.convert_to_tensor(scores[s.weight.path]) for s in states],
       selection.kept_count(total, sparsity),
       [ops.abs(state_lib.float32_value(s.weight)) for s in states])
-  for s, m in zip(states, keep):
-    s.mask.assign(ops.cast(m, s.mask.dtype))
-    value = ops.convert_to_tensor(s.weight)
-    s.weight.assign(ops.where(m, value, ops.zeros_like(value)))
-    state_lib.sync_signs(s)
+  dynamic.set_masks([(s, ops.convert_to_numpy(m), np.zeros(m.shape, bool))
+                     for s, m in zip(states, keep)], getattr(model, "optimizer", None))
   return {s.weight.path: float(1 - np.mean(ops.convert_to_numpy(s.mask))) for s in states}

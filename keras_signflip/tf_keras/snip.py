@@ -13,6 +13,7 @@ masks never grow), the "static sparse training" of the literature.
 import numpy as np
 
 from keras_signflip import arguments
+from keras_signflip.tf_keras import dynamic
 from keras_signflip.tf_keras import prune as prune_lib
 from keras_signflip.tf_keras import selection
 from keras_signflip.tf_keras import state as state_lib
@@ -65,8 +66,6 @@ def snip(model, data, sparsity, loss, batches=1):
       [tf.constant(scores[s.weight.name], tf.float32) for s in states],
       selection.kept_count(total, sparsity),
       [tf.abs(state_lib.float32_value(s.weight)) for s in states])
-  for s, m in zip(states, keep):
-    s.mask.assign(tf.cast(m, s.mask.dtype))
-    state_lib.apply_mask(s)
-    state_lib.sync_signs(s)
+  dynamic.set_masks([(s, m.numpy(), np.zeros(m.shape, bool)) for s, m in zip(states, keep)],
+                    getattr(model, "optimizer", None))
   return {s.weight.name: float(1 - np.mean(s.mask.numpy())) for s in states}
