@@ -28,8 +28,10 @@ data:
 	  else echo "note: run 'sudo apt-get install dataset-fashion-mnist' for the real data"; fi; \
 	fi
 
+# Two pytest-xdist workers: the suite is mostly single-threaded Python and
+# graph tracing, so two processes on two cores take about 60% of the serial time.
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 # A short prune-train-export run on real Fashion-MNIST (about a minute on 2 cores).
 demo: setup data
