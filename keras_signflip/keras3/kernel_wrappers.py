@@ -62,6 +62,18 @@ class KernelWrapper(keras.layers.Wrapper):
   def get_config(self):
     return dict(super().get_config(), seed=self.seed)
 
+  # Keras saves a layer's weights but not its SeedGenerator's state, so a loaded
+  # model would draw step 1's noise again; the state is stored beside the
+  # weights ("seed_state"), and training resumes with the draws it had reached.
+  def save_own_variables(self, store):
+    super().save_own_variables(store)
+    store["seed_state"] = self.seed_generator.state
+
+  def load_own_variables(self, store):
+    super().load_own_variables({k: store[k] for k in store.keys() if k != "seed_state"})
+    if "seed_state" in store:
+      self.seed_generator.state.assign(store["seed_state"])
+
 
 def wrap_kernels(model, make_wrapper):
   """A clone of a Sequential/Functional `model` with every supported Dense and

@@ -6,9 +6,10 @@ and strips back to a plain model whose kernels hold the method's final values.
 """
 import contextlib
 
-from keras_signflip.tf_keras._compat import keras
+from keras_signflip.tf_keras._compat import keras, tf
 
-__all__ = ["KINDS", "wrap_kernels", "kernel_replaced", "strip_kernels"]
+__all__ = ["KINDS", "wrap_kernels", "kernel_replaced", "strip_kernels", "add_noise_counter",
+           "next_noise_seed"]
 
 KINDS = (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
 
@@ -35,6 +36,23 @@ def kernel_replaced(layer, kernel, **attributes):
   finally:
     for name, value in saved.items():
       object.__setattr__(layer, name, value)
+
+
+def add_noise_counter(layer):
+  """Gives `layer` (which has an int `seed`) `noise_draws`, an int64 weight
+  counting its noise draws. Draws are stateless ops seeded [seed, draw number],
+  so every save format (.keras, .h5, SavedModel, checkpoints) resumes them: a
+  `tf.random.Generator`'s state is not a layer weight, and only TF checkpoints
+  kept it. (Under tf.distribute every replica draws the same noise.)"""
+  layer.noise_draws = layer.add_weight(
+      "noise_draws", shape=(), dtype=tf.int64, trainable=False, initializer="zeros",
+      aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+
+
+def next_noise_seed(layer):
+  """The seed of `layer`'s next draw, [seed, n], counting the draw."""
+  n = layer.noise_draws.assign_add(1)
+  return tf.stack([tf.constant(layer.seed, tf.int64), tf.convert_to_tensor(n)])
 
 
 def strip_kernels(model, wrapper_class, final_kernel):

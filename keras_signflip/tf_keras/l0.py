@@ -62,12 +62,13 @@ class L0Gate(keras.layers.Wrapper):
     self.log_alpha = self.add_weight(
         "log_alpha", shape=self.layer.kernel.shape, trainable=True,
         initializer=keras.initializers.RandomNormal(mean, 0.01, seed=self.seed))
-    self.generator = tf.random.Generator.from_seed(self.seed)
+    kernel_wrappers.add_noise_counter(self)
 
   def gates(self, training):
     """z: sampled (training) or deterministic (test), shaped like the kernel."""
     if training:
-      u = self.generator.uniform(tf.shape(self.log_alpha), 1e-6, 1 - 1e-6)
+      u = tf.random.stateless_uniform(
+          tf.shape(self.log_alpha), kernel_wrappers.next_noise_seed(self), 1e-6, 1 - 1e-6)
       s = tf.sigmoid((tf.math.log(u) - tf.math.log(1 - u) + self.log_alpha) / self.beta)
     else:
       s = tf.sigmoid(self.log_alpha)

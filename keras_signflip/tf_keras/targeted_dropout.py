@@ -39,7 +39,7 @@ class TargetedDropout(keras.layers.Wrapper):
     layer: a tf_keras layer with a `kernel`.
     rate: probability of dropping a candidate in training, in [0, 1]. Default 0.5.
     targeted: fraction of each column that are candidates, in [0, 1). Default 0.5.
-    seed: integer seed of the drops (a checkpointed generator: resumable).
+    seed: integer seed of the drops (counted in a saved weight: resumable).
   """
 
   def __init__(self, layer, rate=0.5, targeted=0.5, seed=0, **kwargs):
@@ -58,13 +58,14 @@ class TargetedDropout(keras.layers.Wrapper):
     super().build(input_shape)
     if not self.layer.built:
       self.layer.build(input_shape)
-    self.generator = tf.random.Generator.from_seed(self.seed)
+    kernel_wrappers.add_noise_counter(self)
 
   def _kernel_used(self, training):
     kernel = self.layer.kernel
     chosen = candidates(kernel, self.targeted)
     if training:
-      chosen = tf.logical_and(chosen, self.generator.uniform(tf.shape(kernel)) < self.rate)
+      chosen = tf.logical_and(chosen, tf.random.stateless_uniform(
+          tf.shape(kernel), kernel_wrappers.next_noise_seed(self)) < self.rate)
     return tf.where(chosen, tf.zeros_like(kernel), tf.convert_to_tensor(kernel))
 
   def call(self, inputs, training=None):

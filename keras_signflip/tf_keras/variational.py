@@ -66,7 +66,7 @@ class VariationalDropout(keras.layers.Wrapper):
         initializer=keras.initializers.Constant(self.init_log_sigma2))
     self.kl_scale = self.add_weight("kl_scale", shape=(), trainable=False,
                                     initializer=keras.initializers.Constant(1.0))
-    self.generator = tf.random.Generator.from_seed(self.seed)
+    kernel_wrappers.add_noise_counter(self)
 
   def log_alpha(self):
     theta = tf.convert_to_tensor(self.layer.kernel)
@@ -91,7 +91,8 @@ class VariationalDropout(keras.layers.Wrapper):
     def train():
       mean = self._linear(inputs, theta)
       var = self._linear(tf.square(inputs), tf.exp(self.log_sigma2))
-      return mean + tf.sqrt(var + 1e-8) * self.generator.normal(tf.shape(mean))
+      return mean + tf.sqrt(var + 1e-8) * tf.random.stateless_normal(
+          tf.shape(mean), kernel_wrappers.next_noise_seed(self))
 
     def test():
       return self._linear(inputs, tf.where(self.kept(), theta, tf.zeros_like(theta)))

@@ -171,3 +171,46 @@ def test_hoyer_square_penalty_and_threshold_prune():
     assert report[s.weight.path] == pytest.approx(1 - keep.mean())
   with pytest.raises(ValueError, match="threshold"):
     k3.hoyer.threshold_prune(model, -1.0)
+
+
+@pytest.mark.parametrize("method", ["targeted_dropout", "l0", "variational"])
+def test_training_resumed_from_a_keras_file_equals_uninterrupted(method, tmp_path):
+  """Keras does not save a SeedGenerator's state; the wrappers do, so the noise
+  draws continue where they stopped."""
+  wrap = {"targeted_dropout": lambda m: k3.targeted_dropout.targeted_dropout(m, seed=3),
+          "l0": lambda m: k3.l0.l0_gates(m, strength=1e-3, seed=3),
+          "variational": lambda m: k3.variational.variational_dropout(m, 1e-3, seed=3)}[method]
+  x, y = _x(), np.random.RandomState(1).randint(0, 3, 64)
+
+  def model():
+    m = wrap(_mlp())
+    m.compile(keras.optimizers.Adam(0.01),
+              keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return m
+
+  def fit(m):
+    m.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
+
+  uninterrupted = model()
+  fit(uninterrupted)
+  fit(uninterrupted)
+  first = model()
+  fit(first)
+  first.save(str(tmp_path / "m.keras"))
+  first.save_weights(str(tmp_path / "m.weights.h5"))
+  resumed = keras.models.load_model(str(tmp_path / "m.keras"))
+  from_weights = model()
+  from_weights.optimizer.build(from_weights.trainable_variables)
+  from_weights.load_weights(str(tmp_path / "m.weights.h5"))
+  for m in (resumed, from_weights):
+    fit(m)
+    for want, got in zip(uninterrupted.get_weights(), m.get_weights()):
+      np.testing.assert_array_equal(_np(got), _np(want))
+  # The saved state is what carries it: with it reset, step 1's noise comes back.
+  again = keras.models.load_model(str(tmp_path / "m.keras"))
+  for layer in again.layers:
+    if isinstance(layer, k3.kernel_wrappers.KernelWrapper):
+      layer.seed_generator.state.assign(keras.random.SeedGenerator(3).state)
+  fit(again)
+  assert not all(np.array_equal(_np(a), _np(b))
+                 for a, b in zip(again.get_weights(), uninterrupted.get_weights()))
