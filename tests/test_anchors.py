@@ -49,7 +49,7 @@ def test_tiny_run_reports_error_and_compression(tmp_path):
   assert r["compression"] == pytest.approx(1 / (1 - r["sparsity"]))
   assert 0 <= r["error"] <= 100
   assert f"| variational | lenet_300_100 | {r['error']:.2f} |" in out.stdout
-  saved = tmp_path / "out" / "fashion_mnist_variational_lenet_300_100_e1_n256_seed0.json"
+  saved = tmp_path / "out" / "fashion_mnist_variational_lenet_300_100_e1_n256_seed0_r2.json"
   assert json.loads(saved.read_text()) == r
   again = subprocess.run(cmd, cwd=ROOT, env=ENV, text=True, capture_output=True, timeout=600)
   assert again.returncode == 0 and "finished before" in again.stdout  # not rerun

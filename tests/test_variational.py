@@ -17,8 +17,9 @@ def test_kl_approximation_is_the_papers():
   assert np.all(np.diff(-neg_kl) < 0)  # larger alpha (noisier weight): smaller KL
 
 
-def _layer():
-  layer = vd.VariationalDropout(keras.layers.Dense(3, activation=None, name="d"), seed=2)
+def _layer(**kwargs):
+  layer = vd.VariationalDropout(keras.layers.Dense(3, activation=None, name="d"), seed=2,
+                                **kwargs)
   layer.build((None, 4))
   rng = np.random.RandomState(0)
   layer.layer.kernel.assign(rng.randn(4, 3).astype(np.float32))
@@ -34,6 +35,23 @@ def test_local_reparameterisation_has_the_right_mean_and_variance():
   draws = np.concatenate([layer(np.repeat(x, 500, 0), training=True).numpy() for _ in range(8)])
   np.testing.assert_allclose(draws.mean(0), (x @ theta + layer.layer.bias.numpy())[0], atol=0.08)
   np.testing.assert_allclose(draws.var(0), ((x ** 2) @ sigma2)[0], rtol=0.08)
+
+
+@pytest.mark.parametrize("train_clip", [False, True])
+def test_train_clip_drops_pruned_weights_from_the_training_mean(train_clip):
+  """d(training output)/d theta is x through the mean (the noise's scale reads
+  sigma^2 only): with train_clip it is exactly 0 for the weights past the threshold."""
+  layer = _layer(train_clip=train_clip)
+  theta, sigma2 = layer.layer.kernel.numpy(), np.exp(layer.log_sigma2.numpy())
+  kept = np.clip(np.log(sigma2) - np.log(theta ** 2 + 1e-8), -10, 10) < 3
+  assert 0 < kept.sum() < kept.size
+  x = np.random.RandomState(1).randn(6, 4).astype(np.float32)
+  with tf.GradientTape() as tape:
+    out = tf.reduce_sum(layer(x, training=True))
+  grad = tape.gradient(out, layer.layer.kernel).numpy()
+  want = np.repeat(x.sum(0)[:, None], 3, axis=1)
+  np.testing.assert_allclose(grad, np.where(kept, want, 0) if train_clip else want, rtol=1e-5,
+                             atol=1e-6)
 
 
 def test_test_time_prunes_weights_with_large_log_alpha_and_strip_matches():

@@ -7,7 +7,8 @@ backend: the rule of `keras_signflip.tf_keras.variational`.
     -KL ~= k1 * sigmoid(k2 + k3 * log alpha) - 0.5 * log1p(exp(-log alpha)) - k1,
     k1, k2, k3 = 0.63576, 1.87320, 1.48695, added as strength * kl_scale * sum KL
 
-(convolutions alike); `KLWarmup` ramps kl_scale from 0 to 1.
+(convolutions alike); `KLWarmup` ramps kl_scale from 0 to 1. `train_clip=True`
+uses the test-time kernel in the training mean too (the authors' code).
 """
 from keras_signflip import arguments
 from keras_signflip.keras3 import kernel_wrappers
@@ -38,11 +39,11 @@ class VariationalDropout(kernel_wrappers.KernelWrapper):
   """
 
   def __init__(self, layer, strength=1e-4, init_log_sigma2=-10.0, threshold=THRESHOLD, seed=0,
-               **kwargs):
+               train_clip=False, **kwargs):
     arguments.check_nonnegative("strength", strength)
     super().__init__(layer, seed=seed, **kwargs)
     self.strength, self.init_log_sigma2 = float(strength), float(init_log_sigma2)
-    self.threshold = float(threshold)
+    self.threshold, self.train_clip = float(threshold), bool(train_clip)
 
   def build(self, input_shape=None):
     super().build(input_shape)
@@ -71,37 +72,42 @@ class VariationalDropout(kernel_wrappers.KernelWrapper):
                   * ops.sum(kl_approximation(self.log_alpha())))
     if not training:
       return super().call(inputs, training)
-    mean = self.linear(inputs, ops.convert_to_tensor(self.layer.kernel))
+    theta = self.kernel_used(True) if self.train_clip else ops.convert_to_tensor(self.layer.kernel)
+    mean = self.linear(inputs, theta)
     var = self.linear(ops.square(inputs), ops.exp(ops.convert_to_tensor(self.log_sigma2)))
     noise = keras.random.normal(ops.shape(mean), seed=self.seed_generator)
     return self.finish(mean + ops.sqrt(var + 1e-8) * noise)
 
   def get_config(self):
     return dict(super().get_config(), strength=self.strength,
-                init_log_sigma2=self.init_log_sigma2, threshold=self.threshold)
+                init_log_sigma2=self.init_log_sigma2, threshold=self.threshold,
+                train_clip=self.train_clip)
 
 
 class KLWarmup(keras.callbacks.Callback):
-  """kl_scale = min(1, step / steps) on every `VariationalDropout` (a linear warm-up)."""
+  """kl_scale = clip((step - delay) / steps, 0, 1) on every `VariationalDropout`:
+  0 for `delay` steps, then a linear warm-up over `steps`."""
 
-  def __init__(self, steps):
+  def __init__(self, steps, delay=0):
     super().__init__()
     arguments.check_count("steps", steps)
-    self.steps = steps
+    arguments.check_nonnegative("delay", delay)
+    self.steps, self.delay = steps, delay
 
   def on_train_batch_begin(self, batch, logs=None):
     model = self.model  # on JAX: syncs the state, so the assignment reaches the step
     step = int(ops.convert_to_numpy(model.optimizer.iterations))
     for layer in model._flatten_layers():  # pylint: disable=protected-access
       if isinstance(layer, VariationalDropout):
-        layer.kl_scale.assign(min(1.0, step / self.steps))
+        layer.kl_scale.assign(min(1.0, max(0.0, (step - self.delay) / self.steps)))
 
 
-def variational_dropout(model, strength=1e-4, seed=0):
+def variational_dropout(model, strength=1e-4, seed=0, train_clip=False):
   """A clone of a Sequential/Functional Keras 3 model with every Dense and Conv
   layer wrapped in `VariationalDropout` (sharing the layers' weights)."""
   return kernel_wrappers.wrap_kernels(
-      model, lambda layer: VariationalDropout(layer, strength=strength, seed=seed))
+      model, lambda layer: VariationalDropout(layer, strength=strength, seed=seed,
+                                              train_clip=train_clip))
 
 
 def strip(model):

@@ -14,6 +14,10 @@ as `strength * kl_scale * sum KL` (the paper's strength is 1 / training-set size
 `KLWarmup` ramps kl_scale from 0 to 1), and at test time computes with theta where
 log alpha < 3 and 0 elsewhere -- the pruned weights. `strip(model)` gives that
 plain model. Channels-last layers; Dense and Conv kernels.
+
+`train_clip=True` also drops the weights past the threshold from the training
+mean (x @ theta with those theta at 0), as the authors' code does for its
+published LeNet numbers: the network stops leaning on weights it will lose.
 """
 from keras_signflip import arguments
 from keras_signflip.tf_keras import kernel_wrappers
@@ -42,10 +46,12 @@ class VariationalDropout(keras.layers.Wrapper):
     init_log_sigma2: initial log sigma^2. Default -10 (the paper's code).
     threshold: log alpha above which a weight is pruned. Default 3.
     seed: seed of the noise.
+    train_clip: weights past the threshold count as 0 in the training mean too
+      (the authors' code). Default False.
   """
 
   def __init__(self, layer, strength=1e-4, init_log_sigma2=-10.0, threshold=THRESHOLD, seed=0,
-               **kwargs):
+               train_clip=False, **kwargs):
     arguments.check_nonnegative("strength", strength)
     if not hasattr(layer, "kernel_initializer"):
       raise ValueError(f"VariationalDropout acts on kernel weights; {layer.name} "
@@ -55,7 +61,7 @@ class VariationalDropout(keras.layers.Wrapper):
     kwargs.setdefault("name", f"vd_{layer.name}")
     super().__init__(layer, **kwargs)
     self.strength, self.init_log_sigma2 = float(strength), float(init_log_sigma2)
-    self.threshold, self.seed = float(threshold), int(seed)
+    self.threshold, self.seed, self.train_clip = float(threshold), int(seed), bool(train_clip)
 
   def build(self, input_shape):
     super().build(input_shape)
@@ -76,6 +82,9 @@ class VariationalDropout(keras.layers.Wrapper):
     """Bool: the weights kept at test time (log alpha < threshold)."""
     return self.log_alpha() < self.threshold
 
+  def _kept_theta(self, theta):
+    return tf.where(self.kept(), theta, tf.zeros_like(theta))
+
   def _linear(self, inputs, kernel):
     """The layer's kernel product alone (no bias, no activation)."""
     with kernel_wrappers.kernel_replaced(self.layer, kernel, use_bias=False,
@@ -89,13 +98,13 @@ class VariationalDropout(keras.layers.Wrapper):
     self.add_loss(self.strength * self.kl_scale * tf.reduce_sum(kl_approximation(self.log_alpha())))
 
     def train():
-      mean = self._linear(inputs, theta)
+      mean = self._linear(inputs, self._kept_theta(theta) if self.train_clip else theta)
       var = self._linear(tf.square(inputs), tf.exp(self.log_sigma2))
       return mean + tf.sqrt(var + 1e-8) * tf.random.stateless_normal(
           tf.shape(mean), kernel_wrappers.next_noise_seed(self))
 
     def test():
-      return self._linear(inputs, tf.where(self.kept(), theta, tf.zeros_like(theta)))
+      return self._linear(inputs, self._kept_theta(theta))
     out = tf.__internal__.smart_cond.smart_cond(training, train, test)
     if self.layer.use_bias:
       out = out + self.layer.bias
@@ -106,29 +115,34 @@ class VariationalDropout(keras.layers.Wrapper):
 
   def get_config(self):
     return dict(super().get_config(), strength=self.strength,
-                init_log_sigma2=self.init_log_sigma2, threshold=self.threshold, seed=self.seed)
+                init_log_sigma2=self.init_log_sigma2, threshold=self.threshold, seed=self.seed,
+                train_clip=self.train_clip)
 
 
 class KLWarmup(keras.callbacks.Callback):
-  """kl_scale = min(1, step / steps) on every `VariationalDropout` (a linear warm-up)."""
+  """kl_scale = clip((step - delay) / steps, 0, 1) on every `VariationalDropout`:
+  0 for `delay` steps, then a linear warm-up over `steps`."""
 
-  def __init__(self, steps):
+  def __init__(self, steps, delay=0):
     super().__init__()
     arguments.check_count("steps", steps)
-    self.steps = steps
+    arguments.check_nonnegative("delay", delay)
+    self.steps, self.delay = steps, delay
 
   def on_train_batch_begin(self, batch, logs=None):
-    scale = min(1.0, float(self.model.optimizer.iterations.numpy()) / self.steps)
+    step = float(self.model.optimizer.iterations.numpy())
+    scale = min(1.0, max(0.0, (step - self.delay) / self.steps))
     for layer in self.model.submodules:
       if isinstance(layer, VariationalDropout):
         layer.kl_scale.assign(scale)
 
 
-def variational_dropout(model, strength=1e-4, seed=0):
+def variational_dropout(model, strength=1e-4, seed=0, train_clip=False):
   """A clone of a Sequential/Functional tf_keras model with every Dense and Conv
   layer wrapped in `VariationalDropout` (sharing the layers' weights)."""
   return kernel_wrappers.wrap_kernels(
-      model, lambda layer: VariationalDropout(layer, strength=strength, seed=seed))
+      model, lambda layer: VariationalDropout(layer, strength=strength, seed=seed,
+                                              train_clip=train_clip))
 
 
 def strip(model):

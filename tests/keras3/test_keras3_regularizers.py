@@ -214,3 +214,20 @@ def test_training_resumed_from_a_keras_file_equals_uninterrupted(method, tmp_pat
   fit(again)
   assert not all(np.array_equal(_np(a), _np(b))
                  for a, b in zip(again.get_weights(), uninterrupted.get_weights()))
+
+
+@pytest.mark.parametrize("train_clip", [False, True])
+def test_variational_dropout_train_clip_drops_pruned_weights_from_the_training_mean(train_clip):
+  layer = k3.variational.VariationalDropout(keras.layers.Dense(3, name="d"), seed=1,
+                                            train_clip=train_clip)
+  layer.build((None, 4))
+  theta = np.ones((4, 3), "float32")
+  theta[0] = 0.5
+  log_sigma2 = np.full((4, 3), -20.0, "float32")
+  log_sigma2[0] = np.log(0.25) + 4  # log alpha = 4 > 3: pruned at test time
+  layer.layer.kernel.assign(theta)
+  layer.layer.bias.assign(np.zeros(3, "float32"))
+  layer.log_sigma2.assign(log_sigma2)
+  x = np.ones((4000, 4), "float32")
+  mean = _np(layer(x, training=True)).mean(0)  # sd of this mean: sqrt(0.25 e^4 / 4000) = 0.06
+  np.testing.assert_allclose(mean, np.full(3, 3.0 if train_clip else 3.5), atol=0.25)
