@@ -44,6 +44,8 @@ from keras_signflip import data as data_lib
 from keras_signflip import models as models_lib
 from keras_signflip.tf_keras._compat import keras
 
+from benchmarks import results_io
+
 # (method, model) -> (published test error %, published compression or None)
 ANCHORS = {
     ("variational", "lenet_300_100"): (1.92, 68.0),
@@ -83,14 +85,6 @@ def verdict(method, model, error, compression):
   if anchor_compression and compression < anchor_compression / 2:
     off.append(f"compression {compression:.0f}x < {anchor_compression:.0f}x / 2")
   return "FAR: " + "; ".join(off) if off else "near"
-
-
-def _write_json(path, value):
-  """Writes `value` to `path` atomically (a temporary file, then a rename)."""
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  with open(path + ".tmp", "w") as f:
-    json.dump(value, f, indent=1)
-  os.replace(path + ".tmp", path)
 
 
 def _run_name(method, model_name):
@@ -160,7 +154,7 @@ def run(method, model_name, data):
             "verdict": verdict(method, model_name, error, compression),
             "recipe": RECIPES[method], "wall_seconds": time.time() - start,
             "command": " ".join(sys.argv)}
-  _write_json(done, result)
+  results_io.write_json(done, result)
   return result
 
 
@@ -183,7 +177,7 @@ def main(argv):
     print(f"| {r['method']} | {r['model']} | {r['error']:.2f} | {r['compression']:.1f}x | "
           f"{anchor} | {r['verdict']} |")
   if FLAGS.json:
-    _write_json(FLAGS.json, results)
+    results_io.write_json(FLAGS.json, results)
 
 
 if __name__ == "__main__":

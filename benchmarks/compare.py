@@ -67,6 +67,7 @@ from keras_signflip import models as models_lib
 from keras_signflip.lottery import loop as lottery
 from keras_signflip.tf_keras._compat import keras, tf, tfmot
 
+from benchmarks import results_io
 from benchmarks.analysis import (ABLATION, GRADIENT, METHODS, PEERS, REGULARIZERS, SPARSE_START,
                                  aggregate, answer, ci_text, flip_term, lottery_rounds, ticket_at)
 
@@ -394,7 +395,7 @@ def run_calibration(data):
           flush=True)
     builder = lambda m=model_name: models_lib.get(m)(data["input_shape"], data["classes"])  # noqa: E731
     result = run_regularizer(method, regime, builder, data, None, 0, strength)
-    _write(_calibration_path(model_name, regime, method, strength),
+    results_io.write_json(_calibration_path(model_name, regime, method, strength),
            dict(result, model=model_name, regime=regime, method=method))
 
 
@@ -441,14 +442,6 @@ def _load_data():
 def _raw_path(model, regime, method, sparsity, seed):
   return os.path.join(FLAGS.output_dir, "raw",
                       f"{model}__{regime}__{method}__{float(sparsity):g}__{seed}.json")
-
-
-def _write(path, obj):
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=1, sort_keys=True)
-  os.replace(tmp, path)
 
 
 def jobs():
@@ -511,7 +504,7 @@ def run_grid(data):
         result = ticket_at(rows, float(t))
         if result is not None:
           result["wall_seconds"] = time.time() - start
-          _write(_raw_path(model_name, regime, method, t, seed), dict(result, target=float(t), **meta))
+          results_io.write_json(_raw_path(model_name, regime, method, t, seed), dict(result, target=float(t), **meta))
       continue
     if method in REGULARIZERS:
       try:
@@ -522,7 +515,7 @@ def run_grid(data):
       result = run_regularizer(method, regime, builder, data, s, seed, strength)
     else:
       result = run_one_shot(method, regime, builder, data, s, seed)
-    _write(_raw_path(model_name, regime, method, s, seed), dict(result, target=s, **meta))
+    results_io.write_json(_raw_path(model_name, regime, method, s, seed), dict(result, target=s, **meta))
 
 
 def load_raw(output_dir):
@@ -703,7 +696,7 @@ def report(rows, commands, data):
   with open(FLAGS.report + ".tmp", "w") as f:
     f.write("\n".join(lines) + "\n")
   os.replace(FLAGS.report + ".tmp", FLAGS.report)
-  _write(os.path.join(out_dir, "aggregate.json"),
+  results_io.write_json(os.path.join(out_dir, "aggregate.json"),
          [dict(model=k[0], regime=k[1], target=k[2], method=k[3], **v) for k, v in agg.items()])
   return agg
 
@@ -738,7 +731,7 @@ def main(argv):
   commands = json.load(open(log_path)) if os.path.exists(log_path) else []
   if not FLAGS.report_only:
     commands.append(command)
-    _write(log_path, commands)
+    results_io.write_json(log_path, commands)
   if FLAGS.calibrate:
     return
   if FLAGS.write_report:

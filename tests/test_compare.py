@@ -155,7 +155,7 @@ _REGULARIZER_SCRIPT = r"""
 import json, os, sys
 import numpy as np
 from absl import flags
-from benchmarks import compare
+from benchmarks import compare, results_io
 import keras_signflip as ksf
 from keras_signflip.tf_keras._compat import keras, tf
 flags.FLAGS([sys.argv[0], "--output_dir=" + sys.argv[1]])
@@ -169,17 +169,17 @@ out["cut_sparsity"] = compare._cut(list(zip(kernels, scores, values)), 1 / 3)
 out["cut"] = [k.numpy().tolist() for k in kernels]
 # strength_for: natural sparsities written as calibration files
 for strength, natural in zip(compare.STRENGTHS["hoyer"], (0.5, 0.9, 0.97, 0.995, 0.9999)):
-  compare._write(compare._calibration_path("m", "adam", "hoyer", strength),
+  results_io.write_json(compare._calibration_path("m", "adam", "hoyer", strength),
                  {"natural_sparsity": natural})
 out["swept"] = list(compare.STRENGTHS["hoyer"])
 out["strengths"] = {str(t): compare.strength_for("m", "adam", "hoyer", t)
                     for t in (0.9, 0.98, 0.998, 0.999)}
 for target, strength in ((0.9, out["strengths"]["0.9"]), (0.98, 1e9)):
-  compare._write(compare._raw_path("m", "adam", "hoyer", target, 0), {"strength": strength})
+  results_io.write_json(compare._raw_path("m", "adam", "hoyer", target, 0), {"strength": strength})
 out["finished"] = [compare._finished("m", "adam", "hoyer", t, 0) for t in (0.9, 0.98, 0.999)]
 out["swept_l0"] = list(compare.STRENGTHS["l0"])
 for strength, natural in zip(compare.STRENGTHS["l0"], (0.5, 0.9, 0.97, 0.995, 0.9999)):
-  compare._write(compare._calibration_path("m", "adam", "l0", strength),
+  results_io.write_json(compare._calibration_path("m", "adam", "l0", strength),
                  {"natural_sparsity": natural})
 out["l0_strengths"] = [compare.strength_for("m", "adam", "l0", t) for t in (0.98, 0.4)]
 try:

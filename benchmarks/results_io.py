@@ -1,0 +1,16 @@
+"""Writing benchmark results: one JSON file, atomically (shared by the benchmark
+binaries, which cannot import each other: each defines its own absl flags)."""
+import json
+import os
+
+__all__ = ["write_json"]
+
+
+def write_json(path, value):
+  """Writes `value` to `path` as JSON via a temporary file and a rename, so an
+  interrupted run never leaves a half-written result."""
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(value, f, indent=1, sort_keys=True)
+  os.replace(tmp, path)
