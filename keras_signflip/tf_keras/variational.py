@@ -82,7 +82,9 @@ class VariationalDropout(keras.layers.Wrapper):
     """Bool: the weights kept at test time (log alpha < threshold)."""
     return self.log_alpha() < self.threshold
 
-  def _kept_theta(self, theta):
+  def kept_kernel(self):
+    """theta where log alpha < threshold, else 0: the kernel at test time."""
+    theta = tf.convert_to_tensor(self.layer.kernel)
     return tf.where(self.kept(), theta, tf.zeros_like(theta))
 
   def _linear(self, inputs, kernel):
@@ -98,13 +100,13 @@ class VariationalDropout(keras.layers.Wrapper):
     self.add_loss(self.strength * self.kl_scale * tf.reduce_sum(kl_approximation(self.log_alpha())))
 
     def train():
-      mean = self._linear(inputs, self._kept_theta(theta) if self.train_clip else theta)
+      mean = self._linear(inputs, self.kept_kernel() if self.train_clip else theta)
       var = self._linear(tf.square(inputs), tf.exp(self.log_sigma2))
       return mean + tf.sqrt(var + 1e-8) * tf.random.stateless_normal(
           tf.shape(mean), kernel_wrappers.next_noise_seed(self))
 
     def test():
-      return self._linear(inputs, self._kept_theta(theta))
+      return self._linear(inputs, self.kept_kernel())
     out = tf.__internal__.smart_cond.smart_cond(training, train, test)
     if self.layer.use_bias:
       out = out + self.layer.bias
@@ -147,7 +149,5 @@ def variational_dropout(model, strength=1e-4, seed=0, train_clip=False):
 
 def strip(model):
   """A plain model computing as the test-time one: theta where log alpha < threshold, else 0."""
-  def final(wrapper):
-    kernel = tf.convert_to_tensor(wrapper.layer.kernel)
-    return tf.where(wrapper.kept(), kernel, tf.zeros_like(kernel))
-  return kernel_wrappers.strip_kernels(model, VariationalDropout, final)
+  return kernel_wrappers.strip_kernels(model, VariationalDropout,
+                                       lambda wrapper: wrapper.kept_kernel())
