@@ -4,7 +4,7 @@ Prunes LeNet-300-100, LeNet-5 and a 4096-wide MLP to each of --sparsities with
 global magnitude on random data (latency depends on the shapes and the format,
 not on what was learnt), exports it four times -- `sparse=False` (plain dense
 variables, the baseline), `sparse=True` (bits + values, densified once into a
-cache at the first call), and that with `kernels="auto"` (sparse products
+cache when it loads), and that with `kernels="auto"` (sparse products
 where this machine measured them faster) and `kernels="sparse"` (sparse
 products at every batch) -- loads each with plain `tf.saved_model.load` and
 times their `serving_default` calls interleaved, per batch size. With --tflite it also converts the pruned model to TFLite
@@ -78,7 +78,7 @@ def measure(name, builder, sparsity, directory):
     x = tf.constant(np.random.RandomState(1).rand(batch, 28, 28, 1).astype("float32"))
     times = {kind: [] for kind in serve}
     for f in serve.values():
-      f(x)  # the sparse model densifies into its cache here
+      f(x)  # warm-up
     for _ in range(FLAGS.calls):
       for kind, f in serve.items():
         start = time.perf_counter()

@@ -1,4 +1,4 @@
-"""The sparse SavedModel: densified once, at the first call, into a cache saved empty."""
+"""The sparse SavedModel: densified once, when it loads, into variables that are not saved."""
 import os
 
 import numpy as np
@@ -27,18 +27,58 @@ def _pruned_conv_net():
   return model, x
 
 
+def _saved(path):
+  """{name: shape} of the variables in a SavedModel's checkpoint."""
+  return dict(tf.train.list_variables(os.path.join(path, "variables", "variables")))
+
+
 def test_export_serves_like_the_stripped_model_and_saves_no_dense_copy(tmp_path):
+  model, x = _pruned_conv_net()
+  stripped = ksf.strip_pruning(model)
+  want = stripped(x, training=False).numpy()
+  path = str(tmp_path / "export")
+  ksf.export_saved_model(model, path, verbose=False)
+  packed = [w for w in stripped.weights if len(w.shape) >= 2 and np.mean(w.numpy() == 0) >= .5]
+  saved = _saved(path)
+  assert packed and all(list(w.shape) not in saved.values() for w in packed)
+  caches = [shape for name, shape in saved.items() if "cache" in name]
+  assert len(caches) == len(packed) and all(shape == [0] for shape in caches)  # saved empty
+  serve = tf.saved_model.load(path).signatures["serving_default"]
+  assert not {"If", "StatelessIf"} & _ops(serve)  # no first-call check: filled at load
+  for _ in range(2):
+    got = list(serve(tf.constant(x)).values())[0].numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_exports_loaded_together_keep_their_own_weights(tmp_path):
+  model, x = _pruned_conv_net()
+  stripped = ksf.strip_pruning(model)
+  ksf.export_saved_model(stripped, str(tmp_path / "a"), verbose=False)
+  want_a = stripped(x, training=False).numpy()
+  kernel = stripped.get_layer("d").kernel
+  kernel.assign(kernel * 2)
+  ksf.export_saved_model(stripped, str(tmp_path / "b"), verbose=False)
+  want_b = stripped(x, training=False).numpy()
+  assert np.max(np.abs(want_a - want_b)) > 1e-3
+  serve_a = tf.saved_model.load(str(tmp_path / "a")).signatures["serving_default"]
+  serve_b = tf.saved_model.load(str(tmp_path / "b")).signatures["serving_default"]
+  np.testing.assert_allclose(list(serve_a(tf.constant(x)).values())[0], want_a, atol=1e-5)
+  np.testing.assert_allclose(list(serve_b(tf.constant(x)).values())[0], want_b, atol=1e-5)
+
+
+def test_a_tf1_session_loader_runs_the_densifying_init_op(tmp_path):
+  """What TF Serving does: load the MetaGraph into a session, run its init op."""
   model, x = _pruned_conv_net()
   want = ksf.strip_pruning(model)(x, training=False).numpy()
   path = str(tmp_path / "export")
   ksf.export_saved_model(model, path, verbose=False)
-  saved = dict(tf.train.list_variables(os.path.join(path, "variables", "variables")))
-  caches = [name for name in saved if "cache" in name and "OPTIMIZER" not in name]
-  assert caches and all(saved[name] == [0] for name in caches)  # saved empty
-  serve = tf.saved_model.load(path).signatures["serving_default"]
-  for _ in range(3):  # the first call fills the cache, later ones read it
-    got = list(serve(tf.constant(x)).values())[0].numpy()
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+    meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], path)
+    signature = meta.signature_def["serving_default"]
+    (input_name,), (output_name,) = signature.inputs, signature.outputs
+    got = session.run(signature.outputs[output_name].name,
+                      {signature.inputs[input_name].name: x})
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("values_dtype,tolerance", [("float16", 2e-3), ("int8", 3e-2)])
@@ -61,7 +101,7 @@ def test_quantised_int8_weights_are_per_channel_roundings():
   w[np.abs(w) < 0.3] = 0
   packed = export_lib._Packed(w, "w", values_dtype="int8")  # pylint: disable=protected-access
   scales = np.where(np.abs(w).max(0) > 0, np.abs(w).max(0) / 127, 1)
-  np.testing.assert_allclose(packed.dense().numpy(), np.round(w / scales) * scales, rtol=1e-6)
+  np.testing.assert_allclose(packed.densify().numpy(), np.round(w / scales) * scales, rtol=1e-6)
 
 
 def test_bad_export_options_write_nothing(tmp_path):
@@ -105,12 +145,11 @@ def test_sparse_kernels_serve_like_the_stripped_model(tmp_path, kernels):
   report = ksf.export_saved_model(model, path, verbose=False, kernels=kernels)
   assert report["kernels"] == (kernels if isinstance(kernels, dict) else
                                {"pw": None, "d": None, "out": None})
-  saved = dict(tf.train.list_variables(os.path.join(path, "variables", "variables")))
-  sparse_caches = [n for n in saved if "sparse_indices" in n or "sparse_values" in n]
-  assert len(sparse_caches) == 6 and all(0 in saved[n] for n in sparse_caches)  # saved empty
+  sparse_caches = {n: shape for n, shape in _saved(path).items() if "sparse_" in n}
+  assert len(sparse_caches) == 6 and all(0 in shape for shape in sparse_caches.values())
   serve = tf.saved_model.load(path).signatures["serving_default"]
   assert "SparseTensorDenseMatMul" in _ops(serve)
-  for n in (1, 3, 32, 1):  # both branches of the row-count choice, caches filled and read
+  for n in (1, 3, 32, 1):  # both branches of the row-count choice
     got = list(serve(tf.constant(x[:n])).values())[0].numpy()
     np.testing.assert_allclose(got, want[:n], rtol=1e-5, atol=1e-5)
 

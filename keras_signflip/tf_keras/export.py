@@ -8,11 +8,13 @@ is stored as
     bits   = packbits(w != 0)       # 1 bit per weight (uint8)
     values = w[w != 0]              # the non-zero values, float32
 
-and densified by the serving function on its first call
-(`w = where(bits, values[cumsum(bits) - 1], 0)`) into a cache variable that is
-saved empty, so the files hold about n/8 + 4 * nnz bytes instead of 4 * n and
-every later call reads the dense weight as the dense SavedModel does (one
-`cond` on a flag more). Other variables are saved as they are.
+and densified when the SavedModel loads
+(`w = where(bits, values[cumsum(bits) - 1], 0)`) into a variable saved empty,
+so the files hold about n/8 + 4 * nnz bytes instead of 4 * n and every call
+reads the dense weight as the dense SavedModel does, with no first-call
+check. (`tf.saved_model.load`, and the SavedModel's init op in TF1 and C++
+loaders such as TF Serving, run a `TrackableResource`'s initializer after
+restoring the variables.) Other variables are saved as they are.
 The directory is written beside `path` and renamed into place, so an
 interrupted export never leaves a half-written model.
 
@@ -25,7 +27,7 @@ to 0 become zeros too; the serving function computes q * scale_c in float32.
 dilation, one group, channels last) with a sparse kernel compute: "dense"
 (default) multiplies by the cached dense kernel; "sparse" always uses
 `tf.sparse.sparse_dense_matmul` on the kernel's non-zeros (indices built at
-the first call and cached like the dense weight); "auto" times both on this
+load like the dense weight); "auto" times both on this
 machine at export, per layer, for 1, 2, 4, ... rows (the batch, times the
 spatial positions of a 1x1 convolution) and serves the sparse product up to
 the last row count where it was clearly faster (median <= 0.9x dense) and the
@@ -86,12 +88,40 @@ def _layers(model):
     yield layer
 
 
-class _Packed(tf.Module):
-  """One sparse weight: a bitmap of its non-zeros and their values, and the
-  dense weight cached at the first call (saved empty: `cache` has no fixed
-  shape, `ready` is False until then)."""
+class _FillAtLoad(tf.saved_model.experimental.TrackableResource):
+  """Fills the packed weights' caches when the SavedModel loads.
 
-  def __init__(self, value, name, values_dtype="float32"):
+  TensorFlow offers one hook that runs at load: a resource's initializer,
+  run by `tf.saved_model.load` after it restores the variables, and by the
+  SavedModel's init op in TF1 and C++ loaders (TF Serving). This resource
+  exists for that initializer; its handle is never assigned, so it holds
+  nothing. The caches are ordinary variables, saved empty and restored as
+  eager variables that live as long as the functions that read them (a
+  resource variable of our own would be a named one after load, kept by the
+  process until it exits).
+  """
+
+  def __init__(self, packed):
+    super().__init__()
+    self._packed = list(packed)
+
+  def _create_resource(self):
+    return tf.raw_ops.VarHandleOp(dtype=tf.bool, shape=[])
+
+  def _initialize(self):
+    for packed in self._packed:
+      packed.fill_caches()
+
+
+class _Packed(tf.Module):
+  """One sparse weight: a bitmap of its non-zeros and their values, and what
+  serving reads, filled from them at load (`_FillAtLoad`) into variables
+  saved empty: the dense weight (`cache`), and for a kernel multiplied
+  sparse, its [prod(shape[:-1]), shape[-1]] non-zero indices and values.
+  """
+
+  def __init__(self, value, name, values_dtype="float32", dense_weight=True,
+               sparse_kernel=False):
     super().__init__(name=name)
     value = np.asarray(value, np.float32)
     self.shape = tuple(value.shape)
@@ -108,65 +138,52 @@ class _Packed(tf.Module):
     # A trailing 0 keeps the gather valid when every weight is pruned.
     self.values = tf.Variable(np.append(flat[nonzero], 0).astype(values_dtype),
                               trainable=False, name="values")
-    self.cache = tf.Variable(tf.zeros([0], tf.float32), shape=tf.TensorShape(None),
-                             trainable=False, name="cache")
-    self.ready = tf.Variable(False, trainable=False, name="ready")
+    empty = lambda dtype, shape, name: tf.Variable(
+        tf.zeros(shape, dtype), shape=tf.TensorShape(None), trainable=False, name=name)
+    self.cache = empty(tf.float32, [0], "cache") if dense_weight else None
+    self.sparse_indices = self.sparse_values = None
+    if sparse_kernel:
+      self.sparse_indices = empty(tf.int64, [0, 2], "sparse_indices")
+      self.sparse_values = empty(tf.float32, [0], "sparse_values")
+
+  def fill_caches(self):
+    """Assigns the dense weight and the sparse kernel to their caches."""
+    if self.cache is not None:
+      self.cache.assign(tf.reshape(self.densify(), [-1]))
+    if self.sparse_indices is not None:
+      indices = self._sparse_indices()
+      values = tf.cast(self.values[:-1], tf.float32)  # drop the trailing 0
+      if self.scales is not None:
+        values = values * tf.gather(self.scales, indices[:, 1])
+      self.sparse_indices.assign(indices)
+      self.sparse_values.assign(values)
 
   def dense(self):
-    """The dense weight: from the cache, or densified and cached on the first call."""
-    def densify_and_cache():
-      flat = tf.reshape(self._densify(), [-1])
-      with tf.control_dependencies([self.cache.assign(flat)]):
-        with tf.control_dependencies([self.ready.assign(True)]):
-          return tf.identity(flat)
-    # The flag, not tf.size(cache): the cache's saved (empty) shape would be
-    # folded into the graph as a constant.
-    flat = tf.cond(self.ready, lambda: tf.identity(self.cache.read_value()), densify_and_cache)
-    return tf.reshape(flat, self.shape)
+    """The dense weight (float32), read from its cache."""
+    return tf.reshape(self.cache.read_value(), self.shape)
+
+  def sparse_matrix(self):
+    """The weight as a [prod(shape[:-1]), shape[-1]] tf.SparseTensor, from its caches."""
+    return tf.SparseTensor(tf.reshape(self.sparse_indices.read_value(), [-1, 2]),
+                           tf.reshape(self.sparse_values.read_value(), [-1]),
+                           [self.size // self.shape[-1], self.shape[-1]])
 
   def _keep(self):
     shifts = tf.constant([7, 6, 5, 4, 3, 2, 1, 0], tf.uint8)
     bits = tf.bitwise.bitwise_and(tf.bitwise.right_shift(self.bits[:, None], shifts), 1)
     return tf.cast(tf.reshape(bits, [-1])[:self.size], tf.bool)
 
-  def _densify(self):
+  def densify(self):
+    """w = where(bits, values[cumsum(bits) - 1], 0), times the int8 scales."""
     keep = self._keep()
     index = tf.math.cumsum(tf.cast(keep, tf.int32)) - 1
     values = tf.cast(tf.gather(self.values, tf.maximum(index, 0)), tf.float32)
     dense = tf.reshape(tf.where(keep, values, 0.0), self.shape)
     return dense if self.scales is None else dense * self.scales
 
-  def sparse_matrix(self):
-    """The weight as a [prod(shape[:-1]), shape[-1]] tf.SparseTensor; its
-    indices and values are built at the first call and cached (saved empty)."""
-    if not hasattr(self, "sparse_indices"):
-      raise ValueError(f"{self.name} was packed without sparse kernels.")
-    def build_and_cache():
-      keep = self._keep()
-      rows, cols = self.size // self.shape[-1], self.shape[-1]
-      indices = tf.where(tf.reshape(keep, [rows, cols]))  # row-major, as the values
-      values = tf.cast(self.values[:-1], tf.float32)  # drop the trailing 0
-      if self.scales is not None:
-        values = values * tf.gather(self.scales, indices[:, 1])
-      with tf.control_dependencies([self.sparse_indices.assign(indices),
-                                    self.sparse_values.assign(values)]):
-        with tf.control_dependencies([self.sparse_ready.assign(True)]):
-          return tf.identity(indices), tf.identity(values)
-    indices, values = tf.cond(
-        self.sparse_ready,
-        lambda: (tf.identity(self.sparse_indices.read_value()),
-                 tf.identity(self.sparse_values.read_value())),
-        build_and_cache)
-    return tf.SparseTensor(tf.reshape(indices, [-1, 2]), tf.reshape(values, [-1]),
-                           [self.size // self.shape[-1], self.shape[-1]])
-
-  def add_sparse_cache(self):
-    """Variables for `sparse_matrix`'s cache, only on weights served sparse."""
-    self.sparse_indices = tf.Variable(tf.zeros([0, 2], tf.int64), shape=tf.TensorShape(None),
-                                      trainable=False, name="sparse_indices")
-    self.sparse_values = tf.Variable(tf.zeros([0], tf.float32), shape=tf.TensorShape(None),
-                                     trainable=False, name="sparse_values")
-    self.sparse_ready = tf.Variable(False, trainable=False, name="sparse_ready")
+  def _sparse_indices(self):
+    """Row-major (row, column) of the non-zeros: the order of `values`."""
+    return tf.where(tf.reshape(self._keep(), [self.size // self.shape[-1], self.shape[-1]]))
 
 
 AUTO_ROWS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
@@ -258,9 +275,11 @@ class _Serving(tf.Module):
         if isinstance(value, tf.Variable) and not attr.startswith("_"):
           array = value.numpy()
           if sparse and _worth_packing(array):
-            packed = _Packed(array, name=f"{layer.name}_{attr}", values_dtype=values_dtype)
-            if attr == "kernel" and layer.name in kernel_rows:
-              packed.add_sparse_cache()
+            sparse_kernel = attr == "kernel" and layer.name in kernel_rows
+            always_sparse = sparse_kernel and kernel_rows[layer.name] is None
+            packed = _Packed(array, name=f"{layer.name}_{attr}", values_dtype=values_dtype,
+                             dense_weight=not always_sparse, sparse_kernel=sparse_kernel)
+            if sparse_kernel:
               calls.append((layer, _sparse_call(layer, packed, kernel_rows[layer.name])))
             # A mixed-precision layer reads its AutoCastVariables in its compute
             # dtype; the densified tensor must arrive in that dtype too.
@@ -268,6 +287,7 @@ class _Serving(tf.Module):
             swaps.append((layer, attr, packed, dtype))
     swapped = {id(getattr(l, a)) for l, a, _, _ in swaps}
     self.packed = [p for _, _, p, _ in swaps]
+    self.fill_at_load = _FillAtLoad(self.packed)
     self.kept = [v for v in model.variables if id(v) not in swapped]
     sparse_layers = {id(layer) for layer, _ in calls}
 
