@@ -1,11 +1,11 @@
 r"""Serving latency and size of the sparse SavedModel against the dense one.
 
 Prunes LeNet-300-100, LeNet-5 and a 4096-wide MLP to each of --sparsities with
-global magnitude on random data (latency depends on the shapes and the format,
+magnitude (--scope global or per layer) on random data (latency depends on the shapes and the format,
 not on what was learnt), exports it four times -- `sparse=False` (plain dense
 variables, the baseline), `sparse=True` (bits + values, densified once into a
-cache when it loads), and that with `kernels="auto"` (sparse products
-where this machine measured them faster) and `kernels="sparse"` (sparse
+cache when it loads), and that with `kernels="auto"` (ELL or COO products
+where this machine measured them faster) and `kernels="sparse"` (COO
 products at every batch) -- loads each with plain `tf.saved_model.load` and
 times their `serving_default` calls interleaved, per batch size. With --tflite it also converts the pruned model to TFLite
 twice (TF's sparsity optimisation, and plain) and times
@@ -34,6 +34,8 @@ flags.DEFINE_list("batches", ["1", "4", "16", "256"], "Batch sizes.")
 flags.DEFINE_integer("calls", 300, "Timed calls per model and batch size (interleaved).")
 flags.DEFINE_list("models", ["lenet_300_100", "lenet5", "mlp_4096"],
                   "Models: keras_signflip.models names, or mlp_4096 (784-4096-4096-10).")
+flags.DEFINE_enum("scope", "global", ["global", "layer"],
+                  "Magnitude pruning scope: global leaves some layers denser than others.")
 flags.DEFINE_bool("tflite", True, "Also TFLite: sparsity-optimised vs plain, batch 1.")
 flags.DEFINE_string("json", None, "Also write the figures to this JSON file.")
 FLAGS = flags.FLAGS
@@ -49,7 +51,7 @@ def _wide_mlp(input_shape, classes):
 
 def _pruned(builder, sparsity):
   keras.utils.set_random_seed(0)
-  model = ksf.prune_sign_flip(builder((28, 28, 1), 10), criterion="magnitude", scope="global",
+  model = ksf.prune_sign_flip(builder((28, 28, 1), 10), criterion="magnitude", scope=FLAGS.scope,
                               pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(
                                   sparsity, 0, frequency=1))
   model.compile("sgd", "mse")
@@ -72,7 +74,7 @@ def measure(name, builder, sparsity, directory):
     kernels[kind] = ksf.export_saved_model(model, paths[kind], verbose=False, **kwargs)["kernels"]
   serve = {kind: tf.saved_model.load(p).signatures["serving_default"] for kind, p in paths.items()}
   out = {"sparsity": ksf.sparsity_report(model)["overall"],
-         "auto_break_even_rows": kernels["sparse_auto"],
+         "auto_plans": kernels["sparse_auto"],
          "gzip_bytes": {k: export_lib.gzip_size(p) for k, p in paths.items()}, "batches": {}}
   for batch in (int(b) for b in FLAGS.batches):
     x = tf.constant(np.random.RandomState(1).rand(batch, 28, 28, 1).astype("float32"))

@@ -7,8 +7,9 @@ Rebuilds the model from the run's config.json, restores its latest checkpoint,
 strips pruning and writes the SavedModel (see keras_signflip.tf_keras.export),
 then reloads it with plain `tf.saved_model.load` and reports its test accuracy
 beside the restored model's (what quantised values cost). --kernels=auto
-serves Dense and 1x1 Conv2D layers with sparse products up to the batch size
-where this machine measured them faster (`export_saved_model`'s `kernels`).
+serves Dense and 1x1 Conv2D layers with sparse products (ELL or COO) at the
+batch sizes where this machine measured them faster (`export_saved_model`'s
+`kernels`).
 """
 import json
 import os

@@ -6,6 +6,7 @@ import pytest
 
 import keras_signflip as ksf
 from keras_signflip.tf_keras import export as export_lib
+from keras_signflip.tf_keras import sparse_products
 from keras_signflip.tf_keras._compat import keras, tf, tfmot
 
 
@@ -137,21 +138,47 @@ def _ops(signature):
 
 
 # pw sees 36 rows per image: one image (36 rows) is sparse, three (108) dense.
-@pytest.mark.parametrize("kernels", ["sparse", {"d": 4, "pw": 100, "out": None}])
-def test_sparse_kernels_serve_like_the_stripped_model(tmp_path, kernels):
+@pytest.mark.parametrize("kernels,plans,ops", [
+    ("sparse", {"pw": (("coo", None),), "d": (("coo", None),), "out": (("coo", None),)},
+     {"SparseTensorDenseMatMul"}),
+    ({"d": 4, "pw": 100, "out": None},
+     {"d": (("coo", 4),), "pw": (("coo", 100),), "out": (("coo", None),)},
+     {"SparseTensorDenseMatMul"}),
+    ({"d": [("ell", 2), ("coo", 8)], "pw": [("ell", 40)], "out": [("ell", None)]},
+     {"d": (("ell", 2), ("coo", 8)), "pw": (("ell", 40),), "out": (("ell", None),)},
+     {"SparseTensorDenseMatMul", "GatherV2"}),
+])
+def test_sparse_kernels_serve_like_the_stripped_model(tmp_path, kernels, plans, ops):
   model, x = _pruned_pointwise_net()
   want = ksf.strip_pruning(model)(x, training=False).numpy()
   path = str(tmp_path / "export")
   report = ksf.export_saved_model(model, path, verbose=False, kernels=kernels)
-  assert report["kernels"] == (kernels if isinstance(kernels, dict) else
-                               {"pw": None, "d": None, "out": None})
-  sparse_caches = {n: shape for n, shape in _saved(path).items() if "sparse_" in n}
-  assert len(sparse_caches) == 6 and all(0 in shape for shape in sparse_caches.values())
+  assert report["kernels"] == plans
+  caches = {n: shape for n, shape in _saved(path).items() if "sparse_" in n or "ell_" in n}
+  assert caches and all(0 in shape for shape in caches.values())  # saved empty
   serve = tf.saved_model.load(path).signatures["serving_default"]
-  assert "SparseTensorDenseMatMul" in _ops(serve)
-  for n in (1, 3, 32, 1):  # both branches of the row-count choice
+  assert ops <= _ops(serve)
+  for n in (1, 3, 32, 1):  # every branch of the row-count choice
     got = list(serve(tf.constant(x[:n])).values())[0].numpy()
     np.testing.assert_allclose(got, want[:n], rtol=1e-5, atol=1e-5)
+
+
+def test_ell_layout_against_numpy():
+  rng = np.random.RandomState(0)
+  w = rng.randn(7, 5).astype(np.float32) * (rng.rand(7, 5) < 0.4)
+  w[:, 3] = 0  # an empty column
+  keep = w != 0
+  width = sparse_products.ell_width(keep)
+  assert width == keep.sum(axis=0).max()
+  rows, values = (t.numpy() for t in sparse_products.ell_from_keep(keep, w[keep], width))
+  for j in range(5):  # column j: its non-zero rows in order, then zero padding
+    nz = np.nonzero(w[:, j])[0]
+    np.testing.assert_array_equal(rows[j, :len(nz)], nz)
+    np.testing.assert_array_equal(values[j, :len(nz)], w[nz, j])
+    assert not values[j, len(nz):].any()
+  x = rng.randn(3, 7).astype(np.float32)
+  np.testing.assert_allclose(sparse_products.ell_matmul(x, rows, values).numpy(), x @ w,
+                             rtol=1e-5, atol=1e-6)
 
 
 def test_int8_sparse_kernels_apply_the_channel_scales(tmp_path):
@@ -169,17 +196,22 @@ def test_auto_kernels_pick_measured_layers_and_serve_like_the_stripped_model(tmp
   want = ksf.strip_pruning(model)(x, training=False).numpy()
   report = ksf.export_saved_model(model, str(tmp_path / "auto"), verbose=False, kernels="auto")
   assert set(report["kernels"]) <= {"pw", "d", "out"}
-  assert all(rows in export_lib.AUTO_ROWS for rows in report["kernels"].values())
+  for plan in report["kernels"].values():
+    assert plan == sparse_products.check_plan(plan)
+    assert all(rows in sparse_products.AUTO_ROWS for _, rows in plan)
   serve = tf.saved_model.load(str(tmp_path / "auto")).signatures["serving_default"]
   got = list(serve(tf.constant(x)).values())[0].numpy()
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
-def test_break_even_is_the_last_row_count_where_sparse_clearly_won():
-  timings = [(1, 0.5, 1.0), (2, 0.85, 1.0), (4, 0.95, 1.0), (8, 0.1, 1.0)]
-  assert export_lib.break_even(timings) == 2  # 4 rows lose (> 0.9x); 8 is not reached
-  assert export_lib.break_even([(1, 1.0, 1.0)]) == 0
-  assert export_lib.break_even([]) == 0
+def test_plan_takes_the_fastest_format_until_dense_is_not_clearly_beaten():
+  timings = [(1, {"ell": 0.3, "coo": 0.8}, 1.0), (2, {"ell": 0.4, "coo": 0.5}, 1.0),
+             (4, {"ell": 0.7, "coo": 0.6}, 1.0), (8, {"ell": 0.95, "coo": 0.85}, 1.0),
+             (16, {"ell": 0.95, "coo": 0.92}, 1.0), (32, {"ell": 0.1, "coo": 0.1}, 1.0)]
+  # ELL for 1-2 rows, COO for 4-8; at 16 neither is <= 0.9x dense; 32 is not reached
+  assert sparse_products.choose_plan(timings) == (("ell", 2), ("coo", 8))
+  assert sparse_products.choose_plan([(1, {"ell": 1.0, "coo": 1.0}, 1.0)]) == ()
+  assert sparse_products.choose_plan([]) == ()
 
 
 def test_only_pointwise_products_qualify_for_sparse_kernels():
@@ -196,7 +228,11 @@ def test_only_pointwise_products_qualify_for_sparse_kernels():
     ({"kernels": "fast"}, "kernels"),
     ({"kernels": "sparse", "sparse": False}, "sparse=True"),
     ({"kernels": {"c3": 4}}, "c3"),
-    ({"kernels": {"d": -1}}, "row counts"),
+    ({"kernels": {"d": -1}}, r"kernels\['d'\].*>= 0"),
+    ({"kernels": {"d": [("csr", 4)]}}, "unknown format 'csr'"),
+    ({"kernels": {"d": [("ell", 8), ("coo", 4)]}}, "ascending"),
+    ({"kernels": {"d": [("ell", None), ("coo", 4)]}}, "None only last"),
+    ({"kernels": {"d": "fast"}}, r"kernels\['d'\]"),
 ])
 def test_bad_kernel_options_write_nothing(tmp_path, kwargs, match):
   model, _ = _pruned_pointwise_net()

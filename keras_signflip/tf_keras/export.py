@@ -24,17 +24,19 @@ scale_c = max |w[..., c]| / 127, q = round(w / scale_c) -- weights that round
 to 0 become zeros too; the serving function computes q * scale_c in float32.
 
 `kernels` chooses how Dense layers and 1x1 convolutions (stride 1, no
-dilation, one group, channels last) with a sparse kernel compute: "dense"
-(default) multiplies by the cached dense kernel; "sparse" always uses
-`tf.sparse.sparse_dense_matmul` on the kernel's non-zeros (indices built at
-load like the dense weight); "auto" times both on this
-machine at export, per layer, for 1, 2, 4, ... rows (the batch, times the
-spatial positions of a 1x1 convolution) and serves the sparse product up to
-the last row count where it was clearly faster (median <= 0.9x dense) and the
-dense one above it, through one `tf.cond` on the row count -- a layer where
+dilation, one group, channels last) with a sparse kernel compute
+(`sparse_products`: ELL compiled by XLA, or COO with
+`tf.sparse.sparse_dense_matmul`; both built at load like the dense weight):
+"dense" (default) multiplies by the dense kernel; "sparse" always uses COO;
+"auto" times dense, ELL and COO on this machine at export, per layer, for
+1, 2, 4, ... rows (the batch, times the spatial positions of a 1x1
+convolution) and serves each row count with the fastest, while it was
+clearly faster than dense (median <= 0.9x), and dense from the first row
+count where neither was, through `tf.cond`s on the row count -- a layer where
 sparse never wins stays dense, so "auto" is never slower than dense by more
-than the noise of that measurement. A dict {layer name: rows} pins those break
-evens (e.g. measured on the serving machine); layers not named stay dense.
+than the noise of that measurement. A dict {layer name: plan} pins plans
+(e.g. measured on the serving machine): rows (COO up to them), None (COO
+always) or ((format, rows), ...); layers not named stay dense.
 Sparse products compute in float32 (a mixed-precision layer's output is cast
 back to its compute dtype).
 
@@ -50,21 +52,21 @@ directory; the binaries ask for it) it adds:
 - `tfmot_path_gzip_bytes`: TF-MOT's documented path (strip, Keras SavedModel
   without optimizer, gzip); `tfmot_path_ratio` against the same baseline.
 """
+import functools
 import io
 import os
 import shutil
 import tarfile
 import tempfile
-import time
 import zlib
 
 import numpy as np
 
 from keras_signflip.tf_keras import prune as prune_lib
+from keras_signflip.tf_keras import sparse_products
 from keras_signflip.tf_keras._compat import keras, tf
 
-__all__ = ["export_saved_model", "format_report", "gzip_size", "export_tflite",
-           "measure_break_even"]
+__all__ = ["export_saved_model", "format_report", "gzip_size", "export_tflite"]
 
 
 def gzip_size(path):
@@ -121,7 +123,7 @@ class _Packed(tf.Module):
   """
 
   def __init__(self, value, name, values_dtype="float32", dense_weight=True,
-               sparse_kernel=False):
+               sparse_formats=()):
     super().__init__(name=name)
     value = np.asarray(value, np.float32)
     self.shape = tuple(value.shape)
@@ -141,22 +143,33 @@ class _Packed(tf.Module):
     empty = lambda dtype, shape, name: tf.Variable(
         tf.zeros(shape, dtype), shape=tf.TensorShape(None), trainable=False, name=name)
     self.cache = empty(tf.float32, [0], "cache") if dense_weight else None
-    self.sparse_indices = self.sparse_values = None
-    if sparse_kernel:
+    self.sparse_indices = self.sparse_values = self.ell_rows = self.ell_values = None
+    if "coo" in sparse_formats:
       self.sparse_indices = empty(tf.int64, [0, 2], "sparse_indices")
       self.sparse_values = empty(tf.float32, [0], "sparse_values")
+    if "ell" in sparse_formats:
+      self.ell_width = sparse_products.ell_width(nonzero.reshape(-1, self.shape[-1]))
+      self.ell_rows = empty(tf.int32, [0, 0], "ell_rows")
+      self.ell_values = empty(tf.float32, [0, 0], "ell_values")
 
   def fill_caches(self):
-    """Assigns the dense weight and the sparse kernel to their caches."""
+    """Assigns the dense weight and the sparse kernel's formats to their caches."""
     if self.cache is not None:
       self.cache.assign(tf.reshape(self.densify(), [-1]))
+    if self.sparse_indices is None and self.ell_rows is None:
+      return
+    keep = tf.reshape(self._keep(), self._matrix_shape())
+    values = tf.cast(self.values[:-1], tf.float32)  # drop the trailing 0
+    indices = tf.where(keep)  # row-major (row, column): the order of `values`
+    if self.scales is not None:
+      values = values * tf.gather(self.scales, indices[:, 1])
     if self.sparse_indices is not None:
-      indices = self._sparse_indices()
-      values = tf.cast(self.values[:-1], tf.float32)  # drop the trailing 0
-      if self.scales is not None:
-        values = values * tf.gather(self.scales, indices[:, 1])
       self.sparse_indices.assign(indices)
       self.sparse_values.assign(values)
+    if self.ell_rows is not None:
+      rows, ell_values = sparse_products.ell_from_keep(keep, values, self.ell_width)
+      self.ell_rows.assign(rows)
+      self.ell_values.assign(ell_values)
 
   def dense(self):
     """The dense weight (float32), read from its cache."""
@@ -166,7 +179,16 @@ class _Packed(tf.Module):
     """The weight as a [prod(shape[:-1]), shape[-1]] tf.SparseTensor, from its caches."""
     return tf.SparseTensor(tf.reshape(self.sparse_indices.read_value(), [-1, 2]),
                            tf.reshape(self.sparse_values.read_value(), [-1]),
-                           [self.size // self.shape[-1], self.shape[-1]])
+                           self._matrix_shape())
+
+  def ell(self):
+    """The weight's ELL rows and values [shape[-1], ell_width], from their caches."""
+    shape = [self.shape[-1], self.ell_width]
+    return (tf.reshape(self.ell_rows.read_value(), shape),
+            tf.reshape(self.ell_values.read_value(), shape))
+
+  def _matrix_shape(self):
+    return [self.size // self.shape[-1], self.shape[-1]]
 
   def _keep(self):
     shifts = tf.constant([7, 6, 5, 4, 3, 2, 1, 0], tf.uint8)
@@ -181,15 +203,6 @@ class _Packed(tf.Module):
     dense = tf.reshape(tf.where(keep, values, 0.0), self.shape)
     return dense if self.scales is None else dense * self.scales
 
-  def _sparse_indices(self):
-    """Row-major (row, column) of the non-zeros: the order of `values`."""
-    return tf.where(tf.reshape(self._keep(), [self.size // self.shape[-1], self.shape[-1]]))
-
-
-AUTO_ROWS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
-_AUTO_MARGIN = 0.9  # sparse must be this much faster than dense to be chosen
-
-
 def sparse_kernel_layer(layer):
   """Whether `layer` computes one [rows, in] x [in, out] product with its
   kernel: Dense, or a channels-last Conv2D with a 1x1 kernel, stride 1, no
@@ -201,53 +214,23 @@ def sparse_kernel_layer(layer):
           and layer.groups == 1 and layer.data_format == "channels_last")
 
 
-def break_even(timings, margin=_AUTO_MARGIN):
-  """The largest row count up to which sparse beat dense, from ascending
-  (rows, sparse seconds, dense seconds) medians; 0 when it never did."""
-  best = 0
-  for rows, sparse, dense in timings:
-    if sparse > margin * dense:
-      break
-    best = rows
-  return best
-
-
-def measure_break_even(kernel, calls=21, rows_to_try=AUTO_ROWS):
-  """Times x @ kernel dense and sparse (median of `calls` interleaved calls)
-  for each row count until sparse loses; returns `break_even` of that."""
-  kernel = np.asarray(kernel, np.float32).reshape(-1, np.shape(kernel)[-1])
-  dense_kernel = tf.constant(kernel)
-  matrix = tf.sparse.from_dense(dense_kernel)
-  dense_fn = tf.function(lambda x: tf.matmul(x, dense_kernel))
-  sparse_fn = tf.function(lambda x: tf.sparse.sparse_dense_matmul(x, matrix))
-  timings, rng = [], np.random.RandomState(0)
-  for rows in rows_to_try:
-    x = tf.constant(rng.rand(rows, kernel.shape[0]).astype(np.float32))
-    times = {sparse_fn: [], dense_fn: []}
-    for fn in times:
-      fn(x)  # trace
-    for _ in range(calls):
-      for fn, t in times.items():
-        start = time.perf_counter()
-        fn(x).numpy()
-        t.append(time.perf_counter() - start)
-    timings.append((rows, float(np.median(times[sparse_fn])), float(np.median(times[dense_fn]))))
-    if break_even(timings) < rows:
-      break
-  return break_even(timings)
-
-
-def _sparse_call(layer, packed, max_rows):
-  """A replacement for `layer.call` that multiplies by the sparse kernel for
-  up to `max_rows` rows (None: always) and by the dense kernel above."""
+def _sparse_call(layer, packed, plan):
+  """A replacement for `layer.call` that multiplies by the kernel as `plan`
+  says (`sparse_products`): each step's format up to its row count, dense
+  above the last."""
   cols = packed.shape[-1]
   def call(inputs, *args, **kwargs):
     del args, kwargs  # Dense and Conv2D take no other call arguments here
     x = tf.reshape(tf.cast(inputs, tf.float32), [-1, packed.size // cols])
-    sparse = lambda: tf.sparse.sparse_dense_matmul(x, packed.sparse_matrix())
-    dense = lambda: tf.matmul(x, tf.reshape(packed.dense(), [-1, cols]))
-    y = sparse() if max_rows is None else tf.cond(tf.shape(x)[0] <= max_rows, sparse, dense)
-    y = tf.reshape(y, tf.concat([tf.shape(inputs)[:-1], [cols]], 0))
+    products = {
+        "coo": lambda: tf.sparse.sparse_dense_matmul(x, packed.sparse_matrix()),
+        "ell": lambda: sparse_products.ell_matmul(x, *packed.ell()),
+    }
+    product = lambda: tf.matmul(x, tf.reshape(packed.dense(), [-1, cols]))
+    for fmt, rows in reversed(plan):
+      product = products[fmt] if rows is None else functools.partial(
+          tf.cond, tf.shape(x)[0] <= rows, products[fmt], product)
+    y = tf.reshape(product(), tf.concat([tf.shape(inputs)[:-1], [cols]], 0))
     y.set_shape(inputs.shape[:-1].concatenate([cols]))
     if layer.use_bias:
       y = tf.nn.bias_add(y, tf.cast(layer.bias, tf.float32))
@@ -262,25 +245,25 @@ class _Serving(tf.Module):
 
   The Keras model lives in the serving function's closure, not in an
   attribute, so its dense kernels are not part of the saved object graph.
-  `kernel_rows` maps a layer name to the row count up to which its kernel is
-  multiplied sparse (None: always).
+  `kernel_plans` maps a layer name to the plan (`sparse_products`) of its
+  kernel's products.
   """
 
-  def __init__(self, model, sparse, values_dtype="float32", kernel_rows=None):
+  def __init__(self, model, sparse, values_dtype="float32", kernel_plans=None):
     super().__init__()
-    kernel_rows = kernel_rows or {}
+    kernel_plans = kernel_plans or {}
     swaps, calls = [], []
     for layer in _layers(model):
       for attr, value in list(vars(layer).items()):
         if isinstance(value, tf.Variable) and not attr.startswith("_"):
           array = value.numpy()
           if sparse and _worth_packing(array):
-            sparse_kernel = attr == "kernel" and layer.name in kernel_rows
-            always_sparse = sparse_kernel and kernel_rows[layer.name] is None
+            plan = kernel_plans.get(layer.name, ()) if attr == "kernel" else ()
             packed = _Packed(array, name=f"{layer.name}_{attr}", values_dtype=values_dtype,
-                             dense_weight=not always_sparse, sparse_kernel=sparse_kernel)
-            if sparse_kernel:
-              calls.append((layer, _sparse_call(layer, packed, kernel_rows[layer.name])))
+                             dense_weight=not plan or plan[-1][1] is not None,
+                             sparse_formats={fmt for fmt, _ in plan})
+            if plan:
+              calls.append((layer, _sparse_call(layer, packed, plan)))
             # A mixed-precision layer reads its AutoCastVariables in its compute
             # dtype; the densified tensor must arrive in that dtype too.
             dtype = layer.compute_dtype if hasattr(value, "_variable") else value.dtype
@@ -321,12 +304,12 @@ def _stripped(model):
 
 
 def _write_atomically(model, path, sparse, overwrite, values_dtype="float32",
-                      kernel_rows=None):
+                      kernel_plans=None):
   parent = os.path.dirname(os.path.abspath(path)) or "."
   os.makedirs(parent, exist_ok=True)
   tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
   try:
-    module = _Serving(model, sparse, values_dtype, kernel_rows)
+    module = _Serving(model, sparse, values_dtype, kernel_plans)
     module.serve.get_concrete_function()
     tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve})
     if os.path.exists(path):
@@ -344,9 +327,9 @@ VALUES_DTYPES = ("float32", "float16", "int8")
 KERNELS = ("dense", "sparse", "auto")
 
 
-def _kernel_rows(model, kernels):
-  """{layer name: rows up to which it multiplies sparse (None: always)} for
-  the `kernels` option; raises ValueError for a bad one."""
+def _kernel_plans(model, kernels):
+  """{layer name: plan (`sparse_products`)} for the `kernels` option, layers
+  served dense left out; raises ValueError for a bad option."""
   kernels_by_layer = {layer.name: layer.kernel.numpy() for layer in _layers(model)
                       if sparse_kernel_layer(layer)}
   candidates = {name: k for name, k in kernels_by_layer.items() if _worth_packing(k)}
@@ -355,18 +338,20 @@ def _kernel_rows(model, kernels):
     if unknown:
       raise ValueError(f"kernels names {unknown}, which are not Dense or 1x1 Conv2D layers "
                        f"with a kernel at least half zeros; those are {sorted(candidates)}.")
-    bad = {k: v for k, v in kernels.items()
-           if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0)}
-    if bad:
-      raise ValueError(f"kernels values are row counts (int >= 0) or None (always sparse); "
-                       f"received {bad}.")
-    return dict(kernels)
-  if kernels == "dense":
-    return {}
-  if kernels == "sparse":
-    return {name: None for name in candidates}
-  rows = {name: measure_break_even(kernel) for name, kernel in candidates.items()}
-  return {name: r for name, r in rows.items() if r > 0}
+    plans = {}
+    for name, value in kernels.items():
+      try:
+        plans[name] = sparse_products.check_plan(value)
+      except ValueError as e:
+        raise ValueError(f"kernels[{name!r}]: {e} Pass rows (int >= 0: COO up to them), "
+                         "None (COO always) or ((\"ell\"|\"coo\", rows), ...).") from None
+  elif kernels == "dense":
+    plans = {}
+  elif kernels == "sparse":
+    plans = {name: (("coo", None),) for name in candidates}
+  else:
+    plans = {name: sparse_products.measure_plan(kernel) for name, kernel in candidates.items()}
+  return {name: plan for name, plan in plans.items() if plan}
 
 
 def export_saved_model(model, path, sparse=True, overwrite=False, compare_sizes=False,
@@ -383,14 +368,14 @@ def export_saved_model(model, path, sparse=True, overwrite=False, compare_sizes=
     verbose: print the report (`format_report`). Defaults to True.
     values_dtype: "float32", "float16" or "int8" (per-channel scales) for the
       stored non-zero values (module docstring). Defaults to "float32".
-    kernels: "dense", "sparse", "auto" or {layer name: rows}: how Dense and
+    kernels: "dense", "sparse", "auto" or {layer name: plan}: how Dense and
       1x1 Conv2D layers with sparse kernels multiply (module docstring).
       Defaults to "dense".
 
   Returns:
     A dict: `layers` {weight: sparsity}, `overall_sparsity`, `nonzero_params`,
-    `params`, `gzip_bytes`, `kernels` ({layer: rows served sparse, None
-    for all}), and with `compare_sizes`, `dense_gzip_bytes`,
+    `params`, `gzip_bytes`, `kernels` ({layer: plan}, layers with a sparse
+    product), and with `compare_sizes`, `dense_gzip_bytes`,
     `ratio`, `tfmot_path_gzip_bytes` and `tfmot_path_ratio`.
 
   Raises:
@@ -412,8 +397,8 @@ def export_saved_model(model, path, sparse=True, overwrite=False, compare_sizes=
     raise ValueError(f"Export path {path} exists; pass overwrite=True (or "
                      "--overwrite) to replace it, or choose another path.")
   stripped = _stripped(model)
-  kernel_rows = _kernel_rows(stripped, kernels)
-  _write_atomically(stripped, path, sparse, overwrite, values_dtype, kernel_rows)
+  kernel_plans = _kernel_plans(stripped, kernels)
+  _write_atomically(stripped, path, sparse, overwrite, values_dtype, kernel_plans)
   layers, zeros, total = {}, 0, 0
   for layer in _layers(stripped):
     for w in getattr(layer, "trainable_weights", []):
@@ -431,7 +416,7 @@ def export_saved_model(model, path, sparse=True, overwrite=False, compare_sizes=
       "params": params,
       "gzip_bytes": gzip_size(path),
       "values_dtype": values_dtype,
-      "kernels": kernel_rows,
+      "kernels": kernel_plans,
   }
   if compare_sizes:
     with tempfile.TemporaryDirectory() as tmp:
@@ -483,9 +468,11 @@ def format_report(report):
   lines.append(f"  overall sparsity {100 * report['overall_sparsity']:.2f}%, "
                f"{report['nonzero_params']:,} of {report['params']:,} parameters non-zero")
   lines.append(f"  gzip size {report['gzip_bytes']:,} bytes")
-  for name, rows in report.get("kernels", {}).items():
-    lines.append(f"  {name}: sparse kernel " +
-                 ("at every batch" if rows is None else f"up to {rows} rows, dense above"))
+  for name, plan in report.get("kernels", {}).items():
+    steps = [f"{fmt} " + ("at every row count" if rows is None else f"up to {rows} rows")
+             for fmt, rows in plan]
+    dense = "" if plan[-1][1] is None else ", dense above"
+    lines.append(f"  {name}: sparse kernel, " + ", then ".join(steps) + dense)
   if "dense_gzip_bytes" in report:
     lines.append(f"  vs dense (unpruned) {report['dense_gzip_bytes']:,} bytes: "
                  f"x{report['ratio']:.3f}; TF-MOT's strip+save path: "
