@@ -110,12 +110,16 @@ def test_unpruned_weights_follow_the_unwrapped_model_exactly():
   assert moved > 1e-5  # the models did train
 
 
-def test_export_reloads_without_keras_signflip_and_predicts_the_same(tmp_path):
+@pytest.mark.parametrize("products", ["dense", "ell_coo"])
+def test_export_reloads_without_keras_signflip_and_predicts_the_same(tmp_path, products):
   model = _compile(ksf.prune_sign_flip(
       _base(), pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(0.7, 0, frequency=2),
       criterion="hybrid"), lr=0.5)
   model.fit(X, Y, batch_size=32, epochs=1, verbose=0, callbacks=[ksf.UpdatePruningStep()])
-  ksf.export_saved_model(model, str(tmp_path / "sm"), verbose=False)
+  first, second = [layer.name for layer in ksf.strip_pruning(model).layers][:2]
+  kernels = ("dense" if products == "dense" else  # ELL up to 4 rows, COO above; ELL always
+             {first: [("ell", 4), ("coo", None)], second: [("ell", None)]})
+  ksf.export_saved_model(model, str(tmp_path / "sm"), verbose=False, kernels=kernels)
   expected = ksf.strip_pruning(model).predict(X[:16], verbose=0)
   np.save(tmp_path / "x.npy", X[:16])
   code = ("import sys, numpy as np, tensorflow as tf\n"
