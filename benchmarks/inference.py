@@ -1,14 +1,18 @@
 r"""Serving latency and size of the sparse SavedModel against the dense one.
 
-Prunes LeNet-300-100, LeNet-5 and a 4096-wide MLP to each of --sparsities with
-magnitude (--scope global or per layer) on random data (latency depends on the shapes and the format,
-not on what was learnt), exports it four times -- `sparse=False` (plain dense
-variables, the baseline), `sparse=True` (bits + values, densified once into a
-cache when it loads), and that with `kernels="auto"` (ELL or COO products
-where this machine measured them faster) and `kernels="sparse"` (COO
-products at every batch) -- loads each with plain `tf.saved_model.load` and
-times their `serving_default` calls interleaved, per batch size. With --tflite it also converts the pruned model to TFLite
-twice (TF's sparsity optimisation, and plain) and times
+Prunes LeNet-300-100, LeNet-5 and a 4096-wide MLP to each of --sparsities
+with magnitude (--scope global or per layer) on random data (latency depends
+on the shapes and the format, not on what was learnt), exports it four times
+-- `sparse=False` (plain dense variables, the baseline), `sparse=True` (bits +
+values, densified once into a cache when it loads), and that with
+`kernels="auto"` (ELL or COO products where this machine measured them
+faster) and `kernels="sparse"` (COO products at every batch) -- loads each
+with plain `tf.saved_model.load` and times their calls interleaved, per batch
+size, through the `serving_default` signature and through the restored
+tf.function (`loaded.serve`): TensorFlow adds a fixed cost to every signature
+call, dense or sparse (~4 ms at batch 1 here, ~0.5 ms above), which hides
+what the products save. With --tflite it also converts the pruned model to
+TFLite twice (TF's sparsity optimisation, and plain) and times
 `tf.lite.Interpreter.invoke` at batch 1, interleaved (XNNPack is TFLite's
 default CPU delegate). Prints medians, ratios sparse/dense and sizes as JSON.
 
@@ -31,7 +35,11 @@ from keras_signflip.tf_keras._compat import keras, tf, tfmot
 
 flags.DEFINE_list("sparsities", ["0.95", "0.98"], "Global sparsities of the pruned models.")
 flags.DEFINE_list("batches", ["1", "4", "16", "256"], "Batch sizes.")
-flags.DEFINE_integer("calls", 300, "Timed calls per model and batch size (interleaved).")
+flags.DEFINE_integer("calls", 200, "Timed calls per model, batch size and path (interleaved).")
+flags.DEFINE_multi_enum(
+    "through", ["signature", "function"], ["signature", "function"],
+    "How to call each loaded SavedModel: its serving_default signature, or the restored "
+    "tf.function (`loaded.serve`). TF adds a fixed cost to signature calls, largest at batch 1.")
 flags.DEFINE_list("models", ["lenet_300_100", "lenet5", "mlp_4096"],
                   "Models: keras_signflip.models names, or mlp_4096 (784-4096-4096-10).")
 flags.DEFINE_enum("scope", "global", ["global", "layer"],
@@ -72,24 +80,28 @@ def measure(name, builder, sparsity, directory):
   for kind, kwargs in EXPORTS.items():
     paths[kind] = os.path.join(directory, f"{name}_{sparsity}_{kind}")
     kernels[kind] = ksf.export_saved_model(model, paths[kind], verbose=False, **kwargs)["kernels"]
-  serve = {kind: tf.saved_model.load(p).signatures["serving_default"] for kind, p in paths.items()}
+  loaded = {kind: tf.saved_model.load(p) for kind, p in paths.items()}
   out = {"sparsity": ksf.sparsity_report(model)["overall"],
          "auto_plans": kernels["sparse_auto"],
          "gzip_bytes": {k: export_lib.gzip_size(p) for k, p in paths.items()}, "batches": {}}
   for batch in (int(b) for b in FLAGS.batches):
     x = tf.constant(np.random.RandomState(1).rand(batch, 28, 28, 1).astype("float32"))
-    times = {kind: [] for kind in serve}
-    for f in serve.values():
-      f(x)  # warm-up
-    for _ in range(FLAGS.calls):
-      for kind, f in serve.items():
-        start = time.perf_counter()
-        f(x)
-        times[kind].append(time.perf_counter() - start)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    out["batches"][batch] = {"median_us": {k: 1e6 * v for k, v in med.items()},
-                             "ratio_over_dense": {k: med[k] / med["dense"] for k in med
-                                                  if k != "dense"}}
+    out["batches"][batch] = {}
+    for through in FLAGS.through:
+      serve = {kind: (m.signatures["serving_default"] if through == "signature" else m.serve)
+               for kind, m in loaded.items()}
+      times = {kind: [] for kind in serve}
+      for f in serve.values():
+        f(x)  # warm-up
+      for _ in range(FLAGS.calls):
+        for kind, f in serve.items():
+          start = time.perf_counter()
+          f(x)
+          times[kind].append(time.perf_counter() - start)
+      med = {k: statistics.median(v) for k, v in times.items()}
+      out["batches"][batch][through] = {
+          "median_us": {k: 1e6 * v for k, v in med.items()},
+          "ratio_over_dense": {k: med[k] / med["dense"] for k in med if k != "dense"}}
   if FLAGS.tflite:
     out["tflite"] = _tflite(model, directory, f"{name}_{sparsity}")
   return out
@@ -141,12 +153,15 @@ def main(argv):
 
 def format_table(results):
   """Median latency of each export over the dense SavedModel's, per batch."""
-  lines = ["model sparsity        batch  sparse  sparse_auto  sparse_kernels  (x dense median)"]
+  lines = ["model sparsity        batch  through    sparse  sparse_auto  sparse_kernels  "
+           "(x dense median)  dense us"]
   for name, result in results.items():
-    for batch, row in result["batches"].items():
-      r = row["ratio_over_dense"]
-      lines.append(f"{name:22s} {batch:>5}  {r['sparse']:6.2f}  {r['sparse_auto']:11.2f}  "
-                   f"{r['sparse_kernels']:14.2f}")
+    for batch, paths in result["batches"].items():
+      for through, row in paths.items():
+        r = row["ratio_over_dense"]
+        lines.append(f"{name:22s} {batch:>5}  {through:9s} {r['sparse']:6.2f}  "
+                     f"{r['sparse_auto']:11.2f}  {r['sparse_kernels']:14.2f}  "
+                     f"{row['median_us']['dense']:24.0f}")
   for name, result in results.items():
     if "tflite" in result:
       t = result["tflite"]

@@ -29,6 +29,11 @@ from keras_signflip.tf_keras._compat import tf
 FORMATS = ("ell", "coo")
 AUTO_ROWS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 MARGIN = 0.9  # a sparse product must be this much faster than dense to be chosen
+# ... and save this much time a call: inside a served graph, its `tf.cond` and
+# XLA launch cost tens of microseconds that a product timed alone does not show
+# (LeNet-300-100's 784x300 kernel at 98% measured faster alone, and served
+# 1.2x slower at batch 1).
+MIN_SAVING_S = 100e-6
 
 
 @tf.function(jit_compile=True)
@@ -60,14 +65,15 @@ def ell_from_keep(keep, values, width):
   return rows, tf.scatter_nd(where, picked, shape)
 
 
-def choose_plan(timings, margin=MARGIN):
+def choose_plan(timings, margin=MARGIN, min_saving=MIN_SAVING_S):
   """A plan from ascending (rows, {format: seconds}, dense seconds) medians:
-  at each row count the fastest format, while it is at most `margin` x dense;
-  dense from the first row count where none is."""
+  at each row count the fastest format, while it takes at most `margin` x
+  dense and saves at least `min_saving` seconds; dense from the first row
+  count where none does."""
   plan = []
   for rows, seconds, dense in timings:
     best = min(seconds, key=seconds.get)
-    if seconds[best] > margin * dense:
+    if seconds[best] > margin * dense or dense - seconds[best] < min_saving:
       break
     if plan and plan[-1][0] == best:
       plan[-1] = (best, rows)
