@@ -105,6 +105,19 @@ def test_quantised_int8_weights_are_per_channel_roundings():
   np.testing.assert_allclose(packed.densify().numpy(), np.round(w / scales) * scales, rtol=1e-6)
 
 
+@pytest.mark.parametrize("density,encoding", [(0.5, "bits"), (0.1, "gaps"), (0.002, "gaps"),
+                                              (0.0, "gaps")])
+def test_packed_positions_round_trip_in_the_smaller_encoding(density, encoding):
+  rng = np.random.RandomState(0)
+  w = (rng.randn(64, 50) * (rng.rand(64, 50) < density)).astype(np.float32)
+  if density:
+    w.flat[[0, 1, 2000, 3199]] = [1.5, -2.0, 0.25, 3.0]  # edges and a run of > 255 zeros
+  packed = export_lib._Packed(w, "w")  # pylint: disable=protected-access
+  assert getattr(packed, encoding) is not None
+  assert getattr(packed, "gaps" if encoding == "bits" else "bits") is None
+  np.testing.assert_array_equal(packed.densify().numpy(), w)
+
+
 def test_bad_export_options_write_nothing(tmp_path):
   model, _ = _pruned_conv_net()
   for kwargs in ({"values_dtype": "int4"}, {"values_dtype": "int8", "sparse": False}):

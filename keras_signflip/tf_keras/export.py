@@ -5,14 +5,16 @@ SavedModel whose `serving_default` signature computes the model's outputs.
 With `sparse=True` (default) every weight tensor that is at least half zeros
 is stored as
 
-    bits   = packbits(w != 0)       # 1 bit per weight (uint8)
-    values = w[w != 0]              # the non-zero values, float32
+    positions of w != 0:  packbits(w != 0)     n/8 bytes, or
+                          uint8 gaps between them (a byte each, and a
+                          filler entry of value 0 per 255 zeros in a row),
+                          whichever is smaller
+    values = w[w != 0]    the non-zero values, float32
 
-and densified when the SavedModel loads
-(`w = where(bits, values[cumsum(bits) - 1], 0)`) into a variable saved empty,
-so the files hold about n/8 + 4 * nnz bytes instead of 4 * n and every call
-reads the dense weight as the dense SavedModel does, with no first-call
-check. (`tf.saved_model.load`, and the SavedModel's init op in TF1 and C++
+and densified when the SavedModel loads (values scattered to their positions)
+into a variable saved empty, so the files hold about min(n/8, nnz) + 4 * nnz
+bytes instead of 4 * n and every call reads the dense weight as the dense
+SavedModel does, with no first-call check. (`tf.saved_model.load`, and the SavedModel's init op in TF1 and C++
 loaders such as TF Serving, run a `TrackableResource`'s initializer after
 restoring the variables.) Other variables are saved as they are.
 The directory is written beside `path` and renamed into place, so an
@@ -116,10 +118,11 @@ class _FillAtLoad(tf.saved_model.experimental.TrackableResource):
 
 
 class _Packed(tf.Module):
-  """One sparse weight: a bitmap of its non-zeros and their values, and what
-  serving reads, filled from them at load (`_FillAtLoad`) into variables
-  saved empty: the dense weight (`cache`), and for a kernel multiplied
-  sparse, its [prod(shape[:-1]), shape[-1]] non-zero indices and values.
+  """One sparse weight: where its non-zeros are (`positions`, one of two
+  encodings) and their values, and what serving reads, filled from them at
+  load (`_FillAtLoad`) into variables saved empty: the dense weight
+  (`cache`), and for a kernel multiplied sparse, its [prod(shape[:-1]),
+  shape[-1]] non-zero indices and values (COO) or its ELL layout.
   """
 
   def __init__(self, value, name, values_dtype="float32", dense_weight=True,
@@ -136,10 +139,20 @@ class _Packed(tf.Module):
       self.scales = tf.Variable(scales, trainable=False, name="scales")
     flat = value.ravel()
     nonzero = flat != 0
-    self.bits = tf.Variable(np.packbits(nonzero), trainable=False, name="bits")
-    # A trailing 0 keeps the gather valid when every weight is pruned.
-    self.values = tf.Variable(np.append(flat[nonzero], 0).astype(values_dtype),
-                              trainable=False, name="values")
+    gaps, entries = _gaps(np.flatnonzero(nonzero))
+    # The smaller encoding of the positions: a bitmap (n / 8 bytes) or the
+    # gaps between them (a byte per non-zero, plus a filler entry of value 0
+    # per 255 zeros in a row) -- gzipped, 17.5 vs 18.8 KB at 10% density on
+    # 266k weights, 4.8 vs 6.4 KB at 2%, but 41 vs 33 KB at 50%.
+    self.bits = self.gaps = None
+    if gaps.size < self.size / 8:
+      self.gaps = tf.Variable(gaps, trainable=False, name="gaps")
+      values = np.zeros(entries.size, np.float32)
+      values[np.isin(entries, np.flatnonzero(nonzero))] = flat[nonzero]
+    else:
+      self.bits = tf.Variable(np.packbits(nonzero), trainable=False, name="bits")
+      values = flat[nonzero]
+    self.values = tf.Variable(values.astype(values_dtype), trainable=False, name="values")
     empty = lambda dtype, shape, name: tf.Variable(
         tf.zeros(shape, dtype), shape=tf.TensorShape(None), trainable=False, name=name)
     self.cache = empty(tf.float32, [0], "cache") if dense_weight else None
@@ -154,15 +167,15 @@ class _Packed(tf.Module):
 
   def fill_caches(self):
     """Assigns the dense weight and the sparse kernel's formats to their caches."""
+    dense = self.densify()
     if self.cache is not None:
-      self.cache.assign(tf.reshape(self.densify(), [-1]))
+      self.cache.assign(tf.reshape(dense, [-1]))
     if self.sparse_indices is None and self.ell_rows is None:
       return
-    keep = tf.reshape(self._keep(), self._matrix_shape())
-    values = tf.cast(self.values[:-1], tf.float32)  # drop the trailing 0
-    indices = tf.where(keep)  # row-major (row, column): the order of `values`
-    if self.scales is not None:
-      values = values * tf.gather(self.scales, indices[:, 1])
+    matrix = tf.reshape(dense, self._matrix_shape())
+    keep = tf.not_equal(matrix, 0.0)
+    indices = tf.where(keep)  # row-major (row, column)
+    values = tf.gather_nd(matrix, indices)
     if self.sparse_indices is not None:
       self.sparse_indices.assign(indices)
       self.sparse_values.assign(values)
@@ -190,18 +203,29 @@ class _Packed(tf.Module):
   def _matrix_shape(self):
     return [self.size // self.shape[-1], self.shape[-1]]
 
-  def _keep(self):
-    shifts = tf.constant([7, 6, 5, 4, 3, 2, 1, 0], tf.uint8)
-    bits = tf.bitwise.bitwise_and(tf.bitwise.right_shift(self.bits[:, None], shifts), 1)
-    return tf.cast(tf.reshape(bits, [-1])[:self.size], tf.bool)
-
   def densify(self):
-    """w = where(bits, values[cumsum(bits) - 1], 0), times the int8 scales."""
-    keep = self._keep()
-    index = tf.math.cumsum(tf.cast(keep, tf.int32)) - 1
-    values = tf.cast(tf.gather(self.values, tf.maximum(index, 0)), tf.float32)
-    dense = tf.reshape(tf.where(keep, values, 0.0), self.shape)
+    """w = scatter(positions, values) into zeros, times the int8 scales;
+    positions = where(unpacked bits), or cumsum(gaps) - 1."""
+    if self.bits is not None:
+      shifts = tf.constant([7, 6, 5, 4, 3, 2, 1, 0], tf.uint8)
+      bits = tf.bitwise.bitwise_and(tf.bitwise.right_shift(self.bits[:, None], shifts), 1)
+      positions = tf.where(tf.cast(tf.reshape(bits, [-1])[:self.size], tf.bool))
+    else:
+      positions = tf.math.cumsum(tf.cast(self.gaps, tf.int64))[:, None] - 1
+    flat = tf.scatter_nd(positions, tf.cast(self.values, tf.float32), [self.size])
+    dense = tf.reshape(flat, self.shape)
     return dense if self.scales is None else dense * self.scales
+
+
+def _gaps(positions, most=255):
+  """uint8 gaps between ascending `positions` (from -1), each <= `most`, and
+  the positions they reach: a longer gap is split by filler entries."""
+  gaps = np.diff(np.concatenate([[-1], positions]))
+  fillers = (gaps - 1) // most
+  out = np.full(int(np.sum(fillers + 1)), most, np.int64)
+  out[np.cumsum(fillers + 1) - 1] = gaps - most * fillers  # each gap's last entry
+  return out.astype(np.uint8), np.cumsum(out) - 1
+
 
 def sparse_kernel_layer(layer):
   """Whether `layer` computes one [rows, in] x [in, out] product with its
