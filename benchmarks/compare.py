@@ -396,7 +396,7 @@ def run_calibration(data):
     builder = lambda m=model_name: models_lib.get(m)(data["input_shape"], data["classes"])  # noqa: E731
     result = run_regularizer(method, regime, builder, data, None, 0, strength)
     results_io.write_json(_calibration_path(model_name, regime, method, strength),
-           dict(result, model=model_name, regime=regime, method=method))
+                          dict(result, model=model_name, regime=regime, method=method))
 
 
 def _lottery_rounds(sparsity=None):
@@ -504,7 +504,8 @@ def run_grid(data):
         result = ticket_at(rows, float(t))
         if result is not None:
           result["wall_seconds"] = time.time() - start
-          results_io.write_json(_raw_path(model_name, regime, method, t, seed), dict(result, target=float(t), **meta))
+          results_io.write_json(_raw_path(model_name, regime, method, t, seed),
+                                dict(result, target=float(t), **meta))
       continue
     if method in REGULARIZERS:
       try:
@@ -515,7 +516,8 @@ def run_grid(data):
       result = run_regularizer(method, regime, builder, data, s, seed, strength)
     else:
       result = run_one_shot(method, regime, builder, data, s, seed)
-    results_io.write_json(_raw_path(model_name, regime, method, s, seed), dict(result, target=s, **meta))
+    results_io.write_json(_raw_path(model_name, regime, method, s, seed),
+                          dict(result, target=s, **meta))
 
 
 def load_raw(output_dir):
@@ -697,7 +699,8 @@ def report(rows, commands, data):
     f.write("\n".join(lines) + "\n")
   os.replace(FLAGS.report + ".tmp", FLAGS.report)
   results_io.write_json(os.path.join(out_dir, "aggregate.json"),
-         [dict(model=k[0], regime=k[1], target=k[2], method=k[3], **v) for k, v in agg.items()])
+                        [dict(model=k[0], regime=k[1], target=k[2], method=k[3], **v)
+                         for k, v in agg.items()])
   return agg
 
 

@@ -33,6 +33,8 @@ from keras_signflip import models as models_lib
 from keras_signflip.tf_keras import export as export_lib
 from keras_signflip.tf_keras._compat import keras, tf, tfmot
 
+from benchmarks import results_io
+
 flags.DEFINE_list("sparsities", ["0.95", "0.98"], "Global sparsities of the pruned models.")
 flags.DEFINE_list("batches", ["1", "4", "16", "256"], "Batch sizes.")
 flags.DEFINE_integer("calls", 200, "Timed calls per model, batch size and path (interleaved).")
@@ -147,8 +149,7 @@ def main(argv):
   print(json.dumps(results, indent=1, sort_keys=True))
   print(format_table(results))
   if FLAGS.json:
-    with open(FLAGS.json, "w") as f:
-      json.dump(results, f, indent=1, sort_keys=True)
+    results_io.write_json(FLAGS.json, results)
 
 
 def format_table(results):
