@@ -91,6 +91,11 @@ class Criterion:
   # True when the criterion reads `reference` (w_ref): only then do the
   # wrappers keep it (4 bytes per weight).
   uses_reference = False
+  # True when `score` compiles with XLA (TensorFlow ops only, static shapes):
+  # the tf_keras mask update then fuses it with its own per-weight passes.
+  # False (the default for criteria defined outside this module) scores with
+  # plain TensorFlow ops first.
+  xla_compatible = False
   _by_class_name = {}
 
   def __init_subclass__(cls, **kwargs):
@@ -141,6 +146,7 @@ class Magnitude(Criterion):
   ranks them, so layer-scope masks equal TF-MOT's.
   """
   name = "magnitude"
+  xla_compatible = True
 
   def score(self, weight, state, xp=None):
     xp = xp or _default_xp()
@@ -158,6 +164,7 @@ class SignFlip(Criterion):
   lower-index-first order an integer score would otherwise fall back to.
   """
   name = "sign_flip"
+  xla_compatible = True
 
   def score(self, weight, state, xp=None):
     xp = xp or _default_xp()
@@ -171,6 +178,7 @@ class Hybrid(Criterion):
     power: exponent p of the magnitude term, a positive number. Defaults to 2.
   """
   name = "hybrid"
+  xla_compatible = True
 
   def __init__(self, power=2.0):
     if not isinstance(power, (int, float)) or isinstance(power, bool) or power <= 0:
@@ -195,6 +203,7 @@ class Hybrid(Criterion):
 class LargeFinalSameSign(Criterion):
   """abs(w) where sign(w) == sign(w_ref), else 0 (Zhou et al. 2019)."""
   name = "large_final_same_sign"
+  xla_compatible = True
   uses_reference = True
 
   def score(self, weight, state, xp=None):
@@ -206,6 +215,7 @@ class LargeFinalSameSign(Criterion):
 class MagnitudeIncrease(Criterion):
   """abs(w) - abs(w_ref) (Zhou et al. 2019)."""
   name = "magnitude_increase"
+  xla_compatible = True
   uses_reference = True
 
   def score(self, weight, state, xp=None):
@@ -216,6 +226,7 @@ class MagnitudeIncrease(Criterion):
 class Movement(Criterion):
   """abs(w - w_ref) (Zhou et al. 2019)."""
   name = "movement"
+  xla_compatible = True
   uses_reference = True
 
   def score(self, weight, state, xp=None):
@@ -235,6 +246,7 @@ class RecentFlips(Criterion):
   count (`flips_at_update`) taken at each update.
   """
   name = "recent_flips"
+  xla_compatible = True
   uses_window = True
 
   def flip_count(self, state, xp=None):
@@ -249,6 +261,7 @@ class Saliency(Criterion):
   """abs(sum of w_t * g_t since the last mask update): the first-order Taylor
   estimate of the loss change from removing a weight, accumulated between updates."""
   name = "saliency"
+  xla_compatible = True
   uses_gradients = True
   resets_gradients = True
 
@@ -262,6 +275,7 @@ class MovementScore(Criterion):
   moving away from zero (w and -g of one sign) score high and are kept. Never
   reset, as in the paper; the reference-free sibling of `Movement`."""
   name = "movement_score"
+  xla_compatible = True
   uses_gradients = True
 
   def score(self, weight, state, xp=None):
@@ -296,6 +310,7 @@ class Random(Criterion):
     seed: non-negative integer. Defaults to 0.
   """
   name = "random"
+  xla_compatible = True
   needs_int64 = True
 
   def __init__(self, seed=0):

@@ -264,3 +264,40 @@ def test_masks_of_iid_weights_do_not_follow_position(criterion):
   # 58,800 weights a quarter: a fair 20% has std 0.0016, so 0.02 is > 10 sigma.
   np.testing.assert_allclose(quarters, 0.2, atol=0.02)
   assert abs(mask.mean() - 0.2) < 1e-3
+
+
+class _HostScored(criteria.Criterion):
+  """|w| computed through a host call, which XLA cannot compile."""
+
+  def score(self, weight, state, xp=None):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    return tf.numpy_function(lambda w: np.abs(w).astype(np.float32), [weight], tf.float32,
+                             stateful=False)
+
+
+@pytest.mark.parametrize("scope", ["layer", "global"])
+def test_criterion_without_xla_scores_with_plain_ops(scope):
+  assert not _HostScored.xla_compatible and criteria.Hybrid.xla_compatible
+  model = _model("magnitude", scope, 0.75)
+  _set_random_state(model, seed=3)
+  want = _reference_masks(model, "magnitude", scope, 0.75)
+  for w in ksf.collect_wrappers(model):
+    w.criterion = w.pruning_obj._criterion = _HostScored()  # pylint: disable=protected-access
+  _update(model)
+  got = [s.mask.numpy() > 0 for w in ksf.collect_wrappers(model) for s in w.flip_states]
+  for g, wnt in zip(got, want):
+    np.testing.assert_array_equal(g, wnt)
+
+
+@pytest.mark.parametrize("scope", ["layer", "global"])
+def test_threshold_is_the_lowest_kept_score(scope):
+  model = _model("hybrid", scope, 0.5)
+  _set_random_state(model, seed=5)
+  _update(model)
+  states = [s for w in ksf.collect_wrappers(model) for s in w.flip_states]
+  groups = [states] if scope == "global" else [[s] for s in states]
+  for group in groups:
+    kept = np.concatenate([FORMULAS["hybrid"](s.weight.numpy(), s.flips.numpy(), None)[
+        s.mask.numpy() > 0] for s in group])
+    for s in group:
+      np.testing.assert_allclose(s.threshold.numpy(), kept.min(), rtol=1e-6)

@@ -105,3 +105,20 @@ def test_secondary_key_ranks_ties_before_position(pairs, data, xla):
   assert sum(int(m.numpy().sum()) for m in masks) == k
   for got, want in zip(masks, tu.reference_topk(scores, k, second)):
     np.testing.assert_array_equal(got.numpy(), want)
+
+
+def test_secondary_key_is_computed_only_when_ties_overflow():
+  calls = []
+
+  def second():
+    calls.append(1)
+    return [tf.constant([0.0, 9.0, 1.0, 2.0])]
+  distinct = tf.constant([4.0, 1.0, 3.0, 2.0])
+  mask = selection.select_top_k([distinct], 2, second)[0].numpy()
+  np.testing.assert_array_equal(mask, [True, False, True, False])
+  assert not calls  # no tie at the threshold: the key is never built
+  tied = tf.constant([1.0, 1.0, 1.0, 5.0])
+  mask = selection.select_top_k([tied], 2, second)[0].numpy()
+  assert calls == [1]  # three scores tie for one place: ranked by the key
+  np.testing.assert_array_equal(
+      mask, tu.reference_topk([tied.numpy()], 2, [np.array([0.0, 9.0, 1.0, 2.0], np.float32)])[0])

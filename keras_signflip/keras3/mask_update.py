@@ -114,7 +114,8 @@ def compute_masks(states, sparsity, criterion, min_flips=None, kept=None, normal
     k = max(k, safe)
     scores = [ops.where(c, x, ops.where(a, float("inf"), x))
               for x, a, c in zip(scores, alive, candidates)]
-  keep = selection.select_top_k(scores, k, _tiebreaks(states, criterion))
+  # The tiebreak keys are built only if the ties at the k-th score overflow.
+  keep = selection.select_top_k(scores, k, lambda: _tiebreaks(states, criterion))
   masks = [ops.logical_and(m, a) for m, a in zip(keep, alive)]
   return masks, selection.threshold_score(scores, masks)
 

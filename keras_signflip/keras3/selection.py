@@ -40,8 +40,10 @@ def select_top_k(scores, k, secondary=None):
   Args:
     scores: list of float32 tensors ranked together (no NaN).
     k: Python int, 1 <= k <= total size.
-    secondary: None, or float32 tensors shaped like `scores` (no NaN): the
-      key that ranks equal scores before position does.
+    secondary: None, float32 tensors shaped like `scores` (no NaN), or a
+      callable returning those (or None), called only when the scores tied at
+      the k-th do not all fit: the key that ranks equal scores before
+      position does.
   """
   flat = ops.concatenate([ops.reshape(s, (-1,)) for s in scores], axis=0)
   n = int(flat.shape[0])
@@ -52,6 +54,8 @@ def select_top_k(scores, k, secondary=None):
   above = ops.greater(flat, threshold)
   ties = ops.equal(flat, threshold)
   room = k - int(np.sum(host > threshold))
+  if callable(secondary):
+    secondary = secondary() if int(np.sum(host == threshold)) > room else None
   if secondary is None:
     keep = ops.logical_or(above, _first(ties, room))
   else:

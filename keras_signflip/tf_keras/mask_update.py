@@ -55,18 +55,43 @@ def _normalized(score, live):
   return score / (norm + 1e-30)
 
 
+# One fused pass per tensor (XLA): the criterion's score, the -inf of pruned
+# weights and the finiteness check; as separate TF kernels each read the
+# whole tensor again (benchmarks/overhead.py times the mask update).
+# Criteria whose `xla_compatible` is False score with plain TF ops first.
+@tf.function(jit_compile=True, reduce_retracing=True)
+def _live_scores(criterion, weight, state, mask, normalization, score=None):
+  """(float32 score where mask > 0, else -inf; mask > 0; all of weight finite)."""
+  live = tf.math.greater(mask, 0)
+  if score is None:
+    score = criterion.score(weight, state, _XP)
+  score = tf.cast(score, tf.float32)
+  if normalization == "l2":
+    score = _normalized(score, live)
+  finite = tf.reduce_all(tf.math.is_finite(weight))
+  return tf.where(live, score, float("-inf")), live, finite
+
+
+@tf.function(jit_compile=True, reduce_retracing=True)
+def _kept_and_lowest(keep, live, score):
+  """(keep AND live, the lowest score kept there: `selection.threshold_score`)."""
+  kept = tf.math.logical_and(keep, live)
+  return kept, tf.reduce_min(tf.where(kept, score, float("inf")))
+
+
 def _scores(states, criterion, normalization=None):
-  scores, alive = [], []
+  scores, alive, finite = [], [], []
   for s in states:
-    w = float32_value(s.weight)
-    tf.debugging.assert_all_finite(w, _NAN_MESSAGE)
-    score = tf.cast(criterion.score(w, weight_state(s), _XP), tf.float32)
-    live = tf.math.greater(s.mask, 0)
-    if normalization == "l2":
-      score = _normalized(score, live)
-    scores.append(tf.where(live, score, float("-inf")))
+    w, state = float32_value(s.weight), weight_state(s)
+    given = None if criterion.xla_compatible else criterion.score(w, state, _XP)
+    score, live, ok = _live_scores(criterion, w, state, s.mask, normalization, given)
+    scores.append(score)
     alive.append(live)
-  return scores, alive
+    finite.append(ok)
+  # Nothing ranks (or is assigned) before the check has passed.
+  with tf.control_dependencies([tf.debugging.Assert(tf.reduce_all(tf.stack(finite)),
+                                                    [_NAN_MESSAGE])]):
+    return [tf.identity(x) for x in scores], alive
 
 
 def _tiebreaks(states, criterion):
@@ -98,9 +123,10 @@ def compute_masks(states, sparsity, criterion, min_flips=None, kept=None, normal
     k = tf.math.maximum(k, safe)
     scores = [tf.where(c, x, tf.where(a, float("inf"), x))
               for x, a, c in zip(scores, alive, candidates)]
-  keep = selection.select_top_k(scores, k, _tiebreaks(states, criterion))
-  new_masks = [tf.math.logical_and(m, a) for m, a in zip(keep, alive)]
-  return new_masks, selection.threshold_score(scores, new_masks)
+  # The tiebreak keys are computed only if the ties at the k-th score overflow.
+  keep = selection.select_top_k(scores, k, lambda: _tiebreaks(states, criterion))
+  kept = [_kept_and_lowest(m, a, x) for m, a, x in zip(keep, alive, scores)]
+  return [m for m, _ in kept], tf.reduce_min(tf.stack([low for _, low in kept]))
 
 
 def _block_masks(state, sparsity, criterion, block_size, pooling):

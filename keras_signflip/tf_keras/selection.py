@@ -7,13 +7,21 @@ index, lower first -- the order `tf.math.top_k` uses, so `Magnitude` (no
 secondary key) at layer scope reproduces TF-MOT's masks.
 
 Instead of sorting (TF-MOT's `top_k` over the whole tensor), scores are mapped
-to order-preserving 32-bit integer keys and the k-th largest key is found by a
-two-pass radix select on 16-bit digits with `tf.math.bincount`. Global scope
+to order-preserving 32-bit integer keys and the k-th largest key t is found by
+a two-pass radix select on 16-bit digits with `tf.math.bincount`. Global scope
 sums per-tensor histograms, so the concatenation is never built or sorted.
-With a secondary key, the scores tied at the k-th are ranked by a second
-radix select of the secondary keys over those ties only.
+The second histogram's bin of t counts the scores equal to t; when all of them
+fit in the kept count (the usual case) the mask is `key >= t`, and neither
+ties nor the secondary key are looked at. Otherwise the ties are ranked by a
+second radix select of the secondary keys over the ties only, then by
+position. The element-wise passes (keys, digits, the final compare) are
+XLA-compiled, each one pass over the scores; bincount stays a TF kernel.
 Inside XLA (`jit_compile=True`), which cannot compile bincount's
 data-dependent shapes, the same selection runs as a stable sort.
+
+    pass 1: hi = key >> 16                 -> histogram -> bucket B, count above
+    pass 2: lo = key & 0xFFFF where hi == B  -> histogram -> t, count above, ties
+    pass 3: keep = key >= t                 (ties beyond the kept count: ranked)
 """
 import tensorflow as tf
 
@@ -67,6 +75,43 @@ def _histogram(digits, where=None):
   return tf.math.bincount(digits, minlength=_DIGIT, maxlength=_DIGIT, dtype=tf.int32)
 
 
+# One fused pass each (XLA), instead of one TF kernel and one temporary
+# tensor per element-wise op: `select_top_k` on 16 tensors of 1024^2 took
+# ~2x as long with the unfused ops (benchmarks/overhead.py).
+@tf.function(jit_compile=True, reduce_retracing=True)
+def _hi_digits(scores):
+  return _digit_hi(sortable_keys(scores))
+
+
+@tf.function(jit_compile=True, reduce_retracing=True)
+def _lo_digits_in(scores, bucket):
+  """Low digits of the keys whose high digit is `bucket`; _DIGIT elsewhere."""
+  keys = sortable_keys(scores)
+  return tf.where(tf.equal(_digit_hi(keys), bucket), _digit_lo(keys), _DIGIT)
+
+
+@tf.function(jit_compile=True, reduce_retracing=True)
+def _at_least(scores, threshold):
+  return sortable_keys(scores) >= threshold
+
+
+def _kth_largest_of_scores(scores, k):
+  """(threshold key t, count strictly above t, count equal to t) for the
+  k-th largest of the flat float32 `scores` ranked together."""
+  hi_counts = tf.add_n([_histogram(_hi_digits(x)) for x in scores])
+  hi_bucket, above_hi = _pick_bucket(hi_counts, k)
+  lo_counts = tf.add_n([
+      tf.math.bincount(_lo_digits_in(x, hi_bucket), minlength=_DIGIT + 1,
+                       maxlength=_DIGIT + 1, dtype=tf.int32) for x in scores])[:_DIGIT]
+  lo_bucket, above_lo = _pick_bucket(lo_counts, k - above_hi)
+  return _threshold(hi_bucket, lo_bucket), above_hi + above_lo, lo_counts[lo_bucket]
+
+
+def _threshold(hi_bucket, lo_bucket):
+  return tf.cast((tf.cast(hi_bucket, tf.int64) - _DIGIT // 2) * _DIGIT
+                 + tf.cast(lo_bucket, tf.int64), tf.int32)
+
+
 def _pick_bucket(counts, k):
   """The bucket holding the k-th largest item, and how many lie above it."""
   at_or_above = tf.math.cumsum(counts, reverse=True)
@@ -83,9 +128,7 @@ def _kth_largest(keys, k):
   lo_counts = tf.add_n([_histogram(_digit_lo(x), tf.equal(h, hi_bucket))
                         for x, h in zip(keys, his)])
   lo_bucket, above_lo = _pick_bucket(lo_counts, k - above_hi)
-  threshold = tf.cast((tf.cast(hi_bucket, tf.int64) - _DIGIT // 2) * _DIGIT
-                      + tf.cast(lo_bucket, tf.int64), tf.int32)
-  return threshold, above_hi + above_lo
+  return _threshold(hi_bucket, lo_bucket), above_hi + above_lo
 
 
 def _first_ties(ties, count):
@@ -141,29 +184,41 @@ def select_top_k(scores, k, secondary=None):
     scores: a float tensor, or a list of them (global scope: one ranking over
       all of them). NaN scores are not allowed.
     k: int32 scalar, 1 <= k <= total size.
-    secondary: None, or float tensors shaped like `scores` (no NaN): the key
-      that ranks equal scores before position does.
+    secondary: None, float tensors shaped like `scores` (no NaN), or a
+      callable returning those (or None), called only when the ties at the
+      k-th score do not all fit: the key that ranks equal scores before
+      position does.
 
   Returns:
     A bool tensor (or list) shaped like `scores`, with exactly k True values.
   """
   single = not isinstance(scores, (list, tuple))
   score_list = [scores] if single else list(scores)
-  keys = [tf.reshape(sortable_keys(s), [-1]) for s in score_list]
-  if secondary is not None:
-    secondary = [secondary] if single else list(secondary)
-    secondary = [tf.reshape(sortable_keys(s), [-1]) for s in secondary]
+  flat = [tf.reshape(tf.cast(s, tf.float32), [-1]) for s in score_list]
   k = tf.cast(k, tf.int32)
+
+  def secondary_keys():
+    second = secondary() if callable(secondary) else secondary
+    if second is None:
+      return None
+    second = [second] if not isinstance(second, (list, tuple)) else list(second)
+    return [tf.reshape(sortable_keys(x), [-1]) for x in second]
+
   if _in_xla():
-    flat_masks = _select_by_sort(keys, k, secondary)
+    flat_masks = _select_by_sort([sortable_keys(x) for x in flat], k, secondary_keys())
   else:
-    threshold, above = _kth_largest(keys, k)
-    ties = [tf.equal(x, threshold) for x in keys]
-    if secondary is None:
-      chosen = _first_ties(ties, k - above)  # >= 1 kept
-    else:
-      chosen = _best_ties(ties, secondary, k - above)
-    flat_masks = [tf.math.logical_or(x > threshold, t) for x, t in zip(keys, chosen)]
+    threshold, above, tied = _kth_largest_of_scores(flat, k)
+
+    def rank_ties():
+      keys = [sortable_keys(x) for x in flat]
+      ties = [tf.equal(x, threshold) for x in keys]
+      second = secondary_keys()
+      chosen = (_first_ties(ties, k - above) if second is None
+                else _best_ties(ties, second, k - above))
+      return [tf.math.logical_or(x > threshold, t) for x, t in zip(keys, chosen)]
+
+    flat_masks = tf.cond(tied <= k - above,
+                         lambda: [_at_least(x, threshold) for x in flat], rank_ties)
   masks = [tf.reshape(m, tf.shape(s)) for s, m in zip(score_list, flat_masks)]
   return masks[0] if single else masks
 

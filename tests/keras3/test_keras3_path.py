@@ -465,3 +465,21 @@ def test_score_normalization_trains_saves_and_refuses_layer_scope(tmp_path):
   assert keras.saving.load_model(path).layers[0].score_normalization == "l2"
   with pytest.raises(ValueError, match="scope='global'"):
     ksf.prune_sign_flip(_base(), score_normalization="l2")
+
+
+def test_secondary_key_is_built_only_when_ties_overflow():
+  from keras_signflip.keras3 import selection  # pylint: disable=g-import-not-at-top
+  calls = []
+
+  def second():
+    calls.append(1)
+    return [ops.convert_to_tensor(np.array([0.0, 9.0, 1.0, 2.0], np.float32))]
+  distinct = ops.convert_to_tensor(np.array([4.0, 1.0, 3.0, 2.0], np.float32))
+  np.testing.assert_array_equal(_np(selection.select_top_k([distinct], 2, second)[0]),
+                                [True, False, True, False])
+  assert not calls
+  tied = ops.convert_to_tensor(np.array([1.0, 1.0, 1.0, 5.0], np.float32))
+  # Three scores tie for one place: the key keeps the 9.0.
+  np.testing.assert_array_equal(_np(selection.select_top_k([tied], 2, second)[0]),
+                                [False, True, False, True])
+  assert calls == [1]
