@@ -122,3 +122,20 @@ def test_secondary_key_is_computed_only_when_ties_overflow():
   assert calls == [1]  # three scores tie for one place: ranked by the key
   np.testing.assert_array_equal(
       mask, tu.reference_topk([tied.numpy()], 2, [np.array([0.0, 9.0, 1.0, 2.0], np.float32)])[0])
+
+
+def test_without_xla_the_fused_passes_run_as_plain_functions(monkeypatch):
+  """Apple silicon and pluggable devices (tensorflow-metal) have no XLA: the
+  same selection then runs in plain tf.functions (the fused helpers decide
+  at their first call, so fresh ones are made here)."""
+  from keras_signflip.tf_keras import _compat  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(_compat, "xla_available", lambda: False)
+  for name in ("_hi_digits", "_lo_digits_in", "_at_least"):
+    monkeypatch.setattr(selection, name, _compat.fused(getattr(selection, name).__wrapped__))
+  scores = np.random.RandomState(2).rand(3000).astype(np.float32)
+  scores[::5] = 0.25
+  for k in (1, 1500, 2999):
+    mask = selection.select_top_k(tf.constant(scores), k).numpy()
+    np.testing.assert_array_equal(mask, tu.reference_topk([scores], k)[0])
+  assert selection._at_least.jit_compile is False  # pylint: disable=protected-access
+  assert _compat.fused(lambda x: x).jit_compile is None  # decided at the first call

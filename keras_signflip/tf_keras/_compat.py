@@ -7,6 +7,8 @@ not been used yet in the process; keras_signflip adds no effect of its own.
 When tf_keras is missing or does not match TensorFlow, the import fails here
 with one line that names the fix.
 """
+import functools
+
 import tensorflow as tf
 
 _TF_MINOR = ".".join(tf.__version__.split(".")[:2])
@@ -38,4 +40,30 @@ from tensorflow.python.saved_model.save_context import in_save_context  # noqa: 
 PruneLowMagnitude = pruning_wrapper.PruneLowMagnitude
 PruneRegistry = prune_registry.PruneRegistry
 
-__all__ = ["tf", "keras", "tfmot", "PruneLowMagnitude", "PruneRegistry", "in_save_context"]
+
+def xla_available():
+  """Whether this TensorFlow compiles with XLA here: not on Apple silicon nor
+  with pluggable devices such as tensorflow-metal (tf_keras' own check, the
+  one its optimizers make before they use XLA)."""
+  from tf_keras.src.utils import tf_utils  # pylint: disable=g-import-not-at-top
+  return bool(tf_utils.can_jit_compile())
+
+
+def fused(fn):
+  """`fn` as a tf.function compiled by XLA, which fuses its element-wise ops
+  into one pass over memory; a plain tf.function where `xla_available()` is
+  False (decided at the first call). One trace serves every shape."""
+  function = []
+
+  @functools.wraps(fn)
+  def call(*args, **kwargs):
+    if not function:
+      call.jit_compile = xla_available()
+      function.append(tf.function(fn, jit_compile=call.jit_compile, reduce_retracing=True))
+    return function[0](*args, **kwargs)
+  call.jit_compile = None  # not decided yet
+  return call
+
+
+__all__ = ["tf", "keras", "tfmot", "PruneLowMagnitude", "PruneRegistry", "in_save_context",
+           "xla_available", "fused"]

@@ -26,7 +26,7 @@ model together (global scope).
 """
 from keras_signflip import criteria as criteria_lib
 from keras_signflip.tf_keras import selection
-from keras_signflip.tf_keras._compat import tf
+from keras_signflip.tf_keras._compat import fused, tf
 from keras_signflip.tf_keras.state import float32_value, master_variable
 
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_impl  # pylint: disable=g-direct-tensorflow-import
@@ -59,7 +59,7 @@ def _normalized(score, live):
 # weights and the finiteness check; as separate TF kernels each read the
 # whole tensor again (benchmarks/overhead.py times the mask update).
 # Criteria whose `xla_compatible` is False score with plain TF ops first.
-@tf.function(jit_compile=True, reduce_retracing=True)
+@fused
 def _live_scores(criterion, weight, state, mask, normalization, score=None):
   """(float32 score where mask > 0, else -inf; mask > 0; all of weight finite)."""
   live = tf.math.greater(mask, 0)
@@ -72,7 +72,7 @@ def _live_scores(criterion, weight, state, mask, normalization, score=None):
   return tf.where(live, score, float("-inf")), live, finite
 
 
-@tf.function(jit_compile=True, reduce_retracing=True)
+@fused
 def _kept_and_lowest(keep, live, score):
   """(keep AND live, the lowest score kept there: `selection.threshold_score`)."""
   kept = tf.math.logical_and(keep, live)

@@ -23,7 +23,7 @@ data-dependent shapes, the same selection runs as a stable sort.
     pass 2: lo = key & 0xFFFF where hi == B  -> histogram -> t, count above, ties
     pass 3: keep = key >= t                 (ties beyond the kept count: ranked)
 """
-import tensorflow as tf
+from keras_signflip.tf_keras._compat import fused, tf
 
 __all__ = ["kept_count", "select_top_k", "sortable_keys"]
 
@@ -78,19 +78,19 @@ def _histogram(digits, where=None):
 # One fused pass each (XLA), instead of one TF kernel and one temporary
 # tensor per element-wise op: `select_top_k` on 16 tensors of 1024^2 took
 # ~2x as long with the unfused ops (benchmarks/overhead.py).
-@tf.function(jit_compile=True, reduce_retracing=True)
+@fused
 def _hi_digits(scores):
   return _digit_hi(sortable_keys(scores))
 
 
-@tf.function(jit_compile=True, reduce_retracing=True)
+@fused
 def _lo_digits_in(scores, bucket):
   """Low digits of the keys whose high digit is `bucket`; _DIGIT elsewhere."""
   keys = sortable_keys(scores)
   return tf.where(tf.equal(_digit_hi(keys), bucket), _digit_lo(keys), _DIGIT)
 
 
-@tf.function(jit_compile=True, reduce_retracing=True)
+@fused
 def _at_least(scores, threshold):
   return sortable_keys(scores) >= threshold
 

@@ -28,7 +28,7 @@ changed hold what it wrote; every read through the wrapper re-masks first.
 """
 from typing import NamedTuple
 
-from keras_signflip.tf_keras._compat import tf
+from keras_signflip.tf_keras._compat import fused, tf
 
 __all__ = ["FlipState", "AfterStepConstraint", "attach", "sync_signs", "apply_mask",
            "count_table", "record_touched_rows", "master_variable", "float32_value",
@@ -102,7 +102,7 @@ class AfterStepConstraint:
 # sign of prev_sign * sign(masked), compared in the float dtype (XLA's CPU
 # backend is slow at int8 arithmetic). reduce_retracing: one trace serves
 # every weight shape.
-@tf.function(jit_compile=True, reduce_retracing=True)
+@fused
 def _mask_and_count(value, mask, prev_sign, flips):
   """masked = value * mask; (masked, sign(masked), flips + (prev_sign * masked < 0))."""
   masked = value * tf.cast(mask, value.dtype)
