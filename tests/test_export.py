@@ -194,6 +194,22 @@ def test_ell_layout_against_numpy():
                              rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("n_in,density,dtype", [(100, 0.7, "int16"), (40000, 0.002, "int32")])
+def test_ell_product_in_slot_chunks_matches_numpy(n_in, density, dtype):
+  """K above the 32 slots summed per gather (several chunks, the last partial);
+  int16 row indices where the input fits them, int32 beyond."""
+  rng = np.random.RandomState(1)
+  w = rng.randn(n_in, 6).astype(np.float32) * (rng.rand(n_in, 6) < density)
+  keep = w != 0
+  width = sparse_products.ell_width(keep)
+  assert width > sparse_products.ELL_SLOTS and width % sparse_products.ELL_SLOTS
+  rows, values = sparse_products.ell_from_keep(keep, w[keep], width)
+  assert rows.dtype.name == dtype
+  x = rng.randn(5, n_in).astype(np.float32)
+  np.testing.assert_allclose(sparse_products.ell_matmul(x, rows, values).numpy(), x @ w,
+                             rtol=1e-4, atol=1e-4)
+
+
 def test_int8_sparse_kernels_apply_the_channel_scales(tmp_path):
   model, x = _pruned_pointwise_net()
   ksf.export_saved_model(model, str(tmp_path / "dense"), verbose=False, values_dtype="int8")

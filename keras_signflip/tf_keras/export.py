@@ -162,7 +162,8 @@ class _Packed(tf.Module):
       self.sparse_values = empty(tf.float32, [0], "sparse_values")
     if "ell" in sparse_formats:
       self.ell_width = sparse_products.ell_width(nonzero.reshape(-1, self.shape[-1]))
-      self.ell_rows = empty(tf.int32, [0, 0], "ell_rows")
+      self.ell_rows = empty(sparse_products.ell_rows_dtype(self.size // self.shape[-1]),
+                            [0, 0], "ell_rows")
       self.ell_values = empty(tf.float32, [0, 0], "ell_values")
 
   def fill_caches(self):
