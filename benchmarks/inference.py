@@ -47,7 +47,8 @@ flags.DEFINE_list("models", ["lenet_300_100", "lenet5", "mlp_4096"],
 flags.DEFINE_enum("scope", "global", ["global", "layer"],
                   "Magnitude pruning scope: global leaves some layers denser than others.")
 flags.DEFINE_bool("tflite", True, "Also TFLite: sparsity-optimised vs plain, batch 1.")
-flags.DEFINE_string("json", None, "Also write the figures to this JSON file.")
+flags.DEFINE_string("json", None, "Also write the figures to this JSON file (entries measured "
+                    "replace theirs; the others are kept).")
 FLAGS = flags.FLAGS
 
 
@@ -148,8 +149,12 @@ def main(argv):
                for name, builder in models.items() for sparsity in FLAGS.sparsities}
   print(json.dumps(results, indent=1, sort_keys=True))
   print(format_table(results))
-  if FLAGS.json:
-    results_io.write_json(FLAGS.json, results)
+  if FLAGS.json:  # the (model, sparsity) entries measured replace theirs; others are kept
+    previous = {}
+    if os.path.exists(FLAGS.json):
+      with open(FLAGS.json) as f:
+        previous = json.load(f)
+    results_io.write_json(FLAGS.json, {**previous, **results})
 
 
 def format_table(results):
