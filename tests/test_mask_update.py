@@ -301,3 +301,23 @@ def test_threshold_is_the_lowest_kept_score(scope):
         s.mask.numpy() > 0] for s in group])
     for s in group:
       np.testing.assert_allclose(s.threshold.numpy(), kept.min(), rtol=1e-6)
+
+
+def test_one_layer_with_weights_of_many_shapes_prunes_each_in_a_fit():
+  """An RNN of LSTM, GRU and SimpleRNN cells: six kernels of five shapes in one
+  wrapper, their mask updates traced in one train step (TF-MOT's RNN-cell test)."""
+  layer = keras.layers.RNN([keras.layers.LSTMCell(10), keras.layers.GRUCell(10),
+                            keras.layers.SimpleRNNCell(10)])
+  model = keras.Sequential([ksf.prune_sign_flip(
+      layer, input_shape=(3, 4), criterion="magnitude",
+      pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(0.5, 0, frequency=1))])
+  model.compile(loss="mse", optimizer="sgd")
+  rng = np.random.RandomState(0)
+  model.fit(rng.randn(32, 3, 4), rng.randn(32, 10), batch_size=32, verbose=0,
+            callbacks=[ksf.UpdatePruningStep()])
+  states = [s for w in ksf.collect_wrappers(model) for s in w.flip_states]
+  assert len({tuple(s.weight.shape) for s in states}) >= 4
+  for s in states:
+    mask = s.mask.numpy() > 0
+    assert mask.sum() == tu.reference_kept(mask.size, 0.5)
+    assert np.all(s.weight.numpy()[~mask] == 0)

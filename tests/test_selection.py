@@ -139,3 +139,22 @@ def test_without_xla_the_fused_passes_run_as_plain_functions(monkeypatch):
     np.testing.assert_array_equal(mask, tu.reference_topk([scores], k)[0])
   assert selection._at_least.jit_compile is False  # pylint: disable=protected-access
   assert _compat.fused(lambda x: x).jit_compile is None  # decided at the first call
+
+
+@settings(max_examples=50, deadline=None)
+@given(hnp.arrays(np.float32, st.integers(1, 40), elements=_floats), st.data(), st.booleans())
+def test_kth_score_is_the_lowest_kept(scores, data, xla):
+  k = data.draw(st.integers(1, scores.size))
+
+  def select():
+    return selection.select_top_k(tf.constant(scores), k, with_kth=True)
+  mask, kth = tf.function(select, jit_compile=True)() if xla else select()
+  kept = scores[mask.numpy()]
+  kept = np.where(np.abs(kept) < np.finfo(np.float32).tiny, 0, kept)  # flushed subnormals
+  assert kth.numpy() == kept.min()
+
+
+def test_score_of_key_inverts_sortable_keys():
+  scores = np.array([-np.inf, -3.5, -1e-30, 0.0, 2.0, 7e30, np.inf], np.float32)
+  back = selection.score_of_key(selection.sortable_keys(tf.constant(scores))).numpy()
+  np.testing.assert_array_equal(back, scores)

@@ -84,7 +84,12 @@ def _scores(states, criterion, normalization=None):
   for s in states:
     w, state = float32_value(s.weight), weight_state(s)
     given = None if criterion.xla_compatible else criterion.score(w, state, _XP)
-    score, live, ok = _live_scores(criterion, w, state, s.mask, normalization, given)
+    # Tensors, not variables: a traced function may be reused for a variable
+    # of another shape (TF-MOT's RNN-cell test hit it), never for a tensor.
+    state = criteria_lib.WeightState(*[v if v is None or isinstance(v, int)
+                                       else tf.convert_to_tensor(v) for v in state])
+    score, live, ok = _live_scores(criterion, w, state, tf.convert_to_tensor(s.mask),
+                                   normalization, given)
     scores.append(score)
     alive.append(live)
     finite.append(ok)
@@ -124,9 +129,16 @@ def compute_masks(states, sparsity, criterion, min_flips=None, kept=None, normal
     scores = [tf.where(c, x, tf.where(a, float("inf"), x))
               for x, a, c in zip(scores, alive, candidates)]
   # The tiebreak keys are computed only if the ties at the k-th score overflow.
-  keep = selection.select_top_k(scores, k, lambda: _tiebreaks(states, criterion))
-  kept = [_kept_and_lowest(m, a, x) for m, a, x in zip(keep, alive, scores)]
-  return [m for m, _ in kept], tf.reduce_min(tf.stack([low for _, low in kept]))
+  keep, kth = selection.select_top_k(scores, k, lambda: _tiebreaks(states, criterion),
+                                     with_kth=True)
+
+  def keep_only_live():  # k above the unpruned count: the kept -inf are pruned ones
+    kept = [_kept_and_lowest(m, a, x) for m, a, x in zip(keep, alive, scores)]
+    return [m for m, _ in kept], tf.reduce_min(tf.stack([low for _, low in kept]))
+  # Usually every kept score is above -inf, so kept weights are unpruned ones
+  # and the k-th score is the lowest kept: no further pass.
+  return tf.cond(kth > float("-inf"), lambda: ([tf.identity(m) for m in keep], kth),
+                 keep_only_live)
 
 
 def _block_masks(state, sparsity, criterion, block_size, pooling):

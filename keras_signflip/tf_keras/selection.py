@@ -54,6 +54,13 @@ def sortable_keys(scores):
   return tf.where(bits < 0, tf.bitwise.bitwise_xor(bits, 0x7FFFFFFF), bits)
 
 
+def score_of_key(keys):
+  """The float32 score of a `sortable_keys` key (the inverse map; -0.0 -> +0.0)."""
+  keys = tf.convert_to_tensor(keys, tf.int32)
+  bits = tf.where(keys < 0, tf.bitwise.bitwise_xor(keys, 0x7FFFFFFF), keys)
+  return tf.bitcast(bits, tf.float32)
+
+
 def _digit_hi(keys):
   return tf.bitwise.right_shift(keys, 16) + (_DIGIT // 2)  # in [0, 65536)
 
@@ -177,7 +184,7 @@ def _best_ties(ties, secondary, count):
           for t, m, l in zip(ties, masked, last)]
 
 
-def select_top_k(scores, k, secondary=None):
+def select_top_k(scores, k, secondary=None, with_kth=False):
   """Boolean masks keeping exactly the k highest of all `scores` together.
 
   Args:
@@ -189,8 +196,11 @@ def select_top_k(scores, k, secondary=None):
       k-th score do not all fit: the key that ranks equal scores before
       position does.
 
+    with_kth: also return the k-th largest score (the lowest kept one).
+
   Returns:
-    A bool tensor (or list) shaped like `scores`, with exactly k True values.
+    A bool tensor (or list) shaped like `scores`, with exactly k True values
+    (and the k-th largest score, a float32 scalar, if `with_kth`).
   """
   single = not isinstance(scores, (list, tuple))
   score_list = [scores] if single else list(scores)
@@ -205,7 +215,10 @@ def select_top_k(scores, k, secondary=None):
     return [tf.reshape(sortable_keys(x), [-1]) for x in second]
 
   if _in_xla():
-    flat_masks = _select_by_sort([sortable_keys(x) for x in flat], k, secondary_keys())
+    keys = [sortable_keys(x) for x in flat]
+    flat_masks = _select_by_sort(keys, k, secondary_keys())
+    threshold = tf.reduce_min(tf.stack([tf.reduce_min(tf.where(m, x, 2**31 - 1))
+                                        for m, x in zip(flat_masks, keys)]))
   else:
     threshold, above, tied = _kth_largest_of_scores(flat, k)
 
@@ -220,7 +233,8 @@ def select_top_k(scores, k, secondary=None):
     flat_masks = tf.cond(tied <= k - above,
                          lambda: [_at_least(x, threshold) for x in flat], rank_ties)
   masks = [tf.reshape(m, tf.shape(s)) for s, m in zip(score_list, flat_masks)]
-  return masks[0] if single else masks
+  masks = masks[0] if single else masks
+  return (masks, score_of_key(threshold)) if with_kth else masks
 
 
 def threshold_score(scores, masks):
