@@ -150,11 +150,7 @@ def main(argv):
   print(json.dumps(results, indent=1, sort_keys=True))
   print(format_table(results))
   if FLAGS.json:  # the (model, sparsity) entries measured replace theirs; others are kept
-    previous = {}
-    if os.path.exists(FLAGS.json):
-      with open(FLAGS.json) as f:
-        previous = json.load(f)
-    results_io.write_json(FLAGS.json, {**previous, **results})
+    results_io.update_json(FLAGS.json, results)
 
 
 def format_table(results):

@@ -20,9 +20,7 @@ r"""Overhead of keras_signflip against TF-MOT, measured as ratios in one process
     python -m benchmarks.overhead [--rounds=7] [--examples=12000] [--json=out.json]
 """
 import contextlib
-import json
 import logging
-import os
 import statistics
 import time
 
@@ -229,11 +227,7 @@ def main(argv):
   if "mask_update" in FLAGS.parts:
     report.update(measure_mask_updates())
   if FLAGS.json:
-    previous = {}
-    if os.path.exists(FLAGS.json):
-      with open(FLAGS.json) as f:
-        previous = json.load(f)
-    results_io.write_json(FLAGS.json, {**previous, **report})
+    results_io.update_json(FLAGS.json, report)
 
 
 def measure_epochs():

@@ -3,7 +3,7 @@ binaries, which cannot import each other: each defines its own absl flags)."""
 import json
 import os
 
-__all__ = ["write_json"]
+__all__ = ["write_json", "update_json"]
 
 
 def write_json(path, value):
@@ -14,3 +14,13 @@ def write_json(path, value):
   with open(tmp, "w") as f:
     json.dump(value, f, indent=1, sort_keys=True)
   os.replace(tmp, path)
+
+
+def update_json(path, entries):
+  """Writes `path`'s JSON object with its top-level `entries` replaced or
+  added, keeping the others (a run that measured only some of them)."""
+  previous = {}
+  if os.path.exists(path):
+    with open(path) as f:
+      previous = json.load(f)
+  write_json(path, {**previous, **entries})
