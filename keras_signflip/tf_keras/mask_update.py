@@ -72,13 +72,6 @@ def _live_scores(criterion, weight, state, mask, normalization, score=None):
   return tf.where(live, score, float("-inf")), live, finite
 
 
-@fused
-def _kept_and_lowest(keep, live, score):
-  """(keep AND live, the lowest score kept there: `selection.threshold_score`)."""
-  kept = tf.math.logical_and(keep, live)
-  return kept, tf.reduce_min(tf.where(kept, score, float("inf")))
-
-
 def _scores(states, criterion, normalization=None):
   scores, alive, finite = [], [], []
   for s in states:
@@ -133,8 +126,8 @@ def compute_masks(states, sparsity, criterion, min_flips=None, kept=None, normal
                                      with_kth=True)
 
   def keep_only_live():  # k above the unpruned count: the kept -inf are pruned ones
-    kept = [_kept_and_lowest(m, a, x) for m, a, x in zip(keep, alive, scores)]
-    return [m for m, _ in kept], tf.reduce_min(tf.stack([low for _, low in kept]))
+    masks = [tf.math.logical_and(m, a) for m, a in zip(keep, alive)]
+    return masks, selection.threshold_score(scores, masks)
   # Usually every kept score is above -inf, so kept weights are unpruned ones
   # and the k-th score is the lowest kept: no further pass.
   return tf.cond(kth > float("-inf"), lambda: ([tf.identity(m) for m in keep], kth),

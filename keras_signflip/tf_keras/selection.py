@@ -50,15 +50,17 @@ def sortable_keys(scores):
   """
   scores = tf.cast(scores, tf.float32)
   scores = tf.where(tf.equal(scores, 0.0), tf.zeros_like(scores), scores)
-  bits = tf.bitcast(scores, tf.int32)
-  return tf.where(bits < 0, tf.bitwise.bitwise_xor(bits, 0x7FFFFFFF), bits)
+  return _flip_negative(tf.bitcast(scores, tf.int32))
 
 
 def score_of_key(keys):
   """The float32 score of a `sortable_keys` key (the inverse map; -0.0 -> +0.0)."""
-  keys = tf.convert_to_tensor(keys, tf.int32)
-  bits = tf.where(keys < 0, tf.bitwise.bitwise_xor(keys, 0x7FFFFFFF), keys)
-  return tf.bitcast(bits, tf.float32)
+  return tf.bitcast(_flip_negative(tf.convert_to_tensor(keys, tf.int32)), tf.float32)
+
+
+def _flip_negative(bits):
+  """Reverses the low 31 bits of negative int32s: its own inverse."""
+  return tf.where(bits < 0, tf.bitwise.bitwise_xor(bits, 0x7FFFFFFF), bits)
 
 
 def _digit_hi(keys):
@@ -195,7 +197,6 @@ def select_top_k(scores, k, secondary=None, with_kth=False):
       callable returning those (or None), called only when the ties at the
       k-th score do not all fit: the key that ranks equal scores before
       position does.
-
     with_kth: also return the k-th largest score (the lowest kept one).
 
   Returns:

@@ -39,8 +39,9 @@ MIN_SAVING_S = 0.5e-3
 
 
 # Slots of K summed per gather. XLA materialises each gather, [n_out, slots,
-# b] floats: all of K at once was 4.7x slower than dense at 64 rows on the
-# 4096^2 kernel at 95% (K = 259), where 32 at a time is 1.6x.
+# b] floats: all of K at once was 3.2x slower than dense at 64 rows on the
+# 4096^2 kernel at 95% (K = 264), where 32 at a time is 1.3x (8, 16 and 64
+# were slower than 32 at 1-64 rows).
 ELL_SLOTS = 32
 
 
@@ -49,10 +50,10 @@ def ell_matmul(x, rows, values):
   """x [b, n_in] @ W [n_in, n_out] from W's ELL rows/values [n_out, K]."""
   columns = tf.transpose(x)  # [n_in, b]
   width = rows.shape[1]
-  slots = ELL_SLOTS if width is not None else None  # K unknown when traced: all at once
+  starts = range(0, width, ELL_SLOTS) if width is not None else [0]  # K unknown: all at once
   total = 0.0
-  for start in range(0, width or 1, slots or 1):
-    end = None if slots is None else start + slots
+  for start in starts:
+    end = start + ELL_SLOTS if width is not None else None
     gathered = tf.gather(columns, tf.cast(rows[:, start:end], tf.int32))  # [n_out, slots, b]
     total += tf.reduce_sum(gathered * values[:, start:end, None], axis=1)
   return tf.transpose(total)
