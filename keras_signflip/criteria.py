@@ -91,10 +91,10 @@ class Criterion:
   # True when the criterion reads `reference` (w_ref): only then do the
   # wrappers keep it (4 bytes per weight).
   uses_reference = False
-  # True when `score` compiles with XLA (TensorFlow ops only, static shapes):
-  # the tf_keras mask update then fuses it with its own per-weight passes.
-  # False (the default for criteria defined outside this module) scores with
-  # plain TensorFlow ops first.
+  # True when `score` compiles with XLA (its `xp` ops only, static shapes):
+  # the tf_keras mask update then fuses it with its own per-weight passes, and
+  # the Keras 3 one compiles it (jax.jit, tf.function). False (the default for
+  # criteria defined outside this module) scores with plain eager ops first.
   xla_compatible = False
   _by_class_name = {}
 

@@ -19,4 +19,24 @@ if _version(_FOUND) < MIN_KERAS:
 
 from keras import ops  # noqa: E402
 
-__all__ = ["keras", "ops", "INSTALL", "MIN_KERAS"]
+__all__ = ["keras", "ops", "INSTALL", "MIN_KERAS", "compiled"]
+
+
+def compiled(fn):
+  """`fn`, a pure function of tensors, compiled by the backend: `jax.jit` on
+  JAX, `tf.function` on TensorFlow, as it is on PyTorch.
+
+  Keras 3 has no public compile for a function outside a model, so this picks
+  the backend's own. Why: a mask update is ~30 small ops per tensor, run
+  eagerly between steps, and each eager op costs ~0.1 ms of dispatch on JAX's
+  CPU backend; compiled they are one call. PyTorch's eager ops dispatch in
+  microseconds, and `torch.compile` would add a long first-call compile.
+  """
+  backend = keras.backend.backend()
+  if backend == "jax":
+    import jax  # pylint: disable=g-import-not-at-top
+    return jax.jit(fn)
+  if backend == "tensorflow":
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    return tf.function(fn, reduce_retracing=True, autograph=False)
+  return fn

@@ -16,19 +16,26 @@ Criteria are the shared `keras_signflip.criteria`, evaluated with
 keeps pruned weights at exactly 0 under momentum and Adam: their gradient is
 0 from then on, so no step moves them.
 """
+import functools
+
 import numpy as np
 
 from keras_signflip import criteria as criteria_lib
 from keras_signflip.keras3 import optimizers
 from keras_signflip.keras3 import selection
 from keras_signflip.keras3 import state as state_lib
-from keras_signflip.keras3._keras import ops
+from keras_signflip.keras3._keras import compiled, ops
 
 __all__ = ["check_finite", "check_gradients", "compute_masks", "apply_masks", "update_masks", "optimizer_slots"]
 
 
+@compiled
+def _all_finite(weight):
+  return ops.all(ops.isfinite(weight))
+
+
 def check_finite(state):
-  if not bool(ops.convert_to_numpy(ops.all(ops.isfinite(state_lib.float32_value(state.weight))))):
+  if not bool(ops.convert_to_numpy(_all_finite(ops.convert_to_tensor(state.weight)))):
     raise ValueError(
         f"keras_signflip: weight {state.weight.path} holds NaN or Inf at a mask "
         "update; no mask was changed. Lower the learning rate or add gradient "
@@ -60,20 +67,43 @@ def _normalized(score, alive):
   return score / (norm + 1e-30)
 
 
+def _check(states, criterion):
+  for s in states:
+    check_finite(s)
+    check_gradients(s, criterion)
+
+
+def _live_score(criterion, w, mask, ws):
+  """(score, alive): the criterion's float32 score, -inf where pruned."""
+  alive = ops.greater(mask, 0)
+  score = ops.cast(criterion.score(ops.cast(w, "float32"), ws, ops), "float32")
+  return ops.where(alive, score, float("-inf")), alive
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled_live_score(criterion, key):
+  """`_live_score` compiled for one criterion (equal criteria share it) and tensor key."""
+  def live_score(w, mask, flips, reference, flips_at_update, grad_product):
+    ws = criteria_lib.WeightState(flips, reference, key, flips_at_update, grad_product)
+    return _live_score(criterion, w, mask, ws)
+  return compiled(live_score)
+
+
 def _score(state, criterion):
-  check_finite(state)
-  check_gradients(state, criterion)
-  w = state_lib.float32_value(state.weight)
+  mask = ops.convert_to_tensor(state.mask)
   if criterion.needs_int64:
     as_np = lambda v: np.asarray(ops.convert_to_numpy(v))
     ws = criteria_lib.WeightState(*[v if v is None or isinstance(v, int) else as_np(v)
                                     for v in weight_state(state)])
+    w = state_lib.float32_value(state.weight)
     score = ops.convert_to_tensor(np.asarray(criterion.score(as_np(w), ws, np), np.float32))
-  else:
-    ws = weight_state(state)
-    score = ops.cast(criterion.score(w, ws, ops), "float32")
-  alive = ops.greater(ops.convert_to_tensor(state.mask), 0)
-  return ops.where(alive, score, float("-inf")), alive
+    alive = ops.greater(mask, 0)
+    return ops.where(alive, score, float("-inf")), alive
+  ws = weight_state(state)
+  w = ops.convert_to_tensor(state.weight)
+  if criterion.xla_compatible:  # built-ins: traceable keras.ops
+    return _compiled_live_score(criterion, state.key)(w, mask, *(ws[:2] + ws[3:]))
+  return _live_score(criterion, w, mask, ws)
 
 
 def _tiebreaks(states, criterion):
@@ -99,6 +129,12 @@ def compute_masks(states, sparsity, criterion, min_flips=None, kept=None, normal
     kept: an exact kept count, overriding `sparsity` (the lottery loop).
   """
   criterion = criteria_lib.get(criterion)
+  _check(states, criterion)
+  return _compute_masks(states, sparsity, criterion, min_flips, kept, normalization)
+
+
+def _compute_masks(states, sparsity, criterion, min_flips, kept, normalization):
+  """compute_masks after its checks (update_masks makes them before counting)."""
   scored = [_score(s, criterion) for s in states]
   scores, alive = [x for x, _ in scored], [a for _, a in scored]
   if normalization == "l2":
@@ -115,7 +151,10 @@ def compute_masks(states, sparsity, criterion, min_flips=None, kept=None, normal
     scores = [ops.where(c, x, ops.where(a, float("inf"), x))
               for x, a, c in zip(scores, alive, candidates)]
   # The tiebreak keys are built only if the ties at the k-th score overflow.
-  keep = selection.select_top_k(scores, k, lambda: _tiebreaks(states, criterion))
+  keep, kth = selection.select_top_k(scores, k, lambda: _tiebreaks(states, criterion),
+                                     with_kth=True)
+  if kth > -np.inf:  # every kept score is finite: the kept weights are all unpruned
+    return keep, kth
   masks = [ops.logical_and(m, a) for m, a in zip(keep, alive)]
   return masks, selection.threshold_score(scores, masks)
 
@@ -132,6 +171,11 @@ def optimizer_slots(optimizer, weight):
           if v.name.startswith(prefix) and tuple(v.shape) == tuple(weight.shape)]
 
 
+@compiled
+def _where_kept(keep, values):
+  return [ops.where(keep, v, ops.zeros_like(v)) for v in values]
+
+
 def apply_masks(states, masks, threshold, optimizer=None):
   """Assigns new masks; zeroes flips, prev_sign, weights and slots where pruned."""
   # A Python float: one array assigned to several variables would make JAX
@@ -145,9 +189,9 @@ def apply_masks(states, masks, threshold, optimizer=None):
     slots = optimizer_slots(optimizer, s.weight)
     if products is not None and not any(v is products for v in slots):
       slots.append(products)
-    for v in [s.flips, s.prev_sign, s.weight] + slots:
-      value = ops.convert_to_tensor(v)
-      v.assign(ops.where(keep, value, ops.zeros_like(value)))
+    zeroed = [s.flips, s.prev_sign, s.weight] + slots
+    for v, value in zip(zeroed, _where_kept(keep, [ops.convert_to_tensor(v) for v in zeroed])):
+      v.assign(value)
     if s.flips_at_update is not None:  # the window restarts at this update
       s.flips_at_update.assign(ops.copy(ops.convert_to_tensor(s.flips)))
 
@@ -177,15 +221,15 @@ def update_masks(wrappers, step, optimizer=None):
         groups += [([s], sparsity, w.criterion, w.min_flips, None) for s in w.flip_states]
   if not groups:
     return 0
-  for group in groups:
-    for s in group[0]:
-      check_finite(s)
-      check_gradients(s, group[2])
+  groups = [(states, sparsity, criteria_lib.get(criterion), min_flips, normalization)
+            for states, sparsity, criterion, min_flips, normalization in groups]
+  for states, _, criterion, _, _ in groups:
+    _check(states, criterion)
   for group in groups:
     for s in group[0]:
       state_lib.count_pending(s)
-  results = [(states,) + compute_masks(states, sparsity, criterion, min_flips,
-                                       normalization=normalization)
+  results = [(states,) + _compute_masks(states, sparsity, criterion, min_flips, None,
+                                        normalization)
              for states, sparsity, criterion, min_flips, normalization in groups]
   for (states, masks, threshold), group in zip(results, groups):
     apply_masks(states, masks, threshold, optimizer)

@@ -12,9 +12,12 @@ the ties at t are then taken in position order with a cumulative sum, with
     t    = partition(scores, n - k)[n - k]
     keep = score > t  OR  (score == t AND tie rank <= k - #(score > t))
 
-With a secondary key, the ties at t are ranked the same way by it first
-(a second partition, over the ties only, on the host).
-It runs eagerly, at mask updates only.
+When every score tied at t fits (#(score >= t) == k, the usual case for
+real-valued scores), that is `score >= t`, one comparison per tensor, and
+neither the cumulative sum nor the secondary key is computed. With a
+secondary key, overflowing ties at t are ranked by it first (a second
+partition, over the ties only, on the host). It runs eagerly, at mask updates
+only.
 """
 import numpy as np
 
@@ -34,7 +37,7 @@ def _first(ties, count):
   return ops.logical_and(ties, ops.less_equal(ops.cumsum(ops.cast(ties, "int32")), count))
 
 
-def select_top_k(scores, k, secondary=None):
+def select_top_k(scores, k, secondary=None, with_kth=False):
   """Bool masks (one per score tensor) keeping exactly `k` highest scores.
 
   Args:
@@ -44,18 +47,24 @@ def select_top_k(scores, k, secondary=None):
       callable returning those (or None), called only when the scores tied at
       the k-th do not all fit: the key that ranks equal scores before
       position does.
+    with_kth: also return the k-th largest score (a NumPy float32).
   """
-  flat = ops.concatenate([ops.reshape(s, (-1,)) for s in scores], axis=0)
-  n = int(flat.shape[0])
+  host = np.concatenate([np.asarray(ops.convert_to_numpy(s), np.float32).ravel()
+                         for s in scores])
+  n = host.size
   if not 1 <= k <= n:
     raise ValueError(f"kept count {k} is outside [1, {n}]")
-  host = np.asarray(ops.convert_to_numpy(flat))
   threshold = np.partition(host, n - k)[n - k]
+  at_least = np.count_nonzero(host >= threshold)
+  if at_least == k:  # every tie at the k-th score fits
+    keep = [ops.greater_equal(s, threshold) for s in scores]
+    return (keep, threshold) if with_kth else keep
+  room = k - int(np.count_nonzero(host > threshold))
+  if callable(secondary):
+    secondary = secondary()
+  flat = ops.convert_to_tensor(host)
   above = ops.greater(flat, threshold)
   ties = ops.equal(flat, threshold)
-  room = k - int(np.sum(host > threshold))
-  if callable(secondary):
-    secondary = secondary() if int(np.sum(host == threshold)) > room else None
   if secondary is None:
     keep = ops.logical_or(above, _first(ties, room))
   else:
@@ -73,7 +82,7 @@ def select_top_k(scores, k, secondary=None):
     size = int(np.prod(s.shape))
     out.append(ops.reshape(keep[start:start + size], s.shape))
     start += size
-  return out
+  return (out, threshold) if with_kth else out
 
 
 def threshold_score(scores, masks):

@@ -20,9 +20,9 @@ constraint cannot read the mask, which is a model variable.)
 """
 from typing import NamedTuple
 
-from keras_signflip.keras3._keras import keras, ops
+from keras_signflip.keras3._keras import compiled, keras, ops
 
-__all__ = ["FlipState", "signs", "count", "count_pending", "sync_signs", "float32_value",
+__all__ = ["FlipState", "signs", "counted", "count", "count_pending", "sync_signs", "float32_value",
            "float32_copy"]
 
 
@@ -41,16 +41,21 @@ def signs(values):
   return ops.cast(ops.sign(values), "int8")
 
 
-def count(state, masked):
-  """flips += prev_sign * masked < 0; prev_sign = sign(masked).
+def counted(masked, prev_sign, flips):
+  """(flips + (prev_sign * masked < 0), sign(masked)): the new count and sign.
 
   prev_sign * masked has the sign of prev_sign * sign(masked); comparing in
   the float dtype avoids int8 arithmetic, which XLA's CPU backend runs slowly.
   """
-  masked = ops.stop_gradient(masked)
-  flipped = ops.less(ops.multiply(ops.cast(state.prev_sign, masked.dtype), masked), 0)
-  state.flips.assign(ops.add(state.flips, ops.cast(flipped, "int32")))
-  state.prev_sign.assign(signs(masked))
+  flipped = ops.less(ops.multiply(ops.cast(prev_sign, masked.dtype), masked), 0)
+  return ops.add(flips, ops.cast(flipped, "int32")), signs(masked)
+
+
+def count(state, masked):
+  """flips += prev_sign * masked < 0; prev_sign = sign(masked)."""
+  flips, prev_sign = counted(ops.stop_gradient(masked), state.prev_sign, state.flips)
+  state.flips.assign(flips)
+  state.prev_sign.assign(prev_sign)
 
 
 def float32_value(variable):
@@ -67,9 +72,18 @@ def _masked(state):
   return ops.multiply(float32_value(state.weight), ops.cast(state.mask, "float32"))
 
 
+@compiled
+def _pending(weight, mask, prev_sign, flips):
+  return counted(ops.multiply(ops.cast(weight, "float32"), ops.cast(mask, "float32")),
+                 prev_sign, flips)
+
+
 def count_pending(state):
   """Counts, on the host, a flip the last optimizer step made (idempotent)."""
-  count(state, _masked(state))
+  flips, prev_sign = _pending(*[ops.convert_to_tensor(v) for v in
+                                (state.weight, state.mask, state.prev_sign, state.flips)])
+  state.flips.assign(flips)
+  state.prev_sign.assign(prev_sign)
 
 
 def sync_signs(state):

@@ -483,3 +483,54 @@ def test_secondary_key_is_built_only_when_ties_overflow():
   np.testing.assert_array_equal(_np(selection.select_top_k([tied], 2, second)[0]),
                                 [False, True, False, True])
   assert calls == [1]
+
+
+@pytest.mark.parametrize("distinct", [True, False])
+def test_top_k_and_kth_score_equal_numpy_ranking(distinct):
+  """Masks and the k-th score against a NumPy ranking by (score desc, position)."""
+  from keras_signflip.keras3 import selection  # pylint: disable=g-import-not-at-top
+  rng = np.random.RandomState(3)
+  shapes = [(7, 5), (4,), (3, 2, 2)]
+  raw = [rng.randn(*s).astype(np.float32) for s in shapes]
+  if not distinct:  # few values: ties at the k-th score overflow for most k
+    raw = [np.round(r).astype(np.float32) for r in raw]
+  raw[0][0, :3] = -np.inf  # pruned weights' scores
+  flat = np.concatenate([r.ravel() for r in raw])
+  for k in (1, 5, 20, flat.size - 2, flat.size):
+    order = np.lexsort((np.arange(flat.size), -flat))  # score desc, then position
+    want = np.zeros(flat.size, bool)
+    want[order[:k]] = True
+    keep, kth = selection.select_top_k([ops.convert_to_tensor(r) for r in raw], k,
+                                       with_kth=True)
+    got = np.concatenate([_np(m).ravel() for m in keep])
+    np.testing.assert_array_equal(got, want, err_msg=f"k={k}")
+    assert kth == np.sort(flat)[::-1][k - 1]
+
+
+class _HostMagnitude(criteria.Criterion):
+  """|w| through NumPy on the host: not traceable by jax.jit or tf.function."""
+
+  def score(self, weight, state, xp=None):
+    return ops.convert_to_tensor(np.abs(np.asarray(ops.convert_to_numpy(weight))))
+
+
+def test_untraceable_custom_criterion_is_not_compiled():
+  rng = np.random.RandomState(0)
+  w = rng.randn(6, 5).astype(np.float32)
+  mask = np.ones_like(w)
+  mask[0] = 0
+  arrays = [(w * mask, mask, np.zeros(w.shape, np.int32), w, np.zeros(w.shape, np.int32))]
+  var = lambda value, dtype: keras.Variable(value, dtype=dtype, trainable=False)
+  (wv, mv, fv, rv, av), = arrays
+  state = state_lib.FlipState(
+      weight=var(wv, "float32"), mask=var(mv, "float32"), threshold=var(0.0, "float32"),
+      prev_sign=var(np.sign(wv).astype(np.int8), "int8"), flips=var(fv, "int32"),
+      reference=var(rv, "float32"), key=0, flips_at_update=var(av, "int32"))
+  masks, threshold = k3.mask_update.compute_masks([state], 0.5, _HostMagnitude())
+  # 15 kept of 30: the 15 largest |w| among the 25 unpruned (NumPy reference).
+  alive = np.abs(wv).ravel()
+  alive[:5] = -np.inf
+  want = np.zeros(30, bool)
+  want[np.argsort(-alive, kind="stable")[:15]] = True
+  np.testing.assert_array_equal(_np(masks[0]).ravel(), want)
+  assert float(_np(threshold)) == pytest.approx(np.sort(alive)[::-1][14])
