@@ -18,6 +18,7 @@ r"""Overhead of keras_signflip against TF-MOT, measured as ratios in one process
    scope and global scope over 16 tensors of 1024 x 1024 (16.8M weights).
 
     python -m benchmarks.overhead [--rounds=7] [--examples=12000] [--json=out.json]
+        [--parts=epochs,memory,mask_update]   # parts 1-2, 3, 4 (all by default)
 """
 import contextlib
 import logging
