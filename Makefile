@@ -46,7 +46,7 @@ overhead: setup
 
 # Keras 3 wrapper vs the unwrapped Keras 3 model, per backend (one process each).
 overhead-keras3: setup
-	$(PY) -m benchmarks.keras3_overhead --backends=tensorflow,jax,torch
+	$(PY) -m benchmarks.keras3_overhead --backends=tensorflow,jax,torch --rounds=9 --json=benchmarks/results/keras3_overhead.json
 
 # The comparison behind BENCHMARKS.md: FlipOut's schedule for every method, the
 # flips x noise ablation, paired seeds. Two single-threaded processes share the
