@@ -1,4 +1,6 @@
 """The one place the Keras 3 path imports Keras, with one clear line on failure."""
+import sys
+
 MIN_KERAS = (3, 5)
 INSTALL = ("keras_signflip: Keras 3 models need Keras >= 3.5 and its backend; "
            "install them with: pip install 'keras_signflip[keras3]' "
@@ -34,9 +36,7 @@ def compiled(fn):
   """
   backend = keras.backend.backend()
   if backend == "jax":
-    import jax  # pylint: disable=g-import-not-at-top
-    return jax.jit(fn)
+    return sys.modules["jax"].jit(fn)  # the backend itself, imported by Keras
   if backend == "tensorflow":
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    return tf.function(fn, reduce_retracing=True, autograph=False)
+    return sys.modules["tensorflow"].function(fn, reduce_retracing=True, autograph=False)
   return fn
