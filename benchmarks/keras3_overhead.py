@@ -3,8 +3,9 @@ r"""Per-epoch overhead of the Keras 3 wrapper over the same unwrapped model.
 LeNet-300-100 (batch 60, Adam, NumPy data), dense against `prune_sign_flip`
 with `Hybrid` at layer and global scope (PolynomialDecay to 90%, a mask
 update every 100 steps). Variants run interleaved, one epoch at a time after
-a warm-up epoch; the best epoch of each is the figure (a shared machine
-stalls at times), with medians beside it. Each backend runs in its own
+a warm-up epoch, timed by `benchmarks.epoch_timer.EpochTimer` (the epoch,
+not `fit`'s setup and teardown); the best epoch of each is the figure (a
+shared machine stalls at times), with medians beside it. Each backend runs in its own
 process; needs only Keras 3 and the backend (no TensorFlow for JAX/PyTorch).
 
     python -m benchmarks.keras3_overhead --backends=tensorflow,jax,torch [--rounds=5]
@@ -15,7 +16,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 
 import numpy as np
 
@@ -23,6 +23,7 @@ import numpy as np
 def _measure(rounds, examples):
   import keras  # pylint: disable=g-import-not-at-top
   import keras_signflip.keras3 as k3  # pylint: disable=g-import-not-at-top
+  from benchmarks.epoch_timer import EpochTimer  # pylint: disable=g-import-not-at-top
 
   rng = np.random.RandomState(0)
   x = rng.rand(examples, 784).astype("float32")
@@ -47,11 +48,11 @@ def _measure(rounds, examples):
   times = {v: [] for v in variants}
   for r in range(rounds + 1):
     for v, (model, callbacks) in variants.items():
-      start = time.perf_counter()
+      timer = EpochTimer()
       model.fit(x, y, batch_size=60, epochs=r + 1, initial_epoch=r, verbose=0,
-                shuffle=False, callbacks=callbacks)
+                shuffle=False, callbacks=callbacks + [timer])
       if r:  # round 0 compiles
-        times[v].append(time.perf_counter() - start)
+        times[v] += timer.seconds
   best = {v: min(t) for v, t in times.items()}
   median = {v: statistics.median(t) for v, t in times.items()}
   sparsity = k3.sparsity_report(variants["global"][0])["overall"]

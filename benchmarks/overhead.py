@@ -35,6 +35,7 @@ from keras_signflip import models as models_lib
 from keras_signflip.tf_keras import state as state_lib, mask_update
 from keras_signflip.tf_keras._compat import keras, tf, tfmot
 from benchmarks import results_io
+from benchmarks.epoch_timer import EpochTimer
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_impl
 
 flags.DEFINE_integer("rounds", 7, "Timed epochs per variant (interleaved).")
@@ -104,7 +105,7 @@ def watch_slow_callbacks():
 
 
 def epoch_times(builder, examples, rounds):
-  """{variant: [seconds per epoch]} over `rounds` interleaved epochs."""
+  """{variant: [seconds per epoch]} over `rounds` interleaved epochs (`EpochTimer`)."""
   rng = np.random.RandomState(0)
   x, y = rng.rand(examples, 28, 28, 1).astype("float32"), rng.randint(0, 10, examples)
   runs = {n: _variant(n, builder, examples // 60, rounds) for n in VARIANTS}
@@ -114,9 +115,9 @@ def epoch_times(builder, examples, rounds):
   for r in range(rounds):
     for n in VARIANTS:
       model, cbs = runs[n]
-      start = time.perf_counter()
-      model.fit(x, y, batch_size=60, epochs=1, verbose=0, callbacks=cbs)
-      times[n].append(time.perf_counter() - start)
+      timer = EpochTimer()
+      model.fit(x, y, batch_size=60, epochs=1, verbose=0, callbacks=cbs + [timer])
+      times[n] += timer.seconds
     print(f"  round {r + 1}/{rounds}: " + ", ".join(f"{n} {times[n][-1]:.3f}s" for n in VARIANTS),
           flush=True)
   return times
