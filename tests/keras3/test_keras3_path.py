@@ -534,3 +534,40 @@ def test_untraceable_custom_criterion_is_not_compiled():
   want[np.argsort(-alive, kind="stable")[:15]] = True
   np.testing.assert_array_equal(_np(masks[0]).ravel(), want)
   assert float(_np(threshold)) == pytest.approx(np.sort(alive)[::-1][14])
+
+
+@pytest.mark.skipif(BACKEND == "tensorflow", reason="Keras 3 dispatches batch hooks on a "
+                    "thread only on thread-safe backends (JAX, PyTorch)")
+def test_generic_callbacks_keep_keras_asynchronous_batch_hooks():
+  """A generic keras_signflip callback that leaves the batch-end hooks alone
+  lets Keras 3 run them on its thread; one that overrides them does not."""
+  import threading  # pylint: disable=g-import-not-at-top
+  from keras_signflip import callback as generic  # pylint: disable=g-import-not-at-top
+
+  class Threads(keras.callbacks.Callback):
+    async_safe = True
+
+    def __init__(self):
+      super().__init__()
+      self.threads = set()
+
+    def on_train_batch_end(self, batch, logs=None):
+      self.threads.add(threading.get_ident())
+
+  class EpochOnly(generic.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+      pass
+
+  class BatchEnd(generic.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+      pass
+
+  x, y = _data()
+  main = threading.get_ident()
+  for other, asynchronous in ((EpochOnly(), True), (BatchEnd(), False)):
+    model = _base()
+    model.compile(keras.optimizers.SGD(0.1),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    threads = Threads()
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[other, threads])
+    assert (main not in threads.threads) == asynchronous, type(other).__name__
