@@ -88,7 +88,8 @@ def test_selection_inside_xla_matches_reference(tensors, data):
 _tied_pairs = st.integers(1, 4).flatmap(lambda n: st.lists(
     st.integers(1, 20).flatmap(lambda size: st.tuples(
         hnp.arrays(np.float32, size, elements=st.integers(-2, 2).map(float)),
-        hnp.arrays(np.float32, size, elements=st.sampled_from([0.0, -0.0, 0.5, 1.0, -1e6])))),
+        hnp.arrays(np.float32, size, elements=st.sampled_from(
+            [0.0, -0.0, 0.5, 1.0, -1e6, float("-inf")])))),
     min_size=n, max_size=n))
 
 

@@ -77,10 +77,8 @@ def _in_xla():
   return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
 
 
-def _histogram(digits, where=None):
-  """Counts of each 16-bit digit value (only where `where`, if given)."""
-  if where is not None:
-    digits = tf.boolean_mask(digits, where)
+def _histogram(digits):
+  """Counts of each 16-bit digit value."""
   return tf.math.bincount(digits, minlength=_DIGIT, maxlength=_DIGIT, dtype=tf.int32)
 
 
@@ -129,17 +127,6 @@ def _pick_bucket(counts, k):
   return bucket, above
 
 
-def _kth_largest(keys, k):
-  """(threshold key, count strictly above it) for the k-th largest of `keys`,
-  a list of flat int32 tensors ranked together."""
-  his = [_digit_hi(x) for x in keys]
-  hi_bucket, above_hi = _pick_bucket(tf.add_n([_histogram(h) for h in his]), k)
-  lo_counts = tf.add_n([_histogram(_digit_lo(x), tf.equal(h, hi_bucket))
-                        for x, h in zip(keys, his)])
-  lo_bucket, above_lo = _pick_bucket(lo_counts, k - above_hi)
-  return _threshold(hi_bucket, lo_bucket), above_hi + above_lo
-
-
 def _first_ties(ties, count):
   """Keeps the first `count` True entries of `ties` in (tensor, index) order.
 
@@ -175,15 +162,16 @@ def _select_by_sort(keys, k, secondary=None):
 
 
 def _best_ties(ties, secondary, count):
-  """Keeps `count` of the True entries of `ties`: highest secondary key first,
-  then (tensor, index) order. Entries outside the ties get the lowest key."""
-  lowest = tf.constant(-2**31, tf.int32)
-  masked = [tf.where(t, s, lowest) for t, s in zip(ties, secondary)]
-  threshold, above = _kth_largest(masked, count)
-  tied_again = [tf.math.logical_and(t, tf.equal(m, threshold)) for t, m in zip(ties, masked)]
+  """Keeps `count` of the True entries of `ties`: highest secondary score
+  first, then (tensor, index) order. Entries outside the ties get -inf, which
+  no tie's key exceeds, so the count-th largest of all is that of the ties."""
+  masked = [tf.where(t, s, float("-inf")) for t, s in zip(ties, secondary)]
+  threshold, above, _ = _kth_largest_of_scores(masked, count)
+  keys = [sortable_keys(m) for m in masked]
+  tied_again = [tf.math.logical_and(t, tf.equal(x, threshold)) for t, x in zip(ties, keys)]
   last = _first_ties(tied_again, count - above)
-  return [tf.math.logical_or(tf.math.logical_and(t, m > threshold), l)
-          for t, m, l in zip(ties, masked, last)]
+  return [tf.math.logical_or(tf.math.logical_and(t, x > threshold), l)
+          for t, x, l in zip(ties, keys, last)]
 
 
 def select_top_k(scores, k, secondary=None, with_kth=False):
@@ -213,11 +201,13 @@ def select_top_k(scores, k, secondary=None, with_kth=False):
     if second is None:
       return None
     second = [second] if not isinstance(second, (list, tuple)) else list(second)
-    return [tf.reshape(sortable_keys(x), [-1]) for x in second]
+    return [tf.reshape(tf.cast(x, tf.float32), [-1]) for x in second]
 
   if _in_xla():
     keys = [sortable_keys(x) for x in flat]
-    flat_masks = _select_by_sort(keys, k, secondary_keys())
+    second = secondary_keys()
+    flat_masks = _select_by_sort(keys, k, None if second is None
+                                 else [sortable_keys(x) for x in second])
     threshold = tf.reduce_min(tf.stack([tf.reduce_min(tf.where(m, x, 2**31 - 1))
                                         for m, x in zip(flat_masks, keys)]))
   else:
