@@ -571,3 +571,30 @@ def test_generic_callbacks_keep_keras_asynchronous_batch_hooks():
     threads = Threads()
     model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[other, threads])
     assert (main not in threads.threads) == asynchronous, type(other).__name__
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_fit_counts_like_float32_recount(policy):
+  """Under a mixed policy the variables stay float32: flips, masks and the
+  zeroed pruned weights are those of the float32 values (NumPy recount)."""
+  keras.mixed_precision.set_global_policy(policy)
+  try:
+    schedule = k3.schedules.PolynomialDecay(0.1, 0.5, begin_step=6, end_step=30, frequency=4)
+    model = _model(schedule, scope="global", optimizer=keras.optimizers.SGD(0.5, momentum=0.9))
+    snaps = _Snapshots()
+    x, y = _data()
+    model.fit(x, y, batch_size=32, epochs=6, shuffle=False, verbose=0,
+              callbacks=[ksf.UpdatePruningStep(), snaps])
+  finally:
+    keras.mixed_precision.set_global_policy("float32")
+  assert all(s.weight.dtype == "float32" for s in snaps.states)
+  expected = _recount(snaps.seen)
+  assert sum(int(c.sum()) for c in expected) > 0, "no flips: the test would be vacuous"
+  for c, e in zip(ksf.flip_counts(model).values(), expected):
+    np.testing.assert_array_equal(c, e)
+  final = snaps.seen[-1]
+  for w, m in final:
+    assert np.all(w[m == 0] == 0)
+  total = sum(m.size for _, m in final)
+  assert sum(int(m.sum()) for _, m in final) == k3.selection.kept_count(
+      total, float(schedule(30)[1]))
