@@ -180,8 +180,9 @@ def flip_counts(model):
 
 
 def masks(model):
-  """{weight path: np.ndarray mask (0/1)} for every wrapped weight."""
-  return {_name(s): np.asarray(ops.convert_to_numpy(s.mask)) for s in flip_states(model)}
+  """{weight path: np.ndarray mask (0/1) in the weight's dtype} for every wrapped weight."""
+  return {_name(s): np.asarray(ops.convert_to_numpy(ops.cast(s.mask, s.weight.dtype)))
+          for s in flip_states(model)}
 
 
 def set_reference(model):

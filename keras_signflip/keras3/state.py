@@ -4,7 +4,7 @@ Each prunable weight has, in Keras variables owned by the wrapper:
 
 | variable | dtype | meaning |
 |---|---|---|
-| mask | the weight's | 1 kept, 0 pruned |
+| mask | int8 | 1 kept, 0 pruned (float masks of older files load as int8) |
 | threshold | float32 | lowest kept score at the last mask update |
 | prev_sign | int8 | sign(w * mask) when last counted |
 | flips | int32 | sign flips while unpruned |
@@ -28,7 +28,8 @@ __all__ = ["FlipState", "signs", "counted", "count", "count_pending", "sync_sign
 
 class FlipState(NamedTuple):
   weight: keras.Variable
-  mask: keras.Variable
+  mask: keras.Variable       # int8: read twice a step (the forward product and its
+                             # gradient), 1 byte a weight instead of 4
   threshold: keras.Variable
   prev_sign: keras.Variable
   flips: keras.Variable

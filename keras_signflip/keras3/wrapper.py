@@ -145,7 +145,7 @@ class PruneSignFlip(keras.layers.Wrapper):
 
       self.flip_states.append(state_lib.FlipState(
           weight=w,
-          mask=var("mask", w.shape, w.dtype, "ones"),
+          mask=var("mask", w.shape, "int8", "ones"),
           threshold=var("threshold", (), "float32", "zeros"),
           prev_sign=var("prev_sign", w.shape, "int8", copy("int8", sign=True)),
           flips=var("flips", w.shape, "int32", "zeros"),

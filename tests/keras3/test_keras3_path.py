@@ -598,3 +598,45 @@ def test_mixed_precision_fit_counts_like_float32_recount(policy):
   total = sum(m.size for _, m in final)
   assert sum(int(m.sum()) for _, m in final) == k3.selection.kept_count(
       total, float(schedule(30)[1]))
+
+
+def test_files_with_float_masks_load_into_int8_masks(tmp_path):
+  """Files written before masks were int8 hold them in the weight's float dtype."""
+  import zipfile  # pylint: disable=g-import-not-at-top
+  import h5py  # pylint: disable=g-import-not-at-top
+  model = _model(k3.schedules.GeometricSparsity(0.3, frequency=4))
+  x, y = _data()
+  _fit(model, x, y)
+  new_path, old_path = str(tmp_path / "new.keras"), str(tmp_path / "old.keras")
+  model.save(new_path)
+  converted = 0
+  with zipfile.ZipFile(new_path) as src, zipfile.ZipFile(old_path, "w") as dst:
+    for item in src.infolist():
+      data = src.read(item.filename)
+      if item.filename.endswith(".h5"):
+        h5_path = str(tmp_path / "weights.h5")
+        with open(h5_path, "wb") as f:
+          f.write(data)
+        with h5py.File(h5_path, "r+") as h5:
+          masks = []
+          h5.visititems(lambda name, obj: masks.append(name) if (
+              isinstance(obj, h5py.Dataset) and obj.dtype == np.int8 and obj.ndim == 2
+              and obj[()].min() >= 0) else None)
+          for name in masks:  # the masks (prev_sign holds -1 too), as float32
+            value = h5[name][()].astype(np.float32)
+            del h5[name]
+            h5[name] = value
+          converted = len(masks)
+        with open(h5_path, "rb") as f:
+          data = f.read()
+      dst.writestr(item, data)
+  assert converted == 3
+  loaded = keras.saving.load_model(old_path)
+  for a, b in zip(k3.flip_states(model), k3.flip_states(loaded)):
+    assert b.mask.dtype == "int8"
+    np.testing.assert_array_equal(_np(a.mask), _np(b.mask))
+  _fit(model, x, y)
+  _fit(loaded, x, y)
+  for a, b in zip(k3.flip_states(model), k3.flip_states(loaded)):
+    for name in ("weight", "mask", "flips", "prev_sign"):
+      np.testing.assert_array_equal(_np(getattr(a, name)), _np(getattr(b, name)), err_msg=name)
