@@ -73,11 +73,15 @@ def _check(states, criterion):
     check_gradients(s, criterion)
 
 
-def _live_score(criterion, w, mask, ws):
-  """(score, alive): the criterion's float32 score, -inf where pruned."""
+def _live(score, mask):
+  """(score, alive): `score` with -inf where pruned."""
   alive = ops.greater(mask, 0)
-  score = ops.cast(criterion.score(ops.cast(w, "float32"), ws, ops), "float32")
   return ops.where(alive, score, float("-inf")), alive
+
+
+def _live_score(criterion, w, mask, ws):
+  """`_live` of the criterion's float32 score."""
+  return _live(ops.cast(criterion.score(ops.cast(w, "float32"), ws, ops), "float32"), mask)
 
 
 @functools.lru_cache(maxsize=None)
@@ -96,9 +100,8 @@ def _score(state, criterion):
     ws = criteria_lib.WeightState(*[v if v is None or isinstance(v, int) else as_np(v)
                                     for v in weight_state(state)])
     w = state_lib.float32_value(state.weight)
-    score = ops.convert_to_tensor(np.asarray(criterion.score(as_np(w), ws, np), np.float32))
-    alive = ops.greater(mask, 0)
-    return ops.where(alive, score, float("-inf")), alive
+    return _live(ops.convert_to_tensor(np.asarray(criterion.score(as_np(w), ws, np),
+                                                  np.float32)), mask)
   ws = weight_state(state)
   w = ops.convert_to_tensor(state.weight)
   if criterion.xla_compatible:  # built-ins: traceable keras.ops

@@ -58,11 +58,15 @@ def counted(masked, prev_sign, flips):
   return ops.add(flips, ops.cast(flipped, "int32")), new_sign
 
 
+def _store(state, counts):
+  """Assigns `counted`'s (flips, prev_sign)."""
+  state.flips.assign(counts[0])
+  state.prev_sign.assign(counts[1])
+
+
 def count(state, masked):
   """flips += prev_sign * masked < 0; prev_sign = sign(masked)."""
-  flips, prev_sign = counted(ops.stop_gradient(masked), state.prev_sign, state.flips)
-  state.flips.assign(flips)
-  state.prev_sign.assign(prev_sign)
+  _store(state, counted(ops.stop_gradient(masked), state.prev_sign, state.flips))
 
 
 def float32_value(variable):
@@ -75,22 +79,24 @@ def float32_copy(variable):
   return ops.copy(float32_value(variable))
 
 
+def _masked_value(weight, mask):
+  """w * mask in float32, from tensors."""
+  return ops.multiply(ops.cast(weight, "float32"), ops.cast(mask, "float32"))
+
+
 def _masked(state):
-  return ops.multiply(float32_value(state.weight), ops.cast(state.mask, "float32"))
+  return _masked_value(float32_value(state.weight), state.mask)
 
 
 @compiled
 def _pending(weight, mask, prev_sign, flips):
-  return counted(ops.multiply(ops.cast(weight, "float32"), ops.cast(mask, "float32")),
-                 prev_sign, flips)
+  return counted(_masked_value(weight, mask), prev_sign, flips)
 
 
 def count_pending(state):
   """Counts, on the host, a flip the last optimizer step made (idempotent)."""
-  flips, prev_sign = _pending(*[ops.convert_to_tensor(v) for v in
-                                (state.weight, state.mask, state.prev_sign, state.flips)])
-  state.flips.assign(flips)
-  state.prev_sign.assign(prev_sign)
+  _store(state, _pending(*[ops.convert_to_tensor(v) for v in
+                           (state.weight, state.mask, state.prev_sign, state.flips)]))
 
 
 def sync_signs(state):
