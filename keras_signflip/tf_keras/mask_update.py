@@ -245,26 +245,34 @@ class CriterionPruning(pruning_impl.Pruning):
     group = self._group_fn()
     if group is not None and not group.is_leader(self):
       return tf.no_op()
-    # In a graph the selection is one nested function call, so the branch not
-    # taken at most steps is a single node (the executor visits every node of
-    # a lowered cond's dead branch at every step). Eagerly, only the branch
-    # taken runs, and a new tf.function per call would be traced every time.
-    compute = lambda: self._new_values(group)  # noqa: E731
-    if not tf.executing_eagerly():
-      compute = tf.function(compute, autograph=False)
-
     def assign_all(assign):
       targets = self._update_targets(group)
-      return tf.group([assign(v, x) for v, x in zip(targets, compute())])
+      with tf.control_dependencies([assign(v, x)
+                                    for v, x in zip(targets, self._new_values(group))]):
+        return tf.constant(True)
 
     def update_distributed(distribution):
-      def update():
-        return assign_all(lambda v, x: distribution.extended.update(
-            v, lambda var, value: var.assign(value), (x,)))
-      return tf.cond(self._should_update(), update, tf.no_op)
+      update = _not_inlined(lambda: assign_all(lambda v, x: distribution.extended.update(
+          v, lambda var, value: var.assign(value), (x,))))
+      return tf.cond(self._should_update(), update, lambda: tf.constant(False))
 
     replica_context = tf.distribute.get_replica_context()
     if replica_context:
       return replica_context.merge_call(update_distributed)
-    return tf.cond(self._should_update(),
-                   lambda: assign_all(lambda v, x: v.assign(x)), tf.no_op)
+    update = _not_inlined(lambda: assign_all(lambda v, x: v.assign(x)))
+    return tf.cond(self._should_update(), update, lambda: tf.constant(False))
+
+
+def _not_inlined(update):
+  """`update` as one function-call node of the training graph (in a graph).
+
+  TensorFlow inlines function calls into the graph that calls them, so the
+  whole mask update (hundreds of nodes) would sit in the cond's branch not
+  taken, and the executor visits every node of a dead branch at every step:
+  ~0.08 ms a step on LeNet-300-100 (3% of its epoch on 2 cores). Eagerly,
+  only the branch taken runs, and a tf.function per call would be traced
+  every time, so it stays a plain function there.
+  """
+  if tf.executing_eagerly():
+    return update
+  return tf.function(update, autograph=False, experimental_attributes={"_noinline": True})
