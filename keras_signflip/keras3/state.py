@@ -45,14 +45,27 @@ def signs(values):
 def counted(masked, prev_sign, flips):
   """(flips + (prev_sign * sign(masked) < 0), sign(masked)): the new count and sign.
 
-  Under XLA (JAX, TensorFlow) the ops fuse into one pass, and comparing
-  prev_sign * masked (same sign) in the float dtype avoids int8 arithmetic,
-  which XLA's CPU backend runs slowly (784x300: 249 us against 306 us).
-  PyTorch runs each op as its own pass over memory, so there the product is
-  taken in int8 and the bool added as it is (398 us against 557 us a step).
+  Written per backend, as each runs it fastest (LeNet-300-100, CPU):
+  - JAX compiles the train step with XLA, which fuses the ops; selects on
+    comparisons avoid its slow sign op, int8 arithmetic and float product:
+    175 us a step against 220 us (in a compiled loop), a 1,000-step epoch
+    1.21x the unwrapped model's against 1.23x.
+  - TensorFlow (Keras 3 leaves its train step uncompiled on CPU) runs each
+    op as its own kernel: the fewest ops win, prev_sign * masked compared in
+    the float dtype (the selects took its epoch from 1.33x to 1.45x).
+  - PyTorch also runs op by op, and is fastest with the product taken in
+    int8 and the bool added as it is (398 us against 557 us a step).
   """
+  backend = keras.backend.backend()
+  if backend == "jax":
+    positive, negative = ops.greater(masked, 0), ops.less(masked, 0)
+    one = ops.ones_like(prev_sign)
+    new_sign = ops.where(positive, one, ops.where(negative, -one, ops.zeros_like(one)))
+    flipped = ops.where(ops.greater(prev_sign, 0), negative,
+                        ops.logical_and(ops.less(prev_sign, 0), positive))
+    return ops.add(flips, ops.cast(flipped, "int32")), new_sign
   new_sign = signs(masked)
-  if keras.backend.backend() == "torch":
+  if backend == "torch":
     return ops.add(flips, ops.less(ops.multiply(prev_sign, new_sign), 0)), new_sign
   flipped = ops.less(ops.multiply(ops.cast(prev_sign, masked.dtype), masked), 0)
   return ops.add(flips, ops.cast(flipped, "int32")), new_sign
@@ -66,7 +79,8 @@ def _store(state, counts):
 
 def count(state, masked):
   """flips += prev_sign * masked < 0; prev_sign = sign(masked)."""
-  _store(state, counted(ops.stop_gradient(masked), state.prev_sign, state.flips))
+  _store(state, counted(ops.stop_gradient(masked), ops.convert_to_tensor(state.prev_sign),
+                        ops.convert_to_tensor(state.flips)))
 
 
 def float32_value(variable):

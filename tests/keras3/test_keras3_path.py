@@ -101,6 +101,24 @@ def _recount(seen):
   return flips
 
 
+def test_count_rule_equals_numpy_on_every_sign_pair_with_signed_zeros():
+  # Every (previous sign, new value) pair, -0.0 included: moving to or from
+  # zero is no flip, and the new sign of -0.0 is 0.
+  values = np.array([-2.5, -0.0, 0.0, 3.0, -1e-30, 7e3], np.float32)
+  prev = np.array([-1, 0, 1], np.int8)
+  masked = np.tile(values, prev.size).reshape(prev.size, values.size)
+  prev_sign = np.repeat(prev, values.size).reshape(prev.size, values.size)
+  flips = np.arange(masked.size, dtype=np.int32).reshape(masked.shape)
+  new_flips, new_sign = state_lib.counted(ops.convert_to_tensor(masked),
+                                          ops.convert_to_tensor(prev_sign),
+                                          ops.convert_to_tensor(flips))
+  expected_sign = np.sign(masked).astype(np.int8)
+  np.testing.assert_array_equal(_np(new_sign), expected_sign)
+  assert _np(new_sign).dtype == np.int8
+  np.testing.assert_array_equal(
+      _np(new_flips), flips + (prev_sign.astype(np.int32) * expected_sign < 0))
+
+
 @pytest.mark.parametrize("scope", ["layer", "global"])
 def test_fit_flips_equal_numpy_recount_and_pruned_weights_stay_zero(scope):
   schedule = k3.schedules.PolynomialDecay(0.1, 0.5, begin_step=6, end_step=30, frequency=4)
