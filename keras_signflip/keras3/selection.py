@@ -37,6 +37,18 @@ def _first(ties, count):
   return ops.logical_and(ties, ops.less_equal(ops.cumsum(ops.cast(ties, "int32")), count))
 
 
+def _kth_largest(host, k):
+  """The k-th largest of `host`, partitioning only the scores above -inf.
+
+  Pruned weights score -inf; NumPy's introselect slows down on so many equal
+  values (235k scores, 60% pruned: 4.6 ms against 1.1 ms for the live ones).
+  """
+  live = host[host > -np.inf]
+  if k > live.size:
+    return np.float32(-np.inf)
+  return np.partition(live, live.size - k)[live.size - k]
+
+
 def select_top_k(scores, k, secondary=None, with_kth=False):
   """Bool masks (one per score tensor) keeping exactly `k` highest scores.
 
@@ -54,7 +66,7 @@ def select_top_k(scores, k, secondary=None, with_kth=False):
   n = host.size
   if not 1 <= k <= n:
     raise ValueError(f"kept count {k} is outside [1, {n}]")
-  threshold = np.partition(host, n - k)[n - k]
+  threshold = _kth_largest(host, k)
   at_least = np.count_nonzero(host >= threshold)
   if at_least == k:  # every tie at the k-th score fits
     keep = [ops.greater_equal(s, threshold) for s in scores]
