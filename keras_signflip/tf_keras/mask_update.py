@@ -269,7 +269,8 @@ def _not_inlined(update):
   TensorFlow inlines function calls into the graph that calls them, so the
   whole mask update (hundreds of nodes) would sit in the cond's branch not
   taken, and the executor visits every node of a dead branch at every step:
-  ~0.08 ms a step on LeNet-300-100 (3% of its epoch on 2 cores). Eagerly,
+  ~0.08 ms a step on LeNet-300-100 with the flip count switched off (3% of
+  its epoch on 2 cores; with the count on, inside the epochs' noise). Eagerly,
   only the branch taken runs, and a tf.function per call would be traced
   every time, so it stays a plain function there.
   """
