@@ -4,9 +4,14 @@ LeNet-300-100 (batch 60, Adam, NumPy data), dense against `prune_sign_flip`
 with `Hybrid` at layer and global scope (PolynomialDecay to 90%, a mask
 update every 100 steps). Variants run interleaved, one epoch at a time after
 a warm-up epoch, timed by `benchmarks.epoch_timer.EpochTimer` (the epoch,
-not `fit`'s setup and teardown); the best epoch of each is the figure (a
-shared machine stalls at times), with medians beside it. Each backend runs in its own
+not `fit`'s setup and teardown); medians are the figures, the best epochs
+beside them. Each backend runs in its own
 process; needs only Keras 3 and the backend (no TensorFlow for JAX/PyTorch).
+
+Each backend also counts the extra bytes per prunable weight of every
+criterion's wrapper over the unwrapped model: the wrapper's own variables,
+plus the optimizer's `<weight>_grad_product` accumulators for the criteria
+that read gradients (`record_gradients`).
 
     python -m benchmarks.keras3_overhead --backends=tensorflow,jax,torch [--rounds=5]
 """
@@ -18,6 +23,34 @@ import subprocess
 import sys
 
 import numpy as np
+
+
+def _extra_bytes_per_weight():
+  """{criterion: extra bytes per prunable weight over the unwrapped LeNet-300-100}."""
+  import keras  # pylint: disable=g-import-not-at-top
+  import keras_signflip as ksf  # pylint: disable=g-import-not-at-top
+  import keras_signflip.keras3 as k3  # pylint: disable=g-import-not-at-top
+  from keras_signflip import criteria  # pylint: disable=g-import-not-at-top
+
+  def nbytes(variables):
+    return sum(np.dtype(v.dtype).itemsize * int(np.prod(v.shape)) for v in variables)
+
+  out = {}
+  for name in criteria.CRITERIA:
+    model = k3.prune_sign_flip(
+        keras.Sequential([keras.Input((784,)), keras.layers.Dense(300),
+                          keras.layers.Dense(100), keras.layers.Dense(10)]),
+        criterion=name)
+    wrappers = [w for w in model.layers if isinstance(w, k3.PruneSignFlip)]
+    own = {id(v) for w in wrappers for v in w.layer.weights}
+    extra = nbytes([v for w in wrappers for v in w.weights if id(v) not in own])
+    if criteria.get(name).uses_gradients:
+      optimizer = ksf.record_gradients(keras.optimizers.SGD())
+      optimizer.build(model.trainable_variables)
+      extra += nbytes([v for v in optimizer.variables if v.name.endswith("_grad_product")])
+    prunable = sum(int(np.prod(s.weight.shape)) for w in wrappers for s in w.flip_states)
+    out[name] = extra / prunable
+  return out
 
 
 def _measure(rounds, examples):
@@ -61,7 +94,8 @@ def _measure(rounds, examples):
           "overhead_layer": best["layer"] / best["dense"],
           "overhead_global": best["global"] / best["dense"],
           "overhead_layer_median": median["layer"] / median["dense"],
-          "overhead_global_median": median["global"] / median["dense"]}
+          "overhead_global_median": median["global"] / median["dense"],
+          "extra_bytes_per_weight": _extra_bytes_per_weight()}
 
 
 def main():
@@ -87,11 +121,19 @@ def main():
       print(f"[{backend}] failed:\n{out.stderr[-2000:]}")
       continue
     results.append(json.loads(line[0][len("RESULT "):]))
-  print("\nbackend      dense s/epoch  layer x  global x  (medians: layer x, global x)")
+  print("\nRatio to the unwrapped model's epoch, median (best):")
+  print("backend      dense s/epoch  layer x          global x")
   for r in results:
-    print(f"{r['backend']:<12} {r['best_s']['dense']:>13.3f}  {r['overhead_layer']:>7.3f}  "
-          f"{r['overhead_global']:>8.3f}  ({r['overhead_layer_median']:.3f}, "
-          f"{r['overhead_global_median']:.3f})")
+    print(f"{r['backend']:<12} {r['median_s']['dense']:>13.3f}  "
+          f"{r['overhead_layer_median']:.3f} ({r['overhead_layer']:.3f})    "
+          f"{r['overhead_global_median']:.3f} ({r['overhead_global']:.3f})")
+  if results:
+    names = list(results[0]["extra_bytes_per_weight"])
+    print("\nExtra bytes per prunable weight over the unwrapped model (counted variables):")
+    print(f"{'criterion':<24}" + "".join(f"{r['backend']:>12}" for r in results))
+    for name in names:
+      print(f"{name:<24}" + "".join(f"{r['extra_bytes_per_weight'][name]:>12.2f}"
+                                    for r in results))
   if args.json:
     with open(args.json, "w", encoding="utf-8") as f:
       json.dump(results, f, indent=2)

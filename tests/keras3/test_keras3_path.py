@@ -658,3 +658,17 @@ def test_files_with_float_masks_load_into_int8_masks(tmp_path):
   for a, b in zip(k3.flip_states(model), k3.flip_states(loaded)):
     for name in ("weight", "mask", "flips", "prev_sign"):
       np.testing.assert_array_equal(_np(getattr(a, name)), _np(getattr(b, name)), err_msg=name)
+
+
+def test_benchmark_counts_extra_bytes_per_weight_of_each_criterion():
+  from benchmarks import keras3_overhead  # pylint: disable=g-import-not-at-top
+  extra = keras3_overhead._extra_bytes_per_weight()  # pylint: disable=protected-access
+  # int8 mask + int8 previous sign + int32 flips = 6 bytes a weight (plus a
+  # few scalars per wrapper: under 0.001 a weight for LeNet-300-100's 266k).
+  for name in ("magnitude", "sign_flip", "hybrid", "random"):
+    assert abs(extra[name] - 6.0) < 1e-3, (name, extra[name])
+  # + 4 bytes: float32 reference, int32 flips at the last update, or the
+  # optimizer's float32 sum of w * g.
+  for name in ("large_final_same_sign", "movement", "recent_flips", "saliency",
+               "movement_score"):
+    assert abs(extra[name] - 10.0) < 1e-3, (name, extra[name])
