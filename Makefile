@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: setup data mnist test demo bench bench-quick anchors overhead overhead-keras3 tfmot-suite clean
+.PHONY: setup data mnist test demo bench bench-quick report length anchors overhead overhead-keras3 tfmot-suite clean
 
 $(STAMP): setup.py
 	test -x $(PY) || python3 -m venv .venv
@@ -60,7 +60,21 @@ bench: setup data
 	  $(BENCH_ENV) $(PY) -m benchmarks.compare --calibrate --shard=1/2; wait
 	$(BENCH_ENV) $(PY) -m benchmarks.compare --shard=0/2 --nowrite_report & \
 	  $(BENCH_ENV) $(PY) -m benchmarks.compare --shard=1/2 --nowrite_report; wait
+	$(MAKE) report
+
+# Every report from the committed raw JSON alone (no training): BENCHMARKS.md,
+# its plots, and the training-length study's README and figures.
+report: setup
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m benchmarks.compare --report_only
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m benchmarks.training_length --report_only
+
+# Issue 28's training-length study: the flip-term ablation and RecentFlips at
+# 30 and 100 epochs (LeNet-300-100) and 10/30 (LeNet-5), 3 seeds; about 13
+# CPU-hours, resumable (finished runs are kept). Then `make report`.
+length: setup data
+	$(BENCH_ENV) $(PY) -m benchmarks.training_length --shard=0/2 --nowrite_report & \
+	  $(BENCH_ENV) $(PY) -m benchmarks.training_length --shard=1/2 --nowrite_report; wait
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m benchmarks.training_length --report_only
 
 # The ablation at 90% and 99.8% on 12k examples, 2 seeds, 2 epochs (about 2 minutes).
 bench-quick: setup data

@@ -3,7 +3,7 @@ binaries, which cannot import each other: each defines its own absl flags)."""
 import json
 import os
 
-__all__ = ["write_json", "update_json"]
+__all__ = ["write_json", "update_json", "write_text"]
 
 
 def write_json(path, value):
@@ -24,3 +24,11 @@ def update_json(path, entries):
     with open(path) as f:
       previous = json.load(f)
   write_json(path, {**previous, **entries})
+
+
+def write_text(path, text):
+  """Writes `text` to `path` via a temporary file and a rename."""
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  with open(path + ".tmp", "w") as f:
+    f.write(text)
+  os.replace(path + ".tmp", path)

@@ -14,9 +14,10 @@ gradient noise N(0, 1) * lambda * ||g||_2 / sqrt(n), lambda = 1; SGD, lr 0.1,
 momentum 0.9, PyTorch's (coupled) weight decay 5e-4, learning rate x0.1 at
 3/7 and 5/7 of training (epochs 150 and 250 of 350).
 
-When a run is shorter than m + 1 epochs the events are spaced in steps
-instead (round(total_steps / (m + 1))), so every target keeps its
-recovery tail. See docs/flipout_differences.md for where ours differs.
+When whole epochs cannot leave a recovery tail (a run shorter than m + 1
+epochs, or one whose rounding puts the m-th event at its end) the events are
+spaced in steps instead (round(total_steps / (m + 1))), so every target keeps
+its recovery tail. See docs/flipout_differences.md for where ours differs.
 
     kwargs = ksf.flipout.prune_kwargs(0.999, epochs=350, steps_per_epoch=391)
     model = ksf.prune_sign_flip(base, **kwargs)
@@ -54,16 +55,19 @@ def _check_run(epochs, steps_per_epoch):
 
 
 def _frequency(target, epochs, steps_per_epoch):
-  """Steps between events: FlipOut's round(epochs / (m + 1)) epochs, or
-  round(steps / (m + 1)) steps when the run has fewer than m + 1 epochs."""
+  """Steps between events: FlipOut's round(epochs / (m + 1)) epochs, else
+  round(steps / (m + 1)) steps, else floor(steps / (m + 1)): the first that
+  leaves a recovery tail after the m-th event (whole epochs do not in runs
+  shorter than m + 1 epochs, nor where rounding up puts the m-th event at the
+  end: 30 epochs at 99.9% would prune every 3 epochs, the 10th at epoch 30)."""
   m = events(target)
-  if epochs >= m + 1:
-    return round(epochs / (m + 1)) * steps_per_epoch
-  frequency = round(epochs * steps_per_epoch / (m + 1))
-  if frequency < 1:
-    raise ValueError(f"A {epochs}-epoch run of {steps_per_epoch} steps is too short for "
-                     f"{m} pruning events; give it at least {m + 1} steps.")
-  return frequency
+  total = epochs * steps_per_epoch
+  for frequency in (round(epochs / (m + 1)) * steps_per_epoch, round(total / (m + 1)),
+                    total // (m + 1)):
+    if frequency >= 1 and m * frequency < total:
+      return frequency
+  raise ValueError(f"A {epochs}-epoch run of {steps_per_epoch} steps is too short for "
+                   f"{m} pruning events; give it at least {m + 1} steps.")
 
 
 def event_steps(target, epochs, steps_per_epoch):

@@ -30,6 +30,16 @@ def test_short_runs_space_events_in_steps():
   assert steps == [91 * k for k in range(1, 11)] and steps[-1] < 1000
 
 
+def test_every_run_length_keeps_a_recovery_tail():
+  # 30 epochs at 99.9%: round(30 / 11) = 3 epochs would put event 10 at epoch 30.
+  assert flipout.event_steps(0.999, 30, 430) == [round(30 * 430 / 11) * k for k in range(1, 11)]
+  for target in (0.9, 0.98, 0.995, 0.998, 0.999):
+    m = flipout.events(target)
+    for epochs, steps_per_epoch in [(e, 50) for e in range(1, 400)] + [(1, s) for s in range(m + 1, 200)]:
+      steps = flipout.event_steps(target, epochs, steps_per_epoch)
+      assert len(steps) == m and 0 < steps[0] and steps[-1] < epochs * steps_per_epoch
+
+
 def test_bad_arguments_are_clear_errors():
   with pytest.raises(ValueError, match="target"):
     flipout.events(1.0)
@@ -46,7 +56,7 @@ def _tiny(seed=0):
 
 
 def test_kept_counts_halve_at_each_event_then_hold():
-  epochs, steps_per_epoch, target = 12, 5, 0.98  # m = 6 events, every 2 epochs
+  epochs, steps_per_epoch, target = 14, 5, 0.98  # m = 6 events, every 2 epochs
   model = ksf.prune_sign_flip(_tiny(), **flipout.prune_kwargs(target, epochs, steps_per_epoch))
   model.compile(flipout.optimizer(epochs, steps_per_epoch, noise=1.0), "mse")
   n = sum(int(np.prod(s.weight.shape)) for s in ksf.flip_states(model))

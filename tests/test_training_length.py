@@ -1,0 +1,61 @@
+"""benchmarks/training_length.py: its job list and its paired effects, from raw rows
+written the way the study writes them, against a NumPy recount."""
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="module")
+def study():
+  from benchmarks import training_length  # pylint: disable=g-import-not-at-top
+  return training_length
+
+
+def test_jobs_cover_every_arm_target_and_seed_once_most_informative_first(study):
+  jobs = study.jobs([0, 1, 2])
+  assert len(jobs) == len(set(jobs)) == len(study.BLOCKS) * 3 * len(study.TARGETS) * len(study.ARMS)
+  assert jobs[0][:2] == ("lenet_300_100", 30)
+  # a seed's arms at one target run next to each other, so a partial study is paired
+  assert {j[2] for j in jobs[:len(study.ARMS)]} == set(study.ARMS)
+  # shards split by position: together they are the whole list, apart disjoint
+  shards = [[j for i, j in enumerate(jobs) if i % 2 == k] for k in range(2)]
+  assert not set(shards[0]) & set(shards[1]) and len(shards[0]) + len(shards[1]) == len(jobs)
+
+
+def _write(directory, model, method, target, seed, accuracy, epochs):
+  os.makedirs(os.path.join(directory, "raw"), exist_ok=True)
+  row = {"model": model, "regime": "flipout", "method": method, "target": target, "seed": seed,
+         "test_accuracy": accuracy, "sparsity": target, "steps": 100 * epochs, "epochs": epochs,
+         "train_examples": 1280, "batch": 128, "event_steps": [50 * epochs]}
+  with open(os.path.join(directory, "raw", f"{model}__flipout__{method}__{target:g}__{seed}.json"),
+            "w") as f:
+    json.dump(row, f)
+
+
+def test_effects_and_report_from_raw_rows(study, tmp_path):
+  dirs = str(tmp_path / "length"), str(tmp_path / "grid")
+  rng = np.random.RandomState(0)
+  accuracy = {}
+  for epochs in (10, 30):
+    for seed in range(3):
+      for method in study.ARMS:
+        accuracy[(epochs, method, seed)] = a = float(rng.uniform(0.5, 0.9))
+        _write(study.output_dir(epochs, *dirs), "lenet_300_100", method, 0.999, seed, a, epochs)
+  # a row of another study (a different target) is left out
+  _write(study.output_dir(30, *dirs), "lenet_300_100", "hybrid", 0.9, 0, 0.1, 30)
+  rows = study.load_rows(*dirs)
+  assert len(rows) == 2 * 3 * len(study.ARMS)
+  effects = study.report(rows, str(tmp_path / "length" / "README.md"), "the test's rows")
+  for epochs in (10, 30):
+    d = np.array([accuracy[(epochs, "flipout", s)] - accuracy[(epochs, "magnitude_noise", s)]
+                  for s in range(3)])
+    half = 4.302652729911275 * d.std(ddof=1) / math.sqrt(3)
+    got = effects[("lenet_300_100", 0.999, epochs)]["flips_with_noise"]
+    np.testing.assert_allclose([got["mean"], got["low"], got["high"]],
+                               [d.mean(), d.mean() - half, d.mean() + half], rtol=1e-9)
+  text = (tmp_path / "length" / "README.md").read_text()
+  assert f"{100 * d.mean():+.2f}" in text
+  assert (tmp_path / "length" / "lenet_300_100_flip_term_vs_epochs.png").stat().st_size > 0
