@@ -10,7 +10,7 @@ import pytest
 
 @pytest.fixture(scope="module")
 def study():
-  from benchmarks import training_length  # pylint: disable=g-import-not-at-top
+  from benchmarks import length_analysis as training_length  # pylint: disable=g-import-not-at-top
   return training_length
 
 
