@@ -4,6 +4,7 @@ Everything a run needs is rebuilt from its flag values, which `train.py`
 stores as `config.json` in the run's output directory.
 """
 import json
+import math
 import os
 import sys
 
@@ -37,13 +38,18 @@ flags.DEFINE_enum("schedule", "polynomial", SCHEDULES, "Pruning schedule; flipou
                   "50% events (keras_signflip.flipout, ignores --frequency/--end_step).")
 flags.DEFINE_float("target_sparsity", 0.8, "Final sparsity, in [0, 1).")
 flags.DEFINE_integer("begin_step", 0, "First pruning step.")
-flags.DEFINE_integer("end_step", None, "Last pruning step; default: 2/3 of training.")
+flags.DEFINE_integer("end_step", None, "Last pruning step; default: 2/3 of training (geometric: "
+                     "--begin_step plus the events that reach the target).")
 flags.DEFINE_integer("frequency", 100, "Steps between mask updates.")
 flags.DEFINE_float("prune_fraction", 0.5, "Geometric schedule: fraction of the "
                    "remaining weights pruned at each update.")
 flags.DEFINE_integer("min_flips", None, "Flip-triggered pruning threshold (>= 1).")
 flags.DEFINE_float("noise_scale", 0.0, "FlipOut gradient noise factor (0: off).")
 flags.DEFINE_integer("epochs", 3, "Training epochs.")
+flags.DEFINE_integer("schedule_epochs", None, "The run length the pruning schedule and the "
+                     "learning-rate decays are laid out for; default --epochs. A run resumed "
+                     "with more --epochs keeps the length it started with: the extra epochs "
+                     "train at the final sparsity and learning rate.")
 flags.DEFINE_integer("batch_size", 60, "Batch size per replica.")
 flags.DEFINE_enum("optimizer", "adam", OPTIMIZERS, "Optimizer; flipout: FlipOut's SGD (momentum "
                   "0.9, coupled weight decay 5e-4, x0.1 at 3/7 and 5/7 of training, "
@@ -58,7 +64,10 @@ flags.DEFINE_bool("mixed_precision", False, "Use the mixed_float16 policy.")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the training step.")
 flags.DEFINE_string("export_dir", None, "Write a sparse SavedModel here.")
 flags.DEFINE_string("output_dir", None, "Run directory: checkpoints or round artifacts, logs, summaries.")
-flags.DEFINE_bool("resume", False, "Continue the run in --output_dir where it stopped.")
+flags.DEFINE_bool("resume", False, "Continue the run in --output_dir where it stopped (with "
+                  "the configuration it started with; more --epochs extend it).")
+flags.DEFINE_bool("overwrite", False, "Replace an earlier keras_signflip run at --output_dir "
+                  "(only the files a run writes) or export at --export_dir; never a user's files.")
 flags.DEFINE_bool("tflite", False, "Also export model.tflite (TF's sparsity optimisation).")
 FLAGS = flags.FLAGS
 
@@ -67,9 +76,15 @@ class UsageError(ValueError):
   """A bad flag: reported as one line, before anything is written."""
 
 
-def fail(program, error):
+class RunError(RuntimeError):
+  """A run that finished wrong (e.g. below its target sparsity): exit status 1."""
+
+
+def fail(program, error, status=2):
+  """Prints `program: error: ...` and exits (2: bad usage, before any change; 1: a run
+  that finished wrong)."""
   print(f"{program}: error: {error}", file=sys.stderr)
-  sys.exit(2)
+  sys.exit(status)
 
 
 def validate_common():
@@ -91,8 +106,24 @@ def validate_common():
   for name in ("epochs", "batch_size", "frequency"):
     if getattr(FLAGS, name) < 1:
       raise UsageError(f"--{name}={getattr(FLAGS, name)} must be >= 1.")
-  if FLAGS.noise_scale < 0:
-    raise UsageError(f"--noise_scale={FLAGS.noise_scale} must be >= 0.")
+  for name in ("train_examples", "test_examples", "schedule_epochs"):
+    if getattr(FLAGS, name) is not None and getattr(FLAGS, name) < 1:
+      raise UsageError(f"--{name}={getattr(FLAGS, name)} must be >= 1 (or left out).")
+  for name in ("begin_step", "warmup_steps", "seed", "random_seed_criterion"):
+    if getattr(FLAGS, name) < 0:
+      raise UsageError(f"--{name}={getattr(FLAGS, name)} must be >= 0.")
+  if FLAGS.end_step is not None and FLAGS.end_step <= FLAGS.begin_step:
+    raise UsageError(f"--end_step={FLAGS.end_step} must be > --begin_step={FLAGS.begin_step}.")
+  for name, low in (("power", 0.0), ("learning_rate", 0.0)):
+    value = getattr(FLAGS, name)
+    if not math.isfinite(value) or value <= low:
+      raise UsageError(f"--{name}={value} must be a finite number > {low:g}.")
+  if not math.isfinite(FLAGS.noise_scale) or FLAGS.noise_scale < 0:
+    raise UsageError(f"--noise_scale={FLAGS.noise_scale} must be a finite number >= 0.")
+  for name in ("output_dir", "export_dir"):
+    path = getattr(FLAGS, name)
+    if path and os.path.lexists(path) and not os.path.isdir(path):
+      raise UsageError(f"--{name}={path} is a file, not a directory; choose another --{name}.")
   if FLAGS.dataset not in data_lib.IDX_DATASETS and FLAGS.data_source == "idx":
     raise UsageError(f"--data_source=idx supports {sorted(data_lib.IDX_DATASETS)} only.")
   try:
@@ -140,10 +171,17 @@ class Warmup(keras.optimizers.schedules.LearningRateSchedule):
     return {"peak": self.peak, "steps": self.steps}
 
 
+def schedule_epochs():
+  """The run length the schedule and decays are laid out for (--schedule_epochs, else --epochs)."""
+  return FLAGS.schedule_epochs or FLAGS.epochs
+
+
 def make_optimizer(total_steps=None):
-  """The --optimizer; `total_steps` (default: --epochs steps) places flipout's decays."""
+  """The --optimizer; `total_steps` (the schedule's steps; default: one a
+  schedule epoch) places flipout's decays."""
   if FLAGS.optimizer == "flipout":
-    return flipout.optimizer(FLAGS.epochs, max((total_steps or FLAGS.epochs) // FLAGS.epochs, 1),
+    epochs = schedule_epochs()
+    return flipout.optimizer(epochs, max((total_steps or epochs) // epochs, 1),
                              noise=FLAGS.noise_scale, seed=FLAGS.seed,
                              learning_rate=FLAGS.learning_rate)
   lr = Warmup(FLAGS.learning_rate, FLAGS.warmup_steps) if FLAGS.warmup_steps else FLAGS.learning_rate
@@ -157,12 +195,17 @@ def make_optimizer(total_steps=None):
 
 def make_schedule(total_steps):
   if FLAGS.schedule == "flipout":
-    return flipout.prune_kwargs(FLAGS.target_sparsity, FLAGS.epochs,
-                                max(total_steps // FLAGS.epochs, 1))["pruning_schedule"]
+    return flipout.prune_kwargs(FLAGS.target_sparsity, schedule_epochs(),
+                                max(total_steps // schedule_epochs(), 1))["pruning_schedule"]
   # Default: prune during the first 2/3 of training, ending on a pruning step
   # (a multiple of --frequency after --begin_step) so the target is reached.
   end = FLAGS.end_step
-  if end is None:
+  if end is None and FLAGS.schedule == "geometric":
+    # As many events as the halvings (by --prune_fraction) that reach the target.
+    events = max(math.ceil(math.log(max(1 - FLAGS.target_sparsity, 1e-12))
+                           / math.log(1 - FLAGS.prune_fraction) - 1e-9), 1)
+    end = FLAGS.begin_step + events * FLAGS.frequency
+  elif end is None:
     span = max((total_steps * 2 // 3 - FLAGS.begin_step) // FLAGS.frequency, 1)
     end = FLAGS.begin_step + span * FLAGS.frequency
   if FLAGS.schedule == "constant":
@@ -222,3 +265,66 @@ def dump_json(obj, path):
   with open(tmp, "w") as f:
     json.dump(obj, f, indent=2, sort_keys=True)
   os.replace(tmp, path)
+
+
+def scheduled_final_sparsity(schedule, run_steps):
+  """The sparsity `schedule` prunes to at its last pruning step within steps 1..run_steps
+  (0.0 if none fires there), evaluating the schedule itself at its last candidate steps."""
+  begin, end, frequency = schedule.begin_step, schedule.end_step, schedule.frequency
+  last = run_steps if end < 0 else min(end, run_steps)
+  step = begin + (last - begin) // frequency * frequency
+  for _ in range(3):  # the last few candidates; schedules prune on (step - begin) % frequency == 0
+    if step < max(begin, 1):
+      return 0.0
+    should_prune, sparsity = schedule(step)
+    if bool(should_prune):
+      return float(sparsity)
+    step -= frequency
+  return 0.0
+
+
+def check_schedule(steps_per_epoch):
+  """UsageError, before training, when the pruning schedule cannot reach
+  --target_sparsity inside the run (max(--epochs, --schedule_epochs) epochs:
+  a run may stop early on purpose and be extended with --resume).
+  Flip-triggered runs, whose sparsity emerges, and unpruned runs pass."""
+  if FLAGS.criterion == "none" or FLAGS.min_flips is not None or FLAGS.target_sparsity <= 0:
+    return
+  run_steps = steps_per_epoch * max(FLAGS.epochs, schedule_epochs())
+  schedule = make_schedule(steps_per_epoch * schedule_epochs())
+  reached = scheduled_final_sparsity(schedule, run_steps)
+  if reached < FLAGS.target_sparsity - 1e-6:
+    end = "none" if schedule.end_step < 0 else schedule.end_step
+    raise UsageError(
+        f"the pruning schedule cannot reach --target_sparsity={FLAGS.target_sparsity:g} in this "
+        f"run: its last pruning step inside the run's {run_steps} steps "
+        f"({run_steps // steps_per_epoch} epochs of {steps_per_epoch}) prunes to {100 * reached:.2f}% (begin step "
+        f"{schedule.begin_step}, end step {end}, frequency {schedule.frequency}). Set "
+        "--end_step to --begin_step plus a multiple of --frequency within the run, lower "
+        "--frequency, or train longer (--epochs).")
+
+
+def check_final_sparsity(model):
+  """RunError when the trained model's sparsity is below --target_sparsity by more than
+  per-tensor rounding (half a weight per tensor). Exempt: flip-triggered runs, and
+  runs stopped before their --schedule_epochs on purpose (to be extended)."""
+  if (FLAGS.criterion == "none" or FLAGS.min_flips is not None or FLAGS.target_sparsity <= 0
+      or FLAGS.epochs < schedule_epochs()):
+    return
+  masks = _masks(model)
+  sizes = [m.size for m in masks]
+  achieved = 1.0 - sum(float(m.sum()) for m in masks) / max(sum(sizes), 1)
+  if achieved < FLAGS.target_sparsity - (0.5 * len(sizes) + 1e-9) / max(sum(sizes), 1):
+    raise RunError(f"the run ended at {100 * achieved:.2f}% sparsity, below "
+                   f"--target_sparsity={100 * FLAGS.target_sparsity:g}%; its results are not "
+                   "those of the configuration asked for (summary.json records both).")
+
+
+def _masks(model):
+  """Every pruning mask of `model` as a NumPy array (keras_signflip's or TF-MOT's wrappers)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  found = list(ksf.masks(model).values())
+  if not found and hasattr(model, "submodules"):  # TF-MOT's PruneLowMagnitude
+    found = [np.asarray(mask.numpy()) for layer in model.submodules
+             for _, mask, _ in getattr(layer, "pruning_vars", [])]
+  return found

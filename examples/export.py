@@ -3,6 +3,8 @@ r"""Export a `train.py` run's latest checkpoint as a sparse SavedModel.
     python -m examples.export --run_dir=runs/a --export_dir=runs/a/export [--tflite] \
         [--values_dtype=int8] [--kernels=auto]
 
+--export_dir must be absent, empty, or (with --overwrite) an earlier
+keras_signflip export; a directory it did not write is never replaced.
 Rebuilds the model from the run's config.json, restores its latest checkpoint,
 strips pruning and writes the SavedModel (see keras_signflip.tf_keras.export),
 then reloads it with plain `tf.saved_model.load` and reports its test accuracy
@@ -18,12 +20,13 @@ from absl import app, flags, logging
 
 from keras_signflip.tf_keras import export as export_lib
 from keras_signflip import models as models_lib
+from keras_signflip import owned_dir
 from keras_signflip.tf_keras._compat import tf
 
 from examples import common
 
 flags.DEFINE_string("run_dir", None, "The --output_dir of a train.py run.")
-flags.DEFINE_bool("overwrite", False, "Replace an existing --export_dir.")
+# --overwrite is examples.common's (every binary's): replace an earlier export only.
 flags.DEFINE_enum("values_dtype", "float32", list(export_lib.VALUES_DTYPES),
                   "Stored non-zero values: float32, float16, or int8 with per-channel scales.")
 flags.DEFINE_enum("kernels", "dense", list(export_lib.KERNELS),
@@ -44,14 +47,21 @@ def _accuracy(predict, test):
 
 def export_run(run_dir, export_dir, tflite=False, overwrite=False, values_dtype="float32",
                kernels="dense"):
-  """Restores the run's model and exports it; returns the report."""
+  """Restores the run's model and exports it; returns the report.
+
+  `export_dir` is checked first (`owned_dir.check_target`): absent, empty,
+  or an earlier keras_signflip export with `overwrite`; anything else raises
+  ValueError before the checkpoint is read.
+  """
+  owned_dir.check_target(export_dir, "export", overwrite, flag_hint="--overwrite")
   config_path = os.path.join(run_dir, "config.json")
   if not os.path.exists(config_path):
     raise common.UsageError(f"{run_dir} has no config.json; is it a train.py --output_dir?")
   with open(config_path) as f:
     config = json.load(f)
   for name, value in config.items():
-    setattr(FLAGS, name, value)
+    if name in FLAGS:  # train.py's own flags (--keras, --backend) are not defined here
+      setattr(FLAGS, name, value)
   ckpt_dir = os.path.join(run_dir, "checkpoints")
   latest = tf.train.latest_checkpoint(ckpt_dir)
   if latest is None:

@@ -7,10 +7,14 @@ r"""Lottery tickets: iterative pruning with rewinding, controls, early-bird.
 Writes results.json / results.csv after every round, masks_<round>.npz, and
 PNG plots (test accuracy and early-stopping step vs % weights remaining, one
 line per re-initialisation mode). --resume continues in the round a run
-stopped in. --early_bird draws the ticket with the early-bird rule during
-round 0 (pruned at once to the final sparsity of --rounds rounds), then
-retrains it once. --init_mask_from=path/masks_<r>.npz starts from another
-run's mask (ticket transfer).
+stopped in, with the configuration it started with (`lottery.run` keeps it in
+config.json, with this binary's model, data and optimizer flags, and refuses
+any other, naming each differing flag); more --rounds, or --reinit controls
+appended, extend a finished run. --early_bird draws the ticket with the
+early-bird rule during round 0 (pruned at once to the final sparsity of
+--rounds rounds), then retrains it once. --init_mask_from=path/masks_<r>.npz
+starts from another run's mask (ticket transfer). Bad flags, a directory that
+cannot take the run and unreadable artifacts are one-line `error:` messages.
 """
 import dataclasses
 import os
@@ -41,24 +45,75 @@ flags.DEFINE_integer("eval_every", None, "Evaluate every N steps (default: each 
 FLAGS = flags.FLAGS
 
 
+# Flags outside LotteryConfig that change the results: config.json keeps them
+# (`lottery.run`'s context), and a resumed run must give the same.
+CONTEXT_FLAGS = ("dataset", "model", "train_examples", "test_examples", "validation_examples",
+                 "batch_size", "optimizer", "learning_rate", "warmup_steps", "noise_scale",
+                 "early_bird")
+
+
+def _context():
+  context = {name: getattr(FLAGS, name) for name in CONTEXT_FLAGS}
+  if FLAGS.early_bird:
+    context.update(early_bird_epsilon=FLAGS.early_bird_epsilon,
+                   early_bird_sparsity=1 - (1 - FLAGS.prune_rate) ** FLAGS.rounds)
+  return context
+
+
+def _config(rewind_step):
+  """The run's LotteryConfig (the early-bird run's: one round), or a UsageError."""
+  try:
+    return lottery.LotteryConfig(
+        rounds=1 if FLAGS.early_bird else FLAGS.rounds, prune_rate=FLAGS.prune_rate,
+        prune_rate_output=FLAGS.prune_rate_output if FLAGS.scope == "layer" else None,
+        scope=FLAGS.scope, criterion=common.make_criterion(), rewind_step=rewind_step,
+        modes=tuple(FLAGS.reinit), epochs=FLAGS.epochs, eval_every=FLAGS.eval_every,
+        seed=FLAGS.seed)
+  except ValueError as e:
+    raise common.UsageError(str(e)) from None
+
+
+def _init_mask():
+  if not FLAGS.init_mask_from:
+    return None
+  try:
+    return lottery.load_masks(FLAGS.init_mask_from)
+  except ValueError as e:
+    raise common.UsageError(f"--init_mask_from: {e}") from None
+
+
 def validate():
   common.validate_common()
   if not FLAGS.output_dir:
     raise common.UsageError("--output_dir is required.")
+  if getattr(FLAGS, "overwrite", False):
+    raise common.UsageError("--overwrite is not supported here: a lottery run is resumed or "
+                            "extended in place (--resume); choose another --output_dir to "
+                            "start over.")
   if FLAGS.criterion not in criteria_lib.CRITERIA:
     raise common.UsageError(f"--criterion must be one of {sorted(criteria_lib.CRITERIA)} here.")
   bad = [m for m in FLAGS.reinit if m not in reinit_lib.MODES]
   if bad or not FLAGS.reinit:
     raise common.UsageError(f"--reinit={','.join(FLAGS.reinit)}: expected a list of {list(reinit_lib.MODES)}.")
-  if not 0 < FLAGS.prune_rate < 1 or not 0 < FLAGS.prune_rate_output < 1:
-    raise common.UsageError("--prune_rate and --prune_rate_output must be in (0, 1).")
+  if FLAGS.rounds < (1 if FLAGS.early_bird else 0):
+    raise common.UsageError(f"--rounds={FLAGS.rounds} must be >= "
+                            f"{1 if FLAGS.early_bird else 0}{' with --early_bird' * FLAGS.early_bird}.")
+  if not 0 < FLAGS.early_bird_epsilon <= 1:
+    raise common.UsageError(f"--early_bird_epsilon={FLAGS.early_bird_epsilon} must be in (0, 1].")
+  if FLAGS.validation_examples < 1:
+    raise common.UsageError(f"--validation_examples={FLAGS.validation_examples} must be >= 1.")
   if FLAGS.init_mask_from and not os.path.exists(FLAGS.init_mask_from):
     raise common.UsageError(f"--init_mask_from={FLAGS.init_mask_from}: no such file.")
   if not FLAGS.resume and os.path.exists(os.path.join(FLAGS.output_dir, "results.json")):
     raise common.UsageError(f"{FLAGS.output_dir} holds a run; pass --resume to continue it, "
                             "or choose another --output_dir.")
   step = FLAGS.rewind_step
-  return int(step) if step.isdigit() else step
+  rewind_step = int(step) if step.isdigit() else step
+  try:  # the directory, before any data is loaded: a user's, a file, another configuration
+    lottery.check_output_dir(_config(rewind_step), FLAGS.output_dir, _init_mask(), _context())
+  except lottery.OutputDirError as e:
+    raise common.UsageError(str(e)) from None
+  return rewind_step
 
 
 def _table(results):
@@ -95,40 +150,32 @@ def run_lottery(rewind_step):
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
 
-  criterion = common.make_criterion()
-  config = lottery.LotteryConfig(
-      rounds=FLAGS.rounds, prune_rate=FLAGS.prune_rate,
-      prune_rate_output=FLAGS.prune_rate_output if FLAGS.scope == "layer" else None,
-      scope=FLAGS.scope, criterion=criterion, rewind_step=rewind_step,
-      modes=tuple(FLAGS.reinit), epochs=FLAGS.epochs, eval_every=FLAGS.eval_every,
-      seed=FLAGS.seed)
-  init_mask = lottery.load_masks(FLAGS.init_mask_from) if FLAGS.init_mask_from else None
-  os.makedirs(FLAGS.output_dir, exist_ok=True)
-  common.dump_json(dict(
-      rounds=FLAGS.rounds, prune_rate=FLAGS.prune_rate, reinit=FLAGS.reinit,
-      criterion=FLAGS.criterion, scope=FLAGS.scope, model=FLAGS.model,
-      dataset=FLAGS.dataset, epochs=FLAGS.epochs, seed=FLAGS.seed,
-      rewind_step=FLAGS.rewind_step, early_bird=FLAGS.early_bird),
-      os.path.join(FLAGS.output_dir, "config.json"))
+  config = _config(rewind_step)
+  init_mask, context = _init_mask(), _context()
+  files = lottery.RunFiles(FLAGS.output_dir)
 
   if FLAGS.early_bird:
-    target = 1 - (1 - FLAGS.prune_rate) ** FLAGS.rounds
-    bird = early_bird_lib.EarlyBird(target, criterion, epsilon=FLAGS.early_bird_epsilon)
-    dense = dataclasses.replace(config, rounds=0)
-    results = lottery.run(make_model, compile_model, train_data, val, test, dense,
-                          FLAGS.output_dir, init_mask, extra_callbacks=lambda r: [bird])
-    files = lottery.RunFiles(FLAGS.output_dir)
-    if not os.path.exists(files.masks(1)):
-      if bird.mask is None:
-        raise common.UsageError(
-            "The early-bird rule did not hold within --epochs; raise --epochs or "
-            "--early_bird_epsilon.")
-      lottery.save_masks(files.masks(1), list(bird.mask.values()))
-      common.dump_json({"early_bird_epoch": bird.epoch, "distances": bird.distances},
-                       os.path.join(FLAGS.output_dir, "early_bird.json"))
-    config = dataclasses.replace(config, rounds=1)
+    recorded = lottery.read_config(FLAGS.output_dir)
+    if recorded is None or recorded["config"]["rounds"] == 0:  # round 0 not yet followed
+      target = 1 - (1 - FLAGS.prune_rate) ** FLAGS.rounds
+      bird = early_bird_lib.EarlyBird(target, config.criterion, epsilon=FLAGS.early_bird_epsilon)
+      dense = dataclasses.replace(config, rounds=0)
+      lottery.run(make_model, compile_model, train_data, val, test, dense, FLAGS.output_dir,
+                  init_mask, extra_callbacks=lambda r: [bird], context=context)
+      if not os.path.exists(files.masks(1)):
+        if bird.mask is None:
+          raise common.UsageError(
+              "The early-bird rule did not hold within --epochs; raise --epochs or "
+              "--early_bird_epsilon.")
+        lottery.save_masks(files.masks(1), list(bird.mask.values()))
+        common.dump_json({"early_bird_epoch": bird.epoch, "distances": bird.distances},
+                         os.path.join(FLAGS.output_dir, "early_bird.json"))
+    elif not os.path.exists(files.masks(1)):
+      raise common.UsageError(
+          f"{files.masks(1)}, the early-bird ticket, is missing; it is drawn only while round "
+          "0 trains. Choose another --output_dir to draw it again.")
   results = lottery.run(make_model, compile_model, train_data, val, test, config,
-                        FLAGS.output_dir, init_mask)
+                        FLAGS.output_dir, init_mask, context=context)
   lottery.plot(results, lottery.RunFiles(FLAGS.output_dir),
                title=f"{FLAGS.model} / {FLAGS.dataset} ({FLAGS.criterion}, {FLAGS.scope})")
   print(_table(results))
@@ -146,7 +193,7 @@ def main(argv):
     common.fail("lottery_ticket.py", e)
   try:
     run_lottery(rewind_step)
-  except common.UsageError as e:
+  except (common.UsageError, lottery.OutputDirError) as e:
     common.fail("lottery_ticket.py", e)
 
 

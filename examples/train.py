@@ -41,6 +41,7 @@ from keras_signflip.tf_keras import export as export_lib
 from keras_signflip.tf_keras._compat import keras, tf
 
 from examples import common
+from examples import run_dir
 
 flags.DEFINE_integer("verbose", 1, "Keras progress: 0 silent, 1 bar, 2 one line per epoch.")
 flags.DEFINE_enum("keras", "2", ["2", "3"], "2: tf_keras with TF-MOT; 3: Keras 3.")
@@ -53,10 +54,47 @@ def validate():
   common.validate_common()
   if FLAGS.resume and not FLAGS.output_dir:
     raise common.UsageError("--resume needs --output_dir (the run to resume).")
-  if FLAGS.output_dir and not FLAGS.resume and os.path.exists(
-      os.path.join(FLAGS.output_dir, "checkpoints", "checkpoint")):
-    raise common.UsageError(f"{FLAGS.output_dir} already holds checkpoints; pass "
-                            "--resume to continue that run, or choose another --output_dir.")
+  if FLAGS.resume and FLAGS.overwrite:
+    raise common.UsageError("--resume continues the run in --output_dir and --overwrite "
+                            "starts it over; pass one of them.")
+  run_dir.check_export_dir(FLAGS.export_dir, FLAGS.overwrite)
+
+
+def restore_newest_readable(checkpoint, manager, variables):
+  """Restores the newest checkpoint that reads back whole; returns its path, or None.
+
+  A checkpoint is read in full first (TensorFlow checks every tensor's
+  checksum), and a restore that fails part-way (a checkpoint of another
+  model) puts every variable back as it was, so no weight is half-restored.
+  An unreadable newest checkpoint falls back to the previous kept one, with
+  a warning naming both.
+  """
+  failures = []
+  for path in reversed(manager.checkpoints):
+    try:
+      reader = tf.train.load_checkpoint(path)
+      for name in reader.get_variable_to_shape_map():
+        reader.get_tensor(name)
+    except Exception as e:  # pylint: disable=broad-except  (any corruption: report, fall back)
+      failures.append((path, f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"))
+      continue
+    before = [v.numpy() for v in variables]
+    try:
+      checkpoint.restore(path).assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as e:
+      for v, value in zip(variables, before):
+        v.assign(value)
+      raise common.UsageError(f"{path} does not fit this run's model ({str(e).splitlines()[0][:300]}); "
+                              "nothing was restored.") from None
+    for bad, why in failures:
+      logging.warning("Checkpoint %s is unreadable (%s); resumed from %s instead.", bad, why, path)
+      print(f"warning: checkpoint {bad} is unreadable ({why}); resuming from {path} instead.",
+            file=sys.stderr)
+    return path
+  if failures:
+    raise common.UsageError("no readable checkpoint to resume from: " + "; ".join(
+        f"{p} ({why})" for p, why in failures) + ". Start the run over with --overwrite.")
+  return None
 
 
 class EpochLog(keras.callbacks.Callback):
@@ -95,7 +133,17 @@ def train():
   data, train_size = common.load_data()
   global_batch = FLAGS.batch_size * strategy.num_replicas_in_sync
   steps_per_epoch = -(-train_size // global_batch)
-  total_steps = steps_per_epoch * FLAGS.epochs
+  run = run_dir.prepare(steps_per_epoch) if _is_chief(strategy) else None
+  try:
+    return _run(strategy, data, steps_per_epoch, global_batch, started)
+  finally:
+    if run:
+      run.close()
+
+
+def _run(strategy, data, steps_per_epoch, global_batch, started):
+  """Builds, (resumes,) trains, evaluates and exports; returns (summary, model)."""
+  total_steps = steps_per_epoch * common.schedule_epochs()  # the schedule's and decays' length
 
   with strategy.scope():
     model = common.build_model(data.input_shape, data.num_classes, total_steps)
@@ -114,15 +162,16 @@ def train():
       ckpt_dir = os.path.join(output_dir, f"worker_{strategy.cluster_resolver.task_id}")
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=epoch_var)
     manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=2)
-    if FLAGS.resume and manager.latest_checkpoint:
-      checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-      print(f"Resumed from {manager.latest_checkpoint} (epoch {int(epoch_var.numpy())})")
+    restored = None
+    if FLAGS.resume:
+      optimizer_vars = model.optimizer.variables
+      restored = restore_newest_readable(
+          checkpoint, manager, list(model.weights) + list(
+              optimizer_vars() if callable(optimizer_vars) else optimizer_vars) + [epoch_var])
+    if restored:
+      print(f"Resumed from {restored} (epoch {int(epoch_var.numpy())})")
     elif FLAGS.resume:
       print(f"No checkpoint in {ckpt_dir}; starting from scratch.")
-    if chief:
-      os.makedirs(output_dir, exist_ok=True)
-      common.dump_json({k: v.value for k, v in FLAGS.__flags.items()  # pylint: disable=protected-access
-                        if k in _CONFIG_FLAGS}, os.path.join(output_dir, "config.json"))
 
   test = data_lib.pipeline(data.test, global_batch, take=FLAGS.test_examples)
   callbacks = common.pruning_callback() + [EpochLog()]
@@ -153,8 +202,15 @@ def train():
       "steps": int(model.optimizer.iterations.numpy()), "epochs": FLAGS.epochs,
       "replicas": strategy.num_replicas_in_sync, "wall_seconds": time.time() - started,
   }
+  summary["target_sparsity"] = FLAGS.target_sparsity
+  try:
+    common.check_final_sparsity(model)
+  except common.RunError:
+    if output_dir and chief:
+      common.dump_json(dict(summary, target_reached=False), os.path.join(output_dir, "summary.json"))
+    raise
   if FLAGS.export_dir and chief:
-    report = export_lib.export_saved_model(model, FLAGS.export_dir, overwrite=True,
+    report = export_lib.export_saved_model(model, FLAGS.export_dir, overwrite=FLAGS.overwrite,
                                           compare_sizes=True)
     summary["export"] = report
     if FLAGS.tflite:
@@ -168,12 +224,6 @@ def train():
   return summary, model
 
 
-_CONFIG_FLAGS = {
-    "dataset", "data_source", "idx_dir", "data_dir", "train_examples", "test_examples",
-    "model", "criterion", "power", "random_seed_criterion", "scope", "schedule",
-    "target_sparsity", "begin_step", "end_step", "frequency", "prune_fraction",
-    "min_flips", "noise_scale", "epochs", "batch_size", "optimizer", "learning_rate",
-    "warmup_steps", "seed", "mixed_precision"}
 
 
 def main(argv):
@@ -188,6 +238,8 @@ def main(argv):
     common.fail("train.py", e)
   try:
     train()
+  except common.RunError as e:
+    common.fail("train.py", e, status=1)
   except (common.UsageError, ValueError) as e:
     if isinstance(e, common.UsageError) or "Could not load" in str(e) or "No IDX" in str(e):
       common.fail("train.py", e)
@@ -207,6 +259,8 @@ def _main_keras3():
     train_keras3.train()
   except ImportError as e:
     common.fail("train.py", f"--keras=3 --backend={FLAGS.backend}: {e}")
+  except common.RunError as e:
+    common.fail("train.py", e, status=1)
   except common.UsageError as e:
     common.fail("train.py", e)
 

@@ -10,6 +10,7 @@ the TensorFlow and JAX backends, a SavedModel (`model.export`).
 import glob
 import os
 import re
+import sys
 import time
 
 from absl import flags
@@ -20,10 +21,12 @@ from keras import ops
 import keras_signflip as ksf
 from keras_signflip import data as data_lib
 from keras_signflip import models as models_lib
+from keras_signflip import owned_dir
 from keras_signflip.keras3 import export as export_lib
 from keras_signflip.keras3 import schedules
 
 from examples import common
+from examples import run_dir
 
 FLAGS = flags.FLAGS
 
@@ -44,6 +47,9 @@ class Warmup(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def _optimizer():
+  if FLAGS.optimizer == "flipout":
+    raise common.UsageError("--optimizer=flipout builds a tf_keras optimizer (its gradient noise "
+                            "hooks tf_keras); with --keras=3 use --optimizer=momentum.")
   lr = Warmup(FLAGS.learning_rate, FLAGS.warmup_steps) if FLAGS.warmup_steps else FLAGS.learning_rate
   return {"adam": lambda: keras.optimizers.Adam(lr),
           "sgd": lambda: keras.optimizers.SGD(lr),
@@ -86,6 +92,37 @@ def validate():
   for flag in ("noise_scale", "tflite", "jit_compile"):
     if getattr(FLAGS, flag):
       raise common.UsageError(f"--{flag} is not supported with --keras=3.")
+  if FLAGS.resume and not FLAGS.output_dir:
+    raise common.UsageError("--resume needs --output_dir (the run to resume).")
+  if FLAGS.resume and FLAGS.overwrite:
+    raise common.UsageError("--resume continues the run in --output_dir and --overwrite "
+                            "starts it over; pass one of them.")
+  _optimizer()
+  run_dir.check_export_dir(FLAGS.export_dir, FLAGS.overwrite)
+
+
+def load_newest_readable(paths):
+  """(model, path) of the newest `.keras` checkpoint that loads, or (None, None).
+
+  Loading builds a new model, so a file that fails (truncated, bit-flipped)
+  changes nothing; the previous kept checkpoint is then used, with a warning
+  naming both.
+  """
+  failures = []
+  for path in reversed(paths):
+    try:
+      model = keras.saving.load_model(path)
+    except Exception as e:  # pylint: disable=broad-except  (any corruption: report, fall back)
+      failures.append((path, f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"))
+      continue
+    for bad, why in failures:
+      print(f"warning: checkpoint {bad} is unreadable ({why}); resuming from {path} instead.",
+            file=sys.stderr)
+    return model, path
+  if failures:
+    raise common.UsageError("no readable checkpoint to resume from: " + "; ".join(
+        f"{p} ({why})" for p, why in failures) + ". Start the run over with --overwrite.")
+  return None, None
 
 
 def train():
@@ -97,19 +134,24 @@ def train():
     keras.mixed_precision.set_global_policy("mixed_float16")
   data, train_size = common.load_data()
   steps_per_epoch = -(-train_size // FLAGS.batch_size)
-  total_steps = steps_per_epoch * FLAGS.epochs
+  run = run_dir.prepare(steps_per_epoch)
+  try:
+    return _run(data, steps_per_epoch, started)
+  finally:
+    if run:
+      run.close()
+
+
+def _run(data, steps_per_epoch, started):
+  """Builds or resumes, trains, evaluates and exports; returns (summary, model)."""
+  total_steps = steps_per_epoch * common.schedule_epochs()  # the schedule's and decays' length
   model, first_epoch = _build(data, total_steps), 0
   output_dir = FLAGS.output_dir
-  if output_dir:
-    existing = _checkpoints(output_dir)
-    if existing and not FLAGS.resume:
-      raise common.UsageError(f"{output_dir} already holds checkpoints; pass --resume to "
-                              "continue that run or choose another --output_dir.")
-    if existing:
-      model = keras.saving.load_model(existing[-1])
-      first_epoch = int(re.search(r"epoch_(\d+)", existing[-1]).group(1))
-      print(f"Resumed from {existing[-1]} (epoch {first_epoch})")
-    os.makedirs(output_dir, exist_ok=True)
+  if output_dir and FLAGS.resume:
+    loaded, path = load_newest_readable(_checkpoints(output_dir))
+    if loaded is not None:
+      model, first_epoch = loaded, int(re.search(r"epoch_(\d+)", path).group(1))
+      print(f"Resumed from {path} (epoch {first_epoch})")
   callbacks = [] if FLAGS.criterion == "none" else [ksf.UpdatePruningStep()]
   test = data_lib.pipeline(data.test, FLAGS.batch_size, take=FLAGS.test_examples)
   cached = (data.train.take(FLAGS.train_examples) if FLAGS.train_examples else data.train).cache()
@@ -137,17 +179,24 @@ def train():
       "sparsity": report["overall"], "sparsity_per_layer": report["layers"],
       "flips": int(sum(report["flips"].values())), "flips_per_layer": report["flips"],
       "steps": int(ops.convert_to_numpy(model.optimizer.iterations)), "epochs": FLAGS.epochs,
-      "wall_seconds": time.time() - started,
+      "target_sparsity": FLAGS.target_sparsity, "wall_seconds": time.time() - started,
   }
+  try:
+    common.check_final_sparsity(model)
+  except common.RunError:
+    if output_dir:
+      common.dump_json(dict(summary, target_reached=False), os.path.join(output_dir, "summary.json"))
+    raise
   if FLAGS.export_dir:
-    os.makedirs(FLAGS.export_dir, exist_ok=True)
     plain = ksf.strip_pruning(model) if FLAGS.criterion != "none" else model
-    plain.save(os.path.join(FLAGS.export_dir, "model.keras"))
+    # Written beside --export_dir and renamed into place (keras_signflip.owned_dir).
+    with owned_dir.staged(FLAGS.export_dir, "export", FLAGS.overwrite, "--overwrite") as tmp:
+      plain.save(os.path.join(tmp, "model.keras"))
+      if keras.backend.backend() in ("tensorflow", "jax") and FLAGS.criterion != "none":
+        export_lib.export_saved_model(model, os.path.join(tmp, "saved_model"))
     summary["export"] = {"keras": os.path.join(FLAGS.export_dir, "model.keras")}
-    if keras.backend.backend() in ("tensorflow", "jax") and FLAGS.criterion != "none":
-      saved_model = os.path.join(FLAGS.export_dir, "saved_model")
-      export_lib.export_saved_model(model, saved_model)
-      summary["export"]["saved_model"] = saved_model
+    if os.path.isdir(os.path.join(FLAGS.export_dir, "saved_model")):
+      summary["export"]["saved_model"] = os.path.join(FLAGS.export_dir, "saved_model")
   print(f"test accuracy {accuracy:.4f}, sparsity {100 * summary['sparsity']:.2f}%, flips "
         f"{summary['flips']}, {summary['steps']} steps, {summary['wall_seconds']:.1f}s "
         f"(Keras {keras.__version__}, {keras.backend.backend()} backend)")

@@ -60,7 +60,7 @@ _LAZY = {  # public name -> module defining it, imported on first use
 }
 _SUBMODULES = ("tf_keras", "keras3", "lottery", "families", "callbacks", "callback",
                "summaries", "report", "detect", "arguments", "api", "data", "models",
-               "flipout", "distributions", "dynamic")
+               "flipout", "distributions", "dynamic", "schedule_checks")
 
 
 def __getattr__(name):

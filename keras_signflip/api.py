@@ -60,6 +60,9 @@ def sparsity_report(model):
 def export_saved_model(model, path, **kwargs):
   """Strips `model` and writes a SavedModel at `path`; returns a report.
 
+  `path` must be absent, empty, or (with `overwrite=True`) an earlier
+  keras_signflip export; nothing else is ever replaced (`owned_dir`).
+
   See `keras_signflip.tf_keras.export.export_saved_model` (sparse format,
   size report) and `keras_signflip.keras3.export.export_saved_model`.
   """

@@ -35,6 +35,8 @@ reaches m, never beyond the schedule's sparsity.
 import zlib
 from typing import NamedTuple
 
+from keras_signflip import arguments
+
 __all__ = [
     "WeightState", "Criterion", "Magnitude", "SignFlip", "Hybrid",
     "LargeFinalSameSign", "MagnitudeIncrease", "Movement", "RecentFlips", "Saliency", "MovementScore", "Random", "get",
@@ -175,16 +177,15 @@ class Hybrid(Criterion):
   """abs(w)**power / (flips + 1): the FlipOut saliency (Apostol et al. 2020).
 
   Args:
-    power: exponent p of the magnitude term, a positive number. Defaults to 2.
+    power: exponent p of the magnitude term, a finite number > 0. Defaults to 2.
   """
   name = "hybrid"
   xla_compatible = True
 
   def __init__(self, power=2.0):
-    if not isinstance(power, (int, float)) or isinstance(power, bool) or power <= 0:
-      raise ValueError("Received an invalid value for `power`, expected a "
-                       f"positive number. Received: power={power!r}")
-    self.power = float(power)
+    # Finite and > 0: NaN would score every weight NaN (a ranking of nothing),
+    # Inf every weight 0 or Inf, and p <= 0 would keep the smallest weights.
+    self.power = arguments.check_number("power", power, low=0, low_inclusive=False)
 
   def score(self, weight, state, xp=None):
     xp = xp or _default_xp()
@@ -307,17 +308,14 @@ class Random(Criterion):
   (pruning stays monotone and random), on every backend and in every process.
 
   Args:
-    seed: non-negative integer. Defaults to 0.
+    seed: an integer >= 0 (Python or NumPy; not a bool or float). Defaults to 0.
   """
   name = "random"
   xla_compatible = True
   needs_int64 = True
 
   def __init__(self, seed=0):
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-      raise ValueError("Received an invalid value for `seed`, expected a "
-                       f"non-negative integer. Received: seed={seed!r}")
-    self.seed = seed
+    self.seed = arguments.check_integer("seed", seed, minimum=0)
 
   def score(self, weight, state, xp=None):
     xp = xp or _default_xp()

@@ -98,7 +98,8 @@ def test_train_binary_keras3_resume_equals_uninterrupted(tmp_path):
   # --end_step fixes the schedule: by default it spans 2/3 of --epochs.
   flags = ("--end_step=15", "--optimizer=momentum", "--learning_rate=0.2")
   whole, _ = _train("torch", tmp_path / "whole", "--epochs=2", *flags)
-  _train("torch", tmp_path / "split", "--epochs=1", *flags)
+  # A run planned for 2 epochs (--schedule_epochs), stopped after 1, extended by --resume.
+  _train("torch", tmp_path / "split", "--epochs=1", "--schedule_epochs=2", *flags)
   resumed, stdout = _train("torch", tmp_path / "split", "--epochs=2", "--resume", *flags)
   assert "Resumed from" in stdout
   assert whole["backend"] == "torch" and whole["steps"] == resumed["steps"] == 20

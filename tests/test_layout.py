@@ -22,7 +22,8 @@ TF_FAMILY = {"tensorflow", "tf_keras", "tensorflow_model_optimization"}
 # Framework-free: the core and the lottery package. (tf_keras/ and keras3/ are
 # the families; data and models serve the binaries.)
 GENERIC = ["__init__.py", "_moved.py", "api.py", "arguments.py", "callback.py", "callbacks.py",
-           "criteria.py", "detect.py", "families.py", "report.py", "summaries.py",
+           "criteria.py", "detect.py", "families.py", "owned_dir.py", "report.py",
+           "schedule_checks.py", "summaries.py",
            "lottery/__init__.py", "lottery/early_bird.py", "lottery/loop.py",
            "lottery/reinit.py", "lottery/rewind.py"]
 

@@ -250,7 +250,7 @@ def test_bad_flags_fail_with_one_line(args, match, capsys):
 def test_bad_flag_cli_leaves_checkpoints_untouched(tmp_path):
   idx = _write_idx(str(tmp_path / "idx"))
   _flags(dataset="mnist", data_source="idx", idx_dir=idx, epochs=1, batch_size=64,
-         output_dir=tmp_path / "run")
+         frequency=1, output_dir=tmp_path / "run")
   train_bin.train()
   ckpt = tmp_path / "run" / "checkpoints"
   before = {p.name: p.read_bytes() for p in ckpt.iterdir()}

@@ -8,9 +8,11 @@ on JAX, syncing its state -- only at pruning steps and epoch ends.
 """
 import sys
 
+from keras_signflip import schedule_checks
 from keras_signflip.keras3 import mask_update
 from keras_signflip.keras3 import optimizers
 from keras_signflip.keras3 import prune as prune_lib
+from keras_signflip.keras3 import schedules as schedules_lib
 from keras_signflip.keras3._keras import keras, ops
 
 __all__ = ["UpdatePruningStep"]
@@ -40,12 +42,18 @@ class UpdatePruningStep(keras.callbacks.Callback):
 
   In a custom training loop call `on_train_begin()` once, then
   `on_train_batch_begin(i)` before every step, and `on_train_end()`.
+  Between `on_train_begin` and `on_train_end` the wrappers accept training
+  calls; outside, a training call raises (masks would never change). Before
+  the first step of a `fit` whose length is known it warns
+  (`ScheduleWarning`, once per model) when the schedule's final sparsity
+  comes only after this call's steps.
   """
 
   def __init__(self):
     super().__init__()
     self.step = None
     self._wrappers = []
+    self._reach_pending = False
 
   def on_train_begin(self, logs=None):
     model = self.model
@@ -78,6 +86,27 @@ class UpdatePruningStep(keras.callbacks.Callback):
     # uncounted, and resuming from it must still count it. (Weights changed
     # from outside since are the caller's to re-sync: `set_reference`.)
     prune_lib.count_pending(model)
+    for w in self._wrappers:
+      w.pruning_callback_active = True
+    self._reach_pending = True
+
+  def on_epoch_begin(self, epoch, logs=None):
+    # The first epoch of this fit call is `initial_epoch`: only here are the
+    # call's steps known, still before its first step.
+    if self._reach_pending:
+      self._reach_pending = False
+      self.warn_if_unreachable(epoch)
+
+  def warn_if_unreachable(self, initial_epoch=0):
+    """Warns (once per model) when this fit call ends before the final sparsity."""
+    params = self.params or {}
+    steps, epochs = params.get("steps"), params.get("epochs")
+    if not steps or not epochs or not self._wrappers or self.step is None:
+      return None
+    return schedule_checks.warn_if_unreachable(
+        self.model, [w.pruning_schedule for w in self._wrappers], self.step,
+        int(steps) * (int(epochs) - int(initial_epoch)),
+        lambda schedule, step: float(schedule(step)[1]), schedules_lib.max_sparsity)
 
   def on_train_batch_begin(self, batch, logs=None):
     if not self._wrappers:
@@ -96,3 +125,5 @@ class UpdatePruningStep(keras.callbacks.Callback):
 
   def on_train_end(self, logs=None):
     self._count()
+    for w in self._wrappers:
+      w.pruning_callback_active = False

@@ -3,7 +3,10 @@
 The same names and arguments as the tf_keras path (`keras_signflip.tf_keras.prune`);
 `keras_signflip.prune_sign_flip` and friends send Keras 3 models here.
 """
+import functools
+import inspect
 import itertools
+import types
 
 import numpy as np
 
@@ -11,9 +14,11 @@ from keras_signflip.keras3 import state as state_lib
 from keras_signflip.keras3 import schedules as schedules_lib
 from keras_signflip.keras3._keras import keras, ops
 from keras_signflip import report
+from keras_signflip import schedule_checks
 from keras_signflip import arguments
+from keras_signflip import criteria as criteria_lib
 from keras_signflip import distributions
-from keras_signflip.keras3.wrapper import PruneSignFlip, prunable_weights, supports
+from keras_signflip.keras3.wrapper import MISSING_CALLBACK, PruneSignFlip, prunable_weights, supports
 
 __all__ = ["prune_sign_flip", "strip_pruning", "collect_wrappers", "flip_states",
            "flip_counts", "masks", "set_reference", "sparsity_report", "sync_signs",
@@ -55,6 +60,15 @@ def _check(to_prune, pruning_policy, kwargs):
   elif not isinstance(to_prune, (keras.layers.Layer, list, tuple)):
     raise ValueError("prune_sign_flip takes a Keras 3 layer, a list of layers, or a "
                      f"Sequential/Functional model; received {type(to_prune).__name__}.")
+  if isinstance(to_prune, keras.Model):
+    layers, what = _all_layers(to_prune), "model"
+  elif isinstance(to_prune, (list, tuple)):
+    layers, what = list(to_prune), "list of layers"
+  else:
+    layers, what = [to_prune], "layer"
+  arguments.refuse_wrapped([l.name for l in layers if isinstance(l, PruneSignFlip)], what)
+  if what != "layer":
+    arguments.refuse_ignored_kwargs(kwargs)
 
 
 def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
@@ -72,8 +86,9 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
     wrapped (layers and weights are shared with `to_prune`).
   """
   _check(to_prune, pruning_policy, kwargs)
-  criterion = arguments.check(criterion, scope, min_flips)
-  schedule = schedules_lib.get(pruning_schedule)
+  criterion = arguments.check(criteria_lib.get(criterion), scope, min_flips)
+  schedule = schedule_checks.check(schedules_lib.get(pruning_schedule))
+  keep_reference = arguments.check_optional_bool("keep_reference", keep_reference)
   if scope == "global" and isinstance(to_prune, keras.Model) and not to_prune.built:
     raise ValueError("scope='global' needs a built model (one with a known input "
                      "shape): give it a keras.Input or call `model.build(...)` first.")
@@ -116,10 +131,50 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
                          position=next(positions), **params)
 
   if isinstance(to_prune, keras.Model):
-    return keras.models.clone_model(to_prune, clone_function=wrap)
+    return _check_fit(keras.models.clone_model(to_prune, clone_function=wrap))
   if isinstance(to_prune, (list, tuple)):
     return [wrap(l) for l in to_prune]
   return PruneSignFlip(to_prune, pruning_schedule=layer_schedule(to_prune), **params, **kwargs)
+
+
+class _RequireUpdatePruningStep(keras.callbacks.Callback):
+  """Last in a `fit`'s callbacks: refuses the fit in on_train_begin, before any step,
+  unless an UpdatePruningStep has taken charge of every wrapper by then."""
+
+  def __init__(self, wrappers):
+    super().__init__()
+    self._wrappers = wrappers
+
+  def on_train_begin(self, logs=None):
+    idle = [w.name for w in self._wrappers if not w.pruning_callback_active]
+    if idle:
+      raise ValueError(f"{idle}: {MISSING_CALLBACK}")
+
+
+def _check_fit(model):
+  """Gives `model` (made by prune_sign_flip) a `fit` that runs the check above.
+
+  The wrappers also refuse a training call outside the callback (see
+  `PruneSignFlip.call`), but that comes at the first step: on JAX, Keras has
+  detached the model's variables from it by then (its memory saving for the
+  step loop), and an error there leaves the model without weights. This check
+  runs in on_train_begin, before that. Only `fit` calls whose `callbacks` is
+  None or a list get it (a CallbackList is the caller's to complete).
+  """
+  fit = type(model).fit
+  signature = inspect.signature(fit)
+
+  @functools.wraps(fit)
+  def checked_fit(self, *args, **kwargs):
+    bound = signature.bind(self, *args, **kwargs)
+    callbacks = bound.arguments.get("callbacks")
+    wrappers = collect_wrappers(self)
+    if wrappers and (callbacks is None or isinstance(callbacks, (list, tuple))):
+      bound.arguments["callbacks"] = list(callbacks or []) + [_RequireUpdatePruningStep(wrappers)]
+    return fit(*bound.args, **bound.kwargs)
+
+  model.fit = types.MethodType(checked_fit, model)
+  return model
 
 
 def flip_states(model):

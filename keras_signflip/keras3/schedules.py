@@ -1,14 +1,18 @@
 """TF-MOT's pruning schedules, in plain Python, for the Keras 3 path.
 
-Same protocol, arguments, validation and float32 arithmetic as
+Same protocol, arguments and float32 arithmetic as
 `tfmot.sparsity.keras.ConstantSparsity` / `PolynomialDecay` and
 `keras_signflip.tf_keras.schedules.GeometricSparsity`, but evaluated on the host with
 NumPy: the Keras 3 path updates masks outside the compiled train step, so a
 schedule is `schedule(step: int) -> (should_prune: bool, sparsity: np.float32)`
 and needs neither TensorFlow nor TF-MOT. `get` also accepts the configs of
 TF-MOT's schedules, so a TF-MOT schedule object or config carries over.
+Validation is TF-MOT's, plus types (steps are integers, never bools or
+floats) and finiteness (`power`, `factor`), through `keras_signflip.arguments`.
 """
 import numpy as np
+
+from keras_signflip import arguments
 
 __all__ = ["PruningSchedule", "ConstantSparsity", "PolynomialDecay",
            "GeometricSparsity", "ScaledSparsity", "get"]
@@ -27,25 +31,19 @@ class PruningSchedule:
 
   @staticmethod
   def _validate_step(begin_step, end_step, frequency, allow_negative_1):
-    for name, value in (("begin_step", begin_step), ("end_step", end_step),
-                        ("frequency", frequency)):
-      if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"`{name}` must be an integer. Received: {name}={value!r}")
-    if begin_step < 0:
-      raise ValueError(f"`begin_step` must be >= 0. Received: begin_step={begin_step}")
-    if end_step == -1 and not allow_negative_1:
-      raise ValueError("`end_step` cannot be -1 for this schedule; give the step "
-                       "at which pruning ends.")
-    if end_step != -1 and end_step < begin_step:
-      raise ValueError(f"`end_step` must be -1 or >= begin_step. Received: "
-                       f"begin_step={begin_step}, end_step={end_step}")
-    if frequency <= 0:
-      raise ValueError(f"`frequency` must be > 0. Received: frequency={frequency}")
+    arguments.check_integer("begin_step", begin_step, minimum=0)
+    arguments.check_integer("frequency", frequency, minimum=1)
+    if end_step == -1 and not allow_negative_1 and type(end_step) is int:
+      raise ValueError("Received an invalid value for `end_step`, expected an integer >= "
+                       f"begin_step ({begin_step}): this schedule needs an end. "
+                       f"Received: end_step={end_step!r}")
+    arguments.check_integer("end_step", end_step, minimum=begin_step,
+                            allowed=(-1,) if allow_negative_1 else ())
 
   @staticmethod
   def _validate_sparsity(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-      raise ValueError(f"`{name}` must be a number in [0, 1). Received: {name}={value!r}")
+    arguments.check_sparsity(value, name)
+    return value if type(value) in (int, float) else float(value)
 
   def __call__(self, step):
     raise NotImplementedError
@@ -73,7 +71,7 @@ class ConstantSparsity(PruningSchedule):
 
   def __init__(self, target_sparsity, begin_step, end_step=-1, frequency=100):
     self._validate_step(begin_step, end_step, frequency, True)
-    self._validate_sparsity(target_sparsity, "target_sparsity")
+    target_sparsity = self._validate_sparsity(target_sparsity, "target_sparsity")
     self.target_sparsity, self.begin_step = target_sparsity, begin_step
     self.end_step, self.frequency = end_step, frequency
 
@@ -92,8 +90,10 @@ class PolynomialDecay(PruningSchedule):
   def __init__(self, initial_sparsity, final_sparsity, begin_step, end_step,
                power=3, frequency=100):
     self._validate_step(begin_step, end_step, frequency, False)
-    self._validate_sparsity(initial_sparsity, "initial_sparsity")
-    self._validate_sparsity(final_sparsity, "final_sparsity")
+    initial_sparsity = self._validate_sparsity(initial_sparsity, "initial_sparsity")
+    final_sparsity = self._validate_sparsity(final_sparsity, "final_sparsity")
+    # TF-MOT leaves `power` unchecked; NaN, Inf or <= 0 gives no decay to speak of.
+    arguments.check_number("power", power, low=0, low_inclusive=False)
     self.initial_sparsity, self.final_sparsity = initial_sparsity, final_sparsity
     self.begin_step, self.end_step = begin_step, end_step
     self.power, self.frequency = power, frequency
@@ -122,13 +122,8 @@ class GeometricSparsity(PruningSchedule):
   """
 
   def __init__(self, fraction, frequency, begin_step=0, end_step=-1, max_sparsity=0.999):
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
-      raise ValueError("`fraction` must be a number in (0, 1). "
-                       f"Received: fraction={fraction!r}")
-    if (isinstance(max_sparsity, bool) or not isinstance(max_sparsity, (int, float))
-        or not 0 < max_sparsity < 1):
-      raise ValueError("`max_sparsity` must be a number in (0, 1). "
-                       f"Received: max_sparsity={max_sparsity!r}")
+    arguments.check_number("fraction", fraction, 0, 1, False, False)
+    arguments.check_number("max_sparsity", max_sparsity, 0, 1, False, False)
     self._validate_step(begin_step, end_step, frequency, True)
     self.fraction, self.frequency = float(fraction), int(frequency)
     self.begin_step, self.end_step = int(begin_step), int(end_step)
@@ -158,8 +153,7 @@ class ScaledSparsity(PruningSchedule):
 
   def __init__(self, schedule, factor):
     self.schedule = get(schedule)
-    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or factor <= 0:
-      raise ValueError(f"`factor` must be a positive number. Received: factor={factor!r}")
+    factor = arguments.check_number("factor", factor, low=0, low_inclusive=False)
     top = max_sparsity(self.schedule)
     if top is not None and factor * top >= 1.0:
       raise ValueError(f"factor={factor} would take the schedule's {top} to {factor * top}, "

@@ -28,6 +28,12 @@ __all__ = ["PruneSignFlip", "prunable_weights", "supports", "SCOPES"]
 
 SCOPES = arguments.SCOPES
 
+MISSING_CALLBACK = (
+    "training a pruned model needs the keras_signflip.UpdatePruningStep() callback, which "
+    "updates the masks: model.fit(..., callbacks=[ksf.UpdatePruningStep()]) with `import "
+    "keras_signflip as ksf`. Without it the model would train unpruned. In a custom loop, "
+    "call the callback's set_model(model) and on_train_begin() first.")
+
 # Layer class -> attributes holding its prunable weights (TF-MOT's registry,
 # for Keras 3's layers). Order matters: subclasses before their bases.
 _PRUNABLE = (
@@ -106,8 +112,9 @@ class PruneSignFlip(keras.layers.Wrapper):
           "no known prunable weights. Give it a `get_prunable_weights()` method "
           "returning its prunable variables, or leave it unwrapped.")
     self.pruning_schedule = schedules_lib.get(pruning_schedule)
-    self.criterion = arguments.check(criterion, scope, min_flips)
+    self.criterion = arguments.check(criteria_lib.get(criterion), scope, min_flips)
     self.scope, self.min_flips, self.position = scope, min_flips, int(position)
+    keep_reference = arguments.check_optional_bool("keep_reference", keep_reference)
     if keep_reference is None:
       keep_reference = self.criterion.uses_reference
     elif not keep_reference and self.criterion.uses_reference:
@@ -120,6 +127,10 @@ class PruneSignFlip(keras.layers.Wrapper):
     super().__init__(layer, **kwargs)
     self.flip_states = []
     self._call_takes_training = "training" in inspect.signature(layer.call).parameters
+    # Set by UpdatePruningStep between its on_train_begin and on_train_end:
+    # masks change only in that callback, so a training call without it
+    # would train the model unpruned (see `call`).
+    self.pruning_callback_active = False
 
   def build(self, input_shape=None):
     super().build(input_shape)
@@ -157,6 +168,12 @@ class PruneSignFlip(keras.layers.Wrapper):
     self.built = True
 
   def call(self, inputs, training=None, **kwargs):
+    if training is True and not self.pruning_callback_active:
+      # A Python check: it runs when the train step is traced (JAX,
+      # TensorFlow) or run (PyTorch), before the first step changes anything.
+      # (Models made by prune_sign_flip refuse such a `fit` earlier, in
+      # on_train_begin: see prune._check_fit.)
+      raise ValueError(f"{self.name}: {MISSING_CALLBACK}")
     masked = {}
     for s in self.flip_states:
       weight = ops.convert_to_tensor(s.weight)

@@ -12,6 +12,7 @@ rewinding needs (Frankle et al. 2020 train T - k steps from the rewind point).
 Durations are written as OpenLTH does: `"500it"` (iterations) or `"2ep"`
 (epochs), converted to steps once the epoch length is known.
 """
+import os
 import re
 
 import numpy as np
@@ -71,11 +72,24 @@ class Snapshot:
     self.optimizer = None if optimizer is None else list(optimizer)
 
   def save(self, path):
+    """Writes the snapshot as .npz (".npz" appended if `path` lacks it), atomically:
+    a temporary sibling, then a rename, so `path` is whole or absent."""
+    path = os.fspath(path)
+    if not path.endswith(".npz"):
+      path += ".npz"
     arrays = {f"v{i}": v for i, v in enumerate(self.values)}
     if self.optimizer is not None:
       arrays.update({f"o{i}": v for i, v in enumerate(self.optimizer)})
-    np.savez(path, step=self.step, names=np.array(self.names),
-             optimizer_count=-1 if self.optimizer is None else len(self.optimizer), **arrays)
+    tmp = path + ".tmp"
+    try:
+      with open(tmp, "wb") as f:
+        np.savez(f, step=self.step, names=np.array(self.names),
+                 optimizer_count=-1 if self.optimizer is None else len(self.optimizer), **arrays)
+      os.replace(tmp, path)
+    except BaseException:
+      if os.path.exists(tmp):
+        os.remove(tmp)
+      raise
 
   @classmethod
   def load(cls, path):

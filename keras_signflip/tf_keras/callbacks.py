@@ -5,11 +5,13 @@ between this one and `keras_signflip.keras3.UpdatePruningStep` by model.
 """
 import numpy as np
 
+from keras_signflip import schedule_checks
 from keras_signflip.tf_keras import noise
 from keras_signflip.tf_keras import optimizers
 from keras_signflip.tf_keras import state as state_lib
 from keras_signflip.tf_keras import prune as prune_lib
-from keras_signflip.tf_keras._compat import tfmot
+from keras_signflip.tf_keras import schedules as schedules_lib
+from keras_signflip.tf_keras._compat import tf, tfmot
 
 __all__ = ["UpdatePruningStep"]
 
@@ -20,9 +22,13 @@ class UpdatePruningStep(tfmot.sparsity.keras.UpdatePruningStep):
   At train begin it also links scope="global" wrappers of a loaded model,
   refuses NaN/Inf weights (before any step runs), re-applies the masks (in
   case weights were set since) and re-reads the weights' signs so flips
-  count from the weights training starts with. For tf_keras
-  models only; `keras_signflip.UpdatePruningStep` takes either family.
+  count from the weights training starts with. Before the first step of a
+  `fit` whose length is known it warns (`ScheduleWarning`, once per model)
+  when the schedule's final sparsity comes only after this call's steps.
+  For tf_keras models only; `keras_signflip.UpdatePruningStep` takes either family.
   """
+
+  _reach_pending = False
 
   def on_train_begin(self, logs=None):
     prune_lib.link_global(self.model)
@@ -46,6 +52,29 @@ class UpdatePruningStep(tfmot.sparsity.keras.UpdatePruningStep):
     for s in states:
       state_lib.apply_mask(s)
       state_lib.sync_signs(s)
+    self._reach_pending = bool(self.prunable_layers)
+
+  def on_epoch_begin(self, epoch, logs=None):
+    # The first epoch of this fit call: its number is `initial_epoch`, so the
+    # call's steps are known here, before its first step (on_train_begin
+    # cannot tell a resumed fit's remaining epochs).
+    if self._reach_pending:
+      self._reach_pending = False
+      self.warn_if_unreachable(epoch)
+    super().on_epoch_begin(epoch, logs)
+
+  def warn_if_unreachable(self, initial_epoch=0):
+    """Warns (once per model) when this fit call ends before the final sparsity."""
+    params = self.params or {}
+    steps, epochs = params.get("steps"), params.get("epochs")
+    if not steps or not epochs or not self.prunable_layers:
+      return None
+    return schedule_checks.warn_if_unreachable(
+        self.model, [l.pruning_schedule for l in self.prunable_layers],
+        int(self.prunable_layers[0].pruning_step.numpy()),
+        int(steps) * (int(epochs) - int(initial_epoch)),
+        lambda schedule, step: float(schedule(tf.constant(step, tf.int64))[1]),
+        schedules_lib.max_sparsity)
 
   def on_epoch_end(self, epoch, logs=None):
     prune_lib.count_tables(self.model)  # embedding tables: the epoch's last step

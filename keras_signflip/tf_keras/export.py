@@ -18,8 +18,10 @@ SavedModel does, with no first-call check. (`tf.saved_model.load`, and the
 SavedModel's init op in TF1 and C++ loaders such as TF Serving, run a
 `TrackableResource`'s initializer after restoring the variables.) Other
 variables are saved as they are.
-The directory is written beside `path` and renamed into place, so an
-interrupted export never leaves a half-written model.
+The directory is written beside `path` under a fresh temporary name and
+renamed into place, so an interrupted export never leaves a half-written
+model; it holds keras_signflip's marker (`owned_dir`), and only a directory
+with that marker is ever replaced (with `overwrite=True`).
 
 `values_dtype` stores the non-zero values smaller: "float16" (2 bytes each),
 or "int8" with a float32 scale per output channel (the last axis),
@@ -58,13 +60,13 @@ directory; the binaries ask for it) it adds:
 import functools
 import io
 import os
-import shutil
 import tarfile
 import tempfile
 import zlib
 
 import numpy as np
 
+from keras_signflip import owned_dir
 from keras_signflip.tf_keras import prune as prune_lib
 from keras_signflip.tf_keras import sparse_products
 from keras_signflip.tf_keras._compat import keras, tf
@@ -73,11 +75,12 @@ __all__ = ["export_saved_model", "format_report", "gzip_size", "export_tflite"]
 
 
 def gzip_size(path):
-  """Bytes of gzip -9 over a deterministic tar of `path` (file or directory)."""
+  """Bytes of gzip -9 over a deterministic tar of `path` (file or directory);
+  keras_signflip's marker file (`owned_dir.MARKER`) is not the model and is left out."""
   buf = io.BytesIO()
   with tarfile.open(fileobj=buf, mode="w") as tar:
     entries = [path] if os.path.isfile(path) else sorted(
-        os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs)
+        os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs if f != owned_dir.MARKER)
     for p in entries:
       info = tar.gettarinfo(p, arcname=os.path.relpath(p, os.path.dirname(path)))
       info.mtime = info.uid = info.gid = 0
@@ -330,21 +333,13 @@ def _stripped(model):
 
 def _write_atomically(model, path, sparse, overwrite, values_dtype="float32",
                       kernel_plans=None):
-  parent = os.path.dirname(os.path.abspath(path)) or "."
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
-  try:
+  """Saves the serving module into a fresh temporary sibling of `path`, then
+  swaps it in (`owned_dir.staged`): a failure leaves `path` as it was, and only
+  an earlier keras_signflip export is ever replaced."""
+  with owned_dir.staged(path, "export", overwrite) as tmp:
     module = _Serving(model, sparse, values_dtype, kernel_plans)
     module.serve.get_concrete_function()
     tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve})
-    if os.path.exists(path):
-      if not overwrite:
-        raise ValueError(f"{path} exists; pass overwrite=True to replace it.")
-      shutil.rmtree(path)
-    os.replace(tmp, path)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
   return module
 
 
@@ -387,7 +382,9 @@ def export_saved_model(model, path, sparse=True, overwrite=False, compare_sizes=
     model: a tf_keras Sequential/Functional model, wrapped or not.
     path: the SavedModel directory to write.
     sparse: store mostly-zero weights as bitmap + values. Defaults to True.
-    overwrite: replace an existing `path`. Defaults to False.
+    overwrite: replace an earlier keras_signflip export at `path`. Defaults
+      to False. A directory keras_signflip did not write (no
+      `owned_dir.MARKER`) is never replaced; an empty one is used.
     compare_sizes: also save the dense model and TF-MOT's strip+save path to a
       temporary directory and compare gzip sizes. Defaults to False.
     verbose: print the report (`format_report`). Defaults to True.
@@ -404,7 +401,9 @@ def export_saved_model(model, path, sparse=True, overwrite=False, compare_sizes=
     `ratio`, `tfmot_path_gzip_bytes` and `tfmot_path_ratio`.
 
   Raises:
-    ValueError: `path` exists and `overwrite` is False (nothing is written).
+    ValueError: `path` is a file, a non-empty directory keras_signflip did not
+      write, or an earlier export and `overwrite` is False (nothing is
+      written: `owned_dir.check_target`).
   """
   if values_dtype not in VALUES_DTYPES:
     raise ValueError(f"Received an invalid value for `values_dtype`, expected one of "
@@ -418,9 +417,7 @@ def export_saved_model(model, path, sparse=True, overwrite=False, compare_sizes=
                      f"kernels={kernels!r}")
   if kernels != "dense" and not sparse:
     raise ValueError(f"kernels={kernels!r} needs the sparse format; pass sparse=True.")
-  if os.path.exists(path) and not overwrite:
-    raise ValueError(f"Export path {path} exists; pass overwrite=True (or "
-                     "--overwrite) to replace it, or choose another path.")
+  owned_dir.check_target(path, "export", overwrite)
   stripped = _stripped(model)
   kernel_plans = _kernel_plans(stripped, kernels)
   _write_atomically(stripped, path, sparse, overwrite, values_dtype, kernel_plans)
@@ -472,17 +469,44 @@ def _fill_zeros(model, seed=0):
       v.assign(np.where(a == 0, rng.randn(*a.shape) * scale, a).astype(a.dtype))
 
 
-def export_tflite(model, path):
-  """Writes a TFLite flatbuffer with TF's sparsity optimisation; returns bytes."""
+def export_tflite(model, path, overwrite=False):
+  """Writes a TFLite flatbuffer with TF's sparsity optimisation; returns bytes.
+
+  `path` is one file, written under a fresh temporary name beside it and
+  renamed into place (a failure leaves no partial file). An existing file
+  at `path` is replaced only with `overwrite=True` (it is the file named);
+  a directory or symbolic link there is never replaced. Checked before
+  converting.
+  """
+  _check_file_target(path, overwrite)
   stripped = _stripped(model)
   converter = tf.lite.TFLiteConverter.from_keras_model(stripped)
   converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
   data = converter.convert()
-  tmp = path + ".tmp"
-  with open(tmp, "wb") as f:
-    f.write(data)
-  os.replace(tmp, path)
+  _check_file_target(path, overwrite)
+  parent = os.path.dirname(os.path.abspath(path))
+  os.makedirs(parent, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{os.path.basename(path)}.tmp-")
+  try:
+    with os.fdopen(fd, "wb") as f:
+      f.write(data)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
   return len(data)
+
+
+def _check_file_target(path, overwrite):
+  if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+    raise ValueError(f"`path` must be a non-empty file path. Received: path={path!r}")
+  if os.path.islink(path) or os.path.isdir(path):
+    raise ValueError(f"{path} is a {'symbolic link' if os.path.islink(path) else 'directory'}; "
+                     "export_tflite writes a file and never replaces one. Choose another path.")
+  if os.path.exists(path) and not overwrite:
+    raise ValueError(f"{path} exists; pass overwrite=True to replace that file, or choose "
+                     "another path.")
 
 
 def format_report(report):

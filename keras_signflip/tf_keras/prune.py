@@ -6,6 +6,7 @@ import numpy as np
 from keras_signflip import arguments
 from keras_signflip import distributions
 from keras_signflip import report
+from keras_signflip import schedule_checks
 from keras_signflip import criteria as criteria_lib
 from keras_signflip.tf_keras import state as state_lib
 from keras_signflip.tf_keras import schedules as schedules_lib
@@ -91,15 +92,19 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
     score_normalization: None, or "l2": with scope="global", each tensor's
       scores are divided by the L2 norm of its unpruned scores before the one
       ranking (JaxPruner's per-layer normalisation), so no layer dominates by scale.
-    **kwargs: passed to the wrapper of a single layer.
+    **kwargs: passed to the wrapper of a single layer (refused with a model or list).
 
   Returns:
     The wrapped layer(s) or a clone of the model with wrapped layers (the
     layers themselves, and so their weights, are shared with `to_prune`).
 
   Raises:
-    ValueError: bad arguments, a subclassed or Keras 3 model, an unsupported
-      layer, or an unbuilt model with scope="global"; raised before wrapping.
+    ValueError: bad arguments (wrong type, NaN, out of range; layer keyword
+      arguments with a model or list), a schedule that never prunes, a
+      subclassed or Keras 3 model, an unsupported layer, a model or layer
+      already wrapped for pruning (its wrappers would keep their own criterion
+      and schedule: `strip_pruning` first), or an unbuilt model with
+      scope="global"; raised before wrapping.
 
   Example:
     >>> model = prune_sign_flip(base, pruning_schedule=GeometricSparsity(0.5, 500),
@@ -107,12 +112,19 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
     >>> model.compile(...); model.fit(x, y, callbacks=[UpdatePruningStep()])
   """
   layers = _check_model(to_prune)
+  arguments.refuse_wrapped([l.name for l in layers if isinstance(l, PruneLowMagnitude)],
+                           "model" if isinstance(to_prune, keras.Model) else
+                           "list of layers" if isinstance(to_prune, (list, tuple)) else "layer")
+  if not isinstance(to_prune, keras.layers.Layer) or isinstance(to_prune, keras.Model):
+    arguments.refuse_ignored_kwargs(kwargs)
   criterion = _validate(criterion, scope, min_flips, block_size, sparsity_m_by_n)
   if pruning_schedule is not None and not isinstance(
       pruning_schedule, tfmot.sparsity.keras.PruningSchedule):
     raise ValueError("Received an invalid value for `pruning_schedule`, expected "
                      "a tfmot.sparsity.keras.PruningSchedule. Received: "
                      f"pruning_schedule={pruning_schedule!r}")
+  if pruning_schedule is not None:
+    schedule_checks.check(pruning_schedule)
   for layer in layers:
     if _needs_wrapper(layer, pruning_policy) and not _supported(layer):
       raise ValueError(

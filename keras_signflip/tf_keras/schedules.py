@@ -2,6 +2,7 @@
 
 A schedule is TF-MOT's protocol: `schedule(step) -> (should_prune, sparsity)`.
 """
+from keras_signflip import arguments
 from keras_signflip.tf_keras._compat import keras, tf, tfmot
 
 __all__ = ["GeometricSparsity", "ScaledSparsity", "get"]
@@ -23,9 +24,10 @@ class GeometricSparsity(PruningSchedule):
 
   Args:
     fraction: fraction of the remaining weights pruned each time, in (0, 1).
-    frequency: steps between pruning events, a positive integer.
-    begin_step: first pruning step. Defaults to 0.
-    end_step: last step at which pruning may happen; -1 for none. Defaults to -1.
+    frequency: steps between pruning events, an integer >= 1.
+    begin_step: first pruning step, an integer >= 0. Defaults to 0.
+    end_step: last step at which pruning may happen (an integer >= begin_step),
+      or -1 for none. Defaults to -1.
     max_sparsity: cap on the sparsity, in (0, 1). Defaults to 0.999.
 
   Example:
@@ -35,18 +37,12 @@ class GeometricSparsity(PruningSchedule):
 
   def __init__(self, fraction, frequency, begin_step=0, end_step=-1,
                max_sparsity=0.999):
-    if not isinstance(fraction, (int, float)) or not 0.0 < fraction < 1.0:
-      raise ValueError("Received an invalid value for `fraction`, expected a "
-                       f"number in (0, 1). Received: fraction={fraction!r}")
-    if not isinstance(max_sparsity, (int, float)) or not 0.0 < max_sparsity < 1.0:
-      raise ValueError("Received an invalid value for `max_sparsity`, expected "
-                       f"a number in (0, 1). Received: max_sparsity={max_sparsity!r}")
-    self._validate_step(begin_step, end_step, frequency, allow_negative_1=True)
-    self.fraction = float(fraction)
-    self.frequency = int(frequency)
-    self.begin_step = int(begin_step)
-    self.end_step = int(end_step)
-    self.max_sparsity = float(max_sparsity)
+    self.fraction = arguments.check_number("fraction", fraction, 0, 1, False, False)
+    self.max_sparsity = arguments.check_number("max_sparsity", max_sparsity, 0, 1, False, False)
+    self.frequency = arguments.check_integer("frequency", frequency, minimum=1)
+    self.begin_step = arguments.check_integer("begin_step", begin_step, minimum=0)
+    self.end_step = arguments.check_integer("end_step", end_step, minimum=begin_step,
+                                            allowed=(-1,))
 
   def __call__(self, step):
     step = tf.cast(step, tf.int64)
@@ -84,9 +80,7 @@ class ScaledSparsity(PruningSchedule):
 
   def __init__(self, schedule, factor):
     self.schedule = get(schedule)
-    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or factor <= 0:
-      raise ValueError("Received an invalid value for `factor`, expected a positive "
-                       f"number. Received: factor={factor!r}")
+    factor = arguments.check_number("factor", factor, low=0, low_inclusive=False)
     top = max_sparsity(self.schedule)
     if top is not None and factor * top >= 1.0:
       raise ValueError(f"factor={factor} would take the schedule's {top} to {factor * top}, "

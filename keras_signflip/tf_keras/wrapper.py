@@ -56,6 +56,7 @@ class GlobalGroup:
 
 def _keep_reference(criterion, keep_reference):
   """Whether a wrapper keeps reference weights (see PruneSignFlip's `keep_reference`)."""
+  keep_reference = arguments.check_optional_bool("keep_reference", keep_reference)
   if keep_reference is None:
     return criterion.uses_reference
   if not keep_reference and criterion.uses_reference:
@@ -66,7 +67,7 @@ def _keep_reference(criterion, keep_reference):
 
 def _validate(criterion, scope, min_flips, block_size, sparsity_m_by_n):
   """Checks the arguments; returns the criterion instance."""
-  criterion = arguments.check(criterion, scope, min_flips)
+  criterion = arguments.check(criteria_lib.get(criterion), scope, min_flips)
   structured = tuple(block_size) != (1, 1) or sparsity_m_by_n
   if structured and scope == "global":
     raise ValueError("`block_size` and `sparsity_m_by_n` need scope='layer'; "
@@ -131,9 +132,14 @@ class PruneSignFlip(PruneLowMagnitude):
     # mixed_float16 model stays float32), not the global one.
     if "dtype" not in kwargs and getattr(layer, "dtype_policy", None) is not None:
       kwargs["dtype"] = layer.dtype_policy
+    name = kwargs.get("name")
     super().__init__(layer, pruning_schedule=pruning_schedule, block_size=block_size,
                      block_pooling_type=block_pooling_type,
                      sparsity_m_by_n=sparsity_m_by_n, **kwargs)
+    if name is not None:
+      # TF-MOT's wrapper replaces any `name` with "<class>_<layer>" silently;
+      # a name given here is kept (a loaded wrapper gets its saved one back).
+      self._name = name
 
   def build(self, input_shape):
     super().build(input_shape)
@@ -214,9 +220,10 @@ class PruneSignFlip(PruneLowMagnitude):
         if tf.executing_eagerly() and int(self.pruning_step.numpy()) < 0:
           raise ValueError(
               f"{self.name}: training a pruned model needs the "
-              "keras_signflip.UpdatePruningStep() callback (or TF-MOT's) in "
-              "model.fit(..., callbacks=[...]); in a custom loop, set each "
-              "wrapper's pruning_step to 0 first (callback.on_train_begin()).")
+              "keras_signflip.UpdatePruningStep() callback (or TF-MOT's): "
+              "model.fit(..., callbacks=[ksf.UpdatePruningStep()]) with "
+              "`import keras_signflip as ksf`. In a custom loop, call the "
+              "callback's set_model(model) and on_train_begin() first.")
     # Tables: what the last step changed is counted and re-masked in TF-MOT's
     # call, before the layer reads it (CriterionPruning.weight_mask_op).
     tables = [s for s in self.flip_states if s.touched is not None]
