@@ -7,6 +7,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 
 from absl import flags
 
@@ -260,11 +261,19 @@ def model_sparsity(model):
 
 
 def dump_json(obj, path):
-  """Writes JSON atomically (temporary file, then rename)."""
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
+  """Writes JSON atomically: a fresh temporary file beside `path` (mkstemp: never a
+  name a user's file could have), then a rename."""
+  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
+                             prefix=f".{os.path.basename(path)}.tmp-")
+  try:
+    with os.fdopen(fd, "w") as f:
+      json.dump(obj, f, indent=2, sort_keys=True)
+    os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the run's record from its readers
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
 
 
 def scheduled_final_sparsity(schedule, run_steps):
