@@ -12,6 +12,7 @@ import tempfile
 from absl import flags
 
 import keras_signflip as ksf
+from keras_signflip import schedule_checks
 from keras_signflip import data as data_lib
 from keras_signflip import flipout
 from keras_signflip import models as models_lib
@@ -278,18 +279,9 @@ def dump_json(obj, path):
 
 def scheduled_final_sparsity(schedule, run_steps):
   """The sparsity `schedule` prunes to at its last pruning step within steps 1..run_steps
-  (0.0 if none fires there), evaluating the schedule itself at its last candidate steps."""
-  begin, end, frequency = schedule.begin_step, schedule.end_step, schedule.frequency
-  last = run_steps if end < 0 else min(end, run_steps)
-  step = begin + (last - begin) // frequency * frequency
-  for _ in range(3):  # the last few candidates; schedules prune on (step - begin) % frequency == 0
-    if step < max(begin, 1):
-      return 0.0
-    should_prune, sparsity = schedule(step)
-    if bool(should_prune):
-      return float(sparsity)
-    step -= frequency
-  return 0.0
+  (0.0 if none fires there; `keras_signflip.schedule_checks` finds the step)."""
+  window = schedule_checks.events(*schedule_checks.timing(schedule), run_steps)
+  return 0.0 if window is None else float(schedule(window[1])[1])
 
 
 def check_schedule(steps_per_epoch):
