@@ -10,7 +10,9 @@ import statistics
 ONE_SHOT = ("magnitude", "magnitude_noise", "hybrid", "flipout", "tfmot", "random",
             "recent_flips", "flip_triggered")
 GRADIENT = ("saliency", "movement_score")
-SPARSE_START = ("snip", "set", "rigl")
+# Sparse from the first step; "_erk": each layer at its ERK density (Evci et al.
+# 2020) instead of one sparsity for all (SNIP: instead of one global ranking).
+SPARSE_START = ("snip", "set", "rigl", "snip_erk", "set_erk", "rigl_erk")
 PEERS = GRADIENT + SPARSE_START + ("targeted_dropout",)
 # Train dense under a penalty, then cut to the target by the method's own score (issue 15).
 REGULARIZERS = ("variational", "l0", "hoyer")

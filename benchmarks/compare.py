@@ -204,25 +204,56 @@ def _wrap(method, model, sparsity, epochs, steps_per_epoch, seed):
 
 def _sparse_start(method, model, data, sparsity, seed):
   """SNIP, SET and RigL start sparse: masks at `sparsity` before the first step
-  (SNIP: its sensitivities on 10 batches; SET/RigL: random, per layer) and no
-  schedule pruning after; SET/RigL then drop and regrow 30% (RigL: cosine-
-  decayed) every quarter epoch until 3/4 of training."""
+  (SNIP: its sensitivities on 10 batches; SET/RigL: random) and no schedule
+  pruning after; SET/RigL then drop and regrow 30% (RigL: cosine-decayed) every
+  quarter epoch until 3/4 of training. Plain: SNIP ranks all layers together,
+  SET/RigL give every layer `sparsity`; "_erk": every layer its ERK sparsity
+  (the model's total still `sparsity`), SNIP ranking inside each layer."""
   loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-  if method == "snip":
-    model = ksf.prune_sign_flip(model, criterion="magnitude", scope="global",
+  base, erk = method.removesuffix("_erk"), method.endswith("_erk")
+  distribution = "erk" if erk else None
+  if base == "snip":
+    model = ksf.prune_sign_flip(model, criterion="magnitude", scope="layer" if erk else "global",
+                                sparsity_distribution=distribution,
                                 pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(
                                     sparsity, begin_step=2**40))
-    ksf.snip(model, data["train"](seed, 0).take(10), sparsity, loss, batches=10)
+    batches = data["train"](seed, 0).take(10)
+    if erk:
+      _snip_per_layer(model, batches, loss)
+    else:
+      ksf.snip(model, batches, sparsity, loss, batches=10)
     return model, [ksf.UpdatePruningStep()]
   model = ksf.prune_sign_flip(model, criterion=ksf.criteria.Random(seed),
+                              sparsity_distribution=distribution,
                               pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(
                                   sparsity, begin_step=0, end_step=1, frequency=1))
   total = FLAGS.epochs * data["steps_per_epoch"]
   dynamic = ksf.DynamicSparsity(
-      method, fraction=0.3, frequency=max(data["steps_per_epoch"] // 4, 1),
+      base, fraction=0.3, frequency=max(data["steps_per_epoch"] // 4, 1),
       end_step=max(int(0.75 * total), 2), data=data["train"](seed + 17, 0).repeat(), loss=loss,
       seed=seed)
   return model, [ksf.UpdatePruningStep(), dynamic]
+
+
+def _snip_per_layer(model, batches, loss):
+  """SNIP's |w * g| (10 batches) ranked inside each wrapped layer, each kept at its own
+  schedule's sparsity (its ERK share), ties by |w|, as `ksf.snip` ranks globally."""
+  # pylint: disable=g-import-not-at-top
+  from keras_signflip.tf_keras.dynamic import set_masks
+  from keras_signflip.tf_keras.schedules import max_sparsity
+  from keras_signflip.tf_keras.selection import kept_count, select_top_k
+  from keras_signflip.tf_keras.snip import sensitivities
+  from keras_signflip.tf_keras.state import float32_value
+  scores = sensitivities(model, batches, loss, batches=10)
+  chosen = []
+  for wrapper in ksf.collect_wrappers(model):
+    target = max_sparsity(wrapper.pruning_schedule)
+    for s in wrapper.flip_states:
+      keep = select_top_k([tf.constant(scores[s.weight.name], tf.float32)],
+                          kept_count(int(np.prod(s.weight.shape)), target),
+                          [tf.abs(float32_value(s.weight))])[0]
+      chosen.append((s, keep.numpy(), np.zeros(keep.shape, bool)))
+  set_masks(chosen, getattr(model, "optimizer", None))
 
 
 def _kernel_sparsity(model):
@@ -265,7 +296,7 @@ def run_one_shot(method, regime, builder, data, sparsity, seed):
   out = {"test_accuracy": float(model.evaluate(data["test"], verbose=0)[1]),
          "sparsity": achieved, "steps": steps, "event_steps": events,
          "wall_seconds": time.time() - start, "flips_per_epoch": callbacks[0].epochs}
-  if method in ("set", "rigl"):
+  if method in ("set", "rigl", "set_erk", "rigl_erk"):
     out["regrown"] = callbacks[-1].regrown
   return out
 

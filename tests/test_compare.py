@@ -136,7 +136,8 @@ def test_tiny_grid_report_matches_raw_results(tmp_path):
 @pytest.mark.skipif(not HAVE_DATA, reason="Debian's dataset-fashion-mnist is not installed")
 def test_peer_methods_run_at_the_same_budget_and_sparsity(tmp_path):
   out = tmp_path / "results"
-  peers = ["saliency", "movement_score", "snip", "set", "rigl", "targeted_dropout"]
+  peers = ["saliency", "movement_score", "snip", "set", "rigl", "targeted_dropout", "snip_erk",
+           "set_erk", "rigl_erk"]
   cmd = [sys.executable, "-m", "benchmarks.compare", "--quick", "--train_examples=1280",
          "--test_examples=200", "--epochs=1", "--sparsities=0.9", "--seeds=0",
          f"--methods={','.join(peers)}", f"--output_dir={out}", f"--report={tmp_path / 'B.md'}"]
@@ -148,7 +149,7 @@ def test_peer_methods_run_at_the_same_budget_and_sparsity(tmp_path):
   for method, r in raw.items():
     assert r["steps"] == 10, method  # 1,280 examples at batch 128, one epoch
     assert r["sparsity"] == pytest.approx(0.9, abs=0.01), method
-  assert raw["set"]["regrown"] > 0 and raw["rigl"]["regrown"] > 0
+  assert all(raw[m]["regrown"] > 0 for m in ("set", "rigl", "set_erk", "rigl_erk"))
 
 
 _REGULARIZER_SCRIPT = r"""
