@@ -223,3 +223,23 @@ def answer(effects):
 
 def float_pct(text):
   return float(text.rstrip("%"))
+
+
+def erk_start(agg, regime="flipout"):
+  """The sparse starts with ERK densities against their plain form, per model and
+  target: one sentence, the paired differences (points, 95% CI), or None."""
+  parts = []
+  for model, target in sorted({(k[0], k[2]) for k in agg if k[1] == regime and k[3].endswith("_erk")}):
+    cells = []
+    for base in ("snip", "set", "rigl"):
+      erk, plain = (agg.get((model, regime, target, m)) for m in (base + "_erk", base))
+      diff = paired(erk["accuracy"], plain["accuracy"]) if erk and plain else None
+      if diff:
+        cells.append(f"{base} {ci_text(diff)}")
+    if cells:
+      parts.append(f"{model} {100 * target:g}%: " + ", ".join(cells))
+  if not parts:
+    return None
+  return ("**Sparse starts, ERK against plain** (SNIP: ranked inside each layer at its ERK "
+          "share against one global ranking; SET/RigL: ERK densities against one sparsity for "
+          "every layer; paired by seed, points, 95% CI): " + "; ".join(parts) + ".")

@@ -260,3 +260,13 @@ def test_blocks_without_a_flip_arm_have_no_flip_rows(compare):
   rows += [_row(m, 0.9, s, 0.8 + 0.01 * s) for m in ("magnitude", "hybrid") for s in range(2)]
   effects = compare.flip_term(compare.aggregate(rows))
   assert [(e["regime"], e["target"]) for e in effects] == [("flipout", 0.9)]
+
+
+def test_erk_sentence_pairs_each_sparse_start_with_its_plain_form(compare):
+  rows = []
+  for s, noise in enumerate([0.0, 0.01, -0.01]):
+    rows += [_row("rigl", 0.999, s, 0.10 + noise), _row("rigl_erk", 0.999, s, 0.60 + noise),
+             _row("set", 0.999, s, 0.20), _row("set_erk", 0.999, s, 0.20 + 0.01 * s)]
+  text = compare.erk_start(compare.aggregate(rows))
+  assert "m 99.9%: set +1.00 [-1.48, +3.48], rigl +50.00 [+50.00, +50.00]" in text
+  assert compare.erk_start(compare.aggregate(rows[:2])) is None  # one seed: no interval
