@@ -24,8 +24,9 @@ TF_FAMILY = {"tensorflow", "tf_keras", "tensorflow_model_optimization"}
 GENERIC = ["__init__.py", "_moved.py", "api.py", "arguments.py", "callback.py", "callbacks.py",
            "criteria.py", "detect.py", "families.py", "owned_dir.py", "report.py",
            "schedule_checks.py", "summaries.py",
-           "lottery/__init__.py", "lottery/early_bird.py", "lottery/loop.py",
-           "lottery/reinit.py", "lottery/rewind.py"]
+           "lottery/__init__.py", "lottery/config.py", "lottery/early_bird.py",
+           "lottery/files.py", "lottery/loop.py", "lottery/plots.py", "lottery/reinit.py",
+           "lottery/rewind.py", "lottery/run_dir.py"]
 
 
 def _module_name(path):
