@@ -554,14 +554,7 @@ def run_grid(data):
                           dict(result, target=s, **meta))
 
 
-def load_raw(output_dir):
-  raw = os.path.join(output_dir, "raw")
-  rows = []
-  for name in sorted(os.listdir(raw)) if os.path.isdir(raw) else []:
-    if name.endswith(".json"):
-      with open(os.path.join(raw, name)) as f:
-        rows.append(json.load(f))
-  return rows
+load_raw = results_io.read_raw
 
 
 def _save(fig, output_dir, name):

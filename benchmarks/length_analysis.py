@@ -1,6 +1,5 @@
 """The training-length study's jobs and statistics, from raw rows alone (no TensorFlow,
 no flags): `benchmarks.training_length` runs the jobs and writes its report with these."""
-import json
 import os
 
 from benchmarks import results_io
@@ -33,22 +32,11 @@ def raw_path(model, epochs, method, target, seed, length_dir=ROOT, grid_dir=GRID
                       f"{model}__flipout__{method}__{target:g}__{seed}.json")
 
 
-def _read_raw(directory):
-  """Every row under directory/raw/*.json."""
-  raw = os.path.join(directory, "raw")
-  rows = []
-  for name in sorted(os.listdir(raw)) if os.path.isdir(raw) else []:
-    if name.endswith(".json"):
-      with open(os.path.join(raw, name)) as f:
-        rows.append(json.load(f))
-  return rows
-
-
 def load_rows(length_dir=ROOT, grid_dir=GRID_RAW):
   """Every raw row of the study's arms and targets, from all its directories."""
   rows = []
   for epochs in sorted({e for _, e in BLOCKS} | {10}):
-    for row in _read_raw(output_dir(epochs, length_dir, grid_dir)):
+    for row in results_io.read_raw(output_dir(epochs, length_dir, grid_dir)):
       if (row["method"] in ARMS and row["regime"] == "flipout"
           and any(abs(row["target"] - t) < 1e-9 for t in TARGETS) and row["epochs"] == epochs):
         rows.append(row)

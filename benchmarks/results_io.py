@@ -3,7 +3,7 @@ binaries, which cannot import each other: each defines its own absl flags)."""
 import json
 import os
 
-__all__ = ["write_json", "update_json", "write_text"]
+__all__ = ["write_json", "update_json", "write_text", "read_raw"]
 
 
 def write_json(path, value):
@@ -32,3 +32,14 @@ def write_text(path, text):
   with open(path + ".tmp", "w") as f:
     f.write(text)
   os.replace(path + ".tmp", path)
+
+
+def read_raw(directory):
+  """Every JSON row under directory/raw/, in file-name order ([] if there is none)."""
+  raw = os.path.join(directory, "raw")
+  rows = []
+  for name in sorted(os.listdir(raw)) if os.path.isdir(raw) else []:
+    if name.endswith(".json"):
+      with open(os.path.join(raw, name)) as f:
+        rows.append(json.load(f))
+  return rows

@@ -3,15 +3,14 @@
 Everything a run needs is rebuilt from its flag values, which `train.py`
 stores as `config.json` in the run's output directory.
 """
-import json
 import math
 import os
 import sys
-import tempfile
 
 from absl import flags
 
 import keras_signflip as ksf
+from keras_signflip import owned_dir
 from keras_signflip import schedule_checks
 from keras_signflip import data as data_lib
 from keras_signflip import flipout
@@ -178,18 +177,28 @@ def schedule_epochs():
   return FLAGS.schedule_epochs or FLAGS.epochs
 
 
-def make_optimizer(total_steps=None):
+def make_flipout_optimizer(total_steps=None, keras_module=None):
+  """--optimizer=flipout for the Keras `keras_module` (None: tf_keras); `total_steps`
+  (the schedule's steps; default: one a schedule epoch) places its decays."""
+  epochs = schedule_epochs()
+  return flipout.optimizer(epochs, max((total_steps or epochs) // epochs, 1), keras=keras_module,
+                           noise=FLAGS.noise_scale, seed=FLAGS.seed,
+                           learning_rate=FLAGS.learning_rate)
+
+
+def make_optimizer(total_steps=None, keras_module=None, warmup=None):
   """The --optimizer; `total_steps` (the schedule's steps; default: one a
-  schedule epoch) places flipout's decays."""
+  schedule epoch) places flipout's decays. `keras_module` and `warmup` (its
+  learning-rate schedule class): tf_keras's by default, Keras 3's for
+  examples/train_keras3.py."""
+  keras_module, warmup = keras_module or keras, warmup or Warmup
   if FLAGS.optimizer == "flipout":
-    epochs = schedule_epochs()
-    return flipout.optimizer(epochs, max((total_steps or epochs) // epochs, 1),
-                             noise=FLAGS.noise_scale, seed=FLAGS.seed,
-                             learning_rate=FLAGS.learning_rate)
-  lr = Warmup(FLAGS.learning_rate, FLAGS.warmup_steps) if FLAGS.warmup_steps else FLAGS.learning_rate
-  opt = {"adam": lambda: keras.optimizers.Adam(lr),
-         "sgd": lambda: keras.optimizers.SGD(lr),
-         "momentum": lambda: keras.optimizers.SGD(lr, momentum=0.9)}[FLAGS.optimizer]()
+    return make_flipout_optimizer(total_steps, None if keras_module is keras else keras_module)
+  lr = warmup(FLAGS.learning_rate, FLAGS.warmup_steps) if FLAGS.warmup_steps else FLAGS.learning_rate
+  optimizers = keras_module.optimizers
+  opt = {"adam": lambda: optimizers.Adam(lr),
+         "sgd": lambda: optimizers.SGD(lr),
+         "momentum": lambda: optimizers.SGD(lr, momentum=0.9)}[FLAGS.optimizer]()
   if FLAGS.noise_scale:
     opt = ksf.with_gradient_noise(opt, FLAGS.noise_scale, seed=FLAGS.seed)
   return opt
@@ -262,19 +271,8 @@ def model_sparsity(model):
 
 
 def dump_json(obj, path):
-  """Writes JSON atomically: a fresh temporary file beside `path` (mkstemp: never a
-  name a user's file could have), then a rename."""
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
-                             prefix=f".{os.path.basename(path)}.tmp-")
-  try:
-    with os.fdopen(fd, "w") as f:
-      json.dump(obj, f, indent=2, sort_keys=True)
-    os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the run's record from its readers
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  """Writes JSON atomically beside `path`, then renames (`owned_dir.write_json`)."""
+  owned_dir.write_json(path, obj)
 
 
 def scheduled_final_sparsity(schedule, run_steps):

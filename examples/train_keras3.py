@@ -46,14 +46,9 @@ class Warmup(keras.optimizers.schedules.LearningRateSchedule):
     return {"peak": self.peak, "steps": self.steps}
 
 
-def _optimizer():
-  if FLAGS.optimizer == "flipout":
-    raise common.UsageError("--optimizer=flipout builds a tf_keras optimizer (its gradient noise "
-                            "hooks tf_keras); with --keras=3 use --optimizer=momentum.")
-  lr = Warmup(FLAGS.learning_rate, FLAGS.warmup_steps) if FLAGS.warmup_steps else FLAGS.learning_rate
-  return {"adam": lambda: keras.optimizers.Adam(lr),
-          "sgd": lambda: keras.optimizers.SGD(lr),
-          "momentum": lambda: keras.optimizers.SGD(lr, momentum=0.9)}[FLAGS.optimizer]()
+def _optimizer(total_steps=None):
+  """The --optimizer, built by examples/common.py for Keras 3."""
+  return common.make_optimizer(total_steps, keras, Warmup)
 
 
 def _build(data, total_steps):
@@ -63,7 +58,7 @@ def _build(data, total_steps):
     model = ksf.prune_sign_flip(model, pruning_schedule=schedule,
                                 criterion=common.make_criterion(), scope=FLAGS.scope,
                                 min_flips=FLAGS.min_flips)
-  model.compile(_optimizer(), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+  model.compile(_optimizer(total_steps), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                 metrics=["accuracy"])
   return model
 
@@ -89,7 +84,7 @@ def validate():
   if FLAGS.strategy not in ("auto", "one_device"):
     raise common.UsageError(f"--strategy={FLAGS.strategy} is a tf.distribute strategy of "
                             "the tf_keras job; --keras=3 trains on one device.")
-  for flag in ("noise_scale", "tflite", "jit_compile"):
+  for flag in ("tflite", "jit_compile"):
     if getattr(FLAGS, flag):
       raise common.UsageError(f"--{flag} is not supported with --keras=3.")
   if FLAGS.resume and not FLAGS.output_dir:

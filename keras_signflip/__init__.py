@@ -27,7 +27,8 @@ from keras_signflip import criteria
 from keras_signflip import flipout
 from keras_signflip.api import (collect_wrappers, export_saved_model, flip_counts,
                                 flip_states, masks, prune_sign_flip, record_gradients,
-                                set_reference, snip, sparsity_report, strip_pruning)
+                                set_reference, snip, sparsity_report, strip_pruning,
+                                with_gradient_noise)
 
 __version__ = "0.3.0"
 
@@ -52,7 +53,6 @@ _LAZY = {  # public name -> module defining it, imported on first use
     "SignFlipSummaries": "keras_signflip.summaries",
     "EarlyBird": "keras_signflip.lottery.early_bird",
     "RewindPoint": "keras_signflip.lottery.rewind",
-    "with_gradient_noise": "keras_signflip.tf_keras.noise",
     "DynamicSparsity": "keras_signflip.dynamic",
     "PruneSignFlip": "keras_signflip.tf_keras.wrapper",
     "link_global": "keras_signflip.tf_keras.prune",
@@ -78,6 +78,6 @@ def __getattr__(name):
 __all__ = ["criteria", "prune_sign_flip", "strip_pruning", "flip_counts", "masks",
            "set_reference", "collect_wrappers", "flip_states", "UpdatePruningStep",
            "SignFlipSummaries", "sparsity_report", "export_saved_model", "EarlyBird",
-           "RewindPoint", "record_gradients", "snip", "DynamicSparsity"]
+           "RewindPoint", "record_gradients", "with_gradient_noise", "snip", "DynamicSparsity"]
 # Also public, for tf_keras models only (importing them imports TF-MOT):
-# prune_scope, link_global, with_gradient_noise, PruneSignFlip.
+# prune_scope, link_global, PruneSignFlip.

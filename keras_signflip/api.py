@@ -10,7 +10,7 @@ from keras_signflip.detect import is_keras3_object
 
 __all__ = ["prune_sign_flip", "strip_pruning", "collect_wrappers", "flip_states",
            "flip_counts", "masks", "set_reference", "sparsity_report", "export_saved_model",
-           "record_gradients", "snip"]
+           "record_gradients", "with_gradient_noise", "snip"]
 
 
 def prune_sign_flip(to_prune, *args, **kwargs):
@@ -78,6 +78,19 @@ def record_gradients(optimizer):
     return optimizers.record_gradients(optimizer)
   from keras_signflip.tf_keras import noise  # pylint: disable=g-import-not-at-top
   return noise.record_gradients(optimizer)
+
+
+def with_gradient_noise(optimizer, factor, seed=0, weight_decay=0.0):
+  """A copy of `optimizer` that adds FlipOut's gradient noise to pruned weights'
+  gradients, then `weight_decay * w` to every gradient (PyTorch's coupled decay);
+  it also records gradients as `record_gradients` does (see
+  `keras_signflip.tf_keras.noise.with_gradient_noise` and
+  `keras_signflip.keras3.optimizers.with_gradient_noise`)."""
+  if is_keras3_object(optimizer):
+    from keras_signflip.keras3 import optimizers  # pylint: disable=g-import-not-at-top
+    return optimizers.with_gradient_noise(optimizer, factor, seed, weight_decay)
+  from keras_signflip.tf_keras import noise  # pylint: disable=g-import-not-at-top
+  return noise.with_gradient_noise(optimizer, factor, seed, weight_decay)
 
 
 def snip(model, data, sparsity, loss, batches=1):

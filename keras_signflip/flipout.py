@@ -22,6 +22,9 @@ its recovery tail. See docs/flipout_differences.md for where ours differs.
     kwargs = ksf.flipout.prune_kwargs(0.999, epochs=350, steps_per_epoch=391)
     model = ksf.prune_sign_flip(base, **kwargs)
     model.compile(ksf.flipout.optimizer(350, 391), loss, metrics)
+
+For a Keras 3 model pass its module: `prune_kwargs(..., keras=keras)` and
+`optimizer(..., keras=keras)`.
 """
 import math
 
@@ -82,9 +85,14 @@ def kept(n, m):
   return round(n * 0.5 ** m)
 
 
+def _is_keras3(keras):
+  """Whether `keras` (a Keras module; None: tf_keras) is Keras 3."""
+  return keras is not None and not getattr(keras, "__name__", "").startswith("tf_keras")
+
+
 def _family_module(keras):
   """The schedules module of the family `keras` (a Keras module; None: tf_keras)."""
-  if keras is not None and not getattr(keras, "__name__", "").startswith("tf_keras"):
+  if _is_keras3(keras):
     from keras_signflip.keras3 import schedules  # pylint: disable=g-import-not-at-top
     return schedules
   from keras_signflip.tf_keras import schedules  # pylint: disable=g-import-not-at-top
@@ -114,28 +122,32 @@ def optimizer(epochs, steps_per_epoch, keras=None, noise=NOISE, seed=0,
   Keras' `SGD(weight_decay=...)` is decoupled (w -= lr * wd * w, outside the
   momentum); FlipOut's PyTorch SGD adds wd * w to the gradient, inside it, so
   the weight decay is added to the gradients here, after the noise, as
-  PyTorch does.
+  PyTorch does. Keras' SGD keeps its velocity as v = 0.9 v - lr * g, PyTorch's
+  buffer as b = 0.9 b + g (the step lr * b): the same while the rate is
+  constant, the old rate fading out over ~10 steps after each decay.
 
   Args:
     epochs, steps_per_epoch: the length of the run (for the decay steps).
-    keras: None or tf_keras (the noise hook is built for tf_keras only).
+    keras: the Keras module of the model: None or tf_keras (a tf_keras SGD
+      with `keras_signflip.tf_keras.noise`'s hook), or Keras 3 (a Keras 3 SGD
+      with `keras_signflip.keras3.optimizers.with_gradient_noise`'s).
     noise: FlipOut's lambda (0 for none).
     seed: the noise's seed.
     learning_rate: the initial rate. Defaults to FlipOut's 0.1.
   """
   _check_run(epochs, steps_per_epoch)
   total = epochs * steps_per_epoch
-  # PiecewiseConstantDecay keeps a rate while iterations <= boundary, and
-  # iterations count from 0: the decay at step round(f * total) (FlipOut's
-  # epoch 150 of 350) starts the (round(f * total) + 1)-th step.
+  # PiecewiseConstantDecay (the same in tf_keras and Keras 3) keeps a rate
+  # while iterations <= boundary, and iterations count from 0: the decay at
+  # step round(f * total) (FlipOut's epoch 150 of 350) starts the
+  # (round(f * total) + 1)-th step.
   boundaries = [max(round(f * total), 1) - 1 for f in DECAY_AT]
   lr = [learning_rate, learning_rate * 0.1, learning_rate * 0.01]
-  if keras is not None and not getattr(keras, "__name__", "").startswith("tf_keras"):
-    raise ValueError("flipout.optimizer builds a tf_keras optimizer (gradient noise and "
-                     "coupled weight decay hook tf_keras' apply_gradients); for a Keras 3 "
-                     "model use prune_kwargs with your own optimizer.")
-  from keras_signflip.tf_keras import noise as noise_lib  # pylint: disable=g-import-not-at-top
-  from keras_signflip.tf_keras._compat import keras as tf_keras  # pylint: disable=g-import-not-at-top
-  sgd = tf_keras.optimizers.SGD(
-      tf_keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, lr), momentum=MOMENTUM)
+  if _is_keras3(keras):
+    from keras_signflip.keras3 import optimizers as noise_lib  # pylint: disable=g-import-not-at-top
+  else:
+    from keras_signflip.tf_keras import noise as noise_lib  # pylint: disable=g-import-not-at-top
+    from keras_signflip.tf_keras._compat import keras  # pylint: disable=g-import-not-at-top
+  sgd = keras.optimizers.SGD(
+      keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, lr), momentum=MOMENTUM)
   return noise_lib.with_gradient_noise(sgd, noise, seed=seed, weight_decay=WEIGHT_DECAY)

@@ -22,7 +22,7 @@ import shutil
 import tempfile
 
 __all__ = ["MARKER", "KINDS", "check_target", "is_owned", "read_marker", "temp_sibling",
-           "replace_dir", "staged", "write_marker"]
+           "replace_dir", "staged", "write_marker", "write_file", "write_json"]
 
 MARKER = ".keras_signflip.json"
 KINDS = ("export", "run", "lottery")
@@ -66,10 +66,36 @@ def write_marker(path, kind):
   """Writes the marker into directory `path`: keras_signflip owns it, as `kind`."""
   _check_kind(kind)
   import keras_signflip  # pylint: disable=g-import-not-at-top  (the package's version)
-  with open(os.path.join(path, MARKER), "w") as f:
-    json.dump({"written_by": "keras_signflip", "kind": kind,
-               "version": getattr(keras_signflip, "__version__", None)}, f)
-    f.write("\n")
+  write_json(os.path.join(path, MARKER), {"written_by": "keras_signflip", "kind": kind,
+                                          "version": getattr(keras_signflip, "__version__", None)})
+
+
+def write_file(path, write):
+  """Calls write(temporary path) for a fresh file beside `path` (mkstemp: a name no
+  user's file can have), then renames it to `path`: `path` is the old or the new
+  file at every moment, and a failure leaves no temporary behind."""
+  parent, name = _split(path)
+  fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{name}.tmp-")
+  os.close(fd)
+  try:
+    write(tmp)
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o666 & ~mask)  # what open() would have given it, not mkstemp's 0600
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def write_json(path, value):
+  """Writes `value` to `path` as indented, key-sorted JSON, atomically (`write_file`)."""
+  def write(tmp):
+    with open(tmp, "w") as f:
+      json.dump(value, f, indent=2, sort_keys=True)
+      f.write("\n")
+  write_file(path, write)
 
 
 def check_target(path, kind, overwrite, flag_hint="overwrite=True"):

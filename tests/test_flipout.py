@@ -105,10 +105,19 @@ def test_optimizer_is_pytorch_sgd_with_coupled_decay_and_step_decays():
       np.testing.assert_allclose(var.numpy(), w, rtol=1e-5, atol=1e-7)
 
 
-def test_optimizer_refuses_keras3_clearly():
+def test_optimizer_for_keras3_is_the_same_recipe():
+  """keras=<Keras 3>: a Keras 3 SGD with the tf_keras one's decays, noise and decay
+  (its steps are tested per backend in tests/keras3/test_keras3_noise.py)."""
   import keras as keras3  # pylint: disable=g-import-not-at-top
-  with pytest.raises(ValueError, match="tf_keras"):
-    flipout.optimizer(10, 10, keras=keras3)
+  ours, theirs = (flipout.optimizer(7, 10, keras=k, noise=0.5, seed=2) for k in (keras3, None))
+  assert isinstance(ours, keras3.optimizers.SGD) and ours.momentum == theirs.momentum == 0.9
+  assert (ours.noise_factor, ours.noise_seed, ours.coupled_weight_decay) == (
+      theirs.noise_factor, theirs.noise_seed, theirs.coupled_weight_decay) == (
+          0.5, 2, flipout.WEIGHT_DECAY)
+  schedules = [o._learning_rate.get_config() for o in (ours, theirs)]  # pylint: disable=protected-access
+  for key in ("boundaries", "values"):
+    assert schedules[0][key] == schedules[1][key], key
+  assert schedules[0]["boundaries"] == [29, 49]  # the decays start steps 31 and 51 of 70
 
 
 def test_lottery_round_sparsities_give_exact_kept_counts():

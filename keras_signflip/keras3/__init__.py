@@ -24,7 +24,7 @@ from keras_signflip.keras3 import snip
 from keras_signflip.keras3 import targeted_dropout
 from keras_signflip.keras3 import variational
 from keras_signflip.keras3.callbacks import UpdatePruningStep
-from keras_signflip.keras3.optimizers import record_gradients
+from keras_signflip.keras3.optimizers import record_gradients, with_gradient_noise
 from keras_signflip.keras3.prune import (collect_wrappers, flip_counts, flip_states, masks,
                                          prune_sign_flip, set_reference, sparsity_report,
                                          strip_pruning)
@@ -32,6 +32,6 @@ from keras_signflip.keras3.state import FlipState
 from keras_signflip.keras3.wrapper import PruneSignFlip
 
 __all__ = ["dynamic", "export", "gradients", "hoyer", "kernel_wrappers", "l0", "optimizers", "snip",
-           "targeted_dropout", "variational", "record_gradients", "mask_update", "schedules", "selection", "UpdatePruningStep",
+           "targeted_dropout", "variational", "record_gradients", "with_gradient_noise", "mask_update", "schedules", "selection", "UpdatePruningStep",
            "collect_wrappers", "flip_counts", "flip_states", "masks", "prune_sign_flip",
            "set_reference", "sparsity_report", "strip_pruning", "FlipState", "PruneSignFlip"]

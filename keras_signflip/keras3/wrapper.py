@@ -140,6 +140,7 @@ class PruneSignFlip(keras.layers.Wrapper):
     self.flip_states = []
     for w in prunable_weights(self.layer):
       base = w.name
+      optimizers.mark_prunable(w)  # where with_gradient_noise puts its noise
       if self.criterion.uses_gradients:  # sum of w * g, kept by the optimizer
         optimizers.request_gradients(w)
 

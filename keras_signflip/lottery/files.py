@@ -15,6 +15,7 @@ import re
 
 import numpy as np
 
+from keras_signflip import owned_dir
 from keras_signflip.lottery import reinit as reinit_lib
 
 __all__ = ["RunFiles", "is_artifact", "lr_rewind_source", "replace_atomically", "write_json",
@@ -68,25 +69,8 @@ def lr_rewind_source(primary, mode, r):
   return (mode if r > 1 else primary, r - 1)
 
 
-def replace_atomically(path, write):
-  """Calls write(temporary sibling path), then renames it to `path`."""
-  tmp = path + ".tmp"
-  try:
-    write(tmp)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-
-
-def write_json(path, obj):
-  """Writes `obj` as indented, key-sorted JSON, atomically."""
-  def write(tmp):
-    with open(tmp, "w") as f:
-      json.dump(obj, f, indent=2, sort_keys=True)
-      f.write("\n")
-  replace_atomically(path, write)
+replace_atomically = owned_dir.write_file  # write(tmp) beside the path, then a rename
+write_json = owned_dir.write_json
 
 
 def save_masks(path, masks):
