@@ -3,12 +3,12 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: setup data mnist test demo bench bench-quick report length anchors overhead overhead-keras3 tfmot-suite clean
+.PHONY: setup data mnist test docs demo bench bench-quick report length anchors overhead overhead-keras3 tfmot-suite clean
 
 $(STAMP): setup.py
 	test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test,plots,bench,keras3]"
+	$(PY) -m pip install -q -e ".[test,plots,bench,keras3,docs]"
 	# Keras 3 backends for tests/test_keras3.py: torch 2.13.0 is the CPU wheel
 	# this machine keeps on disk (a plain `torch` would pull a CUDA build).
 	$(PY) -m pip install -q "jax>=0.4.30" "torch==2.13.0"
@@ -32,6 +32,10 @@ data:
 # graph tracing, so two processes on two cores take about 60% of the serial time.
 test: setup
 	$(PY) -m pytest -q -n 2
+
+# The documentation site (docs/, mkdocs.yml) into build/site; warnings are errors.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
 
 # A short prune-train-export run on real Fashion-MNIST (about a minute on 2 cores).
 demo: setup data

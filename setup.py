@@ -33,6 +33,9 @@ setuptools.setup(
         "plots": ["matplotlib>=3.5"],
         # benchmarks/compare.py: plots and the t quantiles of its intervals.
         "bench": ["matplotlib>=3.5", "scipy>=1.9"],
+        # The documentation site (make docs): mkdocstrings reads the docstrings
+        # statically (griffe), so building it imports no framework.
+        "docs": ["mkdocs>=1.6,<2", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"],
     },
     license="Apache-2.0",
 )
