@@ -7,17 +7,21 @@
     <!-- docs-test: keras3 -->        the block runs in a Keras 3 process (JAX backend);
     <!-- docs-test: replace A -> B ; C -> D -->   the block runs with A replaced by B
                                       (a shorter schedule, fewer rounds: same calls).
-  tf_keras blocks run in this process; Keras 3 blocks of a page run in one subprocess,
-  since tf_keras and Keras 3 cannot share a process here (see tests/test_keras3.py).
-  A small collector rather than pytest-markdown-docs or mktestdocs: neither has hidden
-  setups, per-block processes or the replace step, and both would add a dependency.
+  tf_keras blocks run in this process; the Keras 3 blocks of every page run in one JAX
+  subprocess (a namespace per page), since tf_keras and Keras 3 cannot share a process
+  here (see tests/test_keras3.py). A small collector rather than pytest-markdown-docs or
+  mktestdocs: those run each block as written, and the hidden setups, the Keras 3 process
+  and the replace step would need hooks of our own anyway (and one more dependency).
 - Every `--flag` on those pages is a flag an example or benchmark binary defines; every
   `make X` a Makefile target; every `keras_signflip[extra]` an extra of setup.py.
-- A paragraph that names a results file (a code span or link to a .json, .csv or .md under
-  benchmarks/ or docs/, BENCHMARKS.md, or benchmarks/anchors.py's published figures) quotes figures from it: each decimal number
-  in it must appear in one of the files it names (JSON/CSV: a value that rounds to it,
-  as a fraction or in percent). A measured figure (a decimal with ×, %, s, ms or points)
-  in a paragraph that names no such file fails on results pages.
+- A paragraph that names a results file (a code span or link to a .json, .csv or .md
+  under benchmarks/ or docs/, BENCHMARKS.md, or benchmarks/anchors.py for the papers'
+  published figures) quotes figures from it: each decimal number in it must appear in one
+  of the files it names (JSON/CSV: a value that rounds to it, as a fraction or in
+  percent). A measured figure (a decimal with ×, %, s, ms or points) in a paragraph that
+  names no such file fails on results pages.
+- Every name in a docstring's Args section is a parameter of its function (the API
+  reference renders them; mkdocs.yml leaves that check to this test).
 """
 import csv
 import json
