@@ -3,7 +3,15 @@
 tests/keras3 runs only in the per-backend processes that tests/test_keras3.py
 starts (KSF_KERAS3_BACKEND_TESTS=1, KERAS_BACKEND=...), without this setup.
 """
+import gc
 import os
+
+import pytest
+
+# A test process holds millions of objects (TensorFlow's, earlier tests' graphs);
+# with the default thresholds the collector rescans them often, about 5% of the
+# suite's time. Fewer, later collections (still all of them, cycles included).
+gc.set_threshold(50_000, 20, 10)
 
 if os.environ.get("KSF_KERAS3_BACKEND_TESTS"):
   collect_ignore = []
@@ -17,3 +25,13 @@ else:
   _cpu = tf.config.list_physical_devices("CPU")[0]
   tf.config.set_logical_device_configuration(
       _cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+
+@pytest.fixture(scope="session")
+def jax_cache_env(tmp_path_factory):
+  """Environment for the JAX processes a test starts: one compilation cache per
+  pytest worker, so that a model rebuilt, reloaded or resumed with the same
+  structure is compiled once (the executables are those XLA would compile)."""
+  return {"JAX_COMPILATION_CACHE_DIR": str(tmp_path_factory.mktemp("jax_compilation_cache")),
+          "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+          "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}

@@ -327,8 +327,8 @@ def test_kill_9_then_resume_finishes_the_run(idx, tmp_path):
 
 @pytest.mark.skipif(not os.path.exists(os.path.join(IDX_FASHION, "train-images-idx3-ubyte.gz")),
                     reason="needs Debian's dataset-fashion-mnist")
-def test_keras3_resume_with_another_criterion_is_refused(tmp_path):
-  env = dict(ENV)
+def test_keras3_resume_with_another_criterion_is_refused(tmp_path, jax_cache_env):
+  env = dict(ENV, **jax_cache_env)  # the resumed run compiles what the first one did
   env.pop("TF_USE_LEGACY_KERAS", None)
   base = [sys.executable, "-m", "examples.train", "--keras=3", "--backend=jax",
           "--dataset=fashion_mnist", "--data_source=idx", "--model=lenet_300_100",

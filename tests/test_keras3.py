@@ -1,10 +1,12 @@
 """The Keras 3 path on every backend, each in its own process; across paths.
 
 tests/keras3 runs once per backend (TensorFlow, JAX, PyTorch) in a fresh
-interpreter with KERAS_BACKEND set; each run also writes its conformance
-masks, which must equal the tf_keras path's masks for the same weights and
-flip counts (computed here, in this tf_keras process).
+interpreter with KERAS_BACKEND set (JAX's, the longest, in two parts that
+pytest-xdist's workers can share); test_keras3_path.py also writes its
+conformance masks, which must equal the tf_keras path's masks for the same
+weights and flip counts (computed here, in this tf_keras process).
 """
+import functools
 import importlib.util
 import os
 import pathlib
@@ -28,18 +30,32 @@ def _env(backend, **extra):
   return env
 
 
-@pytest.mark.parametrize("backend", sorted(BACKEND_PACKAGES))
-def test_keras3_path_on_backend(backend, tmp_path):
+PATH = "tests/keras3/test_keras3_path.py"
+PARTS = {"all": ["tests/keras3"], "path": [PATH], "others": ["tests/keras3", f"--ignore={PATH}"]}
+# One process a part (each starts in about 6 s): JAX's run, twice the others',
+# in two parts, so that no single test holds a worker for long.
+RUNS = [("jax", "path"), ("jax", "others"), ("tensorflow", "all"), ("torch", "all")]
+
+
+@functools.lru_cache(maxsize=None)
+def _tf_keras_masks():
+  return conformance.run(test_conformance.compute_tf_keras)
+
+
+@pytest.mark.parametrize("backend,part", RUNS, ids=[f"{b}-{p}" for b, p in RUNS])
+def test_keras3_path_on_backend(backend, part, tmp_path, jax_cache_env):
   if importlib.util.find_spec(BACKEND_PACKAGES[backend]) is None:
     pytest.skip(f"{backend} is not installed (pip install 'keras_signflip[{backend}]')")
+  extra = jax_cache_env if backend == "jax" else {}
   result = subprocess.run(
-      [sys.executable, "-m", "pytest", "-q", "tests/keras3", "-p", "no:cacheprovider"],
-      cwd=ROOT, env=_env(backend, KSF_CONFORMANCE_OUT=str(tmp_path)),
+      [sys.executable, "-m", "pytest", "-q", *PARTS[part], "-p", "no:cacheprovider"],
+      cwd=ROOT, env=_env(backend, KSF_CONFORMANCE_OUT=str(tmp_path), **extra),
       capture_output=True, text=True, timeout=900)
   assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+  if part == "others":
+    return
   got = np.load(tmp_path / f"{backend}.npz")
-  tf_keras_masks = conformance.run(test_conformance.compute_tf_keras)
-  for case, masks in tf_keras_masks.items():
+  for case, masks in _tf_keras_masks().items():
     for i, m in enumerate(masks):
       np.testing.assert_array_equal(got[f"{case}|{i}"], m, err_msg=f"{backend} {case}")
 

@@ -165,8 +165,8 @@ def test_controls_use_the_primary_masks_and_files_are_written(tmp_path):
 
 
 def test_start_from_a_saved_mask(tmp_path):
-  _run(tmp_path / "a", rounds=2)
-  mask = lottery.load_masks(str(tmp_path / "a" / "masks_2.npz"))
+  _run(tmp_path / "a", rounds=1)  # masks_1.npz: 20% pruned
+  mask = lottery.load_masks(str(tmp_path / "a" / "masks_1.npz"))
   config = lottery.LotteryConfig(rounds=0, epochs=1, seed=1)
   lottery.run(_make, _compile, _train_data, VAL, TEST, config, str(tmp_path / "b"),
               init_mask=mask, log=lambda *a: None)

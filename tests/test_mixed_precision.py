@@ -110,29 +110,48 @@ def test_unpruned_weights_follow_the_unwrapped_model_exactly():
   assert moved > 1e-5  # the models did train
 
 
-@pytest.mark.parametrize("products", ["dense", "ell_coo"])
-def test_export_reloads_without_keras_signflip_and_predicts_the_same(tmp_path, products):
-  model = _compile(ksf.prune_sign_flip(
-      _base(), pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(0.7, 0, frequency=2),
-      criterion="hybrid"), lr=0.5)
-  model.fit(X, Y, batch_size=32, epochs=1, verbose=0, callbacks=[ksf.UpdatePruningStep()])
-  first, second = [layer.name for layer in ksf.strip_pruning(model).layers][:2]
-  kernels = ("dense" if products == "dense" else  # ELL up to 4 rows, COO above; ELL always
-             {first: [("ell", 4), ("coo", None)], second: [("ell", None)]})
-  ksf.export_saved_model(model, str(tmp_path / "sm"), verbose=False, kernels=kernels)
-  expected = ksf.strip_pruning(model).predict(X[:16], verbose=0)
+PRODUCTS = ("dense", "ell_coo")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+  """One model trained under mixed_float16, exported with each kind of products;
+  {products: (what a fresh TensorFlow process without keras_signflip serves,
+  what the stripped model predicts)}: one process loads every export."""
+  tmp_path = tmp_path_factory.mktemp("export")
+  keras.mixed_precision.set_global_policy("mixed_float16")  # before `mixed_policy` runs
+  try:
+    model = _compile(ksf.prune_sign_flip(
+        _base(), pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(0.7, 0, frequency=2),
+        criterion="hybrid"), lr=0.5)
+    model.fit(X, Y, batch_size=32, epochs=1, verbose=0, callbacks=[ksf.UpdatePruningStep()])
+    first, second = [layer.name for layer in ksf.strip_pruning(model).layers][:2]
+    for products in PRODUCTS:
+      kernels = ("dense" if products == "dense" else  # ELL up to 4 rows, COO above; ELL always
+                 {first: [("ell", 4), ("coo", None)], second: [("ell", None)]})
+      ksf.export_saved_model(model, str(tmp_path / products), verbose=False, kernels=kernels)
+    expected = ksf.strip_pruning(model).predict(X[:16], verbose=0)
+  finally:
+    keras.mixed_precision.set_global_policy("float32")
   np.save(tmp_path / "x.npy", X[:16])
   code = ("import sys, numpy as np, tensorflow as tf\n"
-          "m = tf.saved_model.load(sys.argv[1])\n"
-          "out = m.signatures['serving_default'](tf.constant(np.load(sys.argv[2])))\n"
-          "np.save(sys.argv[3], list(out.values())[0].numpy())\n"
+          "for d in sys.argv[2:]:\n"
+          "  m = tf.saved_model.load(d)\n"
+          "  out = m.signatures['serving_default'](tf.constant(np.load(sys.argv[1])))\n"
+          "  np.save(d + '.npy', list(out.values())[0].numpy())\n"
           "assert not any(k.startswith('keras_signflip') for k in sys.modules)\n")
   env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-  result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "sm"), str(tmp_path / "x.npy"),
-                           str(tmp_path / "y.npy")], cwd=tmp_path, env=env,
+  result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.npy"),
+                           *(str(tmp_path / p) for p in PRODUCTS)], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
-  np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, atol=1e-3)
+  return {p: (np.load(tmp_path / f"{p}.npy"), expected) for p in PRODUCTS}
+
+
+@pytest.mark.parametrize("products", PRODUCTS)
+def test_export_reloads_without_keras_signflip_and_predicts_the_same(served, products):
+  got, expected = served[products]
+  np.testing.assert_allclose(got, expected, atol=1e-3)
 
 
 def test_reference_weights_are_float32_copies_of_the_master_weights():

@@ -135,30 +135,33 @@ def test_export_binary_from_checkpoint(tmp_path):
                     reason="Debian's dataset-fashion-mnist is not installed")
 def test_real_fashion_mnist_one_epoch_80_percent(tmp_path):
   out = tmp_path / "run"
-  subprocess.run([sys.executable, "-m", "examples.train", "--dataset=fashion_mnist",
-                  "--data_source=idx", "--model=lenet_300_100", "--criterion=hybrid",
-                  "--target_sparsity=0.8", "--epochs=1", "--verbose=0",
-                  f"--output_dir={out}"], check=True, env=ENV, cwd=ROOT)
+  # `main` on these flags, as `python -m examples.train` runs it (in this process:
+  # a subprocess would start TensorFlow again).
+  _flags(dataset="fashion_mnist", data_source="idx", model="lenet_300_100",
+         criterion="hybrid", target_sparsity=0.8, epochs=1, output_dir=out)
+  train_bin.main(["train"])
   summary = json.loads((out / "summary.json").read_text())
   assert summary["sparsity"] == pytest.approx(0.8, abs=0.005)
   assert summary["test_accuracy"] > 0.80, summary["test_accuracy"]
   assert summary["data_source"].startswith("fashion_mnist: local IDX")
 
 
-def test_flipout_recipe_flags_reach_the_target_through_its_events(tmp_path):
+def test_flipout_recipe_flags_reach_the_target_through_its_events(tmp_path, capsys):
   """--schedule=flipout --optimizer=flipout: 95% is m = 5 halvings, one per epoch of
   a 6-epoch run (round(6 / 6)), the last capped at 95%, then a recovery epoch."""
   idx = tmp_path / "idx"
   _write_idx(str(idx), n_train=512)  # 4 steps per epoch at batch 128
   out = tmp_path / "run"
-  run = subprocess.run(
-      [sys.executable, "-m", "examples.train", "--dataset=mnist", "--data_source=idx",
-       f"--idx_dir={idx}", "--model=lenet_300_100", "--criterion=hybrid", "--scope=global",
-       "--schedule=flipout", "--optimizer=flipout", "--learning_rate=0.1", "--noise_scale=1",
-       "--target_sparsity=0.95", "--epochs=6", "--batch_size=128", "--verbose=2",
-       f"--output_dir={out}"], check=True, env=ENV, cwd=ROOT, capture_output=True, text=True)
+  FLAGS.unparse_flags()  # `main` as `python -m examples.train` runs it, in this process
+  FLAGS(["train", "--dataset=mnist", "--data_source=idx",
+         f"--idx_dir={idx}", "--model=lenet_300_100", "--criterion=hybrid", "--scope=global",
+         "--schedule=flipout", "--optimizer=flipout", "--learning_rate=0.1", "--noise_scale=1",
+         "--target_sparsity=0.95", "--epochs=6", "--batch_size=128", "--verbose=2",
+         f"--output_dir={out}"])
+  capsys.readouterr()
+  train_bin.main(["train"])
   per_epoch = [float(line.split("sparsity ")[1].split("%")[0])
-               for line in run.stdout.splitlines() if line.startswith("epoch ")]
+               for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
   assert per_epoch == [50.0, 75.0, 87.5, 93.75, 95.0, 95.0]
   assert json.loads((out / "summary.json").read_text())["sparsity"] == pytest.approx(0.95, abs=1e-4)
 
