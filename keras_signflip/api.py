@@ -1,12 +1,13 @@
 """The public functions, each sending its call to the family that owns the model.
 
 A tf_keras model goes to `keras_signflip.tf_keras` (TF-MOT's wrappers), a
-Keras 3 model to `keras_signflip.keras3`; arguments and results are the same.
+Keras 3 model to `keras_signflip.keras3` (`keras_signflip.families.of`);
+arguments and results are the same. Reading a model and SNIP are written once
+for both (`keras_signflip.inspection`, `keras_signflip.connection_sensitivity`).
 """
-import importlib
-
+from keras_signflip import connection_sensitivity
 from keras_signflip import families
-from keras_signflip.detect import is_keras3_object
+from keras_signflip import inspection
 
 __all__ = ["prune_sign_flip", "strip_pruning", "collect_wrappers", "flip_states",
            "flip_counts", "masks", "set_reference", "sparsity_report", "export_saved_model",
@@ -37,24 +38,11 @@ def flip_states(model):
   return families.of(model).flip_states(model)
 
 
-def flip_counts(model):
-  """{weight name: np.ndarray of sign-flip counts}."""
-  return families.of(model).flip_counts(model)
-
-
-def masks(model):
-  """{weight name: np.ndarray mask (0/1)}."""
-  return families.of(model).masks(model)
-
-
-def set_reference(model):
-  """Moves the reference weights (of the reference criteria) to the current ones."""
-  return families.of(model).set_reference(model)
-
-
-def sparsity_report(model):
-  """{'layers': {name: sparsity}, 'overall': sparsity, 'flips': {name: total}}."""
-  return families.of(model).sparsity_report(model)
+flip_counts = inspection.flip_counts
+masks = inspection.masks
+set_reference = inspection.set_reference
+sparsity_report = inspection.sparsity_report
+snip = connection_sensitivity.snip
 
 
 def export_saved_model(model, path, **kwargs):
@@ -73,11 +61,7 @@ def record_gradients(optimizer):
   """A copy of `optimizer` that records sum_t w_t * g_t for `Saliency` and
   `MovementScore` (see `keras_signflip.tf_keras.noise.record_gradients` and
   `keras_signflip.keras3.optimizers.record_gradients`)."""
-  if is_keras3_object(optimizer):
-    from keras_signflip.keras3 import optimizers  # pylint: disable=g-import-not-at-top
-    return optimizers.record_gradients(optimizer)
-  from keras_signflip.tf_keras import noise  # pylint: disable=g-import-not-at-top
-  return noise.record_gradients(optimizer)
+  return families.of(optimizer).record_gradients(optimizer)
 
 
 def with_gradient_noise(optimizer, factor, seed=0, weight_decay=0.0):
@@ -85,17 +69,14 @@ def with_gradient_noise(optimizer, factor, seed=0, weight_decay=0.0):
   gradients, then `weight_decay * w` to every gradient (PyTorch's coupled decay);
   it also records gradients as `record_gradients` does (see
   `keras_signflip.tf_keras.noise.with_gradient_noise` and
-  `keras_signflip.keras3.optimizers.with_gradient_noise`)."""
-  if is_keras3_object(optimizer):
-    from keras_signflip.keras3 import optimizers  # pylint: disable=g-import-not-at-top
-    return optimizers.with_gradient_noise(optimizer, factor, seed, weight_decay)
-  from keras_signflip.tf_keras import noise  # pylint: disable=g-import-not-at-top
-  return noise.with_gradient_noise(optimizer, factor, seed, weight_decay)
+  `keras_signflip.keras3.optimizers.with_gradient_noise`).
 
-
-def snip(model, data, sparsity, loss, batches=1):
-  """SNIP (Lee et al. 2019): sets `model`'s masks to the `sparsity` lowest |w * g|
-  pruned, g summed over `batches` of `data` (see either family's `snip` module)."""
-  family = families.of(model).name
-  module = importlib.import_module(f"keras_signflip.{family}.snip")
-  return module.snip(model, data, sparsity, loss, batches)
+  Args:
+    optimizer: a tf_keras or Keras 3 optimizer instance (its config is copied).
+    factor: the noise scale relative to each pruned weight's gradient RMS
+      (FlipOut's lambda), a finite number >= 0; 0 for none.
+    seed: integer seed of the noise. Defaults to 0.
+    weight_decay: coupled (PyTorch-style) weight decay added to every
+      gradient after the noise, >= 0. Defaults to 0.
+  """
+  return families.of(optimizer).with_gradient_noise(optimizer, factor, seed, weight_decay)

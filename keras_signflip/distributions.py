@@ -16,7 +16,7 @@ the count, as RigL and JaxPruner leave excluded layers.
 """
 import math
 
-__all__ = ["DISTRIBUTIONS", "layer_sparsities", "schedule_factors"]
+__all__ = ["DISTRIBUTIONS", "layer_sparsities", "schedule_factors", "layer_factors"]
 
 DISTRIBUTIONS = ("uniform", "erk", "er")
 
@@ -120,3 +120,26 @@ def schedule_factors(shapes, target, distribution=None, dense_layers=(), scope="
                      "ConstantSparsity, PolynomialDecay or GeometricSparsity.")
   sparsities = layer_sparsities(shapes, target, distribution or "uniform", dense_layers)
   return {n: (s / target if target > 0 else 1.0) for n, s in sparsities.items()}
+
+
+def layer_factors(layers, prunable_weights, target, distribution=None, dense_layers=(),
+                  scope="layer"):
+  """`schedule_factors` for the layers `prune_sign_flip` would wrap (either family).
+
+  Args:
+    layers: the layers that would be wrapped, in model order (built).
+    prunable_weights: layer -> its prunable weights, the kernel first.
+    target, distribution, dense_layers, scope: as `schedule_factors`.
+
+  Raises:
+    ValueError: an unbuilt layer (its kernel shape is unknown), or as `schedule_factors`.
+  """
+  if distribution is None and not dense_layers:
+    return None
+  unbuilt = [l.name for l in layers if not l.built]
+  if unbuilt:
+    raise ValueError(f"A sparsity distribution needs built layers (their kernel shapes); "
+                     f"{unbuilt} are not. Give the model an input shape first.")
+  shapes = {l.name: tuple(w[0].shape) for l, w in ((l, prunable_weights(l)) for l in layers)
+            if w}
+  return schedule_factors(shapes, target, distribution, dense_layers, scope)

@@ -15,10 +15,10 @@ so each tensor keeps its sparsity exactly. Masks grow as well as shrink here
 (the wrappers' own schedules only ever shrink them); `regrown` counts every
 regrown weight and goes into each epoch's logs (History, TensorBoard). Ties go by position (a stable ranking), as everywhere.
 
-The rule is NumPy and serves both families; each family's `dynamic` module
-supplies the gradient (`dense_gradients`) and the assignment (`set_masks`).
+The rule is NumPy and serves both families; the model's family
+(`keras_signflip.families.Family`) supplies the gradient (`rigl_gradients`)
+and the assignment (`set_masks`).
 """
-import importlib
 import math
 
 import numpy as np
@@ -80,7 +80,7 @@ class DynamicSparsity(Callback):
     self._data, self._batches = data, None
     self._rng = np.random.RandomState(seed)
     self.regrown, self.updates, self._step = 0, 0, 0
-    self._family = self._io = None
+    self._family = None
 
   def update_fraction(self, step):
     """f(step): RigL's cosine decay to 0 at `end_step`; SET's constant."""
@@ -91,7 +91,6 @@ class DynamicSparsity(Callback):
   def on_train_begin(self, logs=None):
     model = families.synced(self.model)
     self._family = families.of(model)
-    self._io = importlib.import_module(f"keras_signflip.{self._family.name}.dynamic")
     self._states = self._family.flip_states(model)
     if not self._states:
       raise ValueError("DynamicSparsity needs a model wrapped by prune_sign_flip.")
@@ -122,10 +121,11 @@ class DynamicSparsity(Callback):
     """One drop-and-grow update of every wrapped tensor at `step`."""
     model = families.synced(self.model)
     fraction = self.update_fraction(step)
-    grads = ([np.abs(g).ravel() for g in self._io.dense_gradients(
+    grads = ([np.abs(g).ravel() for g in self._family.rigl_gradients(
         model, self._states, self._next_batch(), self.loss)]
              if self.method == "rigl" else [None] * len(self._states))
     to_numpy = self._family.to_numpy
+    self._family.count_pending(model)  # what the last step flipped, before masks change
     changes = []
     for s, g in zip(self._states, grads):
       mask = to_numpy(s.mask).ravel() > 0
@@ -136,5 +136,5 @@ class DynamicSparsity(Callback):
       new, grown = drop_and_grow(mask, weight, n, g, self._rng)
       changes.append((s, new.reshape(s.mask.shape), grown.reshape(s.mask.shape)))
       self.regrown += n
-    self._io.set_masks(changes, getattr(model, "optimizer", None))
+    self._family.set_masks(changes, getattr(model, "optimizer", None))
     self.updates += 1

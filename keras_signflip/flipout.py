@@ -28,8 +28,11 @@ For a Keras 3 model pass its module: `prune_kwargs(..., keras=keras)` and
 """
 import math
 
-__all__ = ["events", "event_steps", "kept", "prune_kwargs", "optimizer",
-           "LEARNING_RATE", "MOMENTUM", "WEIGHT_DECAY", "NOISE", "DECAY_AT"]
+from keras_signflip import arguments
+from keras_signflip import families
+
+__all__ = ["events", "event_steps", "kept", "prune_kwargs", "optimizer", "check_noise",
+           "noise_settings", "LEARNING_RATE", "MOMENTUM", "WEIGHT_DECAY", "NOISE", "DECAY_AT"]
 
 LEARNING_RATE = 0.1
 MOMENTUM = 0.9
@@ -85,20 +88,6 @@ def kept(n, m):
   return round(n * 0.5 ** m)
 
 
-def _is_keras3(keras):
-  """Whether `keras` (a Keras module; None: tf_keras) is Keras 3."""
-  return keras is not None and not getattr(keras, "__name__", "").startswith("tf_keras")
-
-
-def _family_module(keras):
-  """The schedules module of the family `keras` (a Keras module; None: tf_keras)."""
-  if _is_keras3(keras):
-    from keras_signflip.keras3 import schedules  # pylint: disable=g-import-not-at-top
-    return schedules
-  from keras_signflip.tf_keras import schedules  # pylint: disable=g-import-not-at-top
-  return schedules
-
-
 def prune_kwargs(target, epochs, steps_per_epoch, keras=None):
   """`prune_sign_flip` arguments for FlipOut: global Hybrid(2), 50% events.
 
@@ -109,7 +98,7 @@ def prune_kwargs(target, epochs, steps_per_epoch, keras=None):
   """
   from keras_signflip import criteria  # pylint: disable=g-import-not-at-top
   steps = event_steps(target, epochs, steps_per_epoch)
-  schedule = _family_module(keras).GeometricSparsity(
+  schedule = families.of_keras(keras).schedules.GeometricSparsity(
       0.5, frequency=steps[0], begin_step=0, end_step=steps[-1], max_sparsity=float(target))
   return {"pruning_schedule": schedule, "criterion": criteria.Hybrid(power=2),
           "scope": "global"}
@@ -143,11 +132,24 @@ def optimizer(epochs, steps_per_epoch, keras=None, noise=NOISE, seed=0,
   # (round(f * total) + 1)-th step.
   boundaries = [max(round(f * total), 1) - 1 for f in DECAY_AT]
   lr = [learning_rate, learning_rate * 0.1, learning_rate * 0.01]
-  if _is_keras3(keras):
-    from keras_signflip.keras3 import optimizers as noise_lib  # pylint: disable=g-import-not-at-top
-  else:
-    from keras_signflip.tf_keras import noise as noise_lib  # pylint: disable=g-import-not-at-top
-    from keras_signflip.tf_keras._compat import keras  # pylint: disable=g-import-not-at-top
-  sgd = keras.optimizers.SGD(
-      keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, lr), momentum=MOMENTUM)
-  return noise_lib.with_gradient_noise(sgd, noise, seed=seed, weight_decay=WEIGHT_DECAY)
+  family = families.of_keras(keras)
+  sgd = family.keras.optimizers.SGD(
+      family.keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, lr),
+      momentum=MOMENTUM)
+  return family.with_gradient_noise(sgd, noise, seed=seed, weight_decay=WEIGHT_DECAY)
+
+
+def check_noise(factor, seed, weight_decay):
+  """`with_gradient_noise`'s (factor, seed, weight_decay) as (float >= 0, int, float >= 0),
+  or a ValueError naming the bad one (both families check through this)."""
+  return (arguments.check_nonnegative("factor", factor), arguments.check_integer("seed", seed),
+          arguments.check_nonnegative("weight_decay", weight_decay))
+
+
+def noise_settings(optimizer):
+  """(factor, seed, weight_decay) of an optimizer made by either family's
+  `with_gradient_noise` or `record_gradients`, else (0.0, 0, 0.0): what
+  `record_gradients` keeps when it copies an optimizer that already adds noise."""
+  if getattr(optimizer, "noise_factor", None) is None:
+    return 0.0, 0, 0.0
+  return optimizer.noise_factor, optimizer.noise_seed, optimizer.coupled_weight_decay

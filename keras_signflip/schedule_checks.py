@@ -20,7 +20,7 @@ import weakref
 
 from keras_signflip import arguments
 
-__all__ = ["ScheduleWarning", "timing", "events", "check", "warn_if_unreachable"]
+__all__ = ["ScheduleWarning", "timing", "events", "check", "fit_steps", "warn_if_unreachable"]
 
 _TIMED = ("ConstantSparsity", "PolynomialDecay", "GeometricSparsity")
 
@@ -79,6 +79,15 @@ def _describe(schedule):
   config = config.get("config", config)
   args = ", ".join(f"{k}={v!r}" for k, v in config.items())
   return f"{type(schedule).__name__}({args})"
+
+
+def fit_steps(params, initial_epoch):
+  """The training steps of a `fit` call from its callbacks' `params` ({"steps",
+  "epochs"}) and its first epoch, or None when Keras did not say."""
+  steps, epochs = (params or {}).get("steps"), (params or {}).get("epochs")
+  if not steps or not epochs:
+    return None
+  return int(steps) * (int(epochs) - int(initial_epoch))
 
 
 _warned = weakref.WeakSet()  # models warned about already

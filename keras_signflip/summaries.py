@@ -70,7 +70,7 @@ class SignFlipSummaries(Callback):
     step = int(model.optimizer.iterations.numpy())
     steps = max(step - self._epoch_start, 1)
     zeros = total = 0
-    family.flip_counts(model)  # counts what the last step flipped (Keras 3 family)
+    family.count_pending(model)  # counts what the last step flipped
     with self._writer.as_default():
       for s in family.flip_states(model):
         name = families.weight_name(s.weight).split(":")[0]

@@ -54,3 +54,26 @@ def test_bad_arguments():
   with pytest.raises(ValueError, match="prune_sign_flip"):
     hoyer.threshold_prune(tu.mlp(), 0.1)
   assert keras.regularizers.get(keras.regularizers.serialize(hoyer.HoyerSquare(0.25))).strength == 0.25
+
+
+def test_threshold_prune_zeroes_the_optimizer_slots_of_pruned_weights():
+  """As on Keras 3 (one implementation, `keras_signflip.hoyer_square`): momentum left
+  on a pruned weight would move it again if it ever grew back."""
+  x, y = tu.data(n=64)
+  model = ksf.prune_sign_flip(tu.mlp(hidden=8), pruning_schedule=tu.never(), scope="global")
+  tu.compile_sgd(model, lr=0.05, momentum=0.9).fit(x, y, batch_size=16, epochs=2, verbose=0,
+                                                   callbacks=[ksf.UpdatePruningStep()])
+  from keras_signflip.tf_keras import dynamic  # pylint: disable=g-import-not-at-top
+  before = {s.weight.name: [v.numpy() for v in dynamic.optimizer_slots(model.optimizer, s.weight)]
+            for s in ksf.flip_states(model)}
+  assert all(slots and np.any(slots[0]) for slots in before.values())  # momentum is there
+  weights = np.concatenate([s.weight.numpy().ravel() for s in ksf.flip_states(model)])
+  threshold = float(np.median(np.abs(weights)))
+  kept = {s.weight.name: np.abs(s.weight.numpy()) >= threshold for s in ksf.flip_states(model)}
+  hoyer.threshold_prune(model, threshold)
+  for s in ksf.flip_states(model):
+    keep = kept[s.weight.name]
+    for slot, old in zip(dynamic.optimizer_slots(model.optimizer, s.weight),
+                         before[s.weight.name]):
+      np.testing.assert_array_equal(slot.numpy(), np.where(keep, old, 0))
+    assert not np.any(s.flips.numpy()[~keep])

@@ -9,10 +9,10 @@ on JAX, syncing its state -- only at pruning steps and epoch ends.
 import sys
 
 from keras_signflip import schedule_checks
+from keras_signflip import sparsity_schedules
 from keras_signflip.keras3 import mask_update
 from keras_signflip.keras3 import optimizers
 from keras_signflip.keras3 import prune as prune_lib
-from keras_signflip.keras3 import schedules as schedules_lib
 from keras_signflip.keras3._keras import keras, ops
 
 __all__ = ["UpdatePruningStep"]
@@ -99,14 +99,12 @@ class UpdatePruningStep(keras.callbacks.Callback):
 
   def warn_if_unreachable(self, initial_epoch=0):
     """Warns (once per model) when this fit call ends before the final sparsity."""
-    params = self.params or {}
-    steps, epochs = params.get("steps"), params.get("epochs")
-    if not steps or not epochs or not self._wrappers or self.step is None:
+    if not self._wrappers or self.step is None:
       return None
     return schedule_checks.warn_if_unreachable(
         self.model, [w.pruning_schedule for w in self._wrappers], self.step,
-        int(steps) * (int(epochs) - int(initial_epoch)),
-        lambda schedule, step: float(schedule(step)[1]), schedules_lib.max_sparsity)
+        schedule_checks.fit_steps(self.params, initial_epoch),
+        lambda schedule, step: float(schedule(step)[1]), sparsity_schedules.max_sparsity)
 
   def on_train_batch_begin(self, batch, logs=None):
     if not self._wrappers:

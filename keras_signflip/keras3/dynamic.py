@@ -1,5 +1,6 @@
-"""The Keras 3 side of dynamic sparse training (`keras_signflip.dynamic`):
-the loss gradient RigL grows by, and the assignment of new masks."""
+"""What the Keras 3 family gives the generic mask changers (`keras_signflip.dynamic`'s
+SET and RigL, `keras_signflip.connection_sensitivity`'s SNIP, Hoyer's
+`threshold_prune`): loss gradients (`gradients`), and the assignment of new masks."""
 import numpy as np
 
 from keras_signflip.keras3 import gradients
@@ -17,14 +18,14 @@ def dense_gradients(model, states, batch, loss):
 
 
 def set_masks(changes, optimizer):
-  """Assigns each (state, new mask, grown) and zeroes what was grown (weight,
-  slots), the flips of pruned weights, and re-syncs the signs."""
+  """Assigns each (state, new mask, grown); zeroes the weight and its optimizer slots
+  where pruned or just grown, and the flips where pruned; re-syncs the signs."""
   for s, new, grown in changes:
     s.mask.assign(ops.cast(new, s.mask.dtype))
-    keep_value = ops.convert_to_tensor(~grown & new)
+    kept = ops.convert_to_tensor(np.asarray(new & ~grown))  # what keeps its value
     for v in [s.weight] + mask_update.optimizer_slots(optimizer, s.weight):
       value = ops.convert_to_tensor(v)
-      v.assign(ops.where(keep_value, value, ops.zeros_like(value)))
+      v.assign(ops.where(kept, value, ops.zeros_like(value)))
     flips = ops.convert_to_tensor(s.flips)
     s.flips.assign(ops.where(ops.convert_to_tensor(new), flips, ops.zeros_like(flips)))
     state_lib.sync_signs(s)

@@ -8,8 +8,10 @@ A `KernelWrapper` wraps a Dense or Conv layer and computes
 where `linear` is the layer's own kernel product (`convolution_op` for Conv,
 a matmul for Dense) and `kernel_used` is the method's tensor in place of the
 kernel variable, so gradients reach the variable through it on every backend.
-`strip_kernels` gives a plain clone whose kernels hold the method's final values.
+`strip_kernels` (`keras_signflip.kernel_methods`, shared with the tf_keras family)
+gives a plain clone whose kernels hold the method's final values.
 """
+from keras_signflip.kernel_methods import strip_kernels  # noqa: F401  (re-exported)
 from keras_signflip.keras3._keras import keras, ops
 
 __all__ = ["KernelWrapper", "wrap_kernels", "strip_kernels", "KINDS"]
@@ -80,20 +82,3 @@ def wrap_kernels(model, make_wrapper):
   Conv layer wrapped by `make_wrapper(layer)`, sharing the layers' weights."""
   return keras.models.clone_model(
       model, clone_function=lambda layer: make_wrapper(layer) if _supported(layer) else layer)
-
-
-def strip_kernels(model, wrapper_class, final_kernel):
-  """A plain clone of `model`: every `wrapper_class` replaced by its layer, whose
-  kernel is `final_kernel(wrapper)` (a tensor); other weights copied."""
-  def unwrap(layer):
-    inner = layer.layer if isinstance(layer, wrapper_class) else layer
-    return inner.__class__.from_config(inner.get_config())
-  clone = keras.models.clone_model(model, clone_function=unwrap)
-  for original, new in zip(model.layers, clone.layers):
-    if isinstance(original, wrapper_class):
-      kernel = original.layer.kernel
-      new.set_weights([ops.convert_to_numpy(final_kernel(original)) if v is kernel
-                       else ops.convert_to_numpy(v) for v in original.layer.weights])
-    elif original.weights:
-      new.set_weights(original.get_weights())
-  return clone

@@ -1,22 +1,17 @@
 """L0 regularisation with hard-concrete gates (Louizos, Welling & Kingma 2018) on
-Keras 3, any backend: the rule of `keras_signflip.tf_keras.l0`.
+Keras 3, any backend.
 
-    training:  u ~ U(0, 1);  s = sigmoid((log u - log(1 - u) + log_alpha) / beta)
-               z = clip(s * (zeta - gamma) + gamma, 0, 1)       (one draw per weight per step)
-    test:      z = clip(sigmoid(log_alpha) * (zeta - gamma) + gamma, 0, 1)
-    penalty:   strength * sum sigmoid(log_alpha - beta * log(-gamma / zeta))   (the expected L0)
-
-beta = 2/3, gamma = -0.1, zeta = 1.1; the layer computes with theta * z.
+The gates, their penalty (the expected L0) and the parameters are
+`keras_signflip.hard_concrete`'s, shared with the tf_keras family; here the
+draws (the wrapper's SeedGenerator) and the wrapper, which computes with theta * z.
 """
-import math
-
-from keras_signflip import arguments
+from keras_signflip import hard_concrete
 from keras_signflip.keras3 import kernel_wrappers
 from keras_signflip.keras3._keras import keras, ops
 
 __all__ = ["L0Gate", "l0_gates", "strip", "BETA", "GAMMA", "ZETA"]
 
-BETA, GAMMA, ZETA = 2.0 / 3.0, -0.1, 1.1
+BETA, GAMMA, ZETA = hard_concrete.BETA, hard_concrete.GAMMA, hard_concrete.ZETA
 
 
 @keras.saving.register_keras_serializable(package="keras_signflip")
@@ -33,38 +28,30 @@ class L0Gate(kernel_wrappers.KernelWrapper):
 
   def __init__(self, layer, strength=1e-4, init_keep=0.5, beta=BETA, gamma=GAMMA, zeta=ZETA,
                seed=0, **kwargs):
-    arguments.check_nonnegative("strength", strength)
-    if not 0 < init_keep < 1:
-      raise ValueError("Received an invalid value for `init_keep`, expected a number in (0, 1). "
-                       f"Received: init_keep={init_keep!r}")
-    if not (beta > 0 and gamma < 0 < 1 < zeta):
-      raise ValueError("The hard-concrete parameters need beta > 0 and gamma < 0 < 1 < zeta; "
-                       f"received beta={beta}, gamma={gamma}, zeta={zeta}.")
+    checked = hard_concrete.check(strength, init_keep, beta, gamma, zeta)
     super().__init__(layer, seed=seed, **kwargs)
-    self.strength, self.init_keep = float(strength), float(init_keep)
-    self.beta, self.gamma, self.zeta = float(beta), float(gamma), float(zeta)
+    self.strength, self.init_keep, self.beta, self.gamma, self.zeta = checked
 
   def build(self, input_shape=None):
     super().build(input_shape)
-    mean = math.log(self.init_keep / (1 - self.init_keep))
     self.log_alpha = self.add_weight(
         name="log_alpha", shape=self.layer.kernel.shape, trainable=True,
-        initializer=keras.initializers.RandomNormal(mean, 0.01, seed=self.seed))
+        initializer=keras.initializers.RandomNormal(
+            hard_concrete.initial_log_alpha(self.init_keep), 0.01, seed=self.seed))
 
   def gates(self, training):
     """z: sampled (training) or deterministic (test), shaped like the kernel."""
     log_alpha = ops.convert_to_tensor(self.log_alpha)
+    u = None
     if training:
-      u = keras.random.uniform(log_alpha.shape, 1e-6, 1 - 1e-6, seed=self.seed_generator)
-      s = ops.sigmoid((ops.log(u) - ops.log(1 - u) + log_alpha) / self.beta)
-    else:
-      s = ops.sigmoid(log_alpha)
-    return ops.clip(s * (self.zeta - self.gamma) + self.gamma, 0.0, 1.0)
+      u = keras.random.uniform(log_alpha.shape, *hard_concrete.UNIFORM_RANGE,
+                               seed=self.seed_generator)
+    return hard_concrete.gates(log_alpha, self.beta, self.gamma, self.zeta, ops, u)
 
   def expected_l0(self):
     """sum sigmoid(log_alpha - beta * log(-gamma / zeta)): the expected open gates."""
-    return ops.sum(ops.sigmoid(ops.convert_to_tensor(self.log_alpha)
-                               - self.beta * math.log(-self.gamma / self.zeta)))
+    return hard_concrete.expected_l0(ops.convert_to_tensor(self.log_alpha), self.beta,
+                                     self.gamma, self.zeta, ops)
 
   def kernel_used(self, training):
     kernel = ops.convert_to_tensor(self.layer.kernel)

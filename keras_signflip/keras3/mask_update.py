@@ -21,6 +21,7 @@ import functools
 import numpy as np
 
 from keras_signflip import criteria as criteria_lib
+from keras_signflip import mask_rules
 from keras_signflip.keras3 import optimizers
 from keras_signflip.keras3 import selection
 from keras_signflip.keras3 import state as state_lib
@@ -59,12 +60,6 @@ def check_gradients(state, criterion):
         f"nothing records them for {state.weight.path}: compile with "
         "optimizer=keras_signflip.record_gradients(optimizer) and train before the "
         "first mask update.")
-
-
-def _normalized(score, alive):
-  """score / (L2 norm of the unpruned scores + tiny): `score_normalization="l2"`."""
-  norm = ops.sqrt(ops.sum(ops.where(alive, ops.square(score), 0.0)))
-  return score / (norm + 1e-30)
 
 
 def _check(states, criterion):
@@ -141,18 +136,14 @@ def _compute_masks(states, sparsity, criterion, min_flips, kept, normalization):
   scored = [_score(s, criterion) for s in states]
   scores, alive = [x for x, _ in scored], [a for _, a in scored]
   if normalization == "l2":
-    scores = [ops.where(a, _normalized(ops.where(a, x, 0.0), a), float("-inf"))
+    scores = [ops.where(a, mask_rules.l2_normalized(ops.where(a, x, 0.0), a, ops), float("-inf"))
               for x, a in zip(scores, alive)]
   total = sum(int(np.prod(s.weight.shape)) for s in states)
   k = selection.kept_count(total, sparsity) if kept is None else int(kept)
-  if min_flips:
-    candidates = [ops.logical_and(a, ops.greater_equal(
-        criterion.flip_count(weight_state(s), ops), min_flips)) for a, s in zip(alive, states)]
-    safe = sum(int(ops.convert_to_numpy(ops.sum(ops.cast(
-        ops.logical_and(a, ops.logical_not(c)), "int32")))) for a, c in zip(alive, candidates))
-    k = max(k, safe)
-    scores = [ops.where(c, x, ops.where(a, float("inf"), x))
-              for x, a, c in zip(scores, alive, candidates)]
+  if min_flips:  # flip-triggered (`mask_rules`)
+    counts = [criterion.flip_count(weight_state(s), ops) for s in states]
+    scores, floor = mask_rules.flip_triggered(scores, alive, counts, min_flips, ops)
+    k = max(k, int(ops.convert_to_numpy(floor)))
   # The tiebreak keys are built only if the ties at the k-th score overflow.
   keep, kth = selection.select_top_k(scores, k, lambda: _tiebreaks(states, criterion),
                                      with_kth=True)

@@ -21,7 +21,8 @@ with FlipOut's gradient transform after the recording (Apostol et al. 2020; as
     g    <- (g + sigma * N(0, 1)) * m
 
 then, on every variable, g += weight_decay * w (PyTorch's coupled decay, inside
-the momentum). `record_gradients(optimizer)` is `with_gradient_noise(optimizer, 0)`.
+the momentum). `record_gradients(optimizer)` is `with_gradient_noise(optimizer, 0)`,
+or keeps a noisy optimizer's settings (`keras_signflip.flipout.noise_settings`).
 
 As on tf_keras the noise has no random state, which JAX's pure step would
 drop: each draw is keyed by (seed, the optimizer's `iterations` before the
@@ -45,6 +46,7 @@ the wrapped optimizer's config and the noise's arguments inside).
 """
 import sys
 
+from keras_signflip import flipout
 from keras_signflip.keras3._keras import keras, ops
 
 __all__ = ["optimizer_variables", "record_gradients", "records_gradients", "with_gradient_noise",
@@ -60,22 +62,12 @@ _RECORDING_CLASSES = {}
 
 
 def optimizer_variables(optimizer, model, build=False):
-  """The Keras 3 optimizer's variables (its step first, then slots), fixed order.
-
-  Args:
-    optimizer: a Keras 3 optimizer.
-    model: the model it trains.
-    build: create the slots for `model.trainable_variables` if the optimizer
-      has not been built yet (before its first step).
-
-  Returns:
-    A list of variables; empty when unbuilt and `build` is False.
-  """
-  if not optimizer.built:
-    if not build:
-      return []
+  """A Keras 3 optimizer's variables, its step first, then slots, in a fixed order
+  (as `keras_signflip.tf_keras.optimizers.optimizer_variables`); `build` builds an
+  unbuilt optimizer for `model.trainable_variables`, else it has none yet: []."""
+  if build and not optimizer.built:
     optimizer.build(model.trainable_variables)
-  return list(optimizer.variables)
+  return list(optimizer.variables) if optimizer.built else []
 
 
 def request_gradients(weight):
@@ -236,42 +228,25 @@ def _check_optimizer(optimizer, name):
                      f"LossScaleOptimizer({name}(inner)).")
 
 
-def _check_number(name, value):
-  if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or (
-      value == float("inf")):
-    raise ValueError(f"Received an invalid value for `{name}`, expected a finite number "
-                     f">= 0. Received: {name}={value!r}")
-
-
 def with_gradient_noise(optimizer, factor, seed=0, weight_decay=0.0):
   """A copy of a Keras 3 `optimizer` that adds FlipOut's gradient noise.
 
   It also records gradients as `record_gradients` does.
 
-  Args:
-    optimizer: a Keras 3 optimizer instance (its config is copied).
-    factor: the noise scale relative to each pruned weight's gradient RMS
-      (FlipOut's lambda), >= 0; 0 for none.
-    seed: integer seed of the noise. Defaults to 0.
-    weight_decay: coupled (PyTorch-style) weight decay added to every
-      gradient after the noise, >= 0. Defaults to 0.
+  `optimizer` is a Keras 3 optimizer instance (its config is copied); the other
+  arguments are `keras_signflip.with_gradient_noise`'s (checked by
+  `keras_signflip.flipout.check_noise`).
 
   Example:
     >>> model.compile(ksf.with_gradient_noise(keras.optimizers.SGD(0.1, momentum=0.9), 1.0), ...)
   """
   _check_optimizer(optimizer, "with_gradient_noise")
-  _check_number("factor", factor)
-  _check_number("weight_decay", weight_decay)
-  if isinstance(seed, bool) or not isinstance(seed, int):
-    raise ValueError("Received an invalid value for `seed`, expected an integer. "
-                     f"Received: seed={seed!r}")
+  settings = flipout.check_noise(factor, seed, weight_decay)
   base = type(optimizer)
   if records_gradients(optimizer):
     base = next(b for b, c in _RECORDING_CLASSES.items() if c is base)
   hooked = _recording_class(base)(**_config(optimizer, base))
-  hooked.noise_factor = float(factor)
-  hooked.noise_seed = int(seed)
-  hooked.coupled_weight_decay = float(weight_decay)
+  hooked.noise_factor, hooked.noise_seed, hooked.coupled_weight_decay = settings
   return hooked
 
 
@@ -285,10 +260,7 @@ def record_gradients(optimizer):
     >>> model.compile(ksf.record_gradients(keras.optimizers.Adam(1e-3)), loss)
   """
   _check_optimizer(optimizer, "record_gradients")
-  if not records_gradients(optimizer):
-    return with_gradient_noise(optimizer, 0.0)
-  return with_gradient_noise(optimizer, optimizer.noise_factor, seed=optimizer.noise_seed,
-                             weight_decay=optimizer.coupled_weight_decay)
+  return with_gradient_noise(optimizer, *flipout.noise_settings(optimizer))
 
 
 def records_gradients(optimizer):

@@ -1,7 +1,8 @@
-"""Public entry points of the Keras 3 path: wrap, strip, inspect, re-reference.
+"""The Keras 3 family's entry points: wrap, strip, find the wrappers.
 
-The same names and arguments as the tf_keras path (`keras_signflip.tf_keras.prune`);
-`keras_signflip.prune_sign_flip` and friends send Keras 3 models here.
+The same names and arguments as the tf_keras family's (`keras_signflip.tf_keras.prune`);
+`keras_signflip.prune_sign_flip` and friends send Keras 3 models here
+(`flip_counts`, `masks`, `set_reference`, `sparsity_report`: `keras_signflip.inspection`).
 """
 import functools
 import inspect
@@ -13,16 +14,16 @@ import numpy as np
 from keras_signflip.keras3 import state as state_lib
 from keras_signflip.keras3 import schedules as schedules_lib
 from keras_signflip.keras3._keras import keras, ops
-from keras_signflip import report
 from keras_signflip import schedule_checks
 from keras_signflip import arguments
 from keras_signflip import criteria as criteria_lib
 from keras_signflip import distributions
+from keras_signflip.inspection import flip_counts, masks, set_reference, sparsity_report
 from keras_signflip.keras3.wrapper import MISSING_CALLBACK, PruneSignFlip, prunable_weights, supports
 
 __all__ = ["prune_sign_flip", "strip_pruning", "collect_wrappers", "flip_states",
            "flip_counts", "masks", "set_reference", "sparsity_report", "sync_signs",
-           "count_pending"]
+           "count_pending", "pruning_masks", "mask_array"]
 
 _UNSUPPORTED = ("block_size", "block_pooling_type", "sparsity_m_by_n")
 
@@ -92,21 +93,12 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
   if scope == "global" and isinstance(to_prune, keras.Model) and not to_prune.built:
     raise ValueError("scope='global' needs a built model (one with a known input "
                      "shape): give it a keras.Input or call `model.build(...)` first.")
-  factors = None
-  if sparsity_distribution is not None or dense_layers:
-    layers = (_all_layers(to_prune) if isinstance(to_prune, keras.Model)
-              else list(to_prune) if isinstance(to_prune, (list, tuple)) else [to_prune])
-    prunable = [l for l in layers if not isinstance(l, (keras.layers.InputLayer, PruneSignFlip))
-                and not isinstance(l, keras.Model) and supports(l)]
-    unbuilt = [l.name for l in prunable if not l.built]
-    if unbuilt:
-      raise ValueError(f"A sparsity distribution needs built layers (their kernel shapes); "
-                       f"{unbuilt} are not. Give the model an input shape first.")
-    shapes = {l.name: tuple(w[0].shape) for l, w in ((l, prunable_weights(l)) for l in prunable)
-              if w}
-    factors = distributions.schedule_factors(
-        shapes,
-        schedules_lib.max_sparsity(schedule), sparsity_distribution, dense_layers, scope)
+  layers = (_all_layers(to_prune) if isinstance(to_prune, keras.Model)
+            else list(to_prune) if isinstance(to_prune, (list, tuple)) else [to_prune])
+  factors = distributions.layer_factors(
+      [l for l in layers if not isinstance(l, (keras.layers.InputLayer, PruneSignFlip))
+       and not isinstance(l, keras.Model) and supports(l)], prunable_weights,
+      schedules_lib.max_sparsity(schedule), sparsity_distribution, dense_layers, scope)
   positions = itertools.count()
   if keep_reference is False and criterion.uses_reference:
     raise ValueError(f"{type(criterion).__name__} reads the reference weights; "
@@ -224,35 +216,11 @@ def _bake(wrapper):
     s.weight.assign(ops.multiply(s.weight, ops.cast(s.mask, s.weight.dtype)))
 
 
-def _name(state):
-  return state.weight.path
+def pruning_masks(model):
+  """{weight path: np.ndarray mask in the weight's dtype} of every wrapped weight."""
+  return {s.weight.path: mask_array(s) for s in flip_states(model)}
 
 
-def flip_counts(model):
-  """{weight path: int32 np.ndarray of flip counts}, up to the last step."""
-  count_pending(model)
-  return {_name(s): np.asarray(ops.convert_to_numpy(s.flips)) for s in flip_states(model)}
-
-
-def masks(model):
-  """{weight path: np.ndarray mask (0/1) in the weight's dtype} for every wrapped weight."""
-  return {_name(s): np.asarray(ops.convert_to_numpy(ops.cast(s.mask, s.weight.dtype)))
-          for s in flip_states(model)}
-
-
-def set_reference(model):
-  """Moves every wrapper's reference weights to the current weights."""
-  states = flip_states(model)
-  if not states:
-    raise ValueError("set_reference found no keras_signflip wrappers in the "
-                     "model; wrap it with prune_sign_flip first.")
-  for s in states:
-    if s.reference is not None:  # kept only for criteria that read it
-      s.reference.assign(state_lib.float32_copy(s.weight))
-    state_lib.sync_signs(s)
-  return model
-
-
-def sparsity_report(model):
-  """{'layers': {path: sparsity}, 'overall': sparsity, 'flips': {path: total}}."""
-  return report.summarize(masks(model), flip_counts(model))
+def mask_array(state):
+  """A state's mask as NumPy, in its weight's dtype."""
+  return np.asarray(ops.convert_to_numpy(ops.cast(state.mask, state.weight.dtype)))

@@ -13,6 +13,8 @@ floats) and finiteness (`power`, `factor`), through `keras_signflip.arguments`.
 import numpy as np
 
 from keras_signflip import arguments
+from keras_signflip import array_namespace
+from keras_signflip import sparsity_schedules
 
 __all__ = ["PruningSchedule", "ConstantSparsity", "PolynomialDecay",
            "GeometricSparsity", "ScaledSparsity", "get"]
@@ -122,22 +124,15 @@ class GeometricSparsity(PruningSchedule):
   """
 
   def __init__(self, fraction, frequency, begin_step=0, end_step=-1, max_sparsity=0.999):
-    arguments.check_number("fraction", fraction, 0, 1, False, False)
-    arguments.check_number("max_sparsity", max_sparsity, 0, 1, False, False)
-    self._validate_step(begin_step, end_step, frequency, True)
-    self.fraction, self.frequency = float(fraction), int(frequency)
-    self.begin_step, self.end_step = int(begin_step), int(end_step)
-    self.max_sparsity = float(max_sparsity)
+    (self.fraction, self.frequency, self.begin_step, self.end_step,
+     self.max_sparsity) = sparsity_schedules.check_geometric(
+         fraction, frequency, begin_step, end_step, max_sparsity)
 
   def __call__(self, step):
     step = int(step)
-    first_j = max(-(-(1 - self.begin_step) // self.frequency), 0)
-    last_j = (step - self.begin_step) // self.frequency
-    if self.end_step >= 0:
-      last_j = min(last_j, (self.end_step - self.begin_step) // self.frequency)
-    events = max(last_j - first_j + 1, 0)
-    sparsity = _F(1.0) - np.power(_F(1.0 - self.fraction), _F(events))
-    sparsity = np.minimum(_F(sparsity), _F(self.max_sparsity))
+    sparsity = sparsity_schedules.geometric_sparsity(
+        step, self.fraction, self.frequency, self.begin_step, self.end_step,
+        self.max_sparsity, array_namespace.NUMPY)
     return (self._should_prune_in_step(step, self.begin_step, self.end_step,
                                        self.frequency), _F(sparsity))
 
@@ -153,12 +148,7 @@ class ScaledSparsity(PruningSchedule):
 
   def __init__(self, schedule, factor):
     self.schedule = get(schedule)
-    factor = arguments.check_number("factor", factor, low=0, low_inclusive=False)
-    top = max_sparsity(self.schedule)
-    if top is not None and factor * top >= 1.0:
-      raise ValueError(f"factor={factor} would take the schedule's {top} to {factor * top}, "
-                       "not below 1.")
-    self.factor = float(factor)
+    self.factor = sparsity_schedules.check_factor(self.schedule, factor)
 
   def __call__(self, step):
     should_prune, sparsity = self.schedule(step)
@@ -189,19 +179,9 @@ def get(schedule):
   config = schedule if isinstance(schedule, dict) else getattr(schedule, "get_config", dict)()
   name = config.get("class_name") if isinstance(config, dict) else None
   if name not in _SCHEDULES:
-    raise ValueError(
-        f"Received an invalid value for `pruning_schedule` ({schedule!r}) on the "
-        f"Keras 3 path, expected one of {sorted(_SCHEDULES)} from "
-        "keras_signflip.keras3.schedules (TF-MOT's versions convert too).")
+    raise sparsity_schedules.unknown_schedule(
+        schedule, _SCHEDULES, "keras_signflip.keras3.schedules; TF-MOT's versions convert too")
   return _SCHEDULES[name].from_config(config["config"])
 
 
-def max_sparsity(schedule):
-  """The largest sparsity `schedule` asks for (the lottery loop's target)."""
-  if isinstance(schedule, ScaledSparsity):
-    top = max_sparsity(schedule.schedule)
-    return None if top is None else top * schedule.factor
-  for attr in ("max_sparsity", "target_sparsity", "final_sparsity"):
-    if hasattr(schedule, attr):
-      return float(getattr(schedule, attr))
-  return None
+max_sparsity = sparsity_schedules.max_sparsity

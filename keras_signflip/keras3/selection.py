@@ -21,15 +21,16 @@ only.
 """
 import numpy as np
 
+from keras_signflip import array_namespace
+from keras_signflip import mask_rules
 from keras_signflip.keras3._keras import ops
 
 __all__ = ["kept_count", "select_top_k", "threshold_score"]
 
 
 def kept_count(size, sparsity):
-  """max(round(size * (1 - sparsity)), 1) in float32, half to even: TF-MOT's."""
-  kept = np.round(np.float32(size) * (np.float32(1.0) - np.float32(sparsity)))
-  return int(min(max(kept, np.float32(1.0)), np.float32(size)))
+  """`keras_signflip.mask_rules.kept_count` on the host, as a Python int."""
+  return int(mask_rules.kept_count(size, sparsity, array_namespace.NUMPY))
 
 
 def _first(ties, count):

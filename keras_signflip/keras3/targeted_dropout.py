@@ -1,30 +1,18 @@
-"""Targeted weight dropout (Gomez et al. 2019) on Keras 3, any backend: the rule
-of `keras_signflip.tf_keras.targeted_dropout`.
+"""Targeted weight dropout (Gomez et al. 2019) on Keras 3, any backend.
 
-The kernel is viewed as [fan_in, units]; per output unit the candidates are the
-weights whose |w| is below the column's k-th smallest, k = floor(targeted * fan_in):
-
-    training:   each candidate is dropped (zero in the forward pass) with probability `rate`
-    inference:  every candidate is zero -- the network as `strip` will prune it
+The candidates (per output unit, the weights below the column's k-th smallest
+|w|, k = floor(targeted * fan_in)) are `keras_signflip.dropout_candidates`',
+shared with the tf_keras family; in training each is dropped with probability
+`rate`, at inference every one is zero (as `strip` prunes them).
 """
-import math
-
+from keras_signflip import array_namespace
+from keras_signflip import dropout_candidates
 from keras_signflip.keras3 import kernel_wrappers
 from keras_signflip.keras3._keras import keras, ops
 
 __all__ = ["TargetedDropout", "targeted_dropout", "strip", "candidates"]
 
-
-def candidates(kernel, targeted):
-  """Bool mask of the per-column candidates of `kernel` (see the module docstring)."""
-  shape = tuple(kernel.shape)
-  columns = ops.reshape(ops.abs(ops.convert_to_tensor(kernel)), (-1, shape[-1]))
-  fan_in = math.prod(shape[:-1])
-  k = int(math.floor(targeted * fan_in))
-  if k == 0:
-    return ops.zeros(shape, "bool")
-  threshold = ops.sort(columns, axis=0)[min(k, fan_in - 1)]  # the k-th smallest per column
-  return ops.reshape(ops.less(columns, threshold[None, :]), shape)
+candidates = array_namespace.bind(dropout_candidates.candidates, ops)
 
 
 @keras.saving.register_keras_serializable(package="keras_signflip")
@@ -39,12 +27,9 @@ class TargetedDropout(kernel_wrappers.KernelWrapper):
   """
 
   def __init__(self, layer, rate=0.5, targeted=0.5, seed=0, **kwargs):
-    for name, value, top in (("rate", rate, 1.0), ("targeted", targeted, 1.0 - 1e-12)):
-      if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= top:
-        raise ValueError(f"Received an invalid value for `{name}`, expected a number in "
-                         f"[0, {'1' if name == 'rate' else '1)'}. Received: {name}={value!r}")
+    rate, targeted = dropout_candidates.check(rate, targeted)
     super().__init__(layer, seed=seed, **kwargs)
-    self.rate, self.targeted = float(rate), float(targeted)
+    self.rate, self.targeted = rate, targeted
 
   def kernel_used(self, training):
     kernel = ops.convert_to_tensor(self.layer.kernel)

@@ -19,6 +19,7 @@ import inspect
 
 from keras_signflip import arguments
 from keras_signflip import criteria as criteria_lib
+from keras_signflip import wrapper_config
 from keras_signflip.keras3 import optimizers
 from keras_signflip.keras3 import schedules as schedules_lib
 from keras_signflip.keras3 import state as state_lib
@@ -207,21 +208,12 @@ class PruneSignFlip(keras.layers.Wrapper):
     return self.layer.compute_output_spec(*args, **kwargs)
 
   def get_config(self):
-    config = super().get_config()
-    config.update({
-        "pruning_schedule": self.pruning_schedule.get_config(),
-        "criterion": criteria_lib.serialize(self.criterion),
-        "scope": self.scope, "min_flips": self.min_flips, "position": self.position,
-        "keep_reference": self.keep_reference,
-        "score_normalization": self.score_normalization,
-    })
-    return config
+    return dict(super().get_config(), pruning_schedule=self.pruning_schedule.get_config(),
+                **wrapper_config.config_of(self))
 
   @classmethod
   def from_config(cls, config, custom_objects=None):
-    config = dict(config)
-    config["criterion"] = criteria_lib.get(config["criterion"])
-    config.setdefault("keep_reference", True)  # files of 0.3.0 and before hold it
+    config = wrapper_config.arguments_of(config)
     layer = keras.saving.deserialize_keras_object(config.pop("layer"),
                                                   custom_objects=custom_objects)
     return cls(layer, **config)

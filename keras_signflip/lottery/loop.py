@@ -39,6 +39,7 @@ import numpy as np
 
 from keras_signflip import criteria as criteria_lib
 from keras_signflip import families
+from keras_signflip import inspection
 from keras_signflip.callback import Callback
 from keras_signflip.lottery import reinit as reinit_lib
 from keras_signflip.lottery import rewind as rewind_lib
@@ -290,7 +291,7 @@ class _RoundTrainer:
         "early_stop_test_accuracy": evaluator.best[2] if evaluator.best else None,
         "supermask_accuracy": supermask_accuracy,
         "steps": int(self.model.optimizer.iterations.numpy()),
-        "flips": int(sum(int(f.sum()) for f in self.family.flip_counts(self.model).values())),
+        "flips": int(sum(int(f.sum()) for f in inspection.flip_counts(self.model).values())),
         "sign_changed_since_rewind": changed,
         "sign_changed_since_rewind_pct": 100.0 * changed / max(kept, 1),
         "wall_seconds": time.time() - start,
@@ -318,7 +319,7 @@ class _RoundTrainer:
       trained = self.stored.trained(mode, r) if mode == "lr_rewind" else None
       reinit_lib.reinitialize(model, mode, self.rewind, self.init, seed=config.seed + r,
                               trained_snapshot=trained)
-    self.family.set_reference(model)  # reference criteria compare with the round's start
+    inspection.set_reference(model)  # reference criteria compare with the round's start
     self.compile_model(model)
     # Late rewinding: the optimizer (step, slots) goes back to step k too, so
     # the round trains steps k..T on the learning-rate schedule's steps k..T.

@@ -37,8 +37,24 @@ from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wra
 # tf_keras' own saving reads (no public equivalent exists).
 from tensorflow.python.saved_model.save_context import in_save_context  # noqa: E402  pylint: disable=g-direct-tensorflow-import
 
+from keras_signflip import array_namespace  # noqa: E402
+
 PruneLowMagnitude = pruning_wrapper.PruneLowMagnitude
 PruneRegistry = prune_registry.PruneRegistry
+
+
+# The core's formulas (`keras_signflip.array_namespace`) on TensorFlow's own ops.
+xp = array_namespace.namespace(
+    "tensorflow",
+    abs=tf.abs, cast=tf.cast, clip=tf.clip_by_value, convert_to_tensor=tf.convert_to_tensor,
+    exp=tf.exp, floor_divide=tf.math.floordiv, greater=tf.math.greater,
+    greater_equal=tf.math.greater_equal, less=tf.math.less, log=tf.math.log,
+    log1p=tf.math.log1p, logical_and=tf.math.logical_and, logical_not=tf.math.logical_not,
+    maximum=tf.math.maximum, minimum=tf.math.minimum, power=tf.math.pow,
+    reshape=tf.reshape, round=tf.math.round, sigmoid=tf.sigmoid,
+    sort=lambda x, axis=-1: tf.sort(x, axis=axis), sqrt=tf.sqrt, square=tf.square,
+    sum=lambda x, axis=None: tf.reduce_sum(x, axis), where=tf.where,
+    zeros=lambda shape, dtype="float32": tf.zeros(shape, dtype), zeros_like=tf.zeros_like)
 
 
 def xla_available():
@@ -66,4 +82,4 @@ def fused(fn):
 
 
 __all__ = ["tf", "keras", "tfmot", "PruneLowMagnitude", "PruneRegistry", "in_save_context",
-           "xla_available", "fused"]
+           "xla_available", "fused", "xp"]

@@ -6,11 +6,11 @@ between this one and `keras_signflip.keras3.UpdatePruningStep` by model.
 import numpy as np
 
 from keras_signflip import schedule_checks
+from keras_signflip import sparsity_schedules
 from keras_signflip.tf_keras import noise
 from keras_signflip.tf_keras import optimizers
 from keras_signflip.tf_keras import state as state_lib
 from keras_signflip.tf_keras import prune as prune_lib
-from keras_signflip.tf_keras import schedules as schedules_lib
 from keras_signflip.tf_keras._compat import tf, tfmot
 
 __all__ = ["UpdatePruningStep"]
@@ -65,16 +65,14 @@ class UpdatePruningStep(tfmot.sparsity.keras.UpdatePruningStep):
 
   def warn_if_unreachable(self, initial_epoch=0):
     """Warns (once per model) when this fit call ends before the final sparsity."""
-    params = self.params or {}
-    steps, epochs = params.get("steps"), params.get("epochs")
-    if not steps or not epochs or not self.prunable_layers:
+    if not self.prunable_layers:
       return None
     return schedule_checks.warn_if_unreachable(
         self.model, [l.pruning_schedule for l in self.prunable_layers],
         int(self.prunable_layers[0].pruning_step.numpy()),
-        int(steps) * (int(epochs) - int(initial_epoch)),
+        schedule_checks.fit_steps(self.params, initial_epoch),
         lambda schedule, step: float(schedule(tf.constant(step, tf.int64))[1]),
-        schedules_lib.max_sparsity)
+        sparsity_schedules.max_sparsity)
 
   def on_epoch_end(self, epoch, logs=None):
     prune_lib.count_tables(self.model)  # embedding tables: the epoch's last step

@@ -2,10 +2,12 @@
 
 Each wraps Dense and Conv layers, lets the layer compute with a tensor in place
 of its kernel variable (gradients flow through that tensor to the variable),
-and strips back to a plain model whose kernels hold the method's final values.
+and strips back to a plain model whose kernels hold the method's final values
+(`keras_signflip.kernel_methods.strip_kernels`, shared with the Keras 3 family).
 """
 import contextlib
 
+from keras_signflip.kernel_methods import strip_kernels  # noqa: F401  (re-exported)
 from keras_signflip.tf_keras._compat import keras, tf
 
 __all__ = ["KINDS", "wrap_kernels", "kernel_replaced", "strip_kernels", "add_noise_counter",
@@ -53,20 +55,3 @@ def next_noise_seed(layer):
   """The seed of `layer`'s next draw, [seed, n], counting the draw."""
   n = layer.noise_draws.assign_add(1)
   return tf.stack([tf.constant(layer.seed, tf.int64), tf.convert_to_tensor(n)])
-
-
-def strip_kernels(model, wrapper_class, final_kernel):
-  """A plain clone of `model`: every `wrapper_class` replaced by its layer, whose
-  kernel is `final_kernel(wrapper)` (a tensor); other weights copied."""
-  def unwrap(layer):
-    inner = layer.layer if isinstance(layer, wrapper_class) else layer
-    return inner.__class__.from_config(inner.get_config())
-  clone = keras.models.clone_model(model, clone_function=unwrap)
-  for original, new in zip(model.layers, clone.layers):
-    if isinstance(original, wrapper_class):
-      kernel = original.layer.kernel
-      new.set_weights([final_kernel(original).numpy() if v is kernel else v.numpy()
-                       for v in original.layer.weights])
-    elif original.weights:
-      new.set_weights(original.get_weights())
-  return clone

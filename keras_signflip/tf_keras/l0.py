@@ -1,26 +1,19 @@
-"""L0 regularisation with hard-concrete gates (Louizos, Welling & Kingma 2018).
+"""L0 regularisation with hard-concrete gates (Louizos, Welling & Kingma 2018) on tf_keras.
 
-Every kernel weight theta gets a gate z in [0, 1] with a learnt log_alpha:
-
-    training:  u ~ U(0, 1);  s = sigmoid((log u - log(1 - u) + log_alpha) / beta)
-               z = clip(s * (zeta - gamma) + gamma, 0, 1)       (one draw per weight per step)
-    test:      z = clip(sigmoid(log_alpha) * (zeta - gamma) + gamma, 0, 1)
-    penalty:   strength * sum sigmoid(log_alpha - beta * log(-gamma / zeta))   (the expected L0)
-
-and the layer computes with theta * z. beta = 2/3, gamma = -0.1, zeta = 1.1 (the
-paper's). `L0Gate` wraps a Dense or Conv layer; `l0_gates(model)` wraps every
-one; `strip(model)` gives the plain model with theta * z_test, whose exact
-zeros (z_test = 0) are the pruned weights.
+The gates, their penalty (the expected L0) and the parameters are
+`keras_signflip.hard_concrete`'s, shared with the Keras 3 family; here the
+draws (stateless, counted in a saved weight) and the wrapper. `L0Gate` wraps a
+Dense or Conv layer, which computes with theta * z; `l0_gates(model)` wraps
+every one; `strip(model)` gives the plain model with theta * z_test, whose
+exact zeros (z_test = 0) are the pruned weights.
 """
-import math
-
-from keras_signflip import arguments
+from keras_signflip import hard_concrete
 from keras_signflip.tf_keras import kernel_wrappers
-from keras_signflip.tf_keras._compat import keras, tf
+from keras_signflip.tf_keras._compat import keras, tf, xp
 
 __all__ = ["L0Gate", "l0_gates", "strip", "BETA", "GAMMA", "ZETA"]
 
-BETA, GAMMA, ZETA = 2.0 / 3.0, -0.1, 1.1
+BETA, GAMMA, ZETA = hard_concrete.BETA, hard_concrete.GAMMA, hard_concrete.ZETA
 
 
 @keras.utils.register_keras_serializable(package="keras_signflip")
@@ -39,44 +32,38 @@ class L0Gate(keras.layers.Wrapper):
 
   def __init__(self, layer, strength=1e-4, init_keep=0.5, beta=BETA, gamma=GAMMA, zeta=ZETA,
                seed=0, **kwargs):
-    arguments.check_nonnegative("strength", strength)
-    if not 0 < init_keep < 1:
-      raise ValueError(f"Received an invalid value for `init_keep`, expected a probability in "
-                       f"(0, 1). Received: init_keep={init_keep!r}")
-    if not (beta > 0 and gamma < 0 and zeta > 1):
-      raise ValueError("The hard-concrete distribution needs beta > 0, gamma < 0 and zeta > 1; "
-                       f"received beta={beta}, gamma={gamma}, zeta={zeta}.")
+    checked = hard_concrete.check(strength, init_keep, beta, gamma, zeta)
     if not hasattr(layer, "kernel_initializer"):
       raise ValueError(f"L0Gate gates kernel weights; {layer.name} ({type(layer).__name__}) "
                        "has no kernel.")
     kwargs.setdefault("name", f"l0_{layer.name}")
     super().__init__(layer, **kwargs)
-    self.strength, self.init_keep = float(strength), float(init_keep)
-    self.beta, self.gamma, self.zeta, self.seed = float(beta), float(gamma), float(zeta), int(seed)
+    self.strength, self.init_keep, self.beta, self.gamma, self.zeta = checked
+    self.seed = int(seed)
 
   def build(self, input_shape):
     super().build(input_shape)
     if not self.layer.built:
       self.layer.build(input_shape)
-    mean = math.log(self.init_keep / (1 - self.init_keep))
     self.log_alpha = self.add_weight(
         "log_alpha", shape=self.layer.kernel.shape, trainable=True,
-        initializer=keras.initializers.RandomNormal(mean, 0.01, seed=self.seed))
+        initializer=keras.initializers.RandomNormal(
+            hard_concrete.initial_log_alpha(self.init_keep), 0.01, seed=self.seed))
     kernel_wrappers.add_noise_counter(self)
 
   def gates(self, training):
     """z: sampled (training) or deterministic (test), shaped like the kernel."""
+    log_alpha = tf.convert_to_tensor(self.log_alpha)
+    u = None
     if training:
-      u = tf.random.stateless_uniform(
-          tf.shape(self.log_alpha), kernel_wrappers.next_noise_seed(self), 1e-6, 1 - 1e-6)
-      s = tf.sigmoid((tf.math.log(u) - tf.math.log(1 - u) + self.log_alpha) / self.beta)
-    else:
-      s = tf.sigmoid(self.log_alpha)
-    return tf.clip_by_value(s * (self.zeta - self.gamma) + self.gamma, 0.0, 1.0)
+      u = tf.random.stateless_uniform(tf.shape(log_alpha), kernel_wrappers.next_noise_seed(self),
+                                      *hard_concrete.UNIFORM_RANGE)
+    return hard_concrete.gates(log_alpha, self.beta, self.gamma, self.zeta, xp, u)
 
   def expected_l0(self):
     """sum sigmoid(log_alpha - beta * log(-gamma / zeta)): the expected open gates."""
-    return tf.reduce_sum(tf.sigmoid(self.log_alpha - self.beta * math.log(-self.gamma / self.zeta)))
+    return hard_concrete.expected_l0(tf.convert_to_tensor(self.log_alpha), self.beta,
+                                     self.gamma, self.zeta, xp)
 
   def call(self, inputs, training=None):
     if training is None:

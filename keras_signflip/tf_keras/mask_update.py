@@ -25,8 +25,9 @@ n and top_k run over one tensor (layer scope) or all wrapped tensors of the
 model together (global scope).
 """
 from keras_signflip import criteria as criteria_lib
+from keras_signflip import mask_rules
 from keras_signflip.tf_keras import selection
-from keras_signflip.tf_keras._compat import fused, tf
+from keras_signflip.tf_keras._compat import fused, tf, xp
 from keras_signflip.tf_keras.state import float32_value, master_variable
 
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_impl  # pylint: disable=g-direct-tensorflow-import
@@ -49,12 +50,6 @@ def weight_state(s):
                                   as_float32(s.grad_product))
 
 
-def _normalized(score, live):
-  """score / (L2 norm of the unpruned scores + tiny): `score_normalization="l2"`."""
-  norm = tf.sqrt(tf.reduce_sum(tf.where(live, tf.square(score), 0.0)))
-  return score / (norm + 1e-30)
-
-
 # One fused pass per tensor (XLA): the criterion's score, the -inf of pruned
 # weights and the finiteness check; as separate TF kernels each read the
 # whole tensor again (benchmarks/overhead.py times the mask update).
@@ -67,7 +62,7 @@ def _live_scores(criterion, weight, state, mask, normalization, score=None):
     score = criterion.score(weight, state, _XP)
   score = tf.cast(score, tf.float32)
   if normalization == "l2":
-    score = _normalized(score, live)
+    score = mask_rules.l2_normalized(score, live, xp)
   finite = tf.reduce_all(tf.math.is_finite(weight))
   return tf.where(live, score, float("-inf")), live, finite
 
@@ -113,14 +108,10 @@ def compute_masks(states, sparsity, criterion, min_flips=None, kept=None, normal
   scores, alive = _scores(states, criterion, normalization)
   total = sum(s.weight.shape.num_elements() for s in states)
   k = selection.kept_count(total, sparsity) if kept is None else tf.constant(kept, tf.int32)
-  if min_flips:
-    candidates = [tf.math.logical_and(a, criterion.flip_count(weight_state(s), _XP) >= min_flips)
-                  for a, s in zip(alive, states)]
-    safe = tf.add_n([tf.reduce_sum(tf.cast(a & ~c, tf.int32))
-                     for a, c in zip(alive, candidates)])
-    k = tf.math.maximum(k, safe)
-    scores = [tf.where(c, x, tf.where(a, float("inf"), x))
-              for x, a, c in zip(scores, alive, candidates)]
+  if min_flips:  # flip-triggered (`mask_rules`)
+    counts = [criterion.flip_count(weight_state(s), _XP) for s in states]
+    scores, floor = mask_rules.flip_triggered(scores, alive, counts, min_flips, xp)
+    k = tf.math.maximum(k, floor)
   # The tiebreak keys are computed only if the ties at the k-th score overflow.
   keep, kth = selection.select_top_k(scores, k, lambda: _tiebreaks(states, criterion),
                                      with_kth=True)

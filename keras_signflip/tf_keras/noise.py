@@ -14,11 +14,14 @@ reproducible and resumes identically.
 
 The same hook records, before any noise, sum_t w_t * g_t for criteria that
 read gradients (`Saliency`, `MovementScore`): `record_gradients(optimizer)` is
-`with_gradient_noise(optimizer, 0)`.
+`with_gradient_noise(optimizer, 0)`, or keeps a noisy optimizer's settings
+(`keras_signflip.flipout.noise_settings`; the arguments are checked by
+`flipout.check_noise`, as on Keras 3).
 
 tf_keras optimizers have no gradient-transform hook, so `with_gradient_noise`
 returns a copy of the optimizer whose class overrides `apply_gradients`.
 """
+from keras_signflip import flipout
 from keras_signflip.tf_keras import state as state_lib
 from keras_signflip.tf_keras._compat import keras, tf
 
@@ -70,12 +73,9 @@ def _noisy_class(base):
 def with_gradient_noise(optimizer, factor, seed=0, weight_decay=0.0):
   """A copy of a tf_keras `optimizer` that adds FlipOut's gradient noise.
 
-  Args:
-    optimizer: a tf_keras optimizer instance (its config is copied).
-    factor: the noise scale relative to each layer's gradient RMS, >= 0.
-    seed: integer seed of the noise. Defaults to 0.
-    weight_decay: coupled (PyTorch-style) weight decay added to every
-      gradient after the noise, >= 0. Defaults to 0.
+  `optimizer` is a tf_keras optimizer instance, current or legacy (its config is
+  copied); the other arguments are `keras_signflip.with_gradient_noise`'s
+  (checked by `keras_signflip.flipout.check_noise`).
 
   Example:
     >>> model.compile(with_gradient_noise(keras.optimizers.Adam(1e-3), 0.5), ...)
@@ -84,23 +84,19 @@ def with_gradient_noise(optimizer, factor, seed=0, weight_decay=0.0):
                                 keras.optimizers.legacy.Optimizer)):
     raise ValueError("Received an invalid value for `optimizer`, expected a "
                      f"tf_keras optimizer instance. Received: {optimizer!r}")
-  if not isinstance(factor, (int, float)) or factor < 0:
-    raise ValueError("Received an invalid value for `factor`, expected a "
-                     f"number >= 0. Received: factor={factor!r}")
-  if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or weight_decay < 0:
-    raise ValueError("Received an invalid value for `weight_decay`, expected a "
-                     f"number >= 0. Received: weight_decay={weight_decay!r}")
-  noisy = _noisy_class(type(optimizer)).from_config(optimizer.get_config())
-  noisy.noise_factor = float(factor)
-  noisy.noise_seed = int(seed)
-  noisy.coupled_weight_decay = float(weight_decay)
+  settings = flipout.check_noise(factor, seed, weight_decay)
+  base = type(optimizer)  # a noisy copy is copied from its own base: noise once
+  base = next((b for b, c in _NOISY_CLASSES.items() if c is base), base)
+  noisy = _noisy_class(base).from_config(optimizer.get_config())
+  noisy.noise_factor, noisy.noise_seed, noisy.coupled_weight_decay = settings
   return noisy
 
 
 def record_gradients(optimizer):
   """A copy of a tf_keras `optimizer` that records sum_t w_t * g_t for criteria
-  that read gradients (`Saliency`, `MovementScore`); no noise."""
-  return with_gradient_noise(optimizer, 0.0)
+  that read gradients (`Saliency`, `MovementScore`); the noise of a
+  `with_gradient_noise` optimizer is kept, none is added to another."""
+  return with_gradient_noise(optimizer, *flipout.noise_settings(optimizer))
 
 
 def records_gradients(optimizer):

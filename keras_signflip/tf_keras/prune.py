@@ -1,22 +1,27 @@
-"""Public entry points: wrap, strip, inspect, and move the reference point."""
+"""The tf_keras family's entry points: wrap, strip, link global wrappers, find the wrappers.
+
+Reading a wrapped model (`flip_counts`, `masks`, `sparsity_report`) and
+`set_reference` are `keras_signflip.inspection`'s, shared with the Keras 3
+family, and re-exported here.
+"""
 import itertools
 
 import numpy as np
 
 from keras_signflip import arguments
 from keras_signflip import distributions
-from keras_signflip import report
+from keras_signflip import families
 from keras_signflip import schedule_checks
 from keras_signflip import criteria as criteria_lib
+from keras_signflip.inspection import flip_counts, masks, set_reference, sparsity_report
 from keras_signflip.tf_keras import state as state_lib
 from keras_signflip.tf_keras import schedules as schedules_lib
 from keras_signflip.tf_keras._compat import PruneLowMagnitude, PruneRegistry, keras, tfmot
-from keras_signflip.detect import is_keras3_object
 from keras_signflip.tf_keras.wrapper import GlobalGroup, PruneSignFlip, _keep_reference, _validate
 
 __all__ = ["prune_sign_flip", "strip_pruning", "prune_scope", "flip_counts",
            "set_reference", "link_global", "collect_wrappers", "flip_states", "masks",
-           "sparsity_report"]
+           "sparsity_report", "count_tables", "pruning_masks"]
 
 
 def collect_wrappers(model):
@@ -35,7 +40,7 @@ def _all_layers(model):
 
 
 def _check_model(to_prune):
-  if is_keras3_object(to_prune):
+  if families.is_keras3_object(to_prune):
     raise ValueError(
         "prune_sign_flip received a Keras 3 object "
         f"({type(to_prune).__module__}.{type(to_prune).__name__}), but this "
@@ -136,18 +141,10 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
     raise ValueError("scope='global' needs a built model (one with a known input "
                      "shape): give the first layer an `input_shape` or call "
                      "`model.build(...)` first.")
-  factors = None
-  if sparsity_distribution is not None or dense_layers:
-    prunable = [l for l in layers if _needs_wrapper(l, pruning_policy)]  # Flatten too
-    unbuilt = [l.name for l in prunable if not l.built]
-    if unbuilt:
-      raise ValueError(f"A sparsity distribution needs built layers (their kernel shapes); "
-                       f"{unbuilt} are not. Give the model an input shape first.")
-    shapes = {l.name: tuple(w[0].shape) for l, w in ((l, _prunable(l)) for l in prunable) if w}
-    factors = distributions.schedule_factors(
-        shapes,
-        schedules_lib.max_sparsity(pruning_schedule or tfmot.sparsity.keras.ConstantSparsity(0.5, 0)),
-        sparsity_distribution, dense_layers, scope)
+  factors = distributions.layer_factors(
+      [l for l in layers if _needs_wrapper(l, pruning_policy)], _prunable,  # Flatten too
+      schedules_lib.max_sparsity(pruning_schedule or _default_schedule()),
+      sparsity_distribution, dense_layers, scope)
 
   params = dict(criterion=criterion, scope=scope, min_flips=min_flips,
                 block_size=block_size, block_pooling_type=block_pooling_type,
@@ -157,7 +154,7 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
 
   def new_schedule(layer=None):
     # One schedule object per wrapper (TF-MOT shares one default instance).
-    base = pruning_schedule or tfmot.sparsity.keras.ConstantSparsity(0.5, 0)
+    base = pruning_schedule or _default_schedule()
     factor = 1.0 if factors is None or layer is None else factors.get(layer.name, 1.0)
     return base if factor == 1.0 else schedules_lib.ScaledSparsity(base, factor)
 
@@ -188,6 +185,11 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
   return result
 
 
+
+
+def _default_schedule():
+  """TF-MOT's `ConstantSparsity(0.5, 0)`, made anew for each wrapper."""
+  return tfmot.sparsity.keras.ConstantSparsity(0.5, 0)
 
 
 def _needs_wrapper(layer, pruning_policy):
@@ -263,43 +265,9 @@ def count_tables(model):
     w.count_tables()
 
 
-def flip_counts(model):
-  """{weight name: int32 np.ndarray of flip counts} for every wrapped weight."""
-  count_tables(model)
-  return {s.weight.name: np.asarray(s.flips.numpy()) for s in flip_states(model)}
-
-
-def masks(model):
-  """{weight name: np.ndarray mask (0/1)} for every wrapped weight."""
-  return {s.weight.name: np.asarray(s.mask.numpy()) for s in flip_states(model)}
-
-
-def set_reference(model):
-  """Moves every wrapper's reference weights to the current weights.
-
-  Criteria that compare against a reference (`LargeFinalSameSign`,
-  `MagnitudeIncrease`, `Movement`) then measure from here: call it at the
-  rewind step for late-rewinding tickets.
-  """
-  states = flip_states(model)
-  if not states:
-    raise ValueError("set_reference found no keras_signflip wrappers in the "
-                     "model; wrap it with prune_sign_flip first.")
-  for s in states:
-    if s.reference is not None:  # kept only for criteria that read it
-      s.reference.assign(state_lib.float32_value(s.weight))
-    state_lib.sync_signs(s)
-  return model
-
-
-def sparsity_report(model):
-  """Sparsity of every pruning wrapper (keras_signflip's or TF-MOT's).
-
-  Returns:
-    {'layers': {weight name: sparsity}, 'overall': sparsity over all wrapped
-    weights, 'flips': {weight name: total flips} (keras_signflip wrappers)}.
-  """
-  all_masks = {weight.name: mask.numpy()
-               for layer in (_all_layers(model) if isinstance(model, keras.Model) else [])
-               for weight, mask, _ in getattr(layer, "pruning_vars", [])}
-  return report.summarize(all_masks, flip_counts(model))
+def pruning_masks(model):
+  """{weight name: np.ndarray mask} of every pruning wrapper, keras_signflip's or
+  TF-MOT's (`sparsity_report` reports them all)."""
+  return {weight.name: mask.numpy()
+          for layer in (_all_layers(model) if isinstance(model, keras.Model) else [])
+          for weight, mask, _ in getattr(layer, "pruning_vars", [])}

@@ -1,9 +1,11 @@
 """Pruning schedules beyond TF-MOT's `ConstantSparsity` and `PolynomialDecay`.
 
-A schedule is TF-MOT's protocol: `schedule(step) -> (should_prune, sparsity)`.
+A schedule is TF-MOT's protocol: `schedule(step) -> (should_prune, sparsity)`,
+evaluated in the graph. The arithmetic and checks are
+`keras_signflip.sparsity_schedules`', shared with the Keras 3 family.
 """
-from keras_signflip import arguments
-from keras_signflip.tf_keras._compat import keras, tf, tfmot
+from keras_signflip import sparsity_schedules
+from keras_signflip.tf_keras._compat import keras, tf, tfmot, xp
 
 __all__ = ["GeometricSparsity", "ScaledSparsity", "get"]
 
@@ -37,23 +39,15 @@ class GeometricSparsity(PruningSchedule):
 
   def __init__(self, fraction, frequency, begin_step=0, end_step=-1,
                max_sparsity=0.999):
-    self.fraction = arguments.check_number("fraction", fraction, 0, 1, False, False)
-    self.max_sparsity = arguments.check_number("max_sparsity", max_sparsity, 0, 1, False, False)
-    self.frequency = arguments.check_integer("frequency", frequency, minimum=1)
-    self.begin_step = arguments.check_integer("begin_step", begin_step, minimum=0)
-    self.end_step = arguments.check_integer("end_step", end_step, minimum=begin_step,
-                                            allowed=(-1,))
+    (self.fraction, self.frequency, self.begin_step, self.end_step,
+     self.max_sparsity) = sparsity_schedules.check_geometric(
+         fraction, frequency, begin_step, end_step, max_sparsity)
 
   def __call__(self, step):
     step = tf.cast(step, tf.int64)
-    # Pruning steps j = 0, 1, ... at begin + j * frequency that are >= 1.
-    first_j = max(-(-(1 - self.begin_step) // self.frequency), 0)
-    last_j = tf.math.floordiv(step - self.begin_step, self.frequency)
-    if self.end_step >= 0:
-      last_j = tf.math.minimum(last_j, (self.end_step - self.begin_step) // self.frequency)
-    events = tf.math.maximum(last_j - first_j + 1, 0)
-    sparsity = 1.0 - tf.math.pow(1.0 - self.fraction, tf.cast(events, tf.float32))
-    sparsity = tf.math.minimum(sparsity, self.max_sparsity)
+    sparsity = sparsity_schedules.geometric_sparsity(
+        step, self.fraction, self.frequency, self.begin_step, self.end_step,
+        self.max_sparsity, xp)
     should_prune = self._should_prune_in_step(
         step, self.begin_step, self.end_step, self.frequency)
     return should_prune, sparsity
@@ -80,12 +74,7 @@ class ScaledSparsity(PruningSchedule):
 
   def __init__(self, schedule, factor):
     self.schedule = get(schedule)
-    factor = arguments.check_number("factor", factor, low=0, low_inclusive=False)
-    top = max_sparsity(self.schedule)
-    if top is not None and factor * top >= 1.0:
-      raise ValueError(f"factor={factor} would take the schedule's {top} to {factor * top}, "
-                       "not below 1.")
-    self.factor = float(factor)
+    self.factor = sparsity_schedules.check_factor(self.schedule, factor)
 
   def __call__(self, step):
     should_prune, sparsity = self.schedule(step)
@@ -112,21 +101,11 @@ def get(config):
   """Rebuilds a schedule from `schedule.get_config()` (TF-MOT's shape)."""
   if isinstance(config, PruningSchedule):
     return config
-  name = config.get("class_name")
+  name = config.get("class_name") if isinstance(config, dict) else None
   if name not in _SCHEDULES:
-    raise ValueError(f"Unknown pruning schedule {name!r}. Expected one of "
-                     f"{sorted(_SCHEDULES)}.")
+    raise sparsity_schedules.unknown_schedule(config, _SCHEDULES, "a TF-MOT PruningSchedule "
+                                              "or the config of one")
   return _SCHEDULES[name].from_config(config["config"])
 
 
-def max_sparsity(schedule):
-  """The largest sparsity a built-in schedule can ask for, or None if unknown."""
-  if isinstance(schedule, GeometricSparsity):
-    return schedule.max_sparsity
-  if isinstance(schedule, ScaledSparsity):
-    top = max_sparsity(schedule.schedule)
-    return None if top is None else top * schedule.factor
-  for attr in ("target_sparsity", "final_sparsity"):
-    if hasattr(schedule, attr):
-      return float(getattr(schedule, attr))
-  return None
+max_sparsity = sparsity_schedules.max_sparsity

@@ -23,7 +23,8 @@ data-dependent shapes, the same selection runs as a stable sort.
     pass 2: lo = key & 0xFFFF where hi == B  -> histogram -> t, count above, ties
     pass 3: keep = key >= t                 (ties beyond the kept count: ranked)
 """
-from keras_signflip.tf_keras._compat import fused, tf
+from keras_signflip import mask_rules
+from keras_signflip.tf_keras._compat import fused, tf, xp
 
 __all__ = ["kept_count", "select_top_k", "sortable_keys"]
 
@@ -31,13 +32,8 @@ _DIGIT = 1 << 16
 
 
 def kept_count(size, sparsity):
-  """max(round(size * (1 - sparsity)), 1) in float32, exactly as TF-MOT.
-
-  `round` is TensorFlow's round-half-to-even.
-  """
-  size = tf.cast(size, tf.float32)
-  kept = tf.math.maximum(tf.math.round(size * (1.0 - tf.cast(sparsity, tf.float32))), 1.0)
-  return tf.cast(tf.math.minimum(kept, size), tf.int32)
+  """`keras_signflip.mask_rules.kept_count` in TensorFlow ops (TF-MOT's count)."""
+  return mask_rules.kept_count(size, sparsity, xp)
 
 
 def sortable_keys(scores):

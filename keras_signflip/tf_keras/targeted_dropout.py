@@ -1,8 +1,9 @@
-"""Targeted weight dropout (Gomez et al. 2019): train a layer to survive its own pruning.
+"""Targeted weight dropout (Gomez et al. 2019) on tf_keras: train a layer to survive its
+own pruning.
 
-The kernel is viewed as [fan_in, units] (a conv kernel's spatial and input dims
-flattened). Per output unit (column), the candidates are the weights whose |w|
-is below the column's k-th smallest, k = floor(targeted * fan_in):
+The candidates (per output unit, the weights below the column's k-th smallest
+|w|, k = floor(targeted * fan_in)) are `keras_signflip.dropout_candidates`',
+shared with the Keras 3 family:
 
     training:   each candidate is dropped (zero in the forward pass) with probability `rate`
     inference:  every candidate is zero -- the network as `strip` will prune it
@@ -12,23 +13,14 @@ is below the column's k-th smallest, k = floor(targeted * fan_in):
 `export_saved_model` or for `prune_sign_flip` (whose masks start from them).
 Gomez et al.'s defaults: rate 0.5, targeted 0.5 (their sweeps reach 0.9+).
 """
+from keras_signflip import array_namespace
+from keras_signflip import dropout_candidates
 from keras_signflip.tf_keras import kernel_wrappers
-from keras_signflip.tf_keras._compat import keras, tf
+from keras_signflip.tf_keras._compat import keras, tf, xp
 
 __all__ = ["TargetedDropout", "targeted_dropout", "strip", "candidates"]
 
-
-def candidates(kernel, targeted):
-  """Bool mask of the per-column candidates of `kernel` (see the module docstring)."""
-  shape = tf.shape(kernel)
-  columns = tf.reshape(tf.abs(kernel), [-1, shape[-1]])
-  fan_in = tf.shape(columns)[0]
-  k = tf.cast(tf.math.floor(targeted * tf.cast(fan_in, tf.float32)), tf.int32)
-  # The k-th smallest per column; values below it are candidates (k = 0: none).
-  ordered = tf.sort(columns, axis=0)
-  threshold = tf.gather(ordered, tf.minimum(k, fan_in - 1), axis=0)
-  chosen = tf.logical_and(columns < threshold[None, :], k > 0)
-  return tf.reshape(chosen, shape)
+candidates = array_namespace.bind(dropout_candidates.candidates, xp)
 
 
 @keras.utils.register_keras_serializable(package="keras_signflip")
@@ -43,16 +35,13 @@ class TargetedDropout(keras.layers.Wrapper):
   """
 
   def __init__(self, layer, rate=0.5, targeted=0.5, seed=0, **kwargs):
-    for name, value, top in (("rate", rate, 1.0), ("targeted", targeted, 1.0 - 1e-12)):
-      if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= top:
-        raise ValueError(f"Received an invalid value for `{name}`, expected a number in "
-                         f"[0, {'1' if name == 'rate' else '1)'}. Received: {name}={value!r}")
+    rate, targeted = dropout_candidates.check(rate, targeted)
     if not hasattr(layer, "kernel") and not hasattr(layer, "kernel_initializer"):
       raise ValueError(f"TargetedDropout drops kernel weights; {layer.name} "
                        f"({type(layer).__name__}) has no kernel.")
     kwargs.setdefault("name", f"targeted_dropout_{layer.name}")
     super().__init__(layer, **kwargs)
-    self.rate, self.targeted, self.seed = float(rate), float(targeted), int(seed)
+    self.rate, self.targeted, self.seed = rate, targeted, int(seed)
 
   def build(self, input_shape):
     super().build(input_shape)

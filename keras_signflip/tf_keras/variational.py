@@ -1,39 +1,30 @@
-"""Sparse variational dropout (Molchanov, Ashukha & Vetrov 2017).
+"""Sparse variational dropout (Molchanov, Ashukha & Vetrov 2017) on tf_keras.
 
-Every kernel weight theta gets a learnt log sigma^2; log alpha = log sigma^2 - log theta^2
-(clipped to [-10, 10]). The layer trains with the local reparameterisation trick,
-
-    pre-activation = x @ theta + sqrt(x^2 @ sigma^2) * eps,   eps ~ N(0, 1) per output
-
-(convolutions alike), adds the paper's approximation of the KL term,
-
-    -KL ~= k1 * sigmoid(k2 + k3 * log alpha) - 0.5 * log1p(exp(-log alpha)) - k1,
-    k1, k2, k3 = 0.63576, 1.87320, 1.48695,
-
-as `strength * kl_scale * sum KL` (the paper's strength is 1 / training-set size;
-`KLWarmup` ramps kl_scale from 0 to 1), and at test time computes with theta where
-log alpha < 3 and 0 elsewhere -- the pruned weights. `strip(model)` gives that
-plain model. Channels-last layers; Dense and Conv kernels.
+log alpha, the KL approximation, the test-time kernel and `KLWarmup` are
+`keras_signflip.variational_dropout`'s, shared with the Keras 3 family (its
+docstring has the formulas); here the noise of the local reparameterisation
+trick (stateless draws, counted in a saved weight) and the wrapper. At test
+time the layer computes with theta where log alpha < 3 and 0 elsewhere -- the
+pruned weights; `strip(model)` gives that plain model. Channels-last layers;
+Dense and Conv kernels.
 
 `train_clip=True` also drops the weights past the threshold from the training
 mean (x @ theta with those theta at 0), as the authors' code does for its
 published LeNet numbers: the network stops leaning on weights it will lose.
 """
 from keras_signflip import arguments
+from keras_signflip import array_namespace
+from keras_signflip import variational_dropout as vd
 from keras_signflip.tf_keras import kernel_wrappers
-from keras_signflip.tf_keras._compat import keras, tf
+from keras_signflip.tf_keras._compat import keras, tf, xp
 
 __all__ = ["VariationalDropout", "variational_dropout", "KLWarmup", "kl_approximation",
            "strip", "THRESHOLD"]
 
-K1, K2, K3 = 0.63576, 1.87320, 1.48695
-THRESHOLD = 3.0
-
-
-def kl_approximation(log_alpha):
-  """KL(q || prior) per weight, Molchanov et al.'s approximation (see above)."""
-  neg_kl = (K1 * tf.sigmoid(K2 + K3 * log_alpha) - 0.5 * tf.math.log1p(tf.exp(-log_alpha)) - K1)
-  return -neg_kl
+K1, K2, K3 = vd.K1, vd.K2, vd.K3
+THRESHOLD = vd.THRESHOLD
+KLWarmup = vd.KLWarmup
+kl_approximation = array_namespace.bind(vd.kl_approximation, xp)
 
 
 @keras.utils.register_keras_serializable(package="keras_signflip")
@@ -75,8 +66,7 @@ class VariationalDropout(keras.layers.Wrapper):
     kernel_wrappers.add_noise_counter(self)
 
   def log_alpha(self):
-    theta = tf.convert_to_tensor(self.layer.kernel)
-    return tf.clip_by_value(self.log_sigma2 - tf.math.log(tf.square(theta) + 1e-8), -10.0, 10.0)
+    return vd.log_alpha(tf.convert_to_tensor(self.layer.kernel), self.log_sigma2, xp)
 
   def kept(self):
     """Bool: the weights kept at test time (log alpha < threshold)."""
@@ -84,8 +74,8 @@ class VariationalDropout(keras.layers.Wrapper):
 
   def kept_kernel(self):
     """theta where log alpha < threshold, else 0: the kernel at test time."""
-    theta = tf.convert_to_tensor(self.layer.kernel)
-    return tf.where(self.kept(), theta, tf.zeros_like(theta))
+    return vd.kept_kernel(tf.convert_to_tensor(self.layer.kernel), self.log_alpha(),
+                          self.threshold, xp)
 
   def _linear(self, inputs, kernel):
     """The layer's kernel product alone (no bias, no activation)."""
@@ -97,7 +87,7 @@ class VariationalDropout(keras.layers.Wrapper):
     if training is None:
       training = keras.backend.learning_phase()
     theta = tf.convert_to_tensor(self.layer.kernel)
-    self.add_loss(self.strength * self.kl_scale * tf.reduce_sum(kl_approximation(self.log_alpha())))
+    self.add_loss(vd.kl_penalty(self.strength, self.kl_scale, self.log_alpha(), xp))
 
     def train():
       mean = self._linear(inputs, self.kept_kernel() if self.train_clip else theta)
@@ -119,24 +109,6 @@ class VariationalDropout(keras.layers.Wrapper):
     return dict(super().get_config(), strength=self.strength,
                 init_log_sigma2=self.init_log_sigma2, threshold=self.threshold, seed=self.seed,
                 train_clip=self.train_clip)
-
-
-class KLWarmup(keras.callbacks.Callback):
-  """kl_scale = clip((step - delay) / steps, 0, 1) on every `VariationalDropout`:
-  0 for `delay` steps, then a linear warm-up over `steps`."""
-
-  def __init__(self, steps, delay=0):
-    super().__init__()
-    arguments.check_count("steps", steps)
-    arguments.check_nonnegative("delay", delay)
-    self.steps, self.delay = steps, delay
-
-  def on_train_batch_begin(self, batch, logs=None):
-    step = float(self.model.optimizer.iterations.numpy())
-    scale = min(1.0, max(0.0, (step - self.delay) / self.steps))
-    for layer in self.model.submodules:
-      if isinstance(layer, VariationalDropout):
-        layer.kl_scale.assign(scale)
 
 
 def variational_dropout(model, strength=1e-4, seed=0, train_clip=False):

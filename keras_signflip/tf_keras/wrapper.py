@@ -19,6 +19,7 @@ MultiWorkerMirroredStrategy, whose collectives cannot broadcast int8. An
 """
 from keras_signflip import arguments
 from keras_signflip import criteria as criteria_lib
+from keras_signflip import wrapper_config
 from keras_signflip.tf_keras import schedules as schedules_lib
 from keras_signflip.tf_keras import state as state_lib
 from keras_signflip.tf_keras.mask_update import CriterionPruning
@@ -247,23 +248,12 @@ class PruneSignFlip(PruneLowMagnitude):
     return self.group
 
   def get_config(self):
-    config = super().get_config()
-    config.update({
-        "criterion": criteria_lib.serialize(self.criterion),
-        "scope": self.scope,
-        "min_flips": self.min_flips,
-        "sparsity_m_by_n": self.sparsity_m_by_n,
-        "position": self.position,
-        "keep_reference": self.keep_reference,
-        "score_normalization": self.score_normalization,
-    })
-    return config
+    return dict(super().get_config(), sparsity_m_by_n=self.sparsity_m_by_n,
+                **wrapper_config.config_of(self))
 
   @classmethod
   def from_config(cls, config):
-    config = dict(config)
+    config = wrapper_config.arguments_of(config)
     config["pruning_schedule"] = schedules_lib.get(config["pruning_schedule"])
-    config["criterion"] = criteria_lib.get(config["criterion"])
-    config.setdefault("keep_reference", True)  # files of 0.3.0 and before hold it
     config["layer"] = keras.layers.deserialize(config["layer"])
     return cls(**config)
