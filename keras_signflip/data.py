@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from keras_signflip.tf_keras._compat import tf
+import tensorflow as tf  # tf.data only: the data loader needs neither tf_keras nor TF-MOT
 
 __all__ = ["Data", "load", "pipeline", "read_idx", "DEFAULT_IDX_DIR", "SOURCES"]
 
