@@ -62,11 +62,11 @@ def training_flops(row):
   return (total + (steps - last) * kept) / dense_steps
 
 
-def ticket_at(rows, sparsity):
-  """The round at `sparsity` (within a weight), with the steps spent to reach it."""
+def ticket_at(rows, sparsity, mode="rewind"):
+  """The round of `mode` at `sparsity` (within a weight), with the steps spent to reach it."""
   spent = 0
   for row in sorted(rows, key=lambda r: r["round"]):
-    if row.get("mode", "rewind") != "rewind":
+    if row.get("mode", "rewind") != mode:
       continue
     spent += row["steps"]
     if 100 - row["weights_remaining_pct"] >= 100 * sparsity - 1e-3:

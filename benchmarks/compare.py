@@ -185,8 +185,9 @@ def _compile(model, optimizer):
                 metrics=["accuracy"])
 
 
-def _wrap(method, model, sparsity, epochs, steps_per_epoch, seed):
-  """The pruned model of a one-shot method: FlipOut's schedule for all."""
+def _wrap(method, model, sparsity, epochs, steps_per_epoch, seed, criterion=None):
+  """The pruned model of a one-shot method: FlipOut's schedule for all
+  (`criterion`, when given, ranks instead of the method's own)."""
   kwargs = flipout.prune_kwargs(sparsity, epochs, steps_per_epoch)
   if method == "tfmot":
     return tfmot.sparsity.keras.prune_low_magnitude(
@@ -197,7 +198,7 @@ def _wrap(method, model, sparsity, epochs, steps_per_epoch, seed):
                "recent_flips": ksf.criteria.RecentFlips,
                "flip_triggered": ksf.criteria.RecentFlips,
                "saliency": ksf.criteria.Saliency,
-               "movement_score": ksf.criteria.MovementScore}[method]()
+               "movement_score": ksf.criteria.MovementScore}[method]() if criterion is None else criterion
   return ksf.prune_sign_flip(
       model, pruning_schedule=kwargs["pruning_schedule"], criterion=criterion, scope="global",
       min_flips=FLAGS.min_flips if method == "flip_triggered" else None), ksf.UpdatePruningStep()
@@ -262,8 +263,9 @@ def _kernel_sparsity(model):
   return sum(int((k == 0).sum()) for k in kernels) / max(sum(k.size for k in kernels), 1)
 
 
-def run_one_shot(method, regime, builder, data, sparsity, seed):
-  """One training run of `dense`, a one-shot method or a peer method."""
+def run_one_shot(method, regime, builder, data, sparsity, seed, criterion=None):
+  """One training run of `dense`, a one-shot method or a peer method; `criterion`
+  (a `ksf.criteria.Criterion`) replaces a one-shot method's ranking (e.g. a variant's)."""
   keras.utils.set_random_seed(seed)
   model = builder()
   steps_per_epoch = data["steps_per_epoch"]
@@ -274,7 +276,7 @@ def run_one_shot(method, regime, builder, data, sparsity, seed):
     model, extra = _sparse_start(method, model, data, sparsity, seed)
     callbacks += extra
   elif method != "dense":
-    model, update = _wrap(method, model, sparsity, FLAGS.epochs, steps_per_epoch, seed)
+    model, update = _wrap(method, model, sparsity, FLAGS.epochs, steps_per_epoch, seed, criterion)
     callbacks.append(update)
   noise = method in ("magnitude_noise", "flipout")
   optimizer = _optimizer(regime, FLAGS.epochs, steps_per_epoch, noise, seed)
@@ -295,6 +297,8 @@ def run_one_shot(method, regime, builder, data, sparsity, seed):
   else:
     achieved = 0.0 if method == "dense" else ksf.sparsity_report(model)["overall"]
   out = {"test_accuracy": float(model.evaluate(data["test"], verbose=0)[1]),
+         # The validation split (held out of training): what a choice may read.
+         "val_accuracy": float(model.evaluate(data["val"], verbose=0)[1]),
          "sparsity": achieved, "steps": steps, "event_steps": events,
          "wall_seconds": time.time() - start, "flips_per_epoch": callbacks[0].epochs}
   if method in ("set", "rigl", "set_erk", "rigl_erk"):
@@ -437,11 +441,14 @@ def _lottery_rounds(sparsity=None):
   return lottery_rounds(max(float(s) for s in FLAGS.sparsities) if sparsity is None else sparsity)
 
 
-def run_lottery(regime, builder, data, seed, output_dir, sparsity=None):
+def run_lottery(regime, builder, data, seed, output_dir, sparsity=None, mode="rewind",
+                criterion="magnitude", extra_callbacks=lambda r: []):
   """Iterative magnitude pruning with rewinding to initialisation; returns the
   round rows. `sparsity` None: rounds of FLAGS.epochs each, up to the largest
   target; else the step-matched chain to `sparsity`: its R + 1 rounds share
-  one one-shot run's steps, floor(steps / (R + 1)) each."""
+  one one-shot run's steps, floor(steps / (R + 1)) each. `mode="lr_rewind"`:
+  learning-rate rewinding (each round goes on from the last one's weights, its
+  learning rate from the start); `criterion` ranks the weights between rounds."""
   rounds = _lottery_rounds(sparsity)
   per_epoch = data["steps_per_epoch"]
   if sparsity is None:
@@ -451,11 +458,11 @@ def run_lottery(regime, builder, data, seed, output_dir, sparsity=None):
     epochs, steps = 1, (FLAGS.epochs * per_epoch) // (len(rounds) + 1)
     train = lambda r, e: data["train"](seed * 1000 + r, e).repeat().take(steps)  # noqa: E731
   config = lottery.LotteryConfig(round_sparsities=rounds, scope="global",
-                                 criterion="magnitude", epochs=epochs, seed=seed,
-                                 eval_every=steps * epochs)
+                                 criterion=criterion, epochs=epochs, seed=seed,
+                                 eval_every=steps * epochs, modes=(mode,))
   compile_fn = lambda m: _compile(m, _optimizer(regime, epochs, steps, False, seed))  # noqa: E731
   return lottery.run(builder, compile_fn, train, data["val"], data["test"], config, output_dir,
-                     log=lambda *a: None)
+                     log=lambda *a: None, extra_callbacks=extra_callbacks)
 
 
 def _load_data():

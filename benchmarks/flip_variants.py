@@ -1,0 +1,125 @@
+r"""Flip-aware variants beyond FlipOut, chosen on a validation split (issue 28, goal 2).
+
+The variants, the choice and the pairing are described in
+`benchmarks/variants_analysis.py`. Jobs run in two phases: the selection runs
+(every power, selection seeds, validation accuracy), then, once all of them
+exist, the report's runs at the chosen power; each writes one raw JSON under
+`benchmarks/results/variants/raw/`, so an interrupted study resumes.
+
+    python -m benchmarks.flip_variants --shard=0/2 &   # two processes share
+    python -m benchmarks.flip_variants --shard=1/2     # the missing jobs
+    python -m benchmarks.flip_variants --report_only   # the markdown report
+"""
+import os
+import sys
+import tempfile
+import time
+import warnings
+
+from absl import app, flags
+
+from keras_signflip import schedule_checks
+
+from benchmarks import compare  # defines the shared flags (epochs, shard, ...)
+from benchmarks import results_io
+from benchmarks import variants_analysis as study
+from benchmarks.analysis import ticket_at
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("variants_dir", study.ROOT, "The study's raw results (raw/) and report.")
+flags.DEFINE_string("grid_dir", study.GRID, "The main grid's results: the report's seeds 0-2.")
+
+
+class _ValidationAccuracy(compare.keras.callbacks.Callback):
+  """Validation accuracy at the end of each lottery round's training, by round."""
+
+  def __init__(self, data, by_round, r):
+    super().__init__()
+    self.data, self.by_round, self.r = data, by_round, r
+
+  def on_train_end(self, logs=None):
+    self.by_round[self.r] = float(self.model.evaluate(self.data, verbose=0)[1])
+
+
+def _criterion(method, power):
+  if method == "recent_hybrid":
+    return study.RecentHybrid(power)
+  if method == "lrr_hybrid":
+    return compare.ksf.criteria.Hybrid(power)
+  return None if method != "lrr_magnitude" else "magnitude"
+
+
+def run_job(method, target, seed, power, data):
+  """One run; returns its raw row (test and, where the method has one, validation accuracy)."""
+  builder = lambda: compare.models_lib.get(study.MODEL)(data["input_shape"], data["classes"])  # noqa: E731
+  if method in ("lottery_matched", "lrr_magnitude", "lrr_hybrid"):
+    mode = "rewind" if method == "lottery_matched" else "lr_rewind"
+    val = {}
+    start = time.time()
+    with tempfile.TemporaryDirectory(prefix="flip_variants_") as chain_dir:
+      rows = compare.run_lottery(
+          "flipout", builder, data, seed, chain_dir, sparsity=target, mode=mode,
+          criterion=_criterion(method, power) or "magnitude",
+          extra_callbacks=lambda r: [_ValidationAccuracy(data["val"], val, r)])
+    result = ticket_at(rows, target, mode)
+    if result is None:
+      raise RuntimeError(f"{method} at {target:g}: no round reached the target")
+    result.update(wall_seconds=time.time() - start, val_accuracy=val.get(result["round"]),
+                  flips_per_round=[r["flips"] for r in sorted(rows, key=lambda r: r["round"])])
+  else:
+    result = compare.run_one_shot(method, "flipout", builder, data, target, seed,
+                                  criterion=_criterion(method, power))
+  extra = {} if power is None else {"power": power}
+  return dict(result, target=target, model=study.MODEL, regime="flipout", method=method,
+              seed=seed, epochs=FLAGS.epochs, train_examples=data["train_examples"],
+              batch=compare.BATCH, **extra)
+
+
+def _run(jobs, shard, shards, data, phase):
+  mine = [j for i, j in enumerate(jobs) if i % shards == shard]
+  print(f"flip_variants: {phase}: {len(jobs)} jobs missing, {len(mine)} for shard "
+        f"{shard}/{shards}", flush=True)
+  started = time.time()
+  for i, (method, target, seed, power) in enumerate(mine):
+    path = study.raw_path(FLAGS.variants_dir, method, target, seed,
+                          power if phase == "selection" else None)
+    if os.path.exists(path):
+      continue
+    elapsed = time.time() - started
+    eta = f", ~{elapsed / i * (len(mine) - i) / 60:.0f} min left" if i else ""
+    tag = "" if power is None else f" p={power:g}"
+    print(f"[{phase} {i + 1}/{len(mine)}, {elapsed:.0f} s{eta}] {method}{tag} {target:g} "
+          f"seed {seed}", flush=True)
+    results_io.write_json(path, run_job(method, target, seed, power, data))
+
+
+def main(argv):
+  del argv
+  warnings.filterwarnings("ignore", category=schedule_checks.ScheduleWarning)  # fit per epoch
+  shard, shards = (int(x) for x in FLAGS.shard.split("/"))
+  if not 0 <= shard < shards:
+    sys.exit(f"flip_variants.py: error: --shard={FLAGS.shard!r} must be i/n with 0 <= i < n.")
+  if not FLAGS.report_only:
+    compare.tf.config.experimental.enable_op_determinism()
+    data = compare._load_data()  # pylint: disable=protected-access
+    missing = [j for j in study.selection_jobs()
+               if not os.path.exists(study.raw_path(FLAGS.variants_dir, *j[:3], j[3]))]
+    _run(missing, shard, shards, data, "selection")
+    chosen = study.choose(FLAGS.variants_dir)
+    if any(p is None for p in chosen.values()):
+      print("flip_variants: the selection is not complete (another shard is still running "
+            "it?); run again once it is to start the report's runs.", flush=True)
+    else:
+      print(f"flip_variants: chosen on the validation split: {chosen}", flush=True)
+      missing = [j for j in study.report_jobs(chosen, FLAGS.grid_dir)
+                 if not os.path.exists(study.raw_path(FLAGS.variants_dir, *j[:3]))]
+      _run(missing, shard, shards, data, "report")
+  if FLAGS.write_report:
+    path = os.path.join(FLAGS.variants_dir, "README.md")
+    study.report(FLAGS.variants_dir, FLAGS.grid_dir, path)
+    print(f"Wrote {path}")
+
+
+if __name__ == "__main__":
+  app.run(main)
