@@ -38,12 +38,13 @@ docs: setup
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
 
 # A short prune-train-export run on real Fashion-MNIST (about a minute on 2 cores).
+# It prints only its own lines; add -v 0 to see TensorFlow's and Keras' as well.
 demo: setup data
 	rm -rf runs/demo
-	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m examples.train --dataset=fashion_mnist \
+	$(PY) -m examples.train --dataset=fashion_mnist \
 	  --model=lenet_300_100 --criterion=hybrid --scope=global \
 	  --schedule=polynomial --target_sparsity=0.9 --frequency=100 --epochs=2 \
-	  --output_dir=runs/demo --export_dir=runs/demo/export --verbose=2
+	  --output_dir=runs/demo --export_dir=runs/demo/export
 
 overhead: setup
 	$(PY) -m benchmarks.overhead

@@ -15,21 +15,35 @@ early-bird rule during round 0 (pruned at once to the final sparsity of
 --rounds rounds), then retrains it once. --init_mask_from=path/masks_<r>.npz
 starts from another run's mask (ticket transfer). Bad flags, a directory that
 cannot take the run and unreadable artifacts are one-line `error:` messages.
+
+Output: where the data came from, a line per epoch of each round (with a live
+bar during the epoch when stdout is a terminal), a line per finished round,
+then the table of every round and where the results and plots are. -v 0
+(absl's --verbosity) brings back TensorFlow's own logs (-v -1: its warnings
+and errors); without -v the binary sets TF_CPP_MIN_LOG_LEVEL=3 before
+TensorFlow loads, unless it is already set.
 """
 import dataclasses
 import os
+import time
+import warnings
 
-from absl import app, flags, logging
+from absl import app, flags
 
-from keras_signflip import criteria as criteria_lib
-from keras_signflip import data as data_lib
-from keras_signflip.lottery import early_bird as early_bird_lib
-from keras_signflip import lottery
-from keras_signflip import models as models_lib
-from keras_signflip.lottery import reinit as reinit_lib
-from keras_signflip.tf_keras._compat import keras, tf
+from examples import console  # imports no TensorFlow
 
-from examples import common
+# TensorFlow's log level is set before it loads, and only when run as a program.
+with console.quiet_imports(active=__name__ == "__main__"):
+  from keras_signflip import criteria as criteria_lib
+  from keras_signflip import data as data_lib
+  from keras_signflip.lottery import early_bird as early_bird_lib
+  from keras_signflip import lottery
+  from keras_signflip import models as models_lib
+  from keras_signflip.lottery import reinit as reinit_lib
+  from keras_signflip import schedule_checks
+  from keras_signflip.tf_keras._compat import keras, tf
+
+  from examples import common
 
 flags.DEFINE_integer("rounds", 5, "Pruning rounds after the dense round.")
 flags.DEFINE_float("prune_rate", 0.2, "Fraction of survivors pruned per round.")
@@ -42,6 +56,7 @@ flags.DEFINE_float("early_bird_epsilon", 0.1, "Early-bird distance threshold.")
 flags.DEFINE_string("init_mask_from", None, "masks_<r>.npz of another run: the starting mask.")
 flags.DEFINE_integer("validation_examples", 5000, "Training examples held out for early stopping.")
 flags.DEFINE_integer("eval_every", None, "Evaluate every N steps (default: each epoch).")
+flags.declare_key_flag("verbosity")
 FLAGS = flags.FLAGS
 
 
@@ -128,6 +143,24 @@ def _table(results):
   return "\n".join(lines)
 
 
+class EpochLog(keras.callbacks.Callback):
+  """The binary's line per epoch of a round: loss, accuracy, time (each round then ends
+  with `lottery.run`'s line)."""
+
+  def __init__(self, round_index):
+    super().__init__()
+    self.round_index = round_index
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._start = time.time()
+
+  def on_epoch_end(self, epoch, logs=None):
+    logs = logs or {}
+    print(f"round {self.round_index} epoch {epoch + 1}/{FLAGS.epochs}: loss "
+          f"{logs.get('loss', float('nan')):.4f} accuracy {logs.get('accuracy', float('nan')):.4f} "
+          f"({time.time() - self._start:.1f}s)", flush=True)
+
+
 def run_lottery(rewind_step):
   tf.config.experimental.enable_op_determinism()
   data, train_size = common.load_data()
@@ -150,6 +183,11 @@ def run_lottery(rewind_step):
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
 
+  def epoch_lines(round_index):  # the bar (on a terminal) is erased before the line
+    return console.progress_bar(
+        keras.callbacks.Callback, -(-train_n // FLAGS.batch_size),
+        lambda e: f"round {round_index} epoch {e + 1}/{FLAGS.epochs}") + [EpochLog(round_index)]
+
   config = _config(rewind_step)
   init_mask, context = _init_mask(), _context()
   files = lottery.RunFiles(FLAGS.output_dir)
@@ -161,7 +199,7 @@ def run_lottery(rewind_step):
       bird = early_bird_lib.EarlyBird(target, config.criterion, epsilon=FLAGS.early_bird_epsilon)
       dense = dataclasses.replace(config, rounds=0)
       lottery.run(make_model, compile_model, train_data, val, test, dense, FLAGS.output_dir,
-                  init_mask, extra_callbacks=lambda r: [bird], context=context)
+                  init_mask, extra_callbacks=lambda r: [bird] + epoch_lines(r), context=context)
       if not os.path.exists(files.masks(1)):
         if bird.mask is None:
           raise common.UsageError(
@@ -175,7 +213,7 @@ def run_lottery(rewind_step):
           f"{files.masks(1)}, the early-bird ticket, is missing; it is drawn only while round "
           "0 trains. Choose another --output_dir to draw it again.")
   results = lottery.run(make_model, compile_model, train_data, val, test, config,
-                        FLAGS.output_dir, init_mask, context=context)
+                        FLAGS.output_dir, init_mask, extra_callbacks=epoch_lines, context=context)
   lottery.plot(results, lottery.RunFiles(FLAGS.output_dir),
                title=f"{FLAGS.model} / {FLAGS.dataset} ({FLAGS.criterion}, {FLAGS.scope})")
   print(_table(results))
@@ -186,7 +224,10 @@ def run_lottery(rewind_step):
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)
+  # `lottery.run` sets each round's masks itself under a schedule that never prunes,
+  # fitting one epoch a call: the library's warning about the schedule is moot here.
+  warnings.filterwarnings("ignore", category=schedule_checks.ScheduleWarning)
+  console.configure_logging()
   try:
     rewind_step = validate()
   except common.UsageError as e:

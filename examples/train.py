@@ -12,6 +12,15 @@ under --output_dir. `python -m examples.train --helpfull` lists every flag.
 
 --keras=3 --backend=jax|tensorflow|torch runs the same job on a Keras 3 model
 (examples/train_keras3.py); the backend is chosen before Keras 3 is imported.
+
+Output: a line naming where the data came from, one line per epoch (with a
+live bar during the epoch when stdout is a terminal; none in a log file or
+pipe), then the export report and the final line. Errors go to stderr as one
+`train.py: error: ...` line. -v 0 (absl's --verbosity) brings back what
+TensorFlow and Keras print themselves: TensorFlow's C++ and Python logs and
+Keras' line per epoch (-v -1: their warnings and errors only). Without -v the
+binary sets TF_CPP_MIN_LOG_LEVEL=3 before TensorFlow loads, unless it is
+already set; --verbose=0|1|2 still chooses Keras' own progress output.
 """
 import os
 import sys
@@ -34,18 +43,24 @@ def _preselect_keras_backend(argv):
 
 _preselect_keras_backend(sys.argv)
 
-from absl import app, flags, logging  # noqa: E402
+from absl import app, flags  # noqa: E402
 
-import keras_signflip as ksf
-from keras_signflip import schedule_checks
-from keras_signflip import data as data_lib
-from keras_signflip.tf_keras import export as export_lib
-from keras_signflip.tf_keras._compat import keras, tf
+from examples import console  # noqa: E402  (imports no TensorFlow)
 
-from examples import common
-from examples import run_dir
+# TensorFlow's log level is set before it loads, and only when run as a program.
+with console.quiet_imports(active=__name__ == "__main__"):
+  import keras_signflip as ksf
+  from keras_signflip import schedule_checks
+  from keras_signflip import data as data_lib
+  from keras_signflip.tf_keras import export as export_lib
+  from keras_signflip.tf_keras._compat import keras, tf
 
-flags.DEFINE_integer("verbose", 1, "Keras progress: 0 silent, 1 bar, 2 one line per epoch.")
+  from examples import common
+  from examples import run_dir
+
+flags.DEFINE_integer("verbose", None, "Keras' own progress output besides the binary's lines: "
+                     "0 none, 1 its bar, 2 its line per epoch. Default: none (2 with -v).")
+flags.declare_key_flag("verbosity")
 flags.DEFINE_enum("keras", "2", ["2", "3"], "2: tf_keras with TF-MOT; 3: Keras 3.")
 flags.DEFINE_enum("backend", "tensorflow", ["tensorflow", "jax", "torch"],
                   "Keras 3 backend (with --keras=3).")
@@ -89,7 +104,6 @@ def restore_newest_readable(checkpoint, manager, variables):
       raise common.UsageError(f"{path} does not fit this run's model ({str(e).splitlines()[0][:300]}); "
                               "nothing was restored.") from None
     for bad, why in failures:
-      logging.warning("Checkpoint %s is unreadable (%s); resumed from %s instead.", bad, why, path)
       print(f"warning: checkpoint {bad} is unreadable ({why}); resuming from {path} instead.",
             file=sys.stderr)
     return path
@@ -100,7 +114,7 @@ def restore_newest_readable(checkpoint, manager, variables):
 
 
 class EpochLog(keras.callbacks.Callback):
-  """One line per epoch: loss, accuracy, sparsity, flips, time."""
+  """The binary's line per epoch: loss, accuracy, sparsity, flips, time."""
 
   seconds = []  # epoch times of the last run (read by benchmarks)
 
@@ -176,7 +190,10 @@ def _run(strategy, data, steps_per_epoch, global_batch, started):
       print(f"No checkpoint in {ckpt_dir}; starting from scratch.")
 
   test = data_lib.pipeline(data.test, global_batch, take=FLAGS.test_examples)
-  callbacks = common.pruning_callback() + [EpochLog()]
+  # The bar (on a terminal) comes first: it is erased before EpochLog prints the epoch's line.
+  callbacks = common.pruning_callback() + console.progress_bar(
+      keras.callbacks.Callback, steps_per_epoch, lambda e: f"epoch {e + 1}/{FLAGS.epochs}") + [
+          EpochLog()]
   if output_dir and FLAGS.criterion not in ("none", "tfmot"):
     callbacks.append(ksf.SignFlipSummaries(os.path.join(output_dir, "logs")))
   if output_dir:
@@ -188,7 +205,7 @@ def _run(strategy, data, steps_per_epoch, global_batch, started):
     train_ds = data_lib.pipeline(cached, global_batch, shuffle_seed=FLAGS.seed * 1000 + epoch,
                                  cache=False)
     model.fit(train_ds, epochs=epoch + 1, initial_epoch=epoch, validation_data=test,
-              callbacks=callbacks, verbose=FLAGS.verbose)
+              callbacks=callbacks, verbose=console.keras_verbose())
     epoch_var.assign(epoch + 1)
     if manager:
       manager.save(checkpoint_number=epoch + 1)
@@ -232,7 +249,7 @@ def main(argv):
   # The run is planned whole (and checked so, where it can be) but fit one epoch
   # a call: the library's warning that one call ends before the target is moot.
   warnings.filterwarnings("ignore", category=schedule_checks.ScheduleWarning)
-  logging.set_verbosity(logging.WARNING)
+  console.configure_logging()
   if len(argv) > 1:
     common.fail("train.py", f"unexpected arguments {argv[1:]}")
   if FLAGS.keras == "3":

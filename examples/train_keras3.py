@@ -26,6 +26,7 @@ from keras_signflip.keras3 import export as export_lib
 from keras_signflip.keras3 import schedules
 
 from examples import common
+from examples import console
 from examples import run_dir
 
 FLAGS = flags.FLAGS
@@ -147,15 +148,19 @@ def _run(data, steps_per_epoch, started):
     if loaded is not None:
       model, first_epoch = loaded, int(re.search(r"epoch_(\d+)", path).group(1))
       print(f"Resumed from {path} (epoch {first_epoch})")
-  callbacks = [] if FLAGS.criterion == "none" else [ksf.UpdatePruningStep()]
+  callbacks = ([] if FLAGS.criterion == "none" else [ksf.UpdatePruningStep()]) + (
+      console.progress_bar(keras.callbacks.Callback, steps_per_epoch,
+                           lambda e: f"epoch {e + 1}/{FLAGS.epochs}"))
   test = data_lib.pipeline(data.test, FLAGS.batch_size, take=FLAGS.test_examples)
   cached = (data.train.take(FLAGS.train_examples) if FLAGS.train_examples else data.train).cache()
   for epoch in range(first_epoch, FLAGS.epochs):
     train_ds = data_lib.pipeline(cached, FLAGS.batch_size, shuffle_seed=FLAGS.seed * 1000 + epoch,
                                  cache=False)
     start = time.time()
+    # shuffle=False: the dataset is shuffled per (seed, epoch) above; Keras warns that
+    # its default shuffle=True cannot apply to a tf.data.Dataset.
     history = model.fit(train_ds, epochs=epoch + 1, initial_epoch=epoch, validation_data=test,
-                        callbacks=callbacks, verbose=0 if FLAGS.verbose == 2 else FLAGS.verbose)
+                        callbacks=callbacks, verbose=console.keras_verbose(), shuffle=False)
     logs = {k: v[-1] for k, v in history.history.items()}
     sparsity = ksf.sparsity_report(model)["overall"] if FLAGS.criterion != "none" else 0.0
     print(f"epoch {epoch + 1}/{FLAGS.epochs}: loss {logs.get('loss', float('nan')):.4f} "
@@ -188,10 +193,12 @@ def _run(data, steps_per_epoch, started):
     with owned_dir.staged(FLAGS.export_dir, "export", FLAGS.overwrite, "--overwrite") as tmp:
       plain.save(os.path.join(tmp, "model.keras"))
       if keras.backend.backend() in ("tensorflow", "jax") and FLAGS.criterion != "none":
-        export_lib.export_saved_model(model, os.path.join(tmp, "saved_model"))
+        export_lib.export_saved_model(model, os.path.join(tmp, "saved_model"), verbose=False)
     summary["export"] = {"keras": os.path.join(FLAGS.export_dir, "model.keras")}
     if os.path.isdir(os.path.join(FLAGS.export_dir, "saved_model")):
       summary["export"]["saved_model"] = os.path.join(FLAGS.export_dir, "saved_model")
+    print(f"Exported {FLAGS.export_dir}: " + ", ".join(
+        os.path.basename(p) for p in summary["export"].values()))
   print(f"test accuracy {accuracy:.4f}, sparsity {100 * summary['sparsity']:.2f}%, flips "
         f"{summary['flips']}, {summary['steps']} steps, {summary['wall_seconds']:.1f}s "
         f"(Keras {keras.__version__}, {keras.backend.backend()} backend)")

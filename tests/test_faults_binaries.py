@@ -6,6 +6,7 @@ does); kill -9 and Keras 3 (JAX) run as subprocesses.
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -316,11 +317,24 @@ def test_kill_9_then_resume_finishes_the_run(idx, tmp_path):
   proc.wait()
   assert (run / "checkpoints" / "checkpoint").exists()
   # The killed run's lock died with it: the resume is not refused as "in use".
-  result = subprocess.run(cmd + ["--resume"], cwd=ROOT, env=ENV,
-                          capture_output=True, text=True, timeout=600)
+  # TF_CPP_MIN_LOG_LEVEL unset and no -v: the binary's default output (examples/console.py).
+  env = {k: v for k, v in ENV.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+  result = subprocess.run(cmd + ["--resume", f"--export_dir={tmp_path / 'export'}"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-2000:]
   summary = json.loads((run / "summary.json").read_text())
   assert summary["steps"] == 32 and abs(summary["sparsity"] - 0.8) < 0.01
+  # Only the binary's lines: no TensorFlow C++ log (oneDNN, cuInit), no Keras header or
+  # line, no warning; one line per epoch left after the checkpoint resumed from.
+  assert result.stderr == ""
+  lines = result.stdout.splitlines()
+  assert lines[0] == f"Data: mnist: local IDX files in {idx}"
+  resumed = int(re.fullmatch(r"Resumed from \S+ \(epoch (\d)\)", lines[1]).group(1))
+  epochs = [line.split(":")[0] for line in lines if line.startswith("epoch ")]
+  assert epochs == [f"epoch {e}/8" for e in range(resumed + 1, 9)]
+  report = lines[2 + len(epochs):]
+  assert report[0] == f"Exported {tmp_path / 'export'}" and report[-1].startswith("test accuracy ")
+  assert all(line.startswith("  ") for line in report[1:-1]), report  # the export's table
 
 
 # --- Keras 3 (JAX) ----------------------------------------------------------------------

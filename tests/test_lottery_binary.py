@@ -25,6 +25,18 @@ def test_short_run_with_controls_and_plots(tmp_path, capsys):
       ("rewind", 0), ("rewind", 1), ("rewind", 2), ("random", 1), ("random", 2)]
   out = capsys.readouterr().out
   assert "remaining%" in out and "supermask" in out
+  # The binary's lines: the data's source, then per training (mode, round) a line per
+  # epoch and the round's line, then the table (no progress bar: stdout is no terminal).
+  lines = out.splitlines()
+  assert lines[0] == f"Data: mnist: local IDX files in {idx}"
+  trainings = [(r["mode"], r["round"]) for r in results]
+  epoch_lines, round_lines = lines[1:1 + 2 * len(trainings):2], lines[2:2 + 2 * len(trainings):2]
+  trained = [(line[1:].split(" round ")[0], int(line.split(" round ")[1].split("]")[0]))
+             for line in round_lines]
+  assert sorted(trained) == sorted(trainings)
+  assert [line.split(":")[0] for line in epoch_lines] == [f"round {r} epoch 1/1" for _, r in trained]
+  assert lines[1 + 2 * len(trainings)].split() == [
+      "mode", "round", "remaining%", "test", "acc", "ES", "step", "ES", "acc", "supermask", "flips"]
   for name in ("results.json", "results.csv", "accuracy_vs_remaining.png",
                "early_stop_vs_remaining.png", "masks_2.npz", "rewind.npz"):
     assert (tmp_path / "run" / name).exists(), name
