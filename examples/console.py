@@ -95,11 +95,11 @@ def quiet_imports(active=True, argv=None, environ=None):
     return
   sys.stderr.flush()
   try:
-    held, saved = tempfile.TemporaryFile(), os.dup(2)
-  except OSError:  # no temporary directory or no stderr: the level alone applies
+    saved = os.dup(2)
+  except OSError:  # no stderr to hold: the level alone applies
     yield
     return
-  with held:
+  with tempfile.TemporaryFile() as held:
     os.dup2(held.fileno(), 2)
     failed = True
     try:
@@ -151,12 +151,12 @@ def configure_logging():
 
 
 def keras_verbose():
-  """Keras `fit`'s own output: --verbose when given; else 2 (a line per epoch) with -v,
-  else 0 (the binary prints its own line)."""
+  """Keras `fit`'s own output: --verbose when given; else 2 (its line per epoch, info
+  level) with -v 0 or above, else 0 (the binary prints its own line)."""
   given = FLAGS["verbose"].value if "verbose" in FLAGS else None
   if given is not None:
     return given
-  return 2 if verbosity_given() else 0
+  return 2 if verbosity_given() and FLAGS.verbosity >= 0 else 0
 
 
 class _ProgressBar:

@@ -34,7 +34,8 @@ def test_short_run_with_controls_and_plots(tmp_path, capsys):
   trained = [(line[1:].split(" round ")[0], int(line.split(" round ")[1].split("]")[0]))
              for line in round_lines]
   assert sorted(trained) == sorted(trainings)
-  assert [line.split(":")[0] for line in epoch_lines] == [f"round {r} epoch 1/1" for _, r in trained]
+  assert [line.split(":")[0] for line in epoch_lines] == [
+      f"round {r} epoch 1/1" for _, r in trained]
   assert lines[1 + 2 * len(trainings)].split() == [
       "mode", "round", "remaining%", "test", "acc", "ES", "step", "ES", "acc", "supermask", "flips"]
   for name in ("results.json", "results.csv", "accuracy_vs_remaining.png",
