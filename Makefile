@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: setup data mnist test docs demo bench bench-quick report length anchors overhead overhead-keras3 tfmot-suite clean
+.PHONY: setup data mnist test docs demo bench bench-quick report length flipout-table anchors overhead overhead-keras3 tfmot-suite clean
 
 $(STAMP): setup.py
 	test -x $(PY) || python3 -m venv .venv
@@ -80,6 +80,16 @@ length: setup data
 	$(BENCH_ENV) $(PY) -m benchmarks.training_length --shard=0/2 --nowrite_report & \
 	  $(BENCH_ENV) $(PY) -m benchmarks.training_length --shard=1/2 --nowrite_report; wait
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m benchmarks.training_length --report_only
+
+# FlipOut's CIFAR-10 table (issue 28, goal 4; docs/flipout_table.md): VGG-19 and ResNet-18
+# at 99.9%, FlipOut / global magnitude / SNIP / random x 3 seeds, 350 epochs each, beside
+# FlipOut's published numbers. For a GPU machine with CIFAR-10's python batches in
+# CIFAR10_DIR; resumable. It refuses to start without a GPU (--allow_cpu overrides).
+CIFAR10_DIR ?= data/cifar-10-batches-py
+FLIPOUT_TABLE_ARGS ?= --keras=3 --backend=jax
+flipout-table: setup
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m benchmarks.flipout_table --data_dir=$(CIFAR10_DIR) \
+	  $(FLIPOUT_TABLE_ARGS)
 
 # The ablation at 90% and 99.8% on 12k examples, 2 seeds, 2 epochs (about 2 minutes).
 bench-quick: setup data

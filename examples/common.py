@@ -25,9 +25,11 @@ STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 flags.DEFINE_string("dataset", "fashion_mnist", "TFDS image-classification dataset.")
 flags.DEFINE_enum("data_source", "auto", data_lib.SOURCES,
                   "auto: prepared TFDS data, else local IDX files, else apt "
-                  "(fashion_mnist), else TFDS download; or force tfds / idx.")
+                  "(fashion_mnist), else TFDS download; or force tfds / idx / pickle "
+                  "(cifar10's python batches in --data_dir).")
 flags.DEFINE_string("idx_dir", data_lib.DEFAULT_IDX_DIR, "Directory of IDX files.")
-flags.DEFINE_string("data_dir", None, "TFDS data directory.")
+flags.DEFINE_string("data_dir", None, "TFDS data directory; for cifar10 also where its "
+                    "python batches lie (data_batch_1..5, test_batch; or cifar-10-batches-py/).")
 flags.DEFINE_integer("train_examples", None, "Use only the first N training examples.")
 flags.DEFINE_integer("test_examples", None, "Use only the first N test examples.")
 flags.DEFINE_string("model", "lenet_300_100", f"One of {sorted(models_lib.MODELS)}.")
@@ -127,6 +129,8 @@ def validate_common():
       raise UsageError(f"--{name}={path} is a file, not a directory; choose another --{name}.")
   if FLAGS.dataset not in data_lib.IDX_DATASETS and FLAGS.data_source == "idx":
     raise UsageError(f"--data_source=idx supports {sorted(data_lib.IDX_DATASETS)} only.")
+  if FLAGS.dataset not in data_lib.PICKLE_DATASETS and FLAGS.data_source == "pickle":
+    raise UsageError(f"--data_source=pickle supports {sorted(data_lib.PICKLE_DATASETS)} only.")
   try:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
     known = set(tfds.list_builders())

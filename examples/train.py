@@ -203,7 +203,7 @@ def _run(strategy, data, steps_per_epoch, global_batch, started):
   for epoch in range(int(epoch_var.numpy()), FLAGS.epochs):
     # A fixed order per (seed, epoch): a resumed epoch repeats the same batches.
     train_ds = data_lib.pipeline(cached, global_batch, shuffle_seed=FLAGS.seed * 1000 + epoch,
-                                 cache=False)
+                                 cache=False, augment=data.augment)
     model.fit(train_ds, epochs=epoch + 1, initial_epoch=epoch, validation_data=test,
               callbacks=callbacks, verbose=console.keras_verbose())
     epoch_var.assign(epoch + 1)

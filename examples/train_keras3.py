@@ -155,7 +155,7 @@ def _run(data, steps_per_epoch, started):
   cached = (data.train.take(FLAGS.train_examples) if FLAGS.train_examples else data.train).cache()
   for epoch in range(first_epoch, FLAGS.epochs):
     train_ds = data_lib.pipeline(cached, FLAGS.batch_size, shuffle_seed=FLAGS.seed * 1000 + epoch,
-                                 cache=False)
+                                 cache=False, augment=data.augment)
     start = time.time()
     # shuffle=False: the dataset is shuffled per (seed, epoch) above; Keras warns that
     # its default shuffle=True cannot apply to a tf.data.Dataset.

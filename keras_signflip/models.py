@@ -8,14 +8,19 @@
 | `conv4` | conv64 x2, pool, conv128 x2, pool, 256-256-classes | same |
 | `conv6` | conv64 x2, pool, conv128 x2, pool, conv256 x2, pool, 256-256-classes | same |
 | `resnet20` | 3 stages x 3 basic blocks, 16/32/64 filters, BN | He et al. 2016 |
+| `vgg19` | 16 conv3x3+BN (64..512), 5 pools, 512-classes | FlipOut's VGG-19 (CIFAR-10) |
+| `resnet18` | 3x3 stem, 4 stages x 2 basic blocks, 64..512 filters, BN | FlipOut's ResNet-18 |
 
 The output layer computes in float32 (the mixed-precision practice; a no-op
 under the default float32 policy). Every builder takes `input_shape`,
 `num_classes` and `keras` (the Keras
 module to build with; defaults to tf_keras), returns a built
 Functional model with logits, and is seeded by `keras.utils.set_random_seed`.
+`vgg19` and `resnet18` are FlipOut's CIFAR-10 variants (AndreiXYZ/flipout,
+models/cifar10_models.py) and also take `width`, a factor on every layer's filters.
 """
-__all__ = ["MODELS", "get", "lenet_300_100", "lenet5", "lenet5_caffe", "conv2", "conv4", "conv6", "resnet20"]
+__all__ = ["MODELS", "get", "lenet_300_100", "lenet5", "lenet5_caffe", "conv2", "conv4", "conv6",
+           "resnet20", "vgg19", "resnet18"]
 
 
 def _keras(keras):
@@ -90,16 +95,19 @@ conv4 = _conv_net("conv4", [64, 64, 128, 128])
 conv6 = _conv_net("conv6", [64, 64, 128, 128, 256, 256])
 
 
-def _basic_block(L, x, filters, stride, name):
+def _basic_block(L, x, filters, stride, name, bn=None):
+  """conv3x3-BN-ReLU-conv3x3-BN, plus the input (a 1x1 conv-BN projection where the
+  shape changes), then ReLU. `bn`: BatchNormalization's keyword arguments."""
+  bn = bn or {}
   shortcut = x
   y = L.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_conv1")(x)
-  y = L.BatchNormalization(name=f"{name}_bn1")(y)
+  y = L.BatchNormalization(name=f"{name}_bn1", **bn)(y)
   y = L.ReLU()(y)
   y = L.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(y)
-  y = L.BatchNormalization(name=f"{name}_bn2")(y)
+  y = L.BatchNormalization(name=f"{name}_bn2", **bn)(y)
   if stride != 1 or shortcut.shape[-1] != filters:
     shortcut = L.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_proj")(shortcut)
-    shortcut = L.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+    shortcut = L.BatchNormalization(name=f"{name}_proj_bn", **bn)(shortcut)
   return L.ReLU()(L.Add()([y, shortcut]))
 
 
@@ -118,18 +126,89 @@ def resnet20(input_shape, num_classes, keras=None):
   return keras.Model(inputs, L.Dense(num_classes, name="output", dtype="float32")(x), name="resnet20")
 
 
+# FlipOut's CIFAR-10 models (AndreiXYZ/flipout, models/cifar10_models.py) use
+# PyTorch's BatchNorm2d: running averages updated by 0.1 per step, epsilon 1e-5.
+_TORCH_BN = {"momentum": 0.9, "epsilon": 1e-5}
+VGG19_CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
+                512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
+
+
+def _scaled(filters, width):
+  """round(filters * width), at least 1: `width` < 1 gives the same network, narrower."""
+  if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
+    raise ValueError("Received an invalid value for `width`, expected a number > 0 (1: the "
+                     f"published network). Received: width={width!r}")
+  return max(int(round(filters * width)), 1)
+
+
+def vgg19(input_shape, num_classes, keras=None, width=1.0):
+  """VGG-19 with batch norm for 32x32 images, as FlipOut trains it on CIFAR-10.
+
+  16 conv3x3 (with bias) -> BN -> ReLU, 64-64-M-128-128-M-256x4-M-512x4-M-512x4-M,
+  then one Dense layer on the 512 features (no hidden dense layers): 20,040,522
+  trainable parameters at width 1 and 10 classes, as in PyTorch.
+  """
+  keras = _keras(keras)
+  L = keras.layers
+  x = inputs = keras.Input(input_shape)
+  conv = 0
+  for item in VGG19_CONFIG:
+    if item == "M":
+      x = L.MaxPooling2D()(x)
+      continue
+    conv += 1
+    x = L.Conv2D(_scaled(item, width), 3, padding="same", name=f"conv{conv}")(x)
+    x = L.ReLU()(L.BatchNormalization(name=f"bn{conv}", **_TORCH_BN)(x))
+  x = L.Flatten()(x)
+  return keras.Model(inputs, L.Dense(num_classes, name="output", dtype="float32")(x), name="vgg19")
+
+
+def resnet18(input_shape, num_classes, keras=None, width=1.0):
+  """ResNet-18 for 32x32 images, as FlipOut trains it on CIFAR-10.
+
+  A 3x3 stem (64 filters, stride 1, no max-pool), basic blocks [2, 2, 2, 2] with
+  64-128-256-512 filters (stride 2 entering stages 2-4, 1x1 projection shortcuts),
+  global average pooling, Dense: 11,173,962 trainable parameters at width 1.
+  """
+  keras = _keras(keras)
+  L = keras.layers
+  x = inputs = keras.Input(input_shape)
+  x = L.Conv2D(_scaled(64, width), 3, padding="same", use_bias=False, name="stem")(x)
+  x = L.ReLU()(L.BatchNormalization(name="stem_bn", **_TORCH_BN)(x))
+  for stage, filters in enumerate([64, 128, 256, 512]):
+    for block in range(2):
+      stride = 2 if stage > 0 and block == 0 else 1
+      x = _basic_block(L, x, _scaled(filters, width), stride, f"s{stage + 1}b{block + 1}",
+                       _TORCH_BN)
+  x = L.GlobalAveragePooling2D()(x)
+  return keras.Model(inputs, L.Dense(num_classes, name="output", dtype="float32")(x),
+                     name="resnet18")
+
+
 MODELS = {f.__name__: f for f in (lenet_300_100, lenet5, lenet5_caffe, conv2, conv4, conv6,
-                                  resnet20)}
+                                  resnet20, vgg19, resnet18)}
 
 
-def get(name, keras_module=None):
+WIDTH_MODELS = ("vgg19", "resnet18")  # the builders that take `width`
+
+
+def get(name, keras_module=None, width=1.0):
   """The builder called `name`; the error lists the valid names.
 
   Args:
     keras_module: None (tf_keras), or the Keras 3 `keras` module: the layers
       API is the same, so every builder takes either.
+    width: filters scaled by `width` (models in WIDTH_MODELS only; e.g. tests'
+      tiny networks). Defaults to 1, the published network.
   """
   if name not in MODELS:
     raise ValueError(f"Unknown model {name!r}. Expected one of {sorted(MODELS)}.")
   builder = MODELS[name]
+  _scaled(1, width)  # a valid width, else the error
+  if width != 1.0:
+    if name not in WIDTH_MODELS:
+      raise ValueError(f"Model {name!r} has no `width`; only {list(WIDTH_MODELS)} do. "
+                       f"Received: width={width!r}")
+    return lambda input_shape, num_classes: builder(input_shape, num_classes, keras=keras_module,
+                                                    width=width)
   return lambda input_shape, num_classes: builder(input_shape, num_classes, keras=keras_module)
