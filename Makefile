@@ -39,12 +39,13 @@ docs: setup
 
 # A short prune-train-export run on real Fashion-MNIST (about a minute on 2 cores).
 # It prints only its own lines; add -v 0 to see TensorFlow's and Keras' as well.
+# --overwrite replaces an earlier demo run (only directories keras_signflip wrote:
+# anything else at runs/demo is refused, never deleted).
 demo: setup data
-	rm -rf runs/demo
 	$(PY) -m examples.train --dataset=fashion_mnist \
 	  --model=lenet_300_100 --criterion=hybrid --scope=global \
 	  --schedule=polynomial --target_sparsity=0.9 --frequency=100 --epochs=2 \
-	  --output_dir=runs/demo --export_dir=runs/demo/export
+	  --output_dir=runs/demo --export_dir=runs/demo_export --overwrite
 
 overhead: setup
 	$(PY) -m benchmarks.overhead
