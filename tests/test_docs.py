@@ -40,8 +40,8 @@ PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
 # Pages whose measured figures must all name their source file.
 RESULTS_PAGES = {"docs/guides/results.md", "docs/guides/performance.md",
                  "docs/guides/lottery.md", "README.md"}
-# Flags that are not the binaries': absl's own, mkdocs' and FlipOut's run scripts'.
-OTHER_FLAGS = {"help", "helpfull", "strict", "noise_only_prunable"}
+# Flags of absl itself (every binary has them) and of other tools the pages name.
+OTHER_FLAGS = {"help", "helpfull", "verbosity", "flagfile", "strict", "noise_only_prunable"}
 
 _FENCE = re.compile(r"^```(\w*)\s*$")
 _DIRECTIVE = re.compile(r"<!--\s*docs-test:\s*(\w+)(.*?)-->", re.S)
