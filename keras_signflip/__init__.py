@@ -17,12 +17,12 @@ already imported, that family is imported here so that `load_model` finds
 its registered classes. Importing the tf_keras family imports TF-MOT, which
 sets `TF_USE_LEGACY_KERAS=1` in `os.environ` (TF-MOT's behaviour). The one
 other effect is an import hook answering only for the module names that
-moved in 0.3 (`keras_signflip._moved`).
+moved in 0.3 or were renamed in 0.4 (`keras_signflip._old_names`).
 """
 import importlib
 import sys
 
-from keras_signflip import _moved
+from keras_signflip import _old_names
 from keras_signflip import criteria
 from keras_signflip import flipout
 from keras_signflip.api import (collect_wrappers, export_saved_model, flip_counts,
@@ -32,7 +32,7 @@ from keras_signflip.api import (collect_wrappers, export_saved_model, flip_count
 
 __version__ = "0.3.0"
 
-_moved.install()
+_old_names.install()
 
 # Register the serializable classes of each family whose Keras is already
 # imported (importing one here would be a surprise: Keras 3 fixes its backend
@@ -58,16 +58,19 @@ _LAZY = {  # public name -> module defining it, imported on first use
     "link_global": "keras_signflip.tf_keras.prune",
     "prune_scope": "keras_signflip.tf_keras.prune",
 }
-_SUBMODULES = ("tf_keras", "keras3", "lottery", "families", "callbacks", "callback",
-               "summaries", "report", "detect", "arguments", "api", "data", "models",
-               "flipout", "distributions", "dynamic", "schedule_checks")
+_SUBMODULES = ("tf_keras", "keras3", "lottery", "families", "callbacks", "callback_base",
+               "summaries", "inspection", "arguments", "api", "data", "models", "flipout",
+               "distributions", "dynamic", "schedule_checks", "array_namespace",
+               "connection_sensitivity", "dropout_candidates", "hard_concrete", "hoyer_square",
+               "kernel_methods", "mask_rules", "sparsity_schedules", "variational_dropout",
+               "wrapper_config")
 
 
 def __getattr__(name):
-  if name in _SUBMODULES or name in _moved.MOVED:
+  if name in _SUBMODULES or name in _old_names.MOVED:
     return importlib.import_module(f"keras_signflip.{name}")
-  if name in _moved.RENAMED:
-    raise AttributeError(_moved.RENAMED[name])
+  if name in _old_names.RENAMED:
+    raise AttributeError(_old_names.RENAMED[name])
   if name not in _LAZY:
     raise AttributeError(f"module 'keras_signflip' has no attribute {name!r}")
   value = getattr(importlib.import_module(_LAZY[name]), name)

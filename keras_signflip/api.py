@@ -34,7 +34,7 @@ def collect_wrappers(model):
 
 
 def flip_states(model):
-  """Every wrapped weight's `FlipState` (weight, mask, flips, ...)."""
+  """Every wrapped weight's `PruningState` (weight, mask, flips, ...)."""
   return families.of(model).flip_states(model)
 
 
@@ -59,7 +59,7 @@ def export_saved_model(model, path, **kwargs):
 
 def record_gradients(optimizer):
   """A copy of `optimizer` that records sum_t w_t * g_t for `Saliency` and
-  `MovementScore` (see `keras_signflip.tf_keras.noise.record_gradients` and
+  `MovementScore` (see `keras_signflip.tf_keras.gradient_noise.record_gradients` and
   `keras_signflip.keras3.optimizers.record_gradients`)."""
   return families.of(optimizer).record_gradients(optimizer)
 
@@ -68,7 +68,7 @@ def with_gradient_noise(optimizer, factor, seed=0, weight_decay=0.0):
   """A copy of `optimizer` that adds FlipOut's gradient noise to pruned weights'
   gradients, then `weight_decay * w` to every gradient (PyTorch's coupled decay);
   it also records gradients as `record_gradients` does (see
-  `keras_signflip.tf_keras.noise.with_gradient_noise` and
+  `keras_signflip.tf_keras.gradient_noise.with_gradient_noise` and
   `keras_signflip.keras3.optimizers.with_gradient_noise`).
 
   Args:

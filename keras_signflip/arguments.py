@@ -1,4 +1,4 @@
-"""Argument checks shared by the tf_keras and Keras 3 wrappers.
+"""Argument checks shared by both families, and the core's formulas.
 
 Every check raises a ValueError naming the argument, what it accepts and the
 value received ("Received an invalid value for `x`, expected ... Received:
@@ -11,7 +11,7 @@ import numbers
 
 __all__ = ["SCOPES", "NORMALIZATIONS", "check", "check_normalization", "check_number",
            "check_integer", "check_count", "check_sparsity", "check_nonnegative",
-           "check_optional_bool", "refuse_wrapped"]
+           "check_optional_bool", "refuse_wrapped", "refuse_ignored_kwargs", "first_batches"]
 
 SCOPES = ("layer", "global")
 NORMALIZATIONS = (None, "l2")

@@ -6,7 +6,7 @@ dropout's KL, targeted dropout's candidates, the mask-update rules,
 offers the `keras.ops` functions listed in `NAMES` with their signatures:
 
 - the Keras 3 family passes `keras.ops` itself;
-- the tf_keras family passes `keras_signflip.tf_keras._compat.xp`, built here
+- the tf_keras family passes `keras_signflip.tf_keras._framework.xp`, built here
   by `namespace` from TensorFlow's own ops (so its graphs are what they were);
 - the tests and host-side code pass `NUMPY`.
 

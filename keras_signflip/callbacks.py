@@ -1,12 +1,14 @@
 """The callbacks a user passes to `fit`, for models of either wrapper family.
 
-`UpdatePruningStep` runs the callback of the family that owns the model
-(TF-MOT's, extended, for tf_keras; `keras_signflip.keras3`'s for Keras 3),
-so one line serves both. `SignFlipSummaries` lives in
+`UpdatePruningStep` is the one users pass: it runs the pruning-step callback
+of the family that owns the model (`keras_signflip.tf_keras.pruning_step.
+TfKerasPruningStep`, TF-MOT's `UpdatePruningStep` extended, for tf_keras;
+`keras_signflip.keras3.pruning_step.Keras3PruningStep` for Keras 3), so one
+line serves both. `SignFlipSummaries` lives in
 `keras_signflip.summaries` and is re-exported here.
 """
 from keras_signflip import families
-from keras_signflip.callback import Callback
+from keras_signflip.callback_base import Callback
 from keras_signflip.summaries import SignFlipSummaries
 
 __all__ = ["UpdatePruningStep", "SignFlipSummaries"]

@@ -2,8 +2,8 @@
 
 A criterion never thresholds; each family's `selection` turns scores into
 masks. Scores are written once against a NumPy-style namespace `xp`
-(`tf.experimental.numpy` on the tf_keras path; `keras.ops` and NumPy work too,
-see tests/test_criteria.py), so every wrapper family shares the same math.
+(`tf.experimental.numpy` in the tf_keras family, `keras.ops` in the Keras 3 one;
+NumPy works too, see tests/test_criteria.py), so both families share the same math.
 
 | name | score (higher = keep) | tiebreak (then position) | reference |
 |---|---|---|---|
@@ -25,12 +25,16 @@ tensor order, then flat row-major index, lower kept.
 the reference point (initialisation, or where `set_reference` moved it),
 `flips_at_update` its count at the last mask update (kept only for criteria
 with `uses_window`), `A` the gradient products w_t * g_t summed over steps
-(kept only for criteria with `uses_gradients`, tf_keras family; the optimizer
-must be wrapped by `keras_signflip.record_gradients`).
+(kept only for criteria with `uses_gradients`, in either family: a wrapper
+variable on tf_keras, an optimizer variable on Keras 3; the optimizer must be
+wrapped by `keras_signflip.record_gradients`).
 
 Flip-triggered pruning (`min_flips=m`) prunes the unpruned weights whose
 `flip_count` (lifetime flips; `RecentFlips`: flips since the last update)
-reaches m, never beyond the schedule's sparsity.
+reaches m, never beyond the schedule's sparsity (`keras_signflip.mask_rules`).
+
+The other formulas of the package (Hoyer-Square, L0's gates, variational
+dropout's KL, ...) follow this pattern with `keras_signflip.array_namespace`.
 """
 import zlib
 from typing import NamedTuple
@@ -39,8 +43,8 @@ from keras_signflip import arguments
 
 __all__ = [
     "WeightState", "Criterion", "Magnitude", "SignFlip", "Hybrid",
-    "LargeFinalSameSign", "MagnitudeIncrease", "Movement", "RecentFlips", "Saliency", "MovementScore", "Random", "get",
-    "serialize", "CRITERIA", "tensor_key",
+    "LargeFinalSameSign", "MagnitudeIncrease", "Movement", "RecentFlips", "Saliency",
+    "MovementScore", "Random", "get", "serialize", "CRITERIA", "tensor_key",
 ]
 
 
@@ -81,7 +85,7 @@ class Criterion:
 
   name = None
   # True when `score` needs 64-bit integer arithmetic, which JAX disables by
-  # default: the Keras 3 path then scores with NumPy on the host.
+  # default: the Keras 3 family then scores with NumPy on the host.
   needs_int64 = False
   # True when the criterion reads `flips_at_update`: the wrappers then keep
   # that count (4 bytes per weight) and set it at every mask update.

@@ -32,5 +32,5 @@ def candidates(kernel, targeted, xp):
   k = int(math.floor(targeted * fan_in))
   if k == 0:
     return xp.zeros(shape, "bool")
-  threshold = xp.sort(columns, axis=0)[min(k, fan_in - 1)]  # the k-th smallest per column
-  return xp.reshape(xp.less(columns, threshold[None, :]), shape)
+  kth_smallest = xp.sort(columns, axis=0)[min(k, fan_in - 1)]  # per column
+  return xp.reshape(xp.less(columns, kth_smallest[None, :]), shape)

@@ -13,7 +13,8 @@ prunes once at step 0, or `snip`) is trained with this callback. Every
 
 so each tensor keeps its sparsity exactly. Masks grow as well as shrink here
 (the wrappers' own schedules only ever shrink them); `regrown` counts every
-regrown weight and goes into each epoch's logs (History, TensorBoard). Ties go by position (a stable ranking), as everywhere.
+regrown weight and goes into each epoch's logs (History, TensorBoard). Ties go by
+position (a stable ranking), as everywhere.
 
 The rule is NumPy and serves both families; the model's family
 (`keras_signflip.families.Family`) supplies the gradient (`rigl_gradients`)
@@ -25,7 +26,7 @@ import numpy as np
 
 from keras_signflip import arguments
 from keras_signflip import families
-from keras_signflip.callback import Callback
+from keras_signflip.callback_base import Callback
 
 __all__ = ["DynamicSparsity", "drop_and_grow"]
 

@@ -40,7 +40,7 @@ class Family(NamedTuple):
   float32_copy: Callable         # (variable) -> float32 tensor in its own buffer
   mask_array: Callable           # (state) -> np.ndarray mask in the weight's dtype
   pruning_masks: Callable        # (model) -> {weight name: np.ndarray} of every pruning wrapper
-  compute_masks: Callable        # (states, sparsity, criterion, min_flips=None, kept=None, normalization=None)
+  compute_masks: Callable        # (states, sparsity, criterion, min_flips, kept, normalization)
   select_top_k: Callable         # (scores, k, secondary) -> bool masks
   set_masks: Callable            # ([(state, new mask, grown)], optimizer) -> None
   rigl_gradients: Callable       # (model, states, batch, loss) -> [np.ndarray]

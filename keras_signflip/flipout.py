@@ -118,7 +118,7 @@ def optimizer(epochs, steps_per_epoch, keras=None, noise=NOISE, seed=0,
   Args:
     epochs, steps_per_epoch: the length of the run (for the decay steps).
     keras: the Keras module of the model: None or tf_keras (a tf_keras SGD
-      with `keras_signflip.tf_keras.noise`'s hook), or Keras 3 (a Keras 3 SGD
+      with `keras_signflip.tf_keras.gradient_noise`'s hook), or Keras 3 (a Keras 3 SGD
       with `keras_signflip.keras3.optimizers.with_gradient_noise`'s).
     noise: FlipOut's lambda (0 for none).
     seed: the noise's seed.

@@ -38,7 +38,7 @@ def flip_triggered(scores, alive, flip_counts, min_flips, xp):
     scores: float32 score tensors, -inf where pruned.
     alive: bool tensors, True where unpruned.
     flip_counts: the criterion's flip counts (`Criterion.flip_count`), one per tensor.
-    min_flips: the threshold, an int >= 1.
+    min_flips: the flip count that prunes, an int >= 1.
     xp: the array namespace.
 
   Returns:

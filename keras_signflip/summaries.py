@@ -7,7 +7,7 @@ needs TensorFlow installed and says so when it is not.
 import numpy as np
 
 from keras_signflip import families
-from keras_signflip.callback import Callback
+from keras_signflip.callback_base import Callback
 
 __all__ = ["SignFlipSummaries"]
 

@@ -17,7 +17,7 @@ module draws the noise and wraps the layer.
 """
 from keras_signflip import arguments
 from keras_signflip import families
-from keras_signflip.callback import Callback
+from keras_signflip.callback_base import Callback
 
 __all__ = ["K1", "K2", "K3", "THRESHOLD", "kl_approximation", "log_alpha", "kl_penalty",
            "kept_kernel", "KLWarmup"]

@@ -22,9 +22,12 @@ FRAMEWORKS = {"tensorflow", "tf_keras", "tensorflow_model_optimization", "keras"
 TF_FAMILY = {"tensorflow", "tf_keras", "tensorflow_model_optimization"}
 # Framework-free: the core and the lottery package. (tf_keras/ and keras3/ are
 # the families; data and models serve the binaries.)
-GENERIC = ["__init__.py", "_moved.py", "api.py", "arguments.py", "callback.py", "callbacks.py",
-           "criteria.py", "detect.py", "families.py", "owned_dir.py", "report.py",
-           "schedule_checks.py", "summaries.py",
+GENERIC = ["__init__.py", "_old_names.py", "api.py", "arguments.py", "array_namespace.py",
+           "callback_base.py", "callbacks.py", "connection_sensitivity.py", "criteria.py",
+           "distributions.py", "dropout_candidates.py", "dynamic.py", "families.py",
+           "flipout.py", "hard_concrete.py", "hoyer_square.py", "inspection.py",
+           "kernel_methods.py", "mask_rules.py", "owned_dir.py", "schedule_checks.py",
+           "sparsity_schedules.py", "summaries.py", "variational_dropout.py", "wrapper_config.py",
            "lottery/__init__.py", "lottery/config.py", "lottery/early_bird.py",
            "lottery/files.py", "lottery/loop.py", "lottery/plots.py", "lottery/reinit.py",
            "lottery/rewind.py", "lottery/run_dir.py"]
@@ -126,7 +129,7 @@ DOCUMENTED = [  # (module, names) README.md and docs/ document (test_documented_
     ("keras_signflip.data", ["load", "pipeline"]),
     ("keras_signflip.models", ["lenet_300_100", "lenet5", "conv2", "conv4", "conv6",
                                "resnet20"]),
-    # 0.2 paths, kept working (keras_signflip._moved):
+    # 0.2 paths, kept working (keras_signflip._old_names):
     ("keras_signflip.rewind", ["RewindPoint"]),
     ("keras_signflip.reinit", ["reinitialize"]),
     ("keras_signflip.early_bird", ["EarlyBird"]),

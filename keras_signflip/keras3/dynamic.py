@@ -6,7 +6,7 @@ import numpy as np
 from keras_signflip.keras3 import gradients
 from keras_signflip.keras3 import mask_update
 from keras_signflip.keras3 import state as state_lib
-from keras_signflip.keras3._keras import ops
+from keras_signflip.keras3._framework import ops
 
 __all__ = ["dense_gradients", "set_masks"]
 

@@ -2,17 +2,18 @@
 import numpy as np
 
 from keras_signflip import families
-from keras_signflip.keras3 import callbacks
 from keras_signflip.keras3 import dynamic
 from keras_signflip.keras3 import export
+from keras_signflip.keras3 import gradient_noise
 from keras_signflip.keras3 import gradients
 from keras_signflip.keras3 import mask_update
 from keras_signflip.keras3 import optimizers
 from keras_signflip.keras3 import prune
+from keras_signflip.keras3 import pruning_step
 from keras_signflip.keras3 import schedules
 from keras_signflip.keras3 import selection
 from keras_signflip.keras3 import state
-from keras_signflip.keras3._keras import keras, ops
+from keras_signflip.keras3._framework import keras, ops
 
 __all__ = ["FAMILY"]
 
@@ -29,8 +30,8 @@ FAMILY = families.Family(
     rigl_gradients=dynamic.dense_gradients, snip_gradients=gradients.effective_weight_gradients,
     never=lambda: schedules.ConstantSparsity(0.5, begin_step=2**62),
     to_numpy=lambda x: np.asarray(ops.convert_to_numpy(x)),
-    update_pruning_step=callbacks.UpdatePruningStep,
+    update_pruning_step=pruning_step.Keras3PruningStep,
     export_saved_model=export.export_saved_model,
     optimizer_variables=optimizers.optimizer_variables,
-    record_gradients=optimizers.record_gradients,
-    with_gradient_noise=optimizers.with_gradient_noise)
+    record_gradients=gradient_noise.record_gradients,
+    with_gradient_noise=gradient_noise.with_gradient_noise)

@@ -19,7 +19,7 @@ import numpy as np
 
 from keras_signflip.keras3 import prune as prune_lib
 from keras_signflip.keras3 import state as state_lib
-from keras_signflip.keras3._keras import keras, ops
+from keras_signflip.keras3._framework import keras, ops
 
 __all__ = ["effective_weight_gradients"]
 

@@ -11,7 +11,7 @@ prunable kernel (Keras 3 adds variable regularizers to the loss on every backend
 from keras_signflip import array_namespace
 from keras_signflip import hoyer_square as hoyer_lib
 from keras_signflip.keras3 import prune as prune_lib
-from keras_signflip.keras3._keras import keras, ops
+from keras_signflip.keras3._framework import keras, ops
 
 __all__ = ["HoyerSquare", "hoyer_square", "add_hoyer_square", "threshold_prune"]
 

@@ -12,7 +12,7 @@ kernel variable, so gradients reach the variable through it on every backend.
 gives a plain clone whose kernels hold the method's final values.
 """
 from keras_signflip.kernel_methods import strip_kernels  # noqa: F401  (re-exported)
-from keras_signflip.keras3._keras import keras, ops
+from keras_signflip.keras3._framework import keras, ops
 
 __all__ = ["KernelWrapper", "wrap_kernels", "strip_kernels", "KINDS"]
 

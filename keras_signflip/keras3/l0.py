@@ -7,7 +7,7 @@ draws (the wrapper's SeedGenerator) and the wrapper, which computes with theta *
 """
 from keras_signflip import hard_concrete
 from keras_signflip.keras3 import kernel_wrappers
-from keras_signflip.keras3._keras import keras, ops
+from keras_signflip.keras3._framework import keras, ops
 
 __all__ = ["L0Gate", "l0_gates", "strip", "BETA", "GAMMA", "ZETA"]
 

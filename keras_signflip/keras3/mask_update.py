@@ -1,4 +1,4 @@
-"""Mask updates on the Keras 3 path: the tf_keras path's rule, in `keras.ops`.
+"""Mask updates in the Keras 3 family: the tf_keras family's rule, in `keras.ops`.
 
 At a pruning step (the schedule says so), for one weight tensor (layer
 scope) or all global-scope tensors of a model together:
@@ -22,12 +22,13 @@ import numpy as np
 
 from keras_signflip import criteria as criteria_lib
 from keras_signflip import mask_rules
-from keras_signflip.keras3 import optimizers
+from keras_signflip.keras3 import gradient_noise
 from keras_signflip.keras3 import selection
 from keras_signflip.keras3 import state as state_lib
-from keras_signflip.keras3._keras import compiled, ops
+from keras_signflip.keras3._framework import compiled, ops
 
-__all__ = ["check_finite", "check_gradients", "compute_masks", "apply_masks", "update_masks", "optimizer_slots"]
+__all__ = ["check_finite", "check_gradients", "compute_masks", "apply_masks", "update_masks",
+           "optimizer_slots"]
 
 
 @compiled
@@ -44,8 +45,8 @@ def check_finite(state):
 
 
 def weight_state(s):
-  """What a criterion reads of a `FlipState` (criteria.WeightState), as tensors."""
-  at_update, products = s.flips_at_update, optimizers.grad_product(s.weight)
+  """What a criterion reads of a `PruningState` (criteria.WeightState), as tensors."""
+  at_update, products = s.flips_at_update, gradient_noise.grad_product(s.weight)
   return criteria_lib.WeightState(
       ops.convert_to_tensor(s.flips),
       None if s.reference is None else state_lib.float32_value(s.reference), s.key,
@@ -54,7 +55,7 @@ def weight_state(s):
 
 
 def check_gradients(state, criterion):
-  if criterion.uses_gradients and optimizers.grad_product(state.weight) is None:
+  if criterion.uses_gradients and gradient_noise.grad_product(state.weight) is None:
     raise ValueError(
         f"keras_signflip: {type(criterion).__name__} ranks by recorded gradients, and "
         f"nothing records them for {state.weight.path}: compile with "
@@ -120,10 +121,10 @@ def compute_masks(states, sparsity, criterion, min_flips=None, kept=None, normal
   """New bool masks for `states` ranked together, and the lowest kept score.
 
   Args:
-    states: list of `FlipState` ranked as one (a single one for layer scope).
+    states: list of `PruningState` ranked as one (a single one for layer scope).
     sparsity: the target sparsity for the whole list.
     criterion: a `Criterion` (or name).
-    min_flips: None, or the flip-triggered threshold (an int >= 1).
+    min_flips: None, or the flip count (an int >= 1) that prunes an unpruned weight.
     kept: an exact kept count, overriding `sparsity` (the lottery loop).
   """
   criterion = criteria_lib.get(criterion)
@@ -170,16 +171,17 @@ def _where_kept(keep, values):
   return [ops.where(keep, v, ops.zeros_like(v)) for v in values]
 
 
-def apply_masks(states, masks, threshold, optimizer=None):
-  """Assigns new masks; zeroes flips, prev_sign, weights and slots where pruned."""
+def apply_masks(states, masks, lowest_kept, optimizer=None):
+  """Assigns new masks and the lowest kept score (each state's `threshold`
+  variable); zeroes flips, prev_sign, weights and slots where pruned."""
   # A Python float: one array assigned to several variables would make JAX
   # donate the same buffer twice at the next step.
-  threshold = float(ops.convert_to_numpy(threshold))
+  lowest_kept = float(ops.convert_to_numpy(lowest_kept))
   for s, m in zip(states, masks):
     keep = ops.convert_to_tensor(m)
     s.mask.assign(ops.cast(keep, s.mask.dtype))
-    s.threshold.assign(threshold)
-    products = optimizers.grad_product(s.weight)  # MovementScore's sum goes on where kept
+    s.threshold.assign(lowest_kept)
+    products = gradient_noise.grad_product(s.weight)  # MovementScore's sum goes on where kept
     slots = optimizer_slots(optimizer, s.weight)
     if products is not None and not any(v is products for v in slots):
       slots.append(products)
@@ -225,10 +227,10 @@ def update_masks(wrappers, step, optimizer=None):
   results = [(states,) + _compute_masks(states, sparsity, criterion, min_flips, None,
                                         normalization)
              for states, sparsity, criterion, min_flips, normalization in groups]
-  for (states, masks, threshold), group in zip(results, groups):
-    apply_masks(states, masks, threshold, optimizer)
+  for (states, masks, lowest_kept), group in zip(results, groups):
+    apply_masks(states, masks, lowest_kept, optimizer)
     if group[2].resets_gradients:  # Saliency's sum restarts at every update
       for s in states:
-        products = optimizers.grad_product(s.weight)
+        products = gradient_noise.grad_product(s.weight)
         products.assign(ops.zeros_like(ops.convert_to_tensor(products)))
   return sum(len(r[0]) for r in results)

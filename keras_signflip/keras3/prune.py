@@ -13,13 +13,14 @@ import numpy as np
 
 from keras_signflip.keras3 import state as state_lib
 from keras_signflip.keras3 import schedules as schedules_lib
-from keras_signflip.keras3._keras import keras, ops
+from keras_signflip.keras3._framework import keras, ops
 from keras_signflip import schedule_checks
 from keras_signflip import arguments
 from keras_signflip import criteria as criteria_lib
 from keras_signflip import distributions
 from keras_signflip.inspection import flip_counts, masks, set_reference, sparsity_report
-from keras_signflip.keras3.wrapper import MISSING_CALLBACK, PruneSignFlip, prunable_weights, supports
+from keras_signflip.keras3.wrapper import (MISSING_CALLBACK, PruneSignFlip, prunable_weights,
+                                           supports)
 
 __all__ = ["prune_sign_flip", "strip_pruning", "collect_wrappers", "flip_states",
            "flip_counts", "masks", "set_reference", "sparsity_report", "sync_signs",
@@ -46,11 +47,11 @@ def _check(to_prune, pruning_policy, kwargs):
   for name in _UNSUPPORTED:
     value = kwargs.pop(name, None)
     if value not in (None, (1, 1), [1, 1], "AVG"):
-      raise ValueError(f"`{name}` (structured pruning) is not supported on the Keras 3 "
-                       "path; use the tf_keras path (TF-MOT) for block or m-by-n sparsity.")
+      raise ValueError(f"`{name}` (structured pruning) is not supported in the Keras 3 "
+                       "family; use the tf_keras family (TF-MOT) for block or m-by-n sparsity.")
   if pruning_policy is not None:
-    raise ValueError("`pruning_policy` is TF-MOT's and not supported on the Keras 3 "
-                     "path; wrap the layers you want pruned instead.")
+    raise ValueError("`pruning_policy` is TF-MOT's and not supported in the Keras 3 "
+                     "family; wrap the layers you want pruned instead.")
   if isinstance(to_prune, keras.Model):
     if not (isinstance(to_prune, keras.Sequential) or
             type(to_prune).__name__ == "Functional" or getattr(to_prune, "_is_graph_network", False)):
@@ -170,7 +171,7 @@ def _check_fit(model):
 
 
 def flip_states(model):
-  """Every wrapped weight's `FlipState`, in model order."""
+  """Every wrapped weight's `PruningState`, in model order."""
   return [s for w in collect_wrappers(model) for s in w.flip_states]
 
 

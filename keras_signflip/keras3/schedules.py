@@ -1,9 +1,9 @@
-"""TF-MOT's pruning schedules, in plain Python, for the Keras 3 path.
+"""TF-MOT's pruning schedules, in plain Python, for the Keras 3 family.
 
 Same protocol, arguments and float32 arithmetic as
 `tfmot.sparsity.keras.ConstantSparsity` / `PolynomialDecay` and
 `keras_signflip.tf_keras.schedules.GeometricSparsity`, but evaluated on the host with
-NumPy: the Keras 3 path updates masks outside the compiled train step, so a
+NumPy: the Keras 3 family updates masks outside the compiled train step, so a
 schedule is `schedule(step: int) -> (should_prune: bool, sparsity: np.float32)`
 and needs neither TensorFlow nor TF-MOT. `get` also accepts the configs of
 TF-MOT's schedules, so a TF-MOT schedule object or config carries over.
@@ -163,7 +163,7 @@ _SCHEDULES = {c.__name__: c for c in (ConstantSparsity, PolynomialDecay, Geometr
 
 
 def get(schedule):
-  """A Keras 3 path schedule from one of ours, a TF-MOT schedule, or a config.
+  """A Keras 3 family schedule from one of ours, a TF-MOT schedule, or a config.
 
   TF-MOT's `ConstantSparsity`/`PolynomialDecay` and the tf_keras
   `GeometricSparsity` convert through their `get_config()` (same shape).

@@ -1,32 +1,36 @@
-"""Per-weight pruning state of the Keras 3 path, and flip counting on it.
+"""Per-weight pruning state of the Keras 3 family, and flip counting on it.
 
 Each prunable weight has, in Keras variables owned by the wrapper:
 
 | variable | dtype | meaning |
 |---|---|---|
 | mask | int8 | 1 kept, 0 pruned (float masks of older files load as int8) |
-| threshold | float32 | lowest kept score at the last mask update |
+| threshold | float32 | the lowest kept score at the last mask update |
 | prev_sign | int8 | sign(w * mask) when last counted |
 | flips | int32 | sign flips while unpruned |
-| reference | float32 | the weight at the reference point |
+| reference | float32 | the weight at the reference point (kept only for criteria that read it) |
+| flips_at_update | int32 | flips at the last mask update (kept only for criteria with `uses_window`) |
 
 Flips are counted where the weight is read: each training forward pass
 compares sign(w * mask) with `prev_sign`, i.e. it counts the flip made by
 the previous optimizer step. `count_pending` does the same count on the
 host; mask updates, `flip_counts` and the callback's epoch and train ends
 call it, so counts are never a step behind when they are read. (The tf_keras
-path counts in a variable constraint after the step instead: on JAX a
+family counts in a variable constraint after the step instead: on JAX a
 constraint cannot read the mask, which is a model variable.)
 """
 from typing import NamedTuple
 
-from keras_signflip.keras3._keras import compiled, keras, ops
+from keras_signflip.keras3._framework import compiled, keras, ops
 
-__all__ = ["FlipState", "signs", "counted", "count", "count_pending", "sync_signs", "float32_value",
-           "float32_copy"]
+__all__ = ["PruningState", "FlipState", "signs", "counted", "count", "count_pending",
+           "sync_signs", "float32_value", "float32_copy"]
 
 
-class FlipState(NamedTuple):
+class PruningState(NamedTuple):
+  """The pruning variables of one prunable weight tensor (the table above; named
+  `FlipState` in 0.3). A gradient criterion's sum of w * g is an optimizer variable
+  (`gradient_noise.grad_product`), so it is not here."""
   weight: keras.Variable
   mask: keras.Variable       # int8: read twice a step (the forward product and its
                              # gradient), 1 byte a weight instead of 4
@@ -38,6 +42,9 @@ class FlipState(NamedTuple):
   flips_at_update: keras.Variable = None  # int32: flips at the last mask update (`uses_window`)
 
 
+FlipState = PruningState  # its 0.3 name
+
+
 def signs(values):
   return ops.cast(ops.sign(values), "int8")
 
@@ -45,16 +52,15 @@ def signs(values):
 def counted(masked, prev_sign, flips):
   """(flips + (prev_sign * sign(masked) < 0), sign(masked)): the new count and sign.
 
-  Written per backend, as each runs it fastest (LeNet-300-100, CPU):
+  Written per backend, as each ran it fastest on CPU (measured with
+  benchmarks/overhead.py, whose results hold the figures):
   - JAX compiles the train step with XLA, which fuses the ops; selects on
-    comparisons avoid its slow sign op, int8 arithmetic and float product:
-    175 us a step against 220 us (in a compiled loop), a 1,000-step epoch
-    1.21x the unwrapped model's against 1.23x.
+    comparisons avoid its slow sign op, int8 arithmetic and float product.
   - TensorFlow (Keras 3 leaves its train step uncompiled on CPU) runs each
     op as its own kernel: the fewest ops win, prev_sign * masked compared in
-    the float dtype (the selects took its epoch from 1.33x to 1.45x).
+    the float dtype.
   - PyTorch also runs op by op, and is fastest with the product taken in
-    int8 and the bool added as it is (398 us against 557 us a step).
+    int8 and the bool added as it is.
   """
   backend = keras.backend.backend()
   if backend == "jax":

@@ -8,7 +8,7 @@ shared with the tf_keras family; in training each is dropped with probability
 from keras_signflip import array_namespace
 from keras_signflip import dropout_candidates
 from keras_signflip.keras3 import kernel_wrappers
-from keras_signflip.keras3._keras import keras, ops
+from keras_signflip.keras3._framework import keras, ops
 
 __all__ = ["TargetedDropout", "targeted_dropout", "strip", "candidates"]
 

@@ -10,7 +10,7 @@ from keras_signflip import arguments
 from keras_signflip import array_namespace
 from keras_signflip import variational_dropout as vd
 from keras_signflip.keras3 import kernel_wrappers
-from keras_signflip.keras3._keras import keras, ops
+from keras_signflip.keras3._framework import keras, ops
 
 __all__ = ["VariationalDropout", "variational_dropout", "KLWarmup", "kl_approximation",
            "strip", "THRESHOLD"]

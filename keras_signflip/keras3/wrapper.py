@@ -20,10 +20,10 @@ import inspect
 from keras_signflip import arguments
 from keras_signflip import criteria as criteria_lib
 from keras_signflip import wrapper_config
-from keras_signflip.keras3 import optimizers
+from keras_signflip.keras3 import gradient_noise
 from keras_signflip.keras3 import schedules as schedules_lib
 from keras_signflip.keras3 import state as state_lib
-from keras_signflip.keras3._keras import keras, ops
+from keras_signflip.keras3._framework import keras, ops
 
 __all__ = ["PruneSignFlip", "prunable_weights", "supports", "SCOPES"]
 
@@ -93,7 +93,7 @@ class PruneSignFlip(keras.layers.Wrapper):
     criterion: a `keras_signflip.criteria.Criterion` or its name. Defaults to
       "hybrid" (FlipOut's |w|^2 / (flips + 1)).
     scope: "layer" or "global" (one ranking over all global wrappers of the model).
-    min_flips: None, or flip-triggered pruning's threshold (>= 1).
+    min_flips: None, or the flip count (>= 1) at which an unpruned weight is pruned.
     position: this wrapper's index in its model (kept for files of 0.2;
       `Random` is keyed by the weight's name, `criteria.tensor_key`).
     keep_reference: keep the reference weights (4 bytes per weight). None:
@@ -141,9 +141,9 @@ class PruneSignFlip(keras.layers.Wrapper):
     self.flip_states = []
     for w in prunable_weights(self.layer):
       base = w.name
-      optimizers.mark_prunable(w)  # where with_gradient_noise puts its noise
+      gradient_noise.mark_prunable(w)  # where with_gradient_noise puts its noise
       if self.criterion.uses_gradients:  # sum of w * g, kept by the optimizer
-        optimizers.request_gradients(w)
+        gradient_noise.request_gradients(w)
 
       def copy(dtype_out, w=w, sign=False):
         def init(shape, dtype=None):
@@ -156,7 +156,7 @@ class PruneSignFlip(keras.layers.Wrapper):
                                initializer=initializer, trainable=False,
                                aggregation="only_first_replica")
 
-      self.flip_states.append(state_lib.FlipState(
+      self.flip_states.append(state_lib.PruningState(
           weight=w,
           mask=var("mask", w.shape, "int8", "ones"),
           threshold=var("threshold", (), "float32", "zeros"),

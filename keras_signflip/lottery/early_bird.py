@@ -14,7 +14,7 @@ import numpy as np
 
 from keras_signflip import criteria as criteria_lib
 from keras_signflip import families
-from keras_signflip.callback import Callback
+from keras_signflip.callback_base import Callback
 
 __all__ = ["EarlyBird", "hamming", "early_bird_reached"]
 

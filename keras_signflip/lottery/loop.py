@@ -40,7 +40,7 @@ import numpy as np
 from keras_signflip import criteria as criteria_lib
 from keras_signflip import families
 from keras_signflip import inspection
-from keras_signflip.callback import Callback
+from keras_signflip.callback_base import Callback
 from keras_signflip.lottery import reinit as reinit_lib
 from keras_signflip.lottery import rewind as rewind_lib
 from keras_signflip.lottery.config import CONFIG_FORMAT  # noqa: F401  (defined here before)

@@ -18,7 +18,7 @@ import re
 import numpy as np
 
 from keras_signflip import families
-from keras_signflip.callback import Callback
+from keras_signflip.callback_base import Callback
 
 __all__ = ["Snapshot", "snapshot", "restore", "restore_optimizer", "steps", "RewindPoint"]
 

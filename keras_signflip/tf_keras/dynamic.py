@@ -5,7 +5,7 @@ import numpy as np
 
 from keras_signflip.tf_keras import prune as prune_lib
 from keras_signflip.tf_keras import state as state_lib
-from keras_signflip.tf_keras._compat import keras, tf
+from keras_signflip.tf_keras._framework import keras, tf
 
 __all__ = ["optimizer_slots", "dense_gradients", "summed_gradients", "set_masks"]
 

@@ -69,7 +69,7 @@ import numpy as np
 from keras_signflip import owned_dir
 from keras_signflip.tf_keras import prune as prune_lib
 from keras_signflip.tf_keras import sparse_products
-from keras_signflip.tf_keras._compat import keras, tf
+from keras_signflip.tf_keras._framework import keras, tf
 
 __all__ = ["export_saved_model", "format_report", "gzip_size", "export_tflite"]
 

@@ -2,17 +2,17 @@
 import numpy as np
 
 from keras_signflip import families
-from keras_signflip.tf_keras import callbacks
 from keras_signflip.tf_keras import dynamic
 from keras_signflip.tf_keras import export
 from keras_signflip.tf_keras import mask_update
-from keras_signflip.tf_keras import noise
+from keras_signflip.tf_keras import gradient_noise
 from keras_signflip.tf_keras import optimizers
 from keras_signflip.tf_keras import prune
+from keras_signflip.tf_keras import pruning_step
 from keras_signflip.tf_keras import schedules
 from keras_signflip.tf_keras import selection
 from keras_signflip.tf_keras import state
-from keras_signflip.tf_keras._compat import keras, tfmot, xp
+from keras_signflip.tf_keras._framework import keras, tfmot, xp
 
 __all__ = ["FAMILY"]
 
@@ -29,7 +29,8 @@ FAMILY = families.Family(
     rigl_gradients=dynamic.dense_gradients, snip_gradients=dynamic.summed_gradients,
     never=lambda: tfmot.sparsity.keras.ConstantSparsity(0.5, begin_step=2**62),
     to_numpy=lambda x: np.asarray(x.numpy()),
-    update_pruning_step=callbacks.UpdatePruningStep,
+    update_pruning_step=pruning_step.TfKerasPruningStep,
     export_saved_model=export.export_saved_model,
     optimizer_variables=optimizers.optimizer_variables,
-    record_gradients=noise.record_gradients, with_gradient_noise=noise.with_gradient_noise)
+    record_gradients=gradient_noise.record_gradients,
+    with_gradient_noise=gradient_noise.with_gradient_noise)

@@ -13,7 +13,7 @@ loss (`model.add_loss`).
 from keras_signflip import array_namespace
 from keras_signflip import hoyer_square as hoyer_lib
 from keras_signflip.tf_keras import prune as prune_lib
-from keras_signflip.tf_keras._compat import keras, tf, xp
+from keras_signflip.tf_keras._framework import keras, tf, xp
 
 __all__ = ["HoyerSquare", "hoyer_square", "add_hoyer_square", "threshold_prune"]
 

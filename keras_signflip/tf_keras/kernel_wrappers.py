@@ -8,7 +8,7 @@ and strips back to a plain model whose kernels hold the method's final values
 import contextlib
 
 from keras_signflip.kernel_methods import strip_kernels  # noqa: F401  (re-exported)
-from keras_signflip.tf_keras._compat import keras, tf
+from keras_signflip.tf_keras._framework import keras, tf
 
 __all__ = ["KINDS", "wrap_kernels", "kernel_replaced", "strip_kernels", "add_noise_counter",
            "next_noise_seed"]

@@ -9,7 +9,7 @@ exact zeros (z_test = 0) are the pruned weights.
 """
 from keras_signflip import hard_concrete
 from keras_signflip.tf_keras import kernel_wrappers
-from keras_signflip.tf_keras._compat import keras, tf, xp
+from keras_signflip.tf_keras._framework import keras, tf, xp
 
 __all__ = ["L0Gate", "l0_gates", "strip", "BETA", "GAMMA", "ZETA"]
 

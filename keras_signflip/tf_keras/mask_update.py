@@ -27,7 +27,7 @@ model together (global scope).
 from keras_signflip import criteria as criteria_lib
 from keras_signflip import mask_rules
 from keras_signflip.tf_keras import selection
-from keras_signflip.tf_keras._compat import fused, tf, xp
+from keras_signflip.tf_keras._framework import fused, tf, xp
 from keras_signflip.tf_keras.state import float32_value, master_variable
 
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_impl  # pylint: disable=g-direct-tensorflow-import
@@ -42,7 +42,7 @@ _NAN_MESSAGE = ("keras_signflip: a prunable weight holds NaN or Inf at a mask "
 
 
 def weight_state(s):
-  """What a criterion reads of a `FlipState` (criteria.WeightState)."""
+  """What a criterion reads of a `PruningState` (criteria.WeightState)."""
   # Float state reads through float32_value: under mixed precision Keras makes
   # these AutoCastVariables, which read as float16 inside the layer's call.
   as_float32 = lambda v: None if v is None else float32_value(v)  # noqa: E731
@@ -97,10 +97,10 @@ def compute_masks(states, sparsity, criterion, min_flips=None, kept=None, normal
   """New bool masks for `states` ranked together, and the lowest kept score.
 
   Args:
-    states: list of `FlipState` ranked as one (one for layer scope).
+    states: list of `PruningState` ranked as one (one for layer scope).
     sparsity: float scalar, the schedule's target for the whole list.
     criterion: a `Criterion`.
-    min_flips: None, or the flip-triggered threshold (an int >= 1).
+    min_flips: None, or the flip count (an int >= 1) that prunes an unpruned weight.
     kept: an exact kept count, overriding `sparsity` (the lottery loop).
     normalization: None, or "l2": each tensor's scores over the L2 norm of
       its unpruned scores (`score_normalization`).
@@ -156,9 +156,9 @@ class CriterionPruning(pruning_impl.Pruning):
   """TF-MOT's `Pruning` with criterion scores and exact O(n) selection.
 
   Args (beyond TF-MOT's):
-    states: this layer's `FlipState`, one per prunable weight.
+    states: this layer's `PruningState`, one per prunable weight.
     criterion: a `Criterion`.
-    min_flips: None, or the flip-triggered threshold.
+    min_flips: None, or the flip count at which an unpruned weight is pruned.
     group_fn: returns None (layer scope) or the wrapper's `GlobalGroup`, read
       when the update is built; only the group's leader updates, for every
       member at once.
@@ -183,9 +183,9 @@ class CriterionPruning(pruning_impl.Pruning):
       w.count_tables()  # tables: what the last step changed, counted before ranking
     if group is not None:
       states = group.states()
-      masks, threshold = compute_masks(states, sparsity, self._criterion, self._min_flips,
+      masks, lowest_kept = compute_masks(states, sparsity, self._criterion, self._min_flips,
                                        normalization=self._normalization)
-      results = [(s, m, threshold) for s, m in zip(states, masks)]
+      results = [(s, m, lowest_kept) for s, m in zip(states, masks)]
     else:
       results = []
       for s in self._states:
@@ -259,9 +259,8 @@ def _not_inlined(update):
 
   TensorFlow inlines function calls into the graph that calls them, so the
   whole mask update (hundreds of nodes) would sit in the cond's branch not
-  taken, and the executor visits every node of a dead branch at every step:
-  ~0.08 ms a step on LeNet-300-100 with the flip count switched off (3% of
-  its epoch on 2 cores; with the count on, inside the epochs' noise). Eagerly,
+  taken, and the executor visits every node of a dead branch at every step
+  (a measurable share of a small model's step). Eagerly,
   only the branch taken runs, and a tf.function per call would be traced
   every time, so it stays a plain function there.
   """

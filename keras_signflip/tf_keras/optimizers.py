@@ -1,5 +1,5 @@
 """An optimizer's own variables (step and slots), for rewinding them (lottery tickets)."""
-from keras_signflip.tf_keras._compat import keras
+from keras_signflip.tf_keras._framework import keras
 
 __all__ = ["optimizer_variables", "updates_only_gradient_rows"]
 

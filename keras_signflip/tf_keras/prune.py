@@ -16,7 +16,7 @@ from keras_signflip import criteria as criteria_lib
 from keras_signflip.inspection import flip_counts, masks, set_reference, sparsity_report
 from keras_signflip.tf_keras import state as state_lib
 from keras_signflip.tf_keras import schedules as schedules_lib
-from keras_signflip.tf_keras._compat import PruneLowMagnitude, PruneRegistry, keras, tfmot
+from keras_signflip.tf_keras._framework import PruneLowMagnitude, PruneRegistry, keras, tfmot
 from keras_signflip.tf_keras.wrapper import GlobalGroup, PruneSignFlip, _keep_reference, _validate
 
 __all__ = ["prune_sign_flip", "strip_pruning", "prune_scope", "flip_counts",
@@ -44,7 +44,7 @@ def _check_model(to_prune):
     raise ValueError(
         "prune_sign_flip received a Keras 3 object "
         f"({type(to_prune).__module__}.{type(to_prune).__name__}), but this "
-        "path is TF-MOT's and needs Keras 2 (tf_keras). Call "
+        "family is TF-MOT's and needs Keras 2 (tf_keras). Call "
         "keras_signflip.prune_sign_flip, which sends Keras 3 models to "
         "keras_signflip.keras3.")
   if isinstance(to_prune, keras.Model):
@@ -254,7 +254,7 @@ def prune_scope():
 
 
 def flip_states(model):
-  """Every wrapped weight's `FlipState`, in model order."""
+  """Every wrapped weight's `PruningState`, in model order."""
   return [s for w in collect_wrappers(model) for s in w.flip_states]
 
 

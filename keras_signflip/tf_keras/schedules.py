@@ -5,7 +5,7 @@ evaluated in the graph. The arithmetic and checks are
 `keras_signflip.sparsity_schedules`', shared with the Keras 3 family.
 """
 from keras_signflip import sparsity_schedules
-from keras_signflip.tf_keras._compat import keras, tf, tfmot, xp
+from keras_signflip.tf_keras._framework import keras, tf, tfmot, xp
 
 __all__ = ["GeometricSparsity", "ScaledSparsity", "get"]
 

@@ -25,23 +25,21 @@ import time
 
 import numpy as np
 
-from keras_signflip.tf_keras._compat import tf
+from keras_signflip.tf_keras._framework import tf
 
 FORMATS = ("ell", "coo")
 AUTO_ROWS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 MARGIN = 0.9  # a sparse product must be this much faster than dense to be chosen
 # ... and save this much time a call. Served, a sparse product adds a
-# `tf.cond` and an XLA launch, which a product timed alone does not show, and
-# small products timed alone mislead: LeNet-300-100's 784x300 kernel at 98%
-# measured >= 0.1 ms faster with ELL alone, and served 1.26x slower at batch 1.
-# The 4096x4096 kernels that do gain save 2-5 ms.
+# `tf.cond` and an XLA launch, which a product timed alone does not show, so
+# small products timed alone mislead (a small kernel timed faster alone can
+# serve slower); the large kernels that do gain save well above this.
 MIN_SAVING_S = 0.5e-3
 
 
 # Slots of K summed per gather. XLA materialises each gather, [n_out, slots,
-# b] floats: all of K at once was 3.2x slower than dense at 64 rows on the
-# 4096^2 kernel at 95% (K = 264), where 32 at a time is 1.3x (8, 16 and 64
-# were slower than 32 at 1-64 rows).
+# b] floats: all of K at once made a large kernel's product far slower than
+# dense; 32 at a time was the fastest of 8, 16, 32 and 64 when measured.
 ELL_SLOTS = 32
 
 
@@ -66,8 +64,7 @@ def ell_width(keep):
 
 def ell_rows_dtype(n_in):
   """int16 row indices where they fit (n_in <= 32767), else int32: the rows
-  are half of what an ELL product reads, and int16 served the 4096^2 kernel
-  at 95% ~10% faster at 1-16 rows."""
+  are half of what an ELL product reads, so smaller indices serve faster."""
   return tf.int16 if n_in is not None and n_in <= np.iinfo(np.int16).max else tf.int32
 
 

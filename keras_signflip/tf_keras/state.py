@@ -28,18 +28,20 @@ changed hold what it wrote; every read through the wrapper re-masks first.
 """
 from typing import NamedTuple
 
-from keras_signflip.tf_keras._compat import fused, tf
+from keras_signflip.tf_keras._framework import fused, tf
 
-__all__ = ["FlipState", "AfterStepConstraint", "attach", "sync_signs", "apply_mask",
+__all__ = ["PruningState", "FlipState", "AfterStepConstraint", "attach", "sync_signs", "apply_mask",
            "count_table", "record_touched_rows", "master_variable", "float32_value",
            "signs", "sign_dtype"]
 
 
-class FlipState(NamedTuple):
-  """The pruning variables of one prunable weight tensor."""
+class PruningState(NamedTuple):
+  """The pruning variables of one prunable weight tensor: its mask, its flip count and
+  what the criteria and the mask updates read (named `FlipState` in 0.3)."""
   weight: tf.Variable     # the layer's own weight (any float dtype)
   mask: tf.Variable       # weight's true dtype, 0/1 (TF-MOT's)
-  threshold: tf.Variable  # scalar: lowest kept score at the last update
+  threshold: tf.Variable  # scalar: the lowest kept score at the last mask update (TF-MOT's
+                          # variable of that name; a score, not a magnitude cut-off)
   prev_sign: tf.Variable  # int8 (int32 multi-worker), weight's shape: sign after the last step
   flips: tf.Variable      # int32, weight's shape: flips while unpruned
   reference: tf.Variable  # float32, weight's shape: reference weights
@@ -71,6 +73,9 @@ def sign_dtype():
   return tf.int32 if multi_worker else tf.int8
 
 
+FlipState = PruningState  # its 0.3 name
+
+
 class AfterStepConstraint:
   """Variable constraint: count flips against `prev_sign`, then re-mask.
 
@@ -96,9 +101,9 @@ class AfterStepConstraint:
     return masked
 
 
-# XLA fuses the element-wise passes (mask, sign, compare, add) into one: an
-# epoch of LeNet-300-100 took 1.65x TF-MOT's with separate TF ops and 1.12x
-# fused (quiet machine; benchmarks/overhead.py has the current figures). prev_sign * masked has the
+# XLA fuses the element-wise passes (mask, sign, compare, add) into one, so the
+# weight is read once a step, not once an op (benchmarks/overhead.py measures
+# what the count costs an epoch). prev_sign * masked has the
 # sign of prev_sign * sign(masked), compared in the float dtype (XLA's CPU
 # backend is slow at int8 arithmetic). reduce_retracing: one trace serves
 # every weight shape.

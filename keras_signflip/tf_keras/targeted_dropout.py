@@ -16,7 +16,7 @@ Gomez et al.'s defaults: rate 0.5, targeted 0.5 (their sweeps reach 0.9+).
 from keras_signflip import array_namespace
 from keras_signflip import dropout_candidates
 from keras_signflip.tf_keras import kernel_wrappers
-from keras_signflip.tf_keras._compat import keras, tf, xp
+from keras_signflip.tf_keras._framework import keras, tf, xp
 
 __all__ = ["TargetedDropout", "targeted_dropout", "strip", "candidates"]
 

@@ -16,7 +16,7 @@ from keras_signflip import arguments
 from keras_signflip import array_namespace
 from keras_signflip import variational_dropout as vd
 from keras_signflip.tf_keras import kernel_wrappers
-from keras_signflip.tf_keras._compat import keras, tf, xp
+from keras_signflip.tf_keras._framework import keras, tf, xp
 
 __all__ = ["VariationalDropout", "variational_dropout", "KLWarmup", "kl_approximation",
            "strip", "THRESHOLD"]

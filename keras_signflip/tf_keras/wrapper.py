@@ -23,7 +23,7 @@ from keras_signflip import wrapper_config
 from keras_signflip.tf_keras import schedules as schedules_lib
 from keras_signflip.tf_keras import state as state_lib
 from keras_signflip.tf_keras.mask_update import CriterionPruning
-from keras_signflip.tf_keras._compat import PruneLowMagnitude, in_save_context, keras, tf, tfmot
+from keras_signflip.tf_keras._framework import PruneLowMagnitude, in_save_context, keras, tf, tfmot
 
 __all__ = ["PruneSignFlip", "GlobalGroup", "SCOPES"]
 
@@ -98,7 +98,7 @@ class PruneSignFlip(PruneLowMagnitude):
       `Hybrid(power=2)`, FlipOut's saliency |w|^2 / (flips + 1).
     scope: "layer" or "global". Global wrappers are linked by
       `prune_sign_flip` into one `GlobalGroup`.
-    min_flips: None, or flip-triggered pruning's threshold (>= 1).
+    min_flips: None, or the flip count (>= 1) at which an unpruned weight is pruned.
     block_size, block_pooling_type, sparsity_m_by_n: as TF-MOT (layer scope).
     position: this wrapper's index among the model's wrappers (set by
       `prune_sign_flip`); kept in the config for files of 0.2. `Random` is
@@ -177,7 +177,7 @@ class PruneSignFlip(PruneLowMagnitude):
         grad_product = self.add_weight(
             f"{base}_grad_product", shape=weight.shape, dtype=tf.float32, trainable=False,
             initializer="zeros", aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-      state = state_lib.FlipState(weight, mask, threshold, prev_sign,
+      state = state_lib.PruningState(weight, mask, threshold, prev_sign,
                                   flip_count, reference,
                                   criteria_lib.tensor_key(_own_name(self.layer, weight)),
                                   touched, at_update, grad_product)

@@ -15,7 +15,7 @@ from keras import ops
 import keras_signflip as ksf
 from keras_signflip import flipout
 from keras_signflip import keras3 as k3
-from keras_signflip.keras3 import optimizers as k3_optimizers
+from keras_signflip.keras3 import gradient_noise as k3_noise
 
 Z = 4.5  # two-sided normal bound: a correct draw fails it with p < 1e-5
 
@@ -62,7 +62,7 @@ def test_noise_std_is_flipouts_formula_per_tensor():
   noise, first = {id(s.weight): [] for s in states}, []
   for t in range(draws):
     opt.iterations.assign(t)
-    out = [_np(g) for g in k3_optimizers._transform(opt, grads, variables)]  # pylint: disable=protected-access
+    out = [_np(g) for g in k3_noise._transform(opt, grads, variables)]  # pylint: disable=protected-access
     first.append(out[0])
     for v, g, o in zip(variables, grads, out):
       if id(v) in noise:
@@ -85,12 +85,12 @@ def test_noise_std_is_flipouts_formula_per_tensor():
   n = min(a.shape[1], b.shape[1])  # two tensors' draws at the same steps are independent
   assert abs(np.corrcoef(a[:, :n].ravel(), b[:, :n].ravel())[0, 1]) * np.sqrt(a[:, :n].size) < Z
   opt.iterations.assign(7)
-  again = _np(k3_optimizers._transform(opt, grads, variables)[0])  # pylint: disable=protected-access
+  again = _np(k3_noise._transform(opt, grads, variables)[0])  # pylint: disable=protected-access
   np.testing.assert_array_equal(again, first[7])
   other = k3.with_gradient_noise(keras.optimizers.SGD(1.0), factor=1.0, seed=4)
   other.build(variables)
   other.iterations.assign(7)
-  assert not np.array_equal(_np(k3_optimizers._transform(other, grads, variables)[0]), again)  # pylint: disable=protected-access
+  assert not np.array_equal(_np(k3_noise._transform(other, grads, variables)[0]), again)  # pylint: disable=protected-access
   if keras.backend.backend() == "tensorflow":  # the tf_keras hook's draws
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     draw = tf.random.stateless_normal(mask.shape, seed=[3 * 1000003 + 0, 7]).numpy()
@@ -135,7 +135,7 @@ def test_fit_steps_equal_the_formula_at_each_step():
     d = 2 * (xb @ w + b - yb) / yb.size  # d mse / d output
     gw, gb = xb.T @ d * mask, d.sum(0)
     sigma = np.linalg.norm(gw) / np.sqrt(gw.size)
-    draw = _np(k3_optimizers._normal((6, 3), 5 * 1000003 + 0, ops.convert_to_tensor(t)))  # pylint: disable=protected-access
+    draw = _np(k3_noise._normal((6, 3), 5 * 1000003 + 0, ops.convert_to_tensor(t)))  # pylint: disable=protected-access
     np.testing.assert_allclose(w1, w - lr * ((gw + sigma * draw) * mask + wd * w), atol=2e-5)
     np.testing.assert_allclose(b1, b - lr * (gb + wd * b), atol=2e-5)
     assert np.all(w1[mask == 0] == 0)
@@ -149,7 +149,7 @@ def test_flipout_optimizer_is_pytorch_sgd_with_coupled_decay_and_step_decays():
   w0 = np.array([[0.5, -1.0], [2.0, 0.25]], np.float32)
   var = keras.Variable(w0)
   opt = flipout.optimizer(epochs, steps_per_epoch, keras=keras, noise=1.0)
-  assert isinstance(opt, keras.optimizers.SGD) and k3_optimizers.records_gradients(opt)
+  assert isinstance(opt, keras.optimizers.SGD) and k3_noise.records_gradients(opt)
   grads = [np.array([[0.1, -0.2], [0.3, 0.05]], np.float32) * (i + 1) for i in range(7)]
   w, buf = w0.astype(np.float64), np.zeros_like(w0, np.float64)
   w_keras, v = w.copy(), np.zeros_like(w)

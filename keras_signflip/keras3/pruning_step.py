@@ -1,6 +1,10 @@
-"""`UpdatePruningStep` for Keras 3 models: runs mask updates between steps.
+"""`Keras3PruningStep`: the Keras 3 family's pruning-step callback; runs mask updates
+between steps.
 
-TF-MOT's callback only sets the step; on the Keras 3 path the callback is
+Users pass `keras_signflip.UpdatePruningStep` (keras_signflip/callbacks.py),
+which runs this one for a Keras 3 model. (Named `UpdatePruningStep` in 0.3;
+that name still imports from here and from `keras_signflip.keras3`.)
+TF-MOT's callback only sets the step; in the Keras 3 family the callback is
 also where masks change (on the host, with `keras.ops`), because JAX
 compiles the train step as a pure function. Per batch it only advances a
 Python counter and asks each schedule (plain Python); it touches the model --
@@ -11,19 +15,19 @@ import sys
 from keras_signflip import schedule_checks
 from keras_signflip import sparsity_schedules
 from keras_signflip.keras3 import mask_update
-from keras_signflip.keras3 import optimizers
+from keras_signflip.keras3 import gradient_noise
 from keras_signflip.keras3 import prune as prune_lib
-from keras_signflip.keras3._keras import keras, ops
+from keras_signflip.keras3._framework import keras, ops
 
-__all__ = ["UpdatePruningStep"]
+__all__ = ["Keras3PruningStep", "UpdatePruningStep"]
 
 
 def _check_distribution(model):
-  """Multi-device training on this path: `keras.distribution` on JAX only."""
+  """Multi-device training in this family: `keras.distribution` on JAX only."""
   backend = keras.backend.backend()
   if keras.distribution.distribution() is not None and backend != "jax":
     raise ValueError(
-        "keras_signflip's Keras 3 path trains on several devices through "
+        "keras_signflip's Keras 3 family trains on several devices through "
         f"keras.distribution on the JAX backend only; this is {backend!r}. Train on "
         "one device, switch to KERAS_BACKEND=jax, or use a tf_keras model "
         "(tf.distribute strategies work on the tf_keras family).")
@@ -32,12 +36,12 @@ def _check_distribution(model):
   if tf is not None and (tf.distribute.has_strategy() or
                          getattr(model, "_distribute_strategy", None) is not None):
     raise ValueError(
-        "keras_signflip's Keras 3 path does not run under a tf.distribute strategy "
+        "keras_signflip's Keras 3 family does not run under a tf.distribute strategy "
         "(its mask updates run between steps on the host). Use a tf_keras model for "
         "tf.distribute, or keras.distribution.DataParallel on the JAX backend.")
 
 
-class UpdatePruningStep(keras.callbacks.Callback):
+class Keras3PruningStep(keras.callbacks.Callback):
   """Steps the pruning schedules of a Keras 3 model's wrappers; needed in `fit`.
 
   In a custom training loop call `on_train_begin()` once, then
@@ -58,7 +62,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
   def on_train_begin(self, logs=None):
     model = self.model
     if getattr(model, "steps_per_execution", 1) not in (1, None):
-      raise ValueError("keras_signflip's Keras 3 path updates masks between steps and "
+      raise ValueError("keras_signflip's Keras 3 family updates masks between steps and "
                        "needs compile(steps_per_execution=1); received "
                        f"{model.steps_per_execution}.")
     self._wrappers = prune_lib.collect_wrappers(model)
@@ -72,7 +76,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
     for s in prune_lib.flip_states(model):
       mask_update.check_finite(s)
     if (any(w.criterion.uses_gradients for w in self._wrappers)
-        and not optimizers.records_gradients(getattr(model, "optimizer", None))):
+        and not gradient_noise.records_gradients(getattr(model, "optimizer", None))):
       raise ValueError("A criterion of this model reads gradients (Saliency, MovementScore): "
                        "compile with optimizer=keras_signflip.record_gradients(optimizer).")
     step = int(ops.convert_to_numpy(self._wrappers[0].pruning_step))
@@ -125,3 +129,6 @@ class UpdatePruningStep(keras.callbacks.Callback):
     self._count()
     for w in self._wrappers:
       w.pruning_callback_active = False
+
+
+UpdatePruningStep = Keras3PruningStep  # its 0.3 name

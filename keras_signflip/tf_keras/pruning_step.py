@@ -1,22 +1,27 @@
-"""`UpdatePruningStep`: TF-MOT's callback, extended for keras_signflip's wrappers.
+"""`TfKerasPruningStep`: TF-MOT's `UpdatePruningStep` callback, extended for
+keras_signflip's tf_keras wrappers.
 
-`keras_signflip.UpdatePruningStep` (keras_signflip/callbacks.py) chooses
-between this one and `keras_signflip.keras3.UpdatePruningStep` by model.
+Users pass `keras_signflip.UpdatePruningStep` (keras_signflip/callbacks.py),
+which runs this one for a tf_keras model and `keras3.pruning_step.Keras3PruningStep`
+for a Keras 3 model. It stays a subclass of TF-MOT's callback, so it steps
+TF-MOT's own wrappers too, and TF-MOT's callback steps ours. (Named
+`UpdatePruningStep` in 0.3; that name still imports from here and from
+`keras_signflip.tf_keras`.)
 """
 import numpy as np
 
 from keras_signflip import schedule_checks
 from keras_signflip import sparsity_schedules
-from keras_signflip.tf_keras import noise
+from keras_signflip.tf_keras import gradient_noise
 from keras_signflip.tf_keras import optimizers
 from keras_signflip.tf_keras import state as state_lib
 from keras_signflip.tf_keras import prune as prune_lib
-from keras_signflip.tf_keras._compat import tf, tfmot
+from keras_signflip.tf_keras._framework import tf, tfmot
 
-__all__ = ["UpdatePruningStep"]
+__all__ = ["TfKerasPruningStep", "UpdatePruningStep"]
 
 
-class UpdatePruningStep(tfmot.sparsity.keras.UpdatePruningStep):
+class TfKerasPruningStep(tfmot.sparsity.keras.UpdatePruningStep):
   """TF-MOT's `UpdatePruningStep`, plus what keras_signflip wrappers need.
 
   At train begin it also links scope="global" wrappers of a loaded model,
@@ -39,7 +44,7 @@ class UpdatePruningStep(tfmot.sparsity.keras.UpdatePruningStep):
             f"Weight {s.weight.name} holds NaN or Inf before training; "
             "pruning cannot rank it. Restore it from a checkpoint or "
             "re-initialise the model.")
-    if any(s.grad_product is not None for s in states) and not noise.records_gradients(
+    if any(s.grad_product is not None for s in states) and not gradient_noise.records_gradients(
         getattr(self.model, "optimizer", None)):
       raise ValueError("The model's criterion reads gradients (Saliency, MovementScore): "
                        "compile with optimizer=keras_signflip.record_gradients(optimizer) "
@@ -80,3 +85,6 @@ class UpdatePruningStep(tfmot.sparsity.keras.UpdatePruningStep):
 
   def on_train_end(self, logs=None):
     prune_lib.count_tables(self.model)
+
+
+UpdatePruningStep = TfKerasPruningStep  # its 0.3 name

@@ -1,4 +1,4 @@
-"""The one place the Keras 3 path imports Keras, with one clear line on failure."""
+"""The one place the Keras 3 family imports Keras, with one clear line on failure."""
 import sys
 
 MIN_KERAS = (3, 5)
@@ -29,10 +29,10 @@ def compiled(fn):
   JAX, `tf.function` on TensorFlow, as it is on PyTorch.
 
   Keras 3 has no public compile for a function outside a model, so this picks
-  the backend's own. Why: a mask update is ~30 small ops per tensor, run
-  eagerly between steps, and each eager op costs ~0.1 ms of dispatch on JAX's
-  CPU backend; compiled they are one call. PyTorch's eager ops dispatch in
-  microseconds, and `torch.compile` would add a long first-call compile.
+  the backend's own. Why: a mask update is a few dozen small ops per tensor,
+  run eagerly between steps, and JAX's eager dispatch costs more per op than
+  such an op computes; compiled they are one call. PyTorch's eager ops
+  dispatch cheaply, and `torch.compile` would add a long first-call compile.
   """
   backend = keras.backend.backend()
   if backend == "jax":

@@ -23,7 +23,7 @@ returns a copy of the optimizer whose class overrides `apply_gradients`.
 """
 from keras_signflip import flipout
 from keras_signflip.tf_keras import state as state_lib
-from keras_signflip.tf_keras._compat import keras, tf
+from keras_signflip.tf_keras._framework import keras, tf
 
 __all__ = ["with_gradient_noise", "record_gradients", "records_gradients"]
 

@@ -1,4 +1,7 @@
-"""A callback base that both Keras versions accept, importing neither.
+"""`Callback`: a callback base class that both Keras versions accept, importing neither.
+
+(Not a callback to pass to `fit`: those are in `keras_signflip.callbacks`.
+Named `keras_signflip.callback` in 0.3.)
 
 keras_signflip's generic callbacks (`RewindPoint`, `EarlyBird`,
 `SignFlipSummaries`, the lottery loop's evaluator) serve tf_keras and
@@ -107,8 +110,8 @@ class Callback:
 # the callback is `async_safe`; it recognises a no-op by a `_is_default`
 # attribute (`keras.src.utils.is_default`). The hooks above are no-ops too, so
 # they carry it; a subclass's own hook does not. Without it, any generic
-# callback in the list made every batch wait for its step (JAX LeNet-300-100:
-# 1.42x the unwrapped model's epoch instead of 1.33x).
+# callback in the list made every batch wait for its step, which slowed JAX
+# epochs measurably.
 for _kind in _BATCH_HOOKS.values():
   for _hook in _kind:
     getattr(Callback, _hook)._is_default = True
