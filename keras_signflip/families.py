@@ -31,6 +31,7 @@ class Family(NamedTuple):
   keras: object                  # the Keras module of this family
   xp: object                     # its array namespace (`keras_signflip.array_namespace`)
   schedules: object              # its schedules module (GeometricSparsity, ScaledSparsity, ...)
+  wrapper: type                  # its PruneSignFlip
   prune_sign_flip: Callable
   strip_pruning: Callable
   collect_wrappers: Callable     # (model) -> [wrapper], layer order

@@ -1,4 +1,5 @@
-"""Reading a pruned model the same way in both families: flips, masks, the sparsity report.
+"""Reading a pruned model the same way in both families: its wrappers, flips, masks, the
+sparsity report.
 
 Also `set_reference`, which moves the reference point of the reference
 criteria. Each function reaches the weights only through the model's
@@ -8,7 +9,26 @@ import numpy as np
 
 from keras_signflip import families
 
-__all__ = ["flip_counts", "masks", "set_reference", "sparsity_report", "summarize"]
+__all__ = ["all_layers", "collect_wrappers", "flip_counts", "masks", "set_reference",
+           "sparsity_report", "summarize"]
+
+
+def all_layers(model):
+  """`model.layers`, recursing into nested models, in order."""
+  model_class = families.of(model).keras.Model
+  out = []
+  for layer in model.layers:
+    out.extend(all_layers(layer) if isinstance(layer, model_class) else [layer])
+  return out
+
+
+def collect_wrappers(model):
+  """Every keras_signflip wrapper (`PruneSignFlip`) in `model`, nested models included,
+  in layer order; [] for anything but a model."""
+  family = families.of(model)
+  if not isinstance(model, family.keras.Model):
+    return []
+  return [l for l in all_layers(model) if isinstance(l, family.wrapper)]
 
 
 def flip_counts(model):

@@ -13,6 +13,7 @@ from keras_signflip.keras3 import pruning_step
 from keras_signflip.keras3 import schedules
 from keras_signflip.keras3 import selection
 from keras_signflip.keras3 import state
+from keras_signflip.keras3 import wrapper
 from keras_signflip.keras3._framework import keras, ops
 
 __all__ = ["FAMILY"]
@@ -20,7 +21,7 @@ __all__ = ["FAMILY"]
 # Field for field beside tf_keras/family.py on purpose: the two implementations of
 # one interface, so that the generic modules are written once.
 FAMILY = families.Family(
-    name="keras3", keras=keras, xp=ops, schedules=schedules,
+    name="keras3", keras=keras, xp=ops, schedules=schedules, wrapper=wrapper.PruneSignFlip,
     prune_sign_flip=prune.prune_sign_flip, strip_pruning=prune.strip_pruning,
     collect_wrappers=prune.collect_wrappers, flip_states=prune.flip_states,
     count_pending=prune.count_pending, sync_signs=state.sync_signs,

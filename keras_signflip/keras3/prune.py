@@ -18,7 +18,8 @@ from keras_signflip import schedule_checks
 from keras_signflip import arguments
 from keras_signflip import criteria as criteria_lib
 from keras_signflip import distributions
-from keras_signflip.inspection import flip_counts, masks, set_reference, sparsity_report
+from keras_signflip.inspection import (all_layers, collect_wrappers, flip_counts, masks,
+                                       set_reference, sparsity_report)
 from keras_signflip.keras3.wrapper import (MISSING_CALLBACK, PruneSignFlip, prunable_weights,
                                            supports)
 
@@ -27,20 +28,6 @@ __all__ = ["prune_sign_flip", "strip_pruning", "collect_wrappers", "flip_states"
            "count_pending", "pruning_masks", "mask_array"]
 
 _UNSUPPORTED = ("block_size", "block_pooling_type", "sparsity_m_by_n")
-
-
-def _all_layers(model):
-  out = []
-  for layer in model.layers:
-    out.extend(_all_layers(layer) if isinstance(layer, keras.Model) else [layer])
-  return out
-
-
-def collect_wrappers(model):
-  """Every Keras 3 `PruneSignFlip` in `model`, nested models included, in order."""
-  if not isinstance(model, keras.Model):
-    return []
-  return [l for l in _all_layers(model) if isinstance(l, PruneSignFlip)]
 
 
 def _check(to_prune, pruning_policy, kwargs):
@@ -63,7 +50,7 @@ def _check(to_prune, pruning_policy, kwargs):
     raise ValueError("prune_sign_flip takes a Keras 3 layer, a list of layers, or a "
                      f"Sequential/Functional model; received {type(to_prune).__name__}.")
   if isinstance(to_prune, keras.Model):
-    layers, what = _all_layers(to_prune), "model"
+    layers, what = all_layers(to_prune), "model"
   elif isinstance(to_prune, (list, tuple)):
     layers, what = list(to_prune), "list of layers"
   else:
@@ -94,24 +81,31 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
   if scope == "global" and isinstance(to_prune, keras.Model) and not to_prune.built:
     raise ValueError("scope='global' needs a built model (one with a known input "
                      "shape): give it a keras.Input or call `model.build(...)` first.")
-  layers = (_all_layers(to_prune) if isinstance(to_prune, keras.Model)
+  layers = (all_layers(to_prune) if isinstance(to_prune, keras.Model)
             else list(to_prune) if isinstance(to_prune, (list, tuple)) else [to_prune])
   factors = distributions.layer_factors(
       [l for l in layers if not isinstance(l, (keras.layers.InputLayer, PruneSignFlip))
        and not isinstance(l, keras.Model) and supports(l)], prunable_weights,
       schedules_lib.max_sparsity(schedule), sparsity_distribution, dense_layers, scope)
-  positions = itertools.count()
   if keep_reference is False and criterion.uses_reference:
     raise ValueError(f"{type(criterion).__name__} reads the reference weights; "
                      "keep_reference=False cannot serve it.")
   params = dict(criterion=criterion, scope=scope, min_flips=min_flips,
                 keep_reference=keep_reference,
                 score_normalization=arguments.check_normalization(score_normalization, scope))
+  return _wrap(to_prune, schedule, factors, params, kwargs)
 
+
+def _wrap(to_prune, schedule, factors, params, kwargs):
+  """`to_prune` with its prunable layers wrapped: a clone of a model (whose `fit`
+  checks for the callback), a new list, or the wrapper of one layer; each wrapper
+  has a copy of `schedule` of its own, scaled by its layer's factor."""
   def layer_schedule(layer):
     fresh = schedules_lib.get(schedule.get_config())
     factor = 1.0 if factors is None else factors.get(layer.name, 1.0)
     return fresh if factor == 1.0 else schedules_lib.ScaledSparsity(fresh, factor)
+
+  positions = itertools.count()
 
   def wrap(layer):
     if isinstance(layer, keras.Model):

@@ -405,6 +405,22 @@ def export_saved_model(model, path, sparse=True, overwrite=False, compare_sizes=
       write, or an earlier export and `overwrite` is False (nothing is
       written: `owned_dir.check_target`).
   """
+  _check_format(sparse, values_dtype, kernels)
+  owned_dir.check_target(path, "export", overwrite)
+  stripped = _stripped(model)
+  kernel_plans = _kernel_plans(stripped, kernels)
+  _write_atomically(stripped, path, sparse, overwrite, values_dtype, kernel_plans)
+  out = dict(path=path, **_sparsity(stripped), gzip_bytes=gzip_size(path),
+             values_dtype=values_dtype, kernels=kernel_plans)
+  if compare_sizes:
+    out.update(_compared_sizes(stripped, out["gzip_bytes"]))
+  if verbose:
+    print(format_report(out))
+  return out
+
+
+def _check_format(sparse, values_dtype, kernels):
+  """Refuses a storage or kernel choice that does not exist or does not apply."""
   if values_dtype not in VALUES_DTYPES:
     raise ValueError(f"Received an invalid value for `values_dtype`, expected one of "
                      f"{list(VALUES_DTYPES)}. Received: values_dtype={values_dtype!r}")
@@ -417,10 +433,11 @@ def export_saved_model(model, path, sparse=True, overwrite=False, compare_sizes=
                      f"kernels={kernels!r}")
   if kernels != "dense" and not sparse:
     raise ValueError(f"kernels={kernels!r} needs the sparse format; pass sparse=True.")
-  owned_dir.check_target(path, "export", overwrite)
-  stripped = _stripped(model)
-  kernel_plans = _kernel_plans(stripped, kernels)
-  _write_atomically(stripped, path, sparse, overwrite, values_dtype, kernel_plans)
+
+
+def _sparsity(stripped):
+  """The report's sparsity entries: `layers` {weight: sparsity} and
+  `overall_sparsity` over the >= 2-D trainable weights, `nonzero_params`, `params`."""
   layers, zeros, total = {}, 0, 0
   for layer in _layers(stripped):
     for w in getattr(layer, "trainable_weights", []):
@@ -429,33 +446,29 @@ def export_saved_model(model, path, sparse=True, overwrite=False, compare_sizes=
         layers[w.name] = float(np.mean(a == 0))
         zeros += int(np.sum(a == 0))
         total += a.size
-  params = int(sum(np.prod(v.shape) for v in stripped.trainable_weights))
-  out = {
-      "path": path,
-      "layers": layers,
-      "overall_sparsity": zeros / total if total else 0.0,
-      "nonzero_params": int(sum(np.count_nonzero(v.numpy()) for v in stripped.trainable_weights)),
-      "params": params,
-      "gzip_bytes": gzip_size(path),
-      "values_dtype": values_dtype,
-      "kernels": kernel_plans,
-  }
-  if compare_sizes:
-    with tempfile.TemporaryDirectory() as tmp:
-      stripped.save(os.path.join(tmp, "tfmot"), save_format="tf", include_optimizer=False)
-      out["tfmot_path_gzip_bytes"] = gzip_size(os.path.join(tmp, "tfmot"))
-      saved = [v.numpy() for v in stripped.variables]
-      try:
-        _fill_zeros(stripped)
-        _write_atomically(stripped, os.path.join(tmp, "dense"), sparse=False, overwrite=False)
-      finally:
-        for v, a in zip(stripped.variables, saved):
-          v.assign(a)
-      out["dense_gzip_bytes"] = gzip_size(os.path.join(tmp, "dense"))
-    out["ratio"] = out["gzip_bytes"] / out["dense_gzip_bytes"]
-    out["tfmot_path_ratio"] = out["tfmot_path_gzip_bytes"] / out["dense_gzip_bytes"]
-  if verbose:
-    print(format_report(out))
+  return {"layers": layers, "overall_sparsity": zeros / total if total else 0.0,
+          "nonzero_params": int(sum(np.count_nonzero(v.numpy())
+                                    for v in stripped.trainable_weights)),
+          "params": int(sum(np.prod(v.shape) for v in stripped.trainable_weights))}
+
+
+def _compared_sizes(stripped, gzip_bytes):
+  """`compare_sizes`' entries: the dense baseline's and TF-MOT's path's gzip sizes
+  (two more saves, into a temporary directory) and the ratios to the baseline."""
+  out = {}
+  with tempfile.TemporaryDirectory() as tmp:
+    stripped.save(os.path.join(tmp, "tfmot"), save_format="tf", include_optimizer=False)
+    out["tfmot_path_gzip_bytes"] = gzip_size(os.path.join(tmp, "tfmot"))
+    saved = [v.numpy() for v in stripped.variables]
+    try:
+      _fill_zeros(stripped)
+      _write_atomically(stripped, os.path.join(tmp, "dense"), sparse=False, overwrite=False)
+    finally:
+      for v, a in zip(stripped.variables, saved):
+        v.assign(a)
+    out["dense_gzip_bytes"] = gzip_size(os.path.join(tmp, "dense"))
+  out["ratio"] = gzip_bytes / out["dense_gzip_bytes"]
+  out["tfmot_path_ratio"] = out["tfmot_path_gzip_bytes"] / out["dense_gzip_bytes"]
   return out
 
 

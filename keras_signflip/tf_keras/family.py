@@ -12,6 +12,7 @@ from keras_signflip.tf_keras import pruning_step
 from keras_signflip.tf_keras import schedules
 from keras_signflip.tf_keras import selection
 from keras_signflip.tf_keras import state
+from keras_signflip.tf_keras import wrapper
 from keras_signflip.tf_keras._framework import keras, tfmot, xp
 
 __all__ = ["FAMILY"]
@@ -19,7 +20,7 @@ __all__ = ["FAMILY"]
 # Field for field beside keras3/family.py on purpose: the two implementations of
 # one interface, so that the generic modules are written once.
 FAMILY = families.Family(
-    name="tf_keras", keras=keras, xp=xp, schedules=schedules,
+    name="tf_keras", keras=keras, xp=xp, schedules=schedules, wrapper=wrapper.PruneSignFlip,
     prune_sign_flip=prune.prune_sign_flip, strip_pruning=prune.strip_pruning,
     collect_wrappers=prune.collect_wrappers, flip_states=prune.flip_states,
     count_pending=prune.count_tables, sync_signs=state.sync_signs,

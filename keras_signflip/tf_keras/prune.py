@@ -13,7 +13,8 @@ from keras_signflip import distributions
 from keras_signflip import families
 from keras_signflip import schedule_checks
 from keras_signflip import criteria as criteria_lib
-from keras_signflip.inspection import flip_counts, masks, set_reference, sparsity_report
+from keras_signflip.inspection import (all_layers, collect_wrappers, flip_counts, masks,
+                                       set_reference, sparsity_report)
 from keras_signflip.tf_keras import state as state_lib
 from keras_signflip.tf_keras import schedules as schedules_lib
 from keras_signflip.tf_keras._framework import PruneLowMagnitude, PruneRegistry, keras, tfmot
@@ -22,21 +23,6 @@ from keras_signflip.tf_keras.wrapper import GlobalGroup, PruneSignFlip, _keep_re
 __all__ = ["prune_sign_flip", "strip_pruning", "prune_scope", "flip_counts",
            "set_reference", "link_global", "collect_wrappers", "flip_states", "masks",
            "sparsity_report", "count_tables", "pruning_masks"]
-
-
-def collect_wrappers(model):
-  """Every `PruneSignFlip` in `model`, nested models included, in layer order."""
-  if not isinstance(model, keras.Model):
-    return []
-  return [l for l in _all_layers(model) if isinstance(l, PruneSignFlip)]
-
-
-def _all_layers(model):
-  """model.layers, recursing into nested models, in order."""
-  out = []
-  for layer in model.layers:
-    out.extend(_all_layers(layer) if isinstance(layer, keras.Model) else [layer])
-  return out
 
 
 def _check_model(to_prune):
@@ -53,7 +39,7 @@ def _check_model(to_prune):
           "prune_sign_flip supports Sequential and Functional models; received "
           f"a subclassed model ({type(to_prune).__name__}). Wrap its layers "
           "with prune_sign_flip(layer) inside the model instead.")
-    layers = _all_layers(to_prune)
+    layers = all_layers(to_prune)
   elif isinstance(to_prune, (list, tuple)):
     layers = list(to_prune)
   elif isinstance(to_prune, keras.layers.Layer):
@@ -116,6 +102,27 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
     ...                         criterion=criteria.Hybrid(power=2), scope="global")
     >>> model.compile(...); model.fit(x, y, callbacks=[UpdatePruningStep()])
   """
+  layers, criterion = _check_arguments(to_prune, pruning_schedule, criterion, scope, min_flips,
+                                       block_size, sparsity_m_by_n, pruning_policy, kwargs)
+  factors = distributions.layer_factors(
+      [l for l in layers if _needs_wrapper(l, pruning_policy)], _prunable,  # Flatten too
+      schedules_lib.max_sparsity(pruning_schedule or _default_schedule()),
+      sparsity_distribution, dense_layers, scope)
+  params = dict(criterion=criterion, scope=scope, min_flips=min_flips,
+                block_size=block_size, block_pooling_type=block_pooling_type,
+                sparsity_m_by_n=sparsity_m_by_n,
+                keep_reference=_keep_reference(criterion, keep_reference),
+                score_normalization=arguments.check_normalization(score_normalization, scope))
+  result, wrappers = _wrap(to_prune, pruning_schedule, pruning_policy, factors, params, kwargs)
+  if scope == "global":
+    GlobalGroup(wrappers)
+  return result
+
+
+def _check_arguments(to_prune, pruning_schedule, criterion, scope, min_flips, block_size,
+                     sparsity_m_by_n, pruning_policy, kwargs):
+  """`prune_sign_flip`'s checks on what it wraps and how, before anything is built;
+  returns (the layers of `to_prune`, the criterion resolved)."""
   layers = _check_model(to_prune)
   arguments.refuse_wrapped([l.name for l in layers if isinstance(l, PruneLowMagnitude)],
                            "model" if isinstance(to_prune, keras.Model) else
@@ -141,21 +148,16 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
     raise ValueError("scope='global' needs a built model (one with a known input "
                      "shape): give the first layer an `input_shape` or call "
                      "`model.build(...)` first.")
-  factors = distributions.layer_factors(
-      [l for l in layers if _needs_wrapper(l, pruning_policy)], _prunable,  # Flatten too
-      schedules_lib.max_sparsity(pruning_schedule or _default_schedule()),
-      sparsity_distribution, dense_layers, scope)
+  return layers, criterion
 
-  params = dict(criterion=criterion, scope=scope, min_flips=min_flips,
-                block_size=block_size, block_pooling_type=block_pooling_type,
-                sparsity_m_by_n=sparsity_m_by_n,
-                keep_reference=_keep_reference(criterion, keep_reference),
-                score_normalization=arguments.check_normalization(score_normalization, scope))
 
-  def new_schedule(layer=None):
-    # One schedule object per wrapper (TF-MOT shares one default instance).
+def _wrap(to_prune, pruning_schedule, pruning_policy, factors, params, kwargs):
+  """(`to_prune` with its prunable layers wrapped, [the new wrappers]): a clone of a
+  model, a new list, or the wrapper of one layer; each wrapper has a schedule of
+  its own (TF-MOT shares one default instance), scaled by its layer's factor."""
+  def new_schedule(layer):
     base = pruning_schedule or _default_schedule()
-    factor = 1.0 if factors is None or layer is None else factors.get(layer.name, 1.0)
+    factor = 1.0 if factors is None else factors.get(layer.name, 1.0)
     return base if factor == 1.0 else schedules_lib.ScaledSparsity(base, factor)
 
   positions = itertools.count()
@@ -171,20 +173,14 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
   if isinstance(to_prune, (list, tuple)):
     result = [wrap(l) if not isinstance(l, keras.layers.InputLayer)
               else l.__class__.from_config(l.get_config()) for l in to_prune]
-    wrappers = [w for w in result if isinstance(w, PruneSignFlip)]
-  elif isinstance(to_prune, keras.Model):
+    return result, [w for w in result if isinstance(w, PruneSignFlip)]
+  if isinstance(to_prune, keras.Model):
     if pruning_policy:
       pruning_policy.ensure_model_supports_pruning(to_prune)
     result = keras.models.clone_model(to_prune, input_tensors=None, clone_function=wrap)
-    wrappers = collect_wrappers(result)
-  else:
-    result = PruneSignFlip(to_prune, pruning_schedule=new_schedule(to_prune), **params, **kwargs)
-    wrappers = [result]
-  if scope == "global":
-    GlobalGroup(wrappers)
-  return result
-
-
+    return result, collect_wrappers(result)
+  result = PruneSignFlip(to_prune, pruning_schedule=new_schedule(to_prune), **params, **kwargs)
+  return result, [result]
 
 
 def _default_schedule():
@@ -269,5 +265,5 @@ def pruning_masks(model):
   """{weight name: np.ndarray mask} of every pruning wrapper, keras_signflip's or
   TF-MOT's (`sparsity_report` reports them all)."""
   return {weight.name: mask.numpy()
-          for layer in (_all_layers(model) if isinstance(model, keras.Model) else [])
+          for layer in (all_layers(model) if isinstance(model, keras.Model) else [])
           for weight, mask, _ in getattr(layer, "pruning_vars", [])}
