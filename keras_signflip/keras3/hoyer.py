@@ -13,6 +13,8 @@ from keras_signflip import hoyer_square as hoyer_lib
 from keras_signflip.keras3 import prune as prune_lib
 from keras_signflip.keras3._framework import keras, ops
 
+# Deliberately the same names as tf_keras/hoyer.py: the formula is bound to this family's
+# array namespace and the regularizer registered with its Keras.
 __all__ = ["HoyerSquare", "hoyer_square", "add_hoyer_square", "threshold_prune"]
 
 EPSILON = hoyer_lib.EPSILON

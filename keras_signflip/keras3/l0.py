@@ -66,6 +66,8 @@ class L0Gate(kernel_wrappers.KernelWrapper):
                 beta=self.beta, gamma=self.gamma, zeta=self.zeta)
 
 
+# Deliberately parallel to tf_keras/l0.py: the same public helpers over this
+# family's own wrapper class and model cloning.
 def l0_gates(model, strength=1e-4, init_keep=0.5, seed=0):
   """A clone of a Sequential/Functional Keras 3 model with every Dense and Conv
   layer wrapped in `L0Gate` (sharing the layers' weights)."""

@@ -96,6 +96,8 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
   return _wrap(to_prune, schedule, factors, params, kwargs)
 
 
+# Parallel to tf_keras/prune.py's `_wrap` by design: each family clones with its own
+# Keras and wraps in its own PruneSignFlip.
 def _wrap(to_prune, schedule, factors, params, kwargs):
   """`to_prune` with its prunable layers wrapped: a clone of a model (whose `fit`
   checks for the callback), a new list, or the wrapper of one layer; each wrapper

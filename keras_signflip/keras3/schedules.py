@@ -142,6 +142,8 @@ class GeometricSparsity(PruningSchedule):
             "max_sparsity": self.max_sparsity}
 
 
+# Deliberately parallel to tf_keras/schedules.py's: the arguments are checked once
+# (`sparsity_schedules.check_factor`); evaluation is this family's (host or graph).
 class ScaledSparsity(PruningSchedule):
   """Another schedule's steps, its sparsity times `factor` (see the tf_keras
   `ScaledSparsity`): one layer's share under a sparsity distribution."""

@@ -43,6 +43,8 @@ class TargetedDropout(kernel_wrappers.KernelWrapper):
     return dict(super().get_config(), rate=self.rate, targeted=self.targeted)
 
 
+# Deliberately parallel to tf_keras/targeted_dropout.py: the same public helpers over this
+# family's own wrapper class and model cloning.
 def targeted_dropout(model, rate=0.5, targeted=0.5, seed=0):
   """A clone of a Sequential/Functional Keras 3 `model` with every Dense and Conv
   layer wrapped in `TargetedDropout` (sharing the layers' weights)."""

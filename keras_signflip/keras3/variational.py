@@ -76,6 +76,8 @@ class VariationalDropout(kernel_wrappers.KernelWrapper):
                 train_clip=self.train_clip)
 
 
+# Deliberately parallel to tf_keras/variational.py: the same public helpers over this
+# family's own wrapper class and model cloning.
 def variational_dropout(model, strength=1e-4, seed=0, train_clip=False):
   """A clone of a Sequential/Functional Keras 3 model with every Dense and Conv
   layer wrapped in `VariationalDropout` (sharing the layers' weights)."""

@@ -15,6 +15,8 @@ from keras_signflip import hoyer_square as hoyer_lib
 from keras_signflip.tf_keras import prune as prune_lib
 from keras_signflip.tf_keras._framework import keras, tf, xp
 
+# Deliberately the same names as keras3/hoyer.py: the formula is bound to this family's
+# array namespace and the regularizer registered with its Keras.
 __all__ = ["HoyerSquare", "hoyer_square", "add_hoyer_square", "threshold_prune"]
 
 EPSILON = hoyer_lib.EPSILON

@@ -83,6 +83,8 @@ class L0Gate(keras.layers.Wrapper):
                 beta=self.beta, gamma=self.gamma, zeta=self.zeta, seed=self.seed)
 
 
+# Deliberately parallel to keras3/l0.py: the same public helpers over this
+# family's own wrapper class and model cloning.
 def l0_gates(model, strength=1e-4, init_keep=0.5, seed=0):
   """A clone of a Sequential/Functional tf_keras model with every Dense and Conv
   layer wrapped in `L0Gate` (sharing the layers' weights)."""

@@ -63,6 +63,8 @@ class GeometricSparsity(PruningSchedule):
     return cls(**config.get("config", config))
 
 
+# Deliberately parallel to keras3/schedules.py's: the arguments are checked once
+# (`sparsity_schedules.check_factor`); evaluation is this family's (graph or host).
 @keras.utils.register_keras_serializable(package="keras_signflip")
 class ScaledSparsity(PruningSchedule):
   """Another schedule's steps, its sparsity times `factor`: one layer's share of a

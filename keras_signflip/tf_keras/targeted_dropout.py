@@ -72,6 +72,8 @@ class TargetedDropout(keras.layers.Wrapper):
     return dict(super().get_config(), rate=self.rate, targeted=self.targeted, seed=self.seed)
 
 
+# Deliberately parallel to keras3/targeted_dropout.py: the same public helpers over this
+# family's own wrapper class and model cloning.
 def targeted_dropout(model, rate=0.5, targeted=0.5, seed=0):
   """A clone of a Sequential/Functional tf_keras `model` with every Dense and
   Conv layer wrapped in `TargetedDropout` (sharing the layers' weights)."""
