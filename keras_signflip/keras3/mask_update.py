@@ -22,6 +22,7 @@ import numpy as np
 
 from keras_signflip import criteria as criteria_lib
 from keras_signflip import mask_rules
+from keras_signflip import units as units_lib
 from keras_signflip.keras3 import gradient_noise
 from keras_signflip.keras3 import selection
 from keras_signflip.keras3 import state as state_lib
@@ -134,6 +135,8 @@ def compute_masks(states, sparsity, criterion, min_flips=None, kept=None, normal
 
 def _compute_masks(states, sparsity, criterion, min_flips, kept, normalization):
   """compute_masks after its checks (update_masks makes them before counting)."""
+  if isinstance(criterion, units_lib.Units):
+    return _unit_masks(states, sparsity, criterion, kept)
   scored = [_score(s, criterion) for s in states]
   scores, alive = [x for x, _ in scored], [a for _, a in scored]
   if normalization == "l2":
@@ -152,6 +155,24 @@ def _compute_masks(states, sparsity, criterion, min_flips, kept, normalization):
     return keep, kth
   masks = [ops.logical_and(m, a) for m, a in zip(keep, alive)]
   return masks, selection.threshold_score(scores, masks)
+
+
+def _unit_masks(states, sparsity, criterion, kept):
+  """Layer scope by units (`keras_signflip.units`): the kept count is of units."""
+  if kept is not None or len(states) != 1:
+    raise ValueError("Structured pruning (Units) ranks one layer's units by sparsity; an "
+                     "exact kept count or a global ranking is not supported.")
+  scores, alive = _score(states[0], criterion.base)
+  per_unit = units_lib.unit_scores(scores, alive, ops)
+
+  def tiebreaks():
+    keys = _tiebreaks(states, criterion.base)
+    return None if keys is None else [units_lib.unit_tiebreaks(keys[0], alive, ops)]
+  keep, = selection.select_top_k([per_unit], selection.kept_count(per_unit.shape[0], sparsity),
+                                 tiebreaks)
+  keep = ops.logical_and(keep, ops.greater(per_unit, float("-inf")))  # pruned stay pruned
+  mask = ops.logical_and(units_lib.expand(keep, tuple(scores.shape), ops), alive)
+  return [mask], selection.threshold_score([per_unit], [keep])
 
 
 def optimizer_slots(optimizer, weight):

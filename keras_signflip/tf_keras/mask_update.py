@@ -26,6 +26,7 @@ model together (global scope).
 """
 from keras_signflip import criteria as criteria_lib
 from keras_signflip import mask_rules
+from keras_signflip import units as units_lib
 from keras_signflip.tf_keras import selection
 from keras_signflip.tf_keras._framework import fused, tf, xp
 from keras_signflip.tf_keras.state import float32_value, master_variable
@@ -105,6 +106,8 @@ def compute_masks(states, sparsity, criterion, min_flips=None, kept=None, normal
     normalization: None, or "l2": each tensor's scores over the L2 norm of
       its unpruned scores (`score_normalization`).
   """
+  if isinstance(criterion, units_lib.Units):
+    return _unit_masks(states, sparsity, criterion, kept)
   scores, alive = _scores(states, criterion, normalization)
   total = sum(s.weight.shape.num_elements() for s in states)
   k = selection.kept_count(total, sparsity) if kept is None else tf.constant(kept, tf.int32)
@@ -123,6 +126,24 @@ def compute_masks(states, sparsity, criterion, min_flips=None, kept=None, normal
   # and the k-th score is the lowest kept: no further pass.
   return tf.cond(kth > float("-inf"), lambda: ([tf.identity(m) for m in keep], kth),
                  keep_only_live)
+
+
+def _unit_masks(states, sparsity, criterion, kept):
+  """Layer scope by units (`keras_signflip.units`): the kept count is of units."""
+  if kept is not None or len(states) != 1:
+    raise ValueError("Structured pruning (Units) ranks one layer's units by sparsity; an "
+                     "exact kept count or a global ranking is not supported.")
+  (scores,), (alive,) = _scores(states, criterion.base)
+  per_unit = units_lib.unit_scores(scores, alive, xp)
+  units = per_unit.shape[0]
+
+  def tiebreaks():
+    keys = _tiebreaks(states, criterion.base)
+    return None if keys is None else units_lib.unit_tiebreaks(keys[0], alive, xp)
+  keep = selection.select_top_k(per_unit, selection.kept_count(units, sparsity), tiebreaks)
+  keep = tf.math.logical_and(keep, per_unit > float("-inf"))  # monotone: pruned stay pruned
+  mask = tf.math.logical_and(units_lib.expand(keep, scores.shape, xp), alive)
+  return [mask], selection.threshold_score(per_unit, keep)
 
 
 def _block_masks(state, sparsity, criterion, block_size, pooling):
