@@ -17,7 +17,8 @@ PEERS = GRADIENT + SPARSE_START + ("targeted_dropout",)
 # Train dense under a penalty, then cut to the target by the method's own score (issue 15).
 REGULARIZERS = ("variational", "l0", "hoyer")
 METHODS = ("dense",) + ONE_SHOT + ("lottery", "lottery_matched") + PEERS + REGULARIZERS
-NO_FLIPS = ("magnitude", "magnitude_noise", "tfmot", "random", "lottery_matched") + PEERS + REGULARIZERS
+NO_FLIPS = (("magnitude", "magnitude_noise", "tfmot", "random", "lottery_matched")
+            + PEERS + REGULARIZERS)
 ABLATION = ("magnitude", "magnitude_noise", "hybrid", "flipout")
 # Lottery rounds prune to these sparsities in turn (a matched chain stops at
 # its target); round r >= 1 trains at the sparsity round r - 1 pruned to.
@@ -38,12 +39,12 @@ def training_flops(row):
     sum over steps of kept(step) / (epochs * ceil(train_examples / batch)).
 
   Dense, targeted dropout and the regularisers keep every weight (variational
-  dropout's local reparameterisation doubles its forward multiply-adds; not counted); SNIP, SET and RigL keep
-  1 - target from the first step (RigL's dense gradient at each of its ~30
-  updates adds < 0.3% of a dense run and is left out); one-shot methods halve
-  the kept weights at each of FlipOut's `event_steps`, the last capped at the
-  target; lottery rounds are equally long, round 0 dense and round r >= 1 at
-  the sparsity round r - 1 pruned to.
+  dropout's local reparameterisation doubles its forward multiply-adds; not
+  counted); SNIP, SET and RigL keep 1 - target from the first step (RigL's
+  dense gradient at each of its ~30 updates adds < 0.3% of a dense run and is
+  left out); one-shot methods halve the kept weights at each of FlipOut's
+  `event_steps`, the last capped at the target; lottery rounds are equally
+  long, round 0 dense and round r >= 1 at the sparsity round r - 1 pruned to.
   """
   dense_steps = row["epochs"] * -(-row["train_examples"] // row["batch"])
   method, target, steps = row["method"], row["target"], row["steps"]
@@ -110,7 +111,8 @@ def aggregate(rows):
         "sparsity": statistics.mean(r["sparsity"] for r in runs.values()),
         "steps": statistics.mean(r["steps"] for r in runs.values()),
         "flops": (statistics.mean(training_flops(r) for r in runs.values())
-                  if all(k in r for r in runs.values() for k in ("epochs", "batch", "train_examples"))
+                  if all(k in r for r in runs.values()
+                         for k in ("epochs", "batch", "train_examples"))
                   else None),
         "n": len(acc), "accuracy": acc,
         "vs_magnitude": (paired(acc, {s: r["test_accuracy"] for s, r in base.items()})
@@ -210,7 +212,8 @@ def answer(effects):
     recent_helps, recent_hurts = _where(rows, "recent_flips", 1), _where(rows, "recent_flips", -1)
     if any(e["recent_flips"] for e in rows):
       parts.append("RecentFlips (flips since the last event, then |w|) against magnitude "
-                   + (f"helps at {', '.join(recent_helps)}" if recent_helps else "helps at no target")
+                   + (f"helps at {', '.join(recent_helps)}" if recent_helps
+                      else "helps at no target")
                    + (f" and hurts at {', '.join(recent_hurts)}" if recent_hurts else "") + ".")
     best = [e for e in rows if e["flipout_vs_best"] is not None]
     if best:
@@ -229,7 +232,8 @@ def erk_start(agg, regime="flipout"):
   """The sparse starts with ERK densities against their plain form, per model and
   target: one sentence, the paired differences (points, 95% CI), or None."""
   parts = []
-  for model, target in sorted({(k[0], k[2]) for k in agg if k[1] == regime and k[3].endswith("_erk")}):
+  for model, target in sorted({(k[0], k[2]) for k in agg
+                               if k[1] == regime and k[3].endswith("_erk")}):
     cells = []
     for base in ("snip", "set", "rigl"):
       erk, plain = (agg.get((model, regime, target, m)) for m in (base + "_erk", base))

@@ -28,7 +28,8 @@ def main(argv):
   FLAGS.test_examples = FLAGS.test_examples or 2000
   FLAGS.epochs = max(FLAGS.epochs, 3)
   data, _ = common.load_data()
-  train_ds = data_lib.pipeline(data.train, FLAGS.batch_size, shuffle_seed=0, take=FLAGS.train_examples)
+  train_ds = data_lib.pipeline(data.train, FLAGS.batch_size, shuffle_seed=0,
+                               take=FLAGS.train_examples)
   test_ds = data_lib.pipeline(data.test, FLAGS.batch_size, take=FLAGS.test_examples)
   keras.utils.set_random_seed(0)
   model = models_lib.get(FLAGS.model)(data.input_shape, data.num_classes)

@@ -15,9 +15,10 @@ Other methods: `dense`; `tfmot` (TF-MOT prune_low_magnitude, per layer, the
 same schedule); `random` (global); `recent_flips` (RecentFlips: fewest flips
 since the last event kept, then largest |w|); `flip_triggered` (RecentFlips
 with min_flips: only weights that flipped >= --min_flips times since the last
-event are pruned, at most the schedule's amount, so the sparsity emerges); `lottery` (iterative global magnitude pruning
-with rewinding to initialisation, each round as long as a one-shot run, rounds
-landing exactly on 50, 75, 90, 95, 98, 99, 99.5, 99.8, 99.9%) and
+event are pruned, at most the schedule's amount, so the sparsity emerges);
+`lottery` (iterative global magnitude pruning with rewinding to initialisation,
+each round as long as a one-shot run, rounds landing exactly on 50, 75, 90, 95,
+98, 99, 99.5, 99.8, 99.9%) and
 `lottery_matched` (the same, with all rounds together as long as one
 one-shot run).
 
@@ -190,15 +191,17 @@ def _wrap(method, model, sparsity, epochs, steps_per_epoch, seed, criterion=None
   (`criterion`, when given, ranks instead of the method's own)."""
   kwargs = flipout.prune_kwargs(sparsity, epochs, steps_per_epoch)
   if method == "tfmot":
-    return tfmot.sparsity.keras.prune_low_magnitude(
-        model, pruning_schedule=kwargs["pruning_schedule"]), tfmot.sparsity.keras.UpdatePruningStep()
-  criterion = {"magnitude": lambda: "magnitude", "magnitude_noise": lambda: "magnitude",
-               "hybrid": lambda: kwargs["criterion"], "flipout": lambda: kwargs["criterion"],
-               "random": lambda: ksf.criteria.Random(seed),
-               "recent_flips": ksf.criteria.RecentFlips,
-               "flip_triggered": ksf.criteria.RecentFlips,
-               "saliency": ksf.criteria.Saliency,
-               "movement_score": ksf.criteria.MovementScore}[method]() if criterion is None else criterion
+    wrapped = tfmot.sparsity.keras.prune_low_magnitude(
+        model, pruning_schedule=kwargs["pruning_schedule"])
+    return wrapped, tfmot.sparsity.keras.UpdatePruningStep()
+  if criterion is None:
+    criterion = {"magnitude": lambda: "magnitude", "magnitude_noise": lambda: "magnitude",
+                 "hybrid": lambda: kwargs["criterion"], "flipout": lambda: kwargs["criterion"],
+                 "random": lambda: ksf.criteria.Random(seed),
+                 "recent_flips": ksf.criteria.RecentFlips,
+                 "flip_triggered": ksf.criteria.RecentFlips,
+                 "saliency": ksf.criteria.Saliency,
+                 "movement_score": ksf.criteria.MovementScore}[method]()
   return ksf.prune_sign_flip(
       model, pruning_schedule=kwargs["pruning_schedule"], criterion=criterion, scope="global",
       min_flips=FLAGS.min_flips if method == "flip_triggered" else None), ksf.UpdatePruningStep()
@@ -466,7 +469,8 @@ def run_lottery(regime, builder, data, seed, output_dir, sparsity=None, mode="re
 
 
 def _load_data():
-  source = "idx" if os.path.exists(os.path.join(FLAGS.idx_dir, "train-images-idx3-ubyte.gz")) else "auto"
+  source = ("idx" if os.path.exists(os.path.join(FLAGS.idx_dir, "train-images-idx3-ubyte.gz"))
+            else "auto")
   d = data_lib.load("fashion_mnist", source, FLAGS.idx_dir, log=lambda *a: None)
   n = min(FLAGS.train_examples, d.train_size - 5000)
   train = d.train.skip(5000).take(n).cache()
@@ -490,7 +494,8 @@ def jobs():
   in the plan's order: block, then seed, then method, then sparsity."""
   out = []
   for model, regime, methods in PLAN:
-    if (FLAGS.models and model not in FLAGS.models) or (FLAGS.regimes and regime not in FLAGS.regimes):
+    if ((FLAGS.models and model not in FLAGS.models)
+        or (FLAGS.regimes and regime not in FLAGS.regimes)):
       continue
     for seed in (int(s) for s in FLAGS.seeds):
       for method in methods:
@@ -538,7 +543,8 @@ def run_grid(data):
     if method in ("lottery", "lottery_matched"):
       start = time.time()
       name = f"{model_name}__{regime}__{method}__{s:g}__{seed}"
-      rows = run_lottery(regime, builder, data, seed, os.path.join(FLAGS.output_dir, "lottery", name),
+      rows = run_lottery(regime, builder, data, seed,
+                         os.path.join(FLAGS.output_dir, "lottery", name),
                          sparsity=None if method == "lottery" else s)
       targets = FLAGS.sparsities if method == "lottery" else [s]
       for t in targets:
@@ -627,7 +633,8 @@ def effect_plots(effects, output_dir):
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  series = (("flips_no_noise", "hybrid − magnitude"), ("flips_with_noise", "flipout − magnitude_noise"),
+  series = (("flips_no_noise", "hybrid − magnitude"),
+            ("flips_with_noise", "flipout − magnitude_noise"),
             ("noise", "magnitude_noise − magnitude"), ("recent_flips", "recent_flips − magnitude"))
   files = []
   for model, regime in sorted({(e["model"], e["regime"]) for e in effects}):
@@ -693,11 +700,13 @@ def report(rows, commands, data):
            "`flips` = hybrid − magnitude (no noise) and flipout − magnitude_noise (with noise); "
            "`noise` = magnitude_noise − magnitude; last column: flipout − the best method "
            "without flips at the same budget.", "",
-           "| model | regime | target | flips, no noise | flips, with noise | noise | recent_flips − magnitude | flipout − best without flips |",
+           "| model | regime | target | flips, no noise | flips, with noise | noise | "
+           "recent_flips − magnitude | flipout − best without flips |",
            "|---|---|---|---|---|---|---|---|"]
   for e in effects:
     lines.append(f"| {e['model']} | {e['regime']} | {100 * e['target']:g}% | "
-                 f"{ci_text(e['flips_no_noise'])} | {ci_text(e['flips_with_noise'])} | {ci_text(e['noise'])} | "
+                 f"{ci_text(e['flips_no_noise'])} | {ci_text(e['flips_with_noise'])} | "
+                 f"{ci_text(e['noise'])} | "
                  f"{ci_text(e['recent_flips'])} | "
                  f"{ci_text(e['flipout_vs_best'])} ({e['best_no_flips'] or '-'}) |")
   lines += ["", "## All results", "",
@@ -705,11 +714,13 @@ def report(rows, commands, data):
             "Steps: optimizer steps spent (all lottery rounds included). FLOPs: training "
             "compute of the prunable weights relative to one dense run (`analysis.training_flops`"
             ": kept fraction summed over steps; exact for MLPs, approximate for conv nets).", "",
-            "| model | regime | target | method | sparsity | test accuracy % | vs magnitude | steps | FLOPs × dense | n |",
+            "| model | regime | target | method | sparsity | test accuracy % | vs magnitude | "
+            "steps | FLOPs × dense | n |",
             "|---|---|---|---|---|---|---|---|---|---|"]
   for (model, regime, target, method), v in sorted(
       agg.items(), key=lambda kv: (kv[0][:3], METHODS.index(kv[0][3]))):
-    lines.append(f"| {model} | {regime} | {100 * target:g}% | {method} | {100 * v['sparsity']:.2f}% | "
+    lines.append(f"| {model} | {regime} | {100 * target:g}% | {method} | "
+                 f"{100 * v['sparsity']:.2f}% | "
                  f"{100 * v['accuracy_mean']:.2f} ± {100 * v['accuracy_std']:.2f} | "
                  f"{ci_text(v['vs_magnitude'])} | {v['steps']:.0f} | "
                  f"{'-' if v['flops'] is None else format(v['flops'], '.3f')} | {v['n']} |")
@@ -722,7 +733,8 @@ def report(rows, commands, data):
               "|θ·z|; |w|) with no further training. Natural: what the penalty reached alone "
               "(log α ≥ 3; shut gates; |w| < 1e-3) and the accuracy there. Strength: "
               "× 1/(training examples) for variational dropout and L0, as is for Hoyer.", "",
-              "| model | regime | target | method | strength | natural sparsity | natural accuracy % | accuracy at target % | vs magnitude | n |",
+              "| model | regime | target | method | strength | natural sparsity | "
+              "natural accuracy % | accuracy at target % | vs magnitude | n |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for (model, regime, target, method), v in regularized:
       lines.append(f"| {model} | {regime} | {100 * target:g}% | {method} | {v['strength']:g} | "

@@ -101,8 +101,9 @@ def report(rows, path, sources):
   lines += ["", "| model | target | epochs | arm | test accuracy % (mean ± std) | n |",
             "|---|---|---|---|---|---|"]
   for epochs in sorted({r["epochs"] for r in rows}):
-    for (model, _, target, method), v in sorted(aggregate([r for r in rows if r["epochs"] == epochs]).items(),
-                                                key=lambda kv: (kv[0][0], kv[0][2], ARMS.index(kv[0][3]))):
+    for (model, _, target, method), v in sorted(
+        aggregate([r for r in rows if r["epochs"] == epochs]).items(),
+        key=lambda kv: (kv[0][0], kv[0][2], ARMS.index(kv[0][3]))):
       lines.append(f"| {model} | {100 * target:g}% | {epochs} | {method} | "
                    f"{100 * v['accuracy_mean']:.2f} ± {100 * v['accuracy_std']:.2f} | {v['n']} |")
   lines.append("")

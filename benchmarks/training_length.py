@@ -36,7 +36,8 @@ from benchmarks.length_analysis import (GRID_RAW, ROOT, jobs, load_rows, raw_pat
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string("length_seeds", "0,1,2", "Seeds of the study (paired across arms).")
-flags.DEFINE_string("length_dir", ROOT, "The study's raw results (e{epochs}/raw/), report and figures.")
+flags.DEFINE_string("length_dir", ROOT,
+                    "The study's raw results (e{epochs}/raw/), report and figures.")
 flags.DEFINE_string("grid_dir", GRID_RAW, "The main grid's results: the 10-epoch rows.")
 flags.DEFINE_string("length_report", None, "The study's report; default {length_dir}/README.md.")
 
@@ -47,7 +48,8 @@ def _raw_path(model, epochs, method, target, seed):
 
 def run(shard, shards, seeds):
   every = jobs(seeds)
-  mine = [j for i, j in enumerate(every) if i % shards == shard and not os.path.exists(_raw_path(*j))]
+  mine = [j for i, j in enumerate(every)
+          if i % shards == shard and not os.path.exists(_raw_path(*j))]
   done = sum(os.path.exists(_raw_path(*j)) for j in every)
   print(f"training_length: {len(every)} jobs, {done} done, {len(mine)} for shard "
         f"{shard}/{shards}", flush=True)

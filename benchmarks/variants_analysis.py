@@ -164,7 +164,8 @@ def report(root=ROOT, grid_dir=GRID, path=None):
            "examples), 10 epochs, FlipOut's regime and schedule, global ranking.", "",
            "## The choice of p, on the validation split", "",
            f"Mean validation accuracy over targets {', '.join(f'{t:.1%}' for t in TARGETS)} and "
-           f"selection seeds {', '.join(map(str, SELECTION_SEEDS))} (the test set is not read).", "",
+           f"selection seeds {', '.join(map(str, SELECTION_SEEDS))} "
+           "(the test set is not read).", "",
            "| variant | " + " | ".join(f"p = {p:g}" for p in POWERS) + " | chosen |",
            "|---|" + "---|" * (len(POWERS) + 1)]
   for m in VARIANTS:

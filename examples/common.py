@@ -66,7 +66,8 @@ flags.DEFINE_enum("strategy", "auto", STRATEGIES,
 flags.DEFINE_bool("mixed_precision", False, "Use the mixed_float16 policy.")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the training step.")
 flags.DEFINE_string("export_dir", None, "Write a sparse SavedModel here.")
-flags.DEFINE_string("output_dir", None, "Run directory: checkpoints or round artifacts, logs, summaries.")
+flags.DEFINE_string("output_dir", None, "Run directory: checkpoints or round artifacts, "
+                    "logs, summaries.")
 flags.DEFINE_bool("resume", False, "Continue the run in --output_dir where it stopped (with "
                   "the configuration it started with; more --epochs extend it).")
 flags.DEFINE_bool("overwrite", False, "Replace an earlier keras_signflip run at --output_dir "
@@ -198,7 +199,8 @@ def make_optimizer(total_steps=None, keras_module=None, warmup=None):
   keras_module, warmup = keras_module or keras, warmup or Warmup
   if FLAGS.optimizer == "flipout":
     return make_flipout_optimizer(total_steps, None if keras_module is keras else keras_module)
-  lr = warmup(FLAGS.learning_rate, FLAGS.warmup_steps) if FLAGS.warmup_steps else FLAGS.learning_rate
+  lr = (warmup(FLAGS.learning_rate, FLAGS.warmup_steps) if FLAGS.warmup_steps
+        else FLAGS.learning_rate)
   optimizers = keras_module.optimizers
   opt = {"adam": lambda: optimizers.Adam(lr),
          "sgd": lambda: optimizers.SGD(lr),
@@ -248,7 +250,8 @@ def build_model(input_shape, num_classes, total_steps):
   if FLAGS.criterion == "none":
     return model
   if FLAGS.criterion == "tfmot":
-    return tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=make_schedule(total_steps))
+    return tfmot.sparsity.keras.prune_low_magnitude(
+        model, pruning_schedule=make_schedule(total_steps))
   return ksf.prune_sign_flip(model, pruning_schedule=make_schedule(total_steps),
                              criterion=make_criterion(), scope=FLAGS.scope,
                              min_flips=FLAGS.min_flips)
@@ -301,7 +304,8 @@ def check_schedule(steps_per_epoch):
     raise UsageError(
         f"the pruning schedule cannot reach --target_sparsity={FLAGS.target_sparsity:g} in this "
         f"run: its last pruning step inside the run's {run_steps} steps "
-        f"({run_steps // steps_per_epoch} epochs of {steps_per_epoch}) prunes to {100 * reached:.2f}% (begin step "
+        f"({run_steps // steps_per_epoch} epochs of {steps_per_epoch}) prunes to "
+        f"{100 * reached:.2f}% (begin step "
         f"{schedule.begin_step}, end step {end}, frequency {schedule.frequency}). Set "
         "--end_step to --begin_step plus a multiple of --frequency within the run, lower "
         "--frequency, or train longer (--epochs).")

@@ -95,7 +95,8 @@ def export_run(run_dir, export_dir, tflite=False, overwrite=False, values_dtype=
   print(f"  test accuracy: restored model {report['test_accuracy']:.4f}, reloaded export "
         f"{report['reloaded_test_accuracy']:.4f} ({values_dtype} values)")
   if tflite:
-    report["tflite_bytes"] = export_lib.export_tflite(model, os.path.join(export_dir, "model.tflite"))
+    report["tflite_bytes"] = export_lib.export_tflite(
+        model, os.path.join(export_dir, "model.tflite"))
     print(f"  TFLite: {report['tflite_bytes']:,} bytes")
   return report
 

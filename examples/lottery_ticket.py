@@ -109,10 +109,12 @@ def validate():
     raise common.UsageError(f"--criterion must be one of {sorted(criteria_lib.CRITERIA)} here.")
   bad = [m for m in FLAGS.reinit if m not in reinit_lib.MODES]
   if bad or not FLAGS.reinit:
-    raise common.UsageError(f"--reinit={','.join(FLAGS.reinit)}: expected a list of {list(reinit_lib.MODES)}.")
+    raise common.UsageError(f"--reinit={','.join(FLAGS.reinit)}: expected a list of "
+                            f"{list(reinit_lib.MODES)}.")
   if FLAGS.rounds < (1 if FLAGS.early_bird else 0):
     raise common.UsageError(f"--rounds={FLAGS.rounds} must be >= "
-                            f"{1 if FLAGS.early_bird else 0}{' with --early_bird' * FLAGS.early_bird}.")
+                            f"{1 if FLAGS.early_bird else 0}"
+                            f"{' with --early_bird' * FLAGS.early_bird}.")
   if not 0 < FLAGS.early_bird_epsilon <= 1:
     raise common.UsageError(f"--early_bird_epsilon={FLAGS.early_bird_epsilon} must be in (0, 1].")
   if FLAGS.validation_examples < 1:

@@ -64,7 +64,8 @@ class Run:
   """An opened run directory: its path, lock, and the configuration it runs with."""
 
   def __init__(self, path, config, resumed_config, lock_file):
-    self.path, self.config, self.resumed_config, self._lock = path, config, resumed_config, lock_file
+    self.path, self.config, self.resumed_config = path, config, resumed_config
+    self._lock = lock_file
 
   def close(self):
     self._lock.close()
@@ -169,7 +170,8 @@ def prepare(steps_per_epoch):
   """Checks the run directory and the schedule before anything is built or written;
   returns the opened `run_dir.Run` (None without --output_dir)."""
   if common.FLAGS.output_dir:
-    resolved, _ = inspect(common.FLAGS.output_dir, config(), common.FLAGS.resume, common.FLAGS.overwrite)
+    resolved, _ = inspect(common.FLAGS.output_dir, config(), common.FLAGS.resume,
+                          common.FLAGS.overwrite)
     common.FLAGS.schedule_epochs = resolved["schedule_epochs"]
   common.check_schedule(steps_per_epoch)
   if common.FLAGS.output_dir:

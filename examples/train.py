@@ -101,8 +101,8 @@ def restore_newest_readable(checkpoint, manager, variables):
     except (AssertionError, ValueError, tf.errors.OpError) as e:
       for v, value in zip(variables, before):
         v.assign(value)
-      raise common.UsageError(f"{path} does not fit this run's model ({str(e).splitlines()[0][:300]}); "
-                              "nothing was restored.") from None
+      raise common.UsageError(f"{path} does not fit this run's model "
+                              f"({str(e).splitlines()[0][:300]}); nothing was restored.") from None
     for bad, why in failures:
       print(f"warning: checkpoint {bad} is unreadable ({why}); resuming from {path} instead.",
             file=sys.stderr)
@@ -226,7 +226,8 @@ def _run(strategy, data, steps_per_epoch, global_batch, started):
     common.check_final_sparsity(model)
   except common.RunError:
     if output_dir and chief:
-      common.dump_json(dict(summary, target_reached=False), os.path.join(output_dir, "summary.json"))
+      common.dump_json(dict(summary, target_reached=False),
+                       os.path.join(output_dir, "summary.json"))
     raise
   if FLAGS.export_dir and chief:
     report = export_lib.export_saved_model(model, FLAGS.export_dir, overwrite=FLAGS.overwrite,

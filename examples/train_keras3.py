@@ -59,7 +59,8 @@ def _build(data, total_steps):
     model = ksf.prune_sign_flip(model, pruning_schedule=schedule,
                                 criterion=common.make_criterion(), scope=FLAGS.scope,
                                 min_flips=FLAGS.min_flips)
-  model.compile(_optimizer(total_steps), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+  model.compile(_optimizer(total_steps),
+                keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                 metrics=["accuracy"])
   return model
 
@@ -109,7 +110,8 @@ def load_newest_readable(paths):
     try:
       model = keras.saving.load_model(path)
     except Exception as e:  # pylint: disable=broad-except  (any corruption: report, fall back)
-      failures.append((path, f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"))
+      failures.append((path, f"{type(e).__name__}: "
+                             f"{str(e).splitlines()[0][:200] if str(e) else ''}"))
       continue
     for bad, why in failures:
       print(f"warning: checkpoint {bad} is unreadable ({why}); resuming from {path} instead.",
@@ -185,7 +187,8 @@ def _run(data, steps_per_epoch, started):
     common.check_final_sparsity(model)
   except common.RunError:
     if output_dir:
-      common.dump_json(dict(summary, target_reached=False), os.path.join(output_dir, "summary.json"))
+      common.dump_json(dict(summary, target_reached=False),
+                       os.path.join(output_dir, "summary.json"))
     raise
   if FLAGS.export_dir:
     plain = ksf.strip_pruning(model) if FLAGS.criterion != "none" else model

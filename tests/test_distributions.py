@@ -74,7 +74,8 @@ def test_erk_at_layer_scope_reaches_each_layers_sparsity_and_leaves_dense_layers
   schedule = tfmot.sparsity.keras.PolynomialDecay(0.0, 0.9, begin_step=0, end_step=8, frequency=2)
   model = ksf.prune_sign_flip(_conv_model(), pruning_schedule=schedule, criterion="magnitude",
                               sparsity_distribution="erk", dense_layers=["last"])
-  wrapped = {w.layer.name for w in ksf.collect_wrappers(model) if w.flip_states}  # as TF-MOT, Flatten is wrapped too
+  # As TF-MOT, Flatten is wrapped too.
+  wrapped = {w.layer.name for w in ksf.collect_wrappers(model) if w.flip_states}
   assert wrapped == {"c1", "c2", "f1"}
   shapes = {l.name: tuple(l.kernel.shape) for l in _conv_model().layers if hasattr(l, "kernel")}
   want = distributions.layer_sparsities(shapes, 0.9, "erk", dense_layers=["last"])

@@ -30,7 +30,8 @@ def test_bad_arguments(kwargs, match):
 @pytest.mark.parametrize("sparsity", [1.0, -0.1, 1.5])
 def test_sparsity_outside_unit_interval(sparsity):
   with pytest.raises(ValueError):
-    ksf.prune_sign_flip(tu.mlp(), pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(sparsity, 0))
+    ksf.prune_sign_flip(tu.mlp(),
+                        pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(sparsity, 0))
   with pytest.raises(ValueError, match="max_sparsity"):
     ksf.tf_keras.schedules.GeometricSparsity(0.5, 1, max_sparsity=sparsity)
 
@@ -57,7 +58,8 @@ def test_keras3_model_goes_to_the_keras3_path_not_tfmot():
     tf_keras_path.prune_sign_flip(model)
   wrapped = ksf.prune_sign_flip(model)
   assert type(wrapped.layers[0]).__module__ == "keras_signflip.keras3.wrapper"
-  assert type(ksf.prune_sign_flip(keras3.layers.Dense(2))).__module__ == "keras_signflip.keras3.wrapper"
+  assert (type(ksf.prune_sign_flip(keras3.layers.Dense(2))).__module__
+          == "keras_signflip.keras3.wrapper")
 
 
 def test_unsupported_layer_fails_before_wrapping():
@@ -103,8 +105,9 @@ def test_nan_weights_refused_before_training():
 
 
 def test_nan_weights_at_mask_update_stop_without_changing_masks():
-  model = ksf.prune_sign_flip(tu.mlp(), criterion="magnitude",
-                              pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(0.5, 0, frequency=1))
+  model = ksf.prune_sign_flip(
+      tu.mlp(), criterion="magnitude",
+      pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(0.5, 0, frequency=1))
   state = ksf.collect_wrappers(model)[0].flip_states[0]
   w = state.weight.numpy()
   w[1, 1] = np.inf

@@ -108,7 +108,8 @@ def test_old_class_names_are_the_new_classes():
 def test_the_data_loader_imports_neither_tf_keras_nor_tfmot():
   code = ("import sys\n"
           "import keras_signflip.data\n"
-          "loaded = [m for m in ('tf_keras', 'tensorflow_model_optimization') if m in sys.modules]\n"
+          "loaded = [m for m in ('tf_keras', 'tensorflow_model_optimization') "
+          "if m in sys.modules]\n"
           "assert not loaded, loaded\n"
           "print('ok')\n")
   env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}

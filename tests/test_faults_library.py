@@ -221,7 +221,8 @@ def test_tfmot_schedule_nan_sparsity_is_refused_by_tfmot_itself():
 ])
 def test_prune_sign_flip_argument_types(kwargs, name):
   base = _base()
-  with pytest.raises(ValueError, match=rf"Received an invalid value for `{name}`.*Received: {name}="):
+  with pytest.raises(ValueError,
+                     match=rf"Received an invalid value for `{name}`.*Received: {name}="):
     ksf.prune_sign_flip(base, **kwargs)
   assert all(l.kernel.constraint is None for l in base.layers)
 
@@ -350,7 +351,8 @@ out["arguments"] = {
     "min_flips": error(lambda: ksf.prune_sign_flip(base(), min_flips=True)),
     "keep_reference": error(lambda: ksf.prune_sign_flip(base(), keep_reference="no")),
     "kwargs": error(lambda: ksf.prune_sign_flip(base(), name="ignored")),
-    "hybrid_nan": error(lambda: ksf.prune_sign_flip(base(), criterion=criteria.Hybrid(float("nan")))),
+    "hybrid_nan": error(
+        lambda: ksf.prune_sign_flip(base(), criterion=criteria.Hybrid(float("nan")))),
 }
 print("RESULT " + json.dumps(out))
 '''
@@ -385,7 +387,8 @@ def test_keras3_fit_without_update_pruning_step_raises_before_any_step(keras3_re
 def test_keras3_model_assembled_from_wrapped_layers_refuses_its_first_training_call(
     keras3_results):
   got = keras3_results["assembled"]
-  assert got["error"] is not None and FIX in got["error"] and "prune_sign_flip_inner" in got["error"]
+  assert (got["error"] is not None and FIX in got["error"]
+          and "prune_sign_flip_inner" in got["error"])
   assert got["unchanged"]
 
 

@@ -20,7 +20,8 @@ _QUIET = dict(log=lambda *a: None)
 
 
 def _config(**kwargs):
-  defaults = dict(epochs=1, seed=1) if "round_sparsities" in kwargs else dict(rounds=1, epochs=1, seed=1)
+  defaults = (dict(epochs=1, seed=1) if "round_sparsities" in kwargs
+              else dict(rounds=1, epochs=1, seed=1))
   return lottery.LotteryConfig(**{**defaults, **kwargs})
 
 
@@ -90,7 +91,8 @@ def test_changed_prune_rate_is_refused_naming_old_and_new(runs, tmp_path):
     (dict(epochs=2, scope="global", rewind_step="2it"),
      ["epochs: recorded 1, given 2", "scope: recorded 'layer', given 'global'",
       "prune_rate_output: recorded 0.1, given None", "rewind_step: recorded 0, given 2"]),
-    (dict(init_mask=[np.ones((8, 20)), np.ones((20, 3))]), ["init_mask: recorded None, given 'sha256:"]),
+    (dict(init_mask=[np.ones((8, 20)), np.ones((20, 3))]),
+     ["init_mask: recorded None, given 'sha256:"]),
 ])
 def test_changed_fields_are_refused_each_named(runs, tmp_path, change, named):
   path = _copy(runs, "one", tmp_path)
@@ -165,7 +167,8 @@ def test_appending_a_control_mode_continues(runs, tmp_path):
 # Validated at the boundary.
 
 @pytest.mark.parametrize("field,value,accepted", [
-    ("rounds", True, "integer >= 0"), ("rounds", -1, "integer >= 0"), ("rounds", 1.0, "integer >= 0"),
+    ("rounds", True, "integer >= 0"), ("rounds", -1, "integer >= 0"),
+    ("rounds", 1.0, "integer >= 0"),
     ("prune_rate", float("inf"), "(0, 1)"), ("prune_rate", float("nan"), "(0, 1)"),
     ("prune_rate", True, "(0, 1)"), ("prune_rate", "0.2", "(0, 1)"), ("prune_rate", 0, "(0, 1)"),
     ("prune_rate_output", 1.0, "(0, 1)"),
@@ -183,7 +186,8 @@ def test_bad_config_fields_are_refused_naming_field_value_and_range(field, value
   with pytest.raises(ValueError) as e:
     lottery.LotteryConfig(**{field: value})
   message = str(e.value)
-  assert f"`{field}`" in message and f"{field}={value!r}" in message and accepted in message, message
+  assert (f"`{field}`" in message and f"{field}={value!r}" in message
+          and accepted in message), message
 
 
 # Unreadable artifacts.
@@ -319,5 +323,6 @@ def test_binary_refuses_a_changed_flag_on_resume_and_bad_directories(tmp_path, c
   assert "is a file" in _binary_error(capsys, **{**common, "output_dir": tmp_path / "file"})
   (tmp_path / "mine").mkdir()
   (tmp_path / "mine" / "notes.txt").write_text("mine")
-  assert "holds no lottery run" in _binary_error(capsys, **{**common, "output_dir": tmp_path / "mine"})
+  assert "holds no lottery run" in _binary_error(
+      capsys, **{**common, "output_dir": tmp_path / "mine"})
   assert "eval_every" in _binary_error(capsys, **common, resume=True, eval_every=0)

@@ -43,7 +43,8 @@ def _write(root, method, target, seed, test, val=None, power=None, in_name=False
   if power is not None:
     row["power"] = power
   tag = f"__p{power:g}" if in_name else ""
-  with open(os.path.join(root, "raw", f"lenet_300_100__flipout__{method}{tag}__{target:g}__{seed}.json"),
+  with open(os.path.join(root, "raw",
+                         f"lenet_300_100__flipout__{method}{tag}__{target:g}__{seed}.json"),
             "w") as f:
     json.dump(row, f)
 
@@ -72,7 +73,8 @@ def test_report_jobs_skip_the_grids_rows_and_run_the_rest(study, tmp_path):
       for s in study.GRID_SEEDS:
         _write(grid, m, t, s, test=0.5)
   jobs = study.report_jobs({"recent_hybrid": 3.0, "lrr_hybrid": 1.0}, grid)
-  n_t, n_s, extra = len(study.TARGETS), len(study.REPORT_SEEDS), len(study.REPORT_SEEDS) - len(study.GRID_SEEDS)
+  n_t, n_s = len(study.TARGETS), len(study.REPORT_SEEDS)
+  extra = len(study.REPORT_SEEDS) - len(study.GRID_SEEDS)
   assert len(jobs) == len(set(jobs)) == 3 * n_t * n_s + 4 * n_t * extra
   assert {(m, p) for m, _, _, p in jobs if m in study.VARIANTS} == {("recent_hybrid", 3.0),
                                                                     ("lrr_hybrid", 1.0)}
@@ -93,7 +95,8 @@ def test_paired_differences_and_report_against_a_recount(study, tmp_path):
     _write(root, "recent_hybrid", study.TARGETS[0], s, test=0.0, val=0.1, power=2.0, in_name=True)
   eff = study.effects(study.report_rows(root, grid))
   t = study.TARGETS[-1]
-  d = np.array([acc[("lrr_hybrid", t, s)] - acc[("lrr_magnitude", t, s)] for s in study.REPORT_SEEDS])
+  d = np.array([acc[("lrr_hybrid", t, s)] - acc[("lrr_magnitude", t, s)]
+                for s in study.REPORT_SEEDS])
   half = 2.7764451051977987 * d.std(ddof=1) / math.sqrt(len(d))  # t(0.975, 4)
   got = eff[("lrr_hybrid", "lrr_magnitude", t)]
   assert got["n"] == 5

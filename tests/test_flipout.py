@@ -35,7 +35,8 @@ def test_every_run_length_keeps_a_recovery_tail():
   assert flipout.event_steps(0.999, 30, 430) == [round(30 * 430 / 11) * k for k in range(1, 11)]
   for target in (0.9, 0.98, 0.995, 0.998, 0.999):
     m = flipout.events(target)
-    for epochs, steps_per_epoch in [(e, 50) for e in range(1, 400)] + [(1, s) for s in range(m + 1, 200)]:
+    for epochs, steps_per_epoch in ([(e, 50) for e in range(1, 400)]
+                                    + [(1, s) for s in range(m + 1, 200)]):
       steps = flipout.event_steps(target, epochs, steps_per_epoch)
       assert len(steps) == m and 0 < steps[0] and steps[-1] < epochs * steps_per_epoch
 

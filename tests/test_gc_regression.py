@@ -38,8 +38,9 @@ class Sequence(tf.test.TestCase):
     model.save_weights(path)
     same = build()
     same.load_weights(path)
-    pruned = ksf.prune_sign_flip(same, criterion="magnitude",
-                                 pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(0.5, 0, -1, 1))
+    pruned = ksf.prune_sign_flip(
+        same, criterion="magnitude",
+        pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(0.5, 0, -1, 1))
     np.testing.assert_array_equal(model.predict(np.ones((4, 10)), verbose=0),
                                   pruned.predict(np.ones((4, 10)), verbose=0))
 

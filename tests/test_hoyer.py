@@ -53,7 +53,8 @@ def test_bad_arguments():
     hoyer.threshold_prune(_trained(0.0), -0.1)
   with pytest.raises(ValueError, match="prune_sign_flip"):
     hoyer.threshold_prune(tu.mlp(), 0.1)
-  assert keras.regularizers.get(keras.regularizers.serialize(hoyer.HoyerSquare(0.25))).strength == 0.25
+  assert keras.regularizers.get(
+      keras.regularizers.serialize(hoyer.HoyerSquare(0.25))).strength == 0.25
 
 
 def test_threshold_prune_zeroes_the_optimizer_slots_of_pruned_weights():

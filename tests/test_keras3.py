@@ -80,7 +80,8 @@ def test_tf_keras_path_works_without_keras3():
       "import sys; sys.modules['keras'] = None  # Keras 3 not installed\n"
       "import numpy as np, tf_keras as keras, keras_signflip as ksf\n"
       "base = keras.Sequential([keras.layers.Dense(4, input_shape=(3,)), keras.layers.Dense(2)])\n"
-      "m = ksf.prune_sign_flip(base, criterion='hybrid', pruning_schedule=ksf.tf_keras.schedules.GeometricSparsity(0.5, 1))\n"
+      "m = ksf.prune_sign_flip(base, criterion='hybrid', "
+      "pruning_schedule=ksf.tf_keras.schedules.GeometricSparsity(0.5, 1))\n"
       "m.compile('sgd', 'mse')\n"
       "m.fit(np.ones((8, 3)), np.ones((8, 2)), verbose=0, callbacks=[ksf.UpdatePruningStep()])\n"
       "print('sparsity', ksf.sparsity_report(m)['overall'])\n")

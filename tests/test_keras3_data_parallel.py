@@ -39,8 +39,9 @@ def train(devices):
                              keras.layers.Dense(12, activation="tanh", name="b"),
                              keras.layers.Dense(3, name="c")],
                             name="sequential")  # as named in a fresh process: `random` reads it
-    model = ksf.prune_sign_flip(base, criterion="random", scope="global",
-                                pruning_schedule=schedules.PolynomialDecay(0.1, 0.3, 2, 30, frequency=3))
+    model = ksf.prune_sign_flip(
+        base, criterion="random", scope="global",
+        pruning_schedule=schedules.PolynomialDecay(0.1, 0.3, 2, 30, frequency=3))
     model.compile(keras.optimizers.SGD(0.5, momentum=0.9),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x, y, batch_size=32, epochs=4, shuffle=False, verbose=0,

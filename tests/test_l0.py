@@ -6,7 +6,7 @@ import pytest
 
 import keras_signflip as ksf
 from keras_signflip.tf_keras import l0
-from keras_signflip.tf_keras._compat import keras, tf
+from keras_signflip.tf_keras._compat import keras
 from tests import testing_utils as tu
 
 B, G, Z = 2 / 3, -0.1, 1.1

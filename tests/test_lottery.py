@@ -1,6 +1,4 @@
 """Lottery tickets: rewinding, re-initialisation, exact counts, early-bird, resume."""
-import json
-
 import numpy as np
 import pytest
 
@@ -38,7 +36,8 @@ TEST = tf.data.Dataset.from_tensor_slices((X[64:], Y[64:])).batch(64)
 
 def _run(tmp_path, **kwargs):
   config = lottery.LotteryConfig(**{**dict(rounds=3, epochs=2, seed=1), **kwargs})
-  return lottery.run(_make, _compile, _train_data, VAL, TEST, config, str(tmp_path), log=lambda *a: None)
+  return lottery.run(_make, _compile, _train_data, VAL, TEST, config, str(tmp_path),
+                     log=lambda *a: None)
 
 
 def test_rewind_restores_every_variable_exactly_at_step_k():
@@ -72,7 +71,8 @@ def test_rewind_point_after_training_is_too_late_reported(tmp_path):
     _run(tmp_path, rounds=1, epochs=1, rewind_step="500it")
 
 
-@pytest.mark.parametrize("duration,expected", [(0, 0), (7, 7), ("12it", 12), ("2ep", 20), (" 3 ep", 30)])
+@pytest.mark.parametrize("duration,expected",
+                         [(0, 0), (7, 7), ("12it", 12), ("2ep", 20), (" 3 ep", 30)])
 def test_durations(duration, expected):
   assert rewind.steps(duration, steps_per_epoch=10) == expected
 
@@ -97,7 +97,8 @@ def test_signed_constant_and_shuffle():
   by_name = lambda snap, n: snap.values[snap.names.index(n)]  # noqa: E731
   reinit.reinitialize(model, "signed_constant", late, init)
   for s, m in zip(states, masks):
-    w, w_rewind, w_init = s.weight.numpy(), by_name(late, s.weight.name), by_name(init, s.weight.name)
+    w, w_rewind, w_init = (s.weight.numpy(), by_name(late, s.weight.name),
+                           by_name(init, s.weight.name))
     std = np.std(w_init)
     np.testing.assert_allclose(w[m > 0], np.sign(w_rewind[m > 0]) * std, rtol=1e-6)
     assert not np.any(w[m == 0])
@@ -123,7 +124,8 @@ def test_exact_counts_after_n_rounds_and_resume_reproduces(tmp_path, scope):
   for r in range(4):
     masks = lottery.load_masks(str(tmp_path / "full" / f"masks_{r}.npz"))
     if scope == "layer":
-      assert [int(m.sum()) for m in masks] == [round(sizes[0] * 0.8 ** r), round(sizes[1] * 0.9 ** r)]
+      assert [int(m.sum()) for m in masks] == [round(sizes[0] * 0.8 ** r),
+                                               round(sizes[1] * 0.9 ** r)]
     else:
       assert sum(int(m.sum()) for m in masks) == round(sum(sizes) * 0.8 ** r)
     if r:
@@ -140,8 +142,10 @@ def test_exact_counts_after_n_rounds_and_resume_reproduces(tmp_path, scope):
   with pytest.raises(KeyboardInterrupt):
     lottery.run(_make, _compile, _train_data, VAL, TEST, config, str(tmp_path / "cut"),
                 log=lambda *a: None, extra_callbacks=lambda r: [Kill()] if r == 2 else [])
-  assert [row["round"] for row in lottery.load_results(str(tmp_path / "cut" / "results.json"))] == [0, 1]
-  lottery.run(_make, _compile, _train_data, VAL, TEST, config, str(tmp_path / "cut"), log=lambda *a: None)
+  assert [row["round"] for row in lottery.load_results(
+      str(tmp_path / "cut" / "results.json"))] == [0, 1]
+  lottery.run(_make, _compile, _train_data, VAL, TEST, config, str(tmp_path / "cut"),
+              log=lambda *a: None)
   strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_seconds"} for r in rows]  # noqa: E731
   assert strip(lottery.load_results(str(tmp_path / "cut" / "results.json"))) == strip(
       lottery.load_results(str(tmp_path / "full" / "results.json")))
@@ -187,7 +191,8 @@ def test_early_bird_rule_on_hand_built_masks():
   c = _mask([0] * 10 + [1] * 10)              # distance 1.0 from a
   assert early_bird.hamming(a[0:1], b[0:1]) == pytest.approx(0.1)
   seq = [c, a, a, b, a, a]
-  reached = [early_bird.early_bird_reached(seq[:i + 1], epsilon=0.1, window=5) for i in range(len(seq))]
+  reached = [early_bird.early_bird_reached(seq[:i + 1], epsilon=0.1, window=5)
+             for i in range(len(seq))]
   # Window full at index 4, but c is still in it; holds first at index 5.
   assert reached == [False, False, False, False, False, True]
   assert not early_bird.early_bird_reached([a, a, a, a], 0.1, 5)  # window not full
@@ -249,7 +254,8 @@ class _Probe(keras.callbacks.Callback):
 def test_late_rewinding_continues_the_optimizer_and_schedule_from_step_k(tmp_path):
   def compile_sgd(model):
     model.compile(keras.optimizers.SGD(_Schedule(), momentum=0.9),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
 
   _Probe.rounds = []
   k = 8  # 6 steps an epoch: epoch 1, batch 2

@@ -65,8 +65,10 @@ def _reference_masks(model, name, scope, sparsity, min_flips=None):
     if min_flips:
       cand = [a & (f >= min_flips) for (w, f, r, a) in arrays]
       k = max(k, sum(int((a & ~c).sum()) for a, c in zip(alive, cand)))
-      scores = [np.where(c, s, np.where(a, np.inf, -np.inf)) for s, a, c in zip(scores, alive, cand)]
-    second = None if TIEBREAKS[name] is None else [TIEBREAKS[name](w, f, r) for w, f, r, _ in arrays]
+      scores = [np.where(c, s, np.where(a, np.inf, -np.inf))
+                for s, a, c in zip(scores, alive, cand)]
+    second = (None if TIEBREAKS[name] is None
+              else [TIEBREAKS[name](w, f, r) for w, f, r, _ in arrays])
     out += [m & a for m, a in zip(tu.reference_topk(scores, k, second), alive)]
   return out
 
@@ -186,10 +188,11 @@ def test_property_exact_counts_monotone_and_zero_flips(name, scope, sparsity, se
 def test_block_masks_equal_tfmot_for_magnitude():
   sched = lambda: tfmot.sparsity.keras.ConstantSparsity(0.6, 0, frequency=1)  # noqa: E731
   keras.utils.set_random_seed(0)
-  ours = ksf.prune_sign_flip(keras.layers.Dense(12), pruning_schedule=sched(), criterion="magnitude",
-                             block_size=(2, 3), block_pooling_type="MAX")
-  theirs = tfmot.sparsity.keras.prune_low_magnitude(keras.layers.Dense(12), pruning_schedule=sched(),
-                                                    block_size=(2, 3), block_pooling_type="MAX")
+  ours = ksf.prune_sign_flip(keras.layers.Dense(12), pruning_schedule=sched(),
+                             criterion="magnitude", block_size=(2, 3), block_pooling_type="MAX")
+  theirs = tfmot.sparsity.keras.prune_low_magnitude(
+      keras.layers.Dense(12), pruning_schedule=sched(), block_size=(2, 3),
+      block_pooling_type="MAX")
   for layer in (ours, theirs):
     layer.build((None, 10))
   kernel = np.random.RandomState(1).randn(10, 12).astype(np.float32)
@@ -203,8 +206,9 @@ def test_block_masks_equal_tfmot_for_magnitude():
 
 
 def test_m_by_n_masks_keep_two_of_every_four():
-  layer = ksf.prune_sign_flip(keras.layers.Dense(8), criterion="hybrid", sparsity_m_by_n=(2, 4),
-                              pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(0.5, 0, frequency=1))
+  layer = ksf.prune_sign_flip(
+      keras.layers.Dense(8), criterion="hybrid", sparsity_m_by_n=(2, 4),
+      pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(0.5, 0, frequency=1))
   layer.build((None, 16))
   layer.pruning_step.assign(1)
   layer.pruning_obj.conditional_mask_update()
@@ -216,10 +220,12 @@ def test_m_by_n_masks_keep_two_of_every_four():
 
 def test_random_masks_differ_for_layers_wrapped_one_at_a_time():
   """Random is keyed by the weight's name, not the wrapper's position (0 for each here)."""
-  schedule = lambda: tfmot.sparsity.keras.ConstantSparsity(0.5, 0, frequency=1)
+  schedule = lambda: tfmot.sparsity.keras.ConstantSparsity(0.5, 0, frequency=1)  # noqa: E731
   keras.utils.set_random_seed(0)
-  first = ksf.prune_sign_flip(keras.layers.Dense(16, name="first"), schedule(), criterion="random")
-  second = ksf.prune_sign_flip(keras.layers.Dense(16, name="second"), schedule(), criterion="random")
+  first = ksf.prune_sign_flip(keras.layers.Dense(16, name="first"), schedule(),
+                              criterion="random")
+  second = ksf.prune_sign_flip(keras.layers.Dense(16, name="second"), schedule(),
+                               criterion="random")
   model = keras.Sequential([keras.Input((16,)), first, second])
   model.compile("sgd", "mse")
   x = np.random.RandomState(0).randn(8, 16).astype("float32")

@@ -34,7 +34,8 @@ def _base(seed=3):
 
 
 def _compile(model, lr):
-  model.compile(keras.optimizers.SGD(lr), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  model.compile(keras.optimizers.SGD(lr),
+                keras.losses.SparseCategoricalCrossentropy(from_logits=True))
   return model
 
 
@@ -101,7 +102,8 @@ def test_unpruned_weights_follow_the_unwrapped_model_exactly():
   wrapped.fit(X, Y, batch_size=32, epochs=4, shuffle=False, verbose=0,
               callbacks=[ksf.UpdatePruningStep()])
   kernels = {id(getattr(s.weight, "_variable", s.weight)) for s in ksf.flip_states(wrapped)}
-  wrapped_kernels = [v for v in wrapped.trainable_weights if id(getattr(v, "_variable", v)) in kernels]
+  wrapped_kernels = [v for v in wrapped.trainable_weights
+                     if id(getattr(v, "_variable", v)) in kernels]
   plain_kernels = [v for v in plain.trainable_weights if len(v.shape) == 2]
   moved = 0.0
   for p, w, s0 in zip(plain_kernels, wrapped_kernels, [a for a in start if a.ndim == 2]):

@@ -214,7 +214,8 @@ def test_multi_worker_two_processes_identical_masks_and_flips(tmp_path):
   cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
   procs = []
   for i in range(2):
-    env = dict(ENV, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}))
+    env = dict(ENV, TF_CONFIG=json.dumps({"cluster": cluster,
+                                          "task": {"type": "worker", "index": i}}))
     procs.append(subprocess.Popen(
         [sys.executable, "-m", "examples.train", "--strategy=multi_worker", "--dataset=mnist",
          "--data_source=idx", f"--idx_dir={idx}", "--epochs=1", "--batch_size=16",
@@ -270,7 +271,8 @@ def test_tflite_export_with_sparsity_optimisation(tmp_path):
   model = ksf.prune_sign_flip(keras.Sequential([keras.layers.Dense(32, input_shape=(16,)),
                                                 keras.layers.Dense(4)]),
                               criterion="magnitude",
-                              pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(0.8, 0, frequency=1))
+                              pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(
+                                  0.8, 0, frequency=1))
   for w in ksf.collect_wrappers(model):
     w.pruning_step.assign(1)
     w.pruning_obj.conditional_mask_update()

@@ -26,7 +26,8 @@ def test_magnitude_layer_scope_equals_tfmot(make, shape):
                                             criterion="magnitude"), lr=0.1)
   theirs = tu.compile_sgd(tfmot.sparsity.keras.prune_low_magnitude(
       make(), pruning_schedule=_poly()), lr=0.1)
-  for m, cb in ((ours, ksf.UpdatePruningStep()), (theirs, tfmot.sparsity.keras.UpdatePruningStep())):
+  for m, cb in ((ours, ksf.UpdatePruningStep()),
+                (theirs, tfmot.sparsity.keras.UpdatePruningStep())):
     m.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0, callbacks=[cb])
   a = [v.numpy() for v in ours.weights if "/mask" in v.name]
   b = [v.numpy() for v in theirs.weights if "/mask" in v.name]
@@ -271,8 +272,8 @@ def test_gradient_noise_masked_and_scaled():
 def test_jit_compiled_training_prunes_exactly(scope):
   x, y = tu.data()
   model = ksf.prune_sign_flip(tu.mlp(), pruning_schedule=_poly(), criterion="hybrid", scope=scope)
-  model.compile(keras.optimizers.SGD(0.5), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                jit_compile=True)
+  model.compile(keras.optimizers.SGD(0.5),
+                keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=True)
   model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[ksf.UpdatePruningStep()])
   masks = list(ksf.masks(model).values())
   if scope == "layer":
@@ -321,7 +322,8 @@ def test_embedding_tables_count_flips_with_any_optimizer(make_optimizer, rows_on
   rng = np.random.RandomState(0)
   x, y = rng.randint(0, 40, size=(192, 5)), rng.randint(0, 2, 192)
   keras.utils.set_random_seed(1)
-  base = keras.Sequential([keras.Input((5,), dtype="int32"), keras.layers.Embedding(40, 4, name="emb"),
+  base = keras.Sequential([keras.Input((5,), dtype="int32"),
+                           keras.layers.Embedding(40, 4, name="emb"),
                            keras.layers.Flatten(), keras.layers.Dense(2, name="out")])
   model = ksf.prune_sign_flip(base, criterion="random", scope="global",
                               pruning_schedule=tfmot.sparsity.keras.PolynomialDecay(

@@ -51,7 +51,8 @@ def compile_model(m):
 
 # prune_sign_flip + UpdatePruningStep + RewindPoint + EarlyBird in one fit.
 keras.utils.set_random_seed(0)
-model = ksf.prune_sign_flip(make_model(), pruning_schedule=schedules.ConstantSparsity(0.5, 0, frequency=1),
+model = ksf.prune_sign_flip(make_model(),
+                            pruning_schedule=schedules.ConstantSparsity(0.5, 0, frequency=1),
                             criterion="hybrid", scope="global")
 compile_model(model)
 rewind_point = ksf.RewindPoint("2it")

@@ -113,7 +113,8 @@ def reference_masks(case, normalization=None):
       count = lambda d: d[2] - d[4] if name == "recent_flips" else d[2]  # noqa: E731
       cand = [a & (count(data[i]) >= min_flips) for i, a in zip(group, alive)]
       k = max(k, sum(int((a & ~c).sum()) for a, c in zip(alive, cand)))
-      scores = [np.where(c, s, np.where(a, np.inf, -np.inf)) for s, a, c in zip(scores, alive, cand)]
+      scores = [np.where(c, s, np.where(a, np.inf, -np.inf))
+                for s, a, c in zip(scores, alive, cand)]
     for i, m, a in zip(group, _top_k(scores, k, second or None), alive):
       out[i] = m & a
   return out

@@ -25,7 +25,7 @@ def _np(x):
 
 
 def _compute(arrays, name, scope, sparsity, min_flips, normalization=None):
-  var = lambda value, dtype: keras.Variable(value, dtype=dtype, trainable=False)
+  var = lambda value, dtype: keras.Variable(value, dtype=dtype, trainable=False)  # noqa: E731
   states = [state_lib.FlipState(
       weight=var(w, "float32"), mask=var(m, "float32"), threshold=var(0.0, "float32"),
       prev_sign=var(np.sign(w).astype(np.int8), "int8"), flips=var(f, "int32"),
@@ -439,7 +439,8 @@ def test_erk_distribution_at_layer_scope_and_dense_layers():
   assert [type(l).__name__ for l in model.layers] == ["Dense", "PruneSignFlip", "PruneSignFlip"]
   want = distributions.layer_sparsities({"h1": (8, 16), "h2": (16, 12), "out": (12, 3)}, 0.8,
                                         "erk", dense_layers=["first"])
-  model.compile(keras.optimizers.SGD(0.1), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  model.compile(keras.optimizers.SGD(0.1),
+                keras.losses.SparseCategoricalCrossentropy(from_logits=True))
   x, y = _data()
   model.fit(x, y, batch_size=32, epochs=3, shuffle=False, verbose=0,
             callbacks=[ksf.UpdatePruningStep()])
@@ -474,7 +475,8 @@ def test_score_normalization_trains_saves_and_refuses_layer_scope(tmp_path):
   model = ksf.prune_sign_flip(_base(),
                               pruning_schedule=k3.schedules.ConstantSparsity(0.7, 0, frequency=3),
                               scope="global", score_normalization="l2")
-  model.compile(keras.optimizers.SGD(0.1), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  model.compile(keras.optimizers.SGD(0.1),
+                keras.losses.SparseCategoricalCrossentropy(from_logits=True))
   x, y = _data()
   model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[ksf.UpdatePruningStep()])
   assert ksf.sparsity_report(model)["overall"] == pytest.approx(0.7, abs=0.01)
@@ -538,7 +540,7 @@ def test_untraceable_custom_criterion_is_not_compiled():
   mask = np.ones_like(w)
   mask[0] = 0
   arrays = [(w * mask, mask, np.zeros(w.shape, np.int32), w, np.zeros(w.shape, np.int32))]
-  var = lambda value, dtype: keras.Variable(value, dtype=dtype, trainable=False)
+  var = lambda value, dtype: keras.Variable(value, dtype=dtype, trainable=False)  # noqa: E731
   (wv, mv, fv, rv, av), = arrays
   state = state_lib.FlipState(
       weight=var(wv, "float32"), mask=var(mv, "float32"), threshold=var(0.0, "float32"),

@@ -87,7 +87,8 @@ def test_l0_gates_penalty_and_strip():
 
 def test_variational_dropout_kl_lrt_and_strip(tmp_path):
   la = np.linspace(-8, 8, 33)
-  want = -(0.63576 / (1 + np.exp(-(1.87320 + 1.48695 * la))) - 0.5 * np.log1p(np.exp(-la)) - 0.63576)
+  want = -(0.63576 / (1 + np.exp(-(1.87320 + 1.48695 * la))) - 0.5 * np.log1p(np.exp(-la))
+           - 0.63576)
   np.testing.assert_allclose(_np(k3.variational.kl_approximation(ops.convert_to_tensor(
       la.astype("float32")))), want, rtol=1e-4, atol=1e-5)
   model = k3.variational.variational_dropout(_mlp(), strength=1e-4, seed=1)
