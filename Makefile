@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: setup data mnist test docs demo bench bench-quick report length flipout-table anchors overhead overhead-keras3 tfmot-suite clean
+.PHONY: setup data mnist lint test docs demo bench bench-quick report length flipout-table anchors overhead overhead-keras3 tfmot-suite clean
 
 $(STAMP): setup.py
 	test -x $(PY) || python3 -m venv .venv
@@ -27,6 +27,10 @@ data:
 	    echo "note: could not install dataset-fashion-mnist; real-data tests will skip"; \
 	  else echo "note: run 'sudo apt-get install dataset-fashion-mnist' for the real data"; fi; \
 	fi
+
+# pyflakes and pycodestyle at the house style (ruff.toml): unused names, long lines.
+lint: setup
+	$(PY) -m ruff check .
 
 # Two pytest-xdist workers: the suite is mostly single-threaded Python and
 # graph tracing, so two processes on two cores take about 60% of the serial time.

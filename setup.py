@@ -29,7 +29,7 @@ setuptools.setup(
         "keras3": ["keras>=3.5"],
         "jax": ["keras>=3.5", "jax>=0.4.30"],
         "torch": ["keras>=3.5", "torch>=2.1"],
-        "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6"],
+        "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6", "ruff>=0.5"],
         "plots": ["matplotlib>=3.5"],
         # benchmarks/compare.py: plots and the t quantiles of its intervals.
         "bench": ["matplotlib>=3.5", "scipy>=1.9"],
