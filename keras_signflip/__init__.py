@@ -57,12 +57,14 @@ _LAZY = {  # public name -> module defining it, imported on first use
     "PruneSignFlip": "keras_signflip.tf_keras.wrapper",
     "link_global": "keras_signflip.tf_keras.prune",
     "prune_scope": "keras_signflip.tf_keras.prune",
+    "shrink": "keras_signflip.shrinking",
 }
 _SUBMODULES = ("tf_keras", "keras3", "lottery", "families", "callbacks", "callback_base",
                "summaries", "inspection", "arguments", "api", "data", "models", "flipout",
                "distributions", "dynamic", "schedule_checks", "array_namespace",
                "connection_sensitivity", "dropout_candidates", "hard_concrete", "hoyer_square",
                "kernel_methods", "mask_rules", "sparsity_schedules", "variational_dropout",
+               "units", "shrinking",
                "wrapper_config")
 
 
@@ -81,6 +83,7 @@ def __getattr__(name):
 __all__ = ["criteria", "prune_sign_flip", "strip_pruning", "flip_counts", "masks",
            "set_reference", "collect_wrappers", "flip_states", "UpdatePruningStep",
            "SignFlipSummaries", "sparsity_report", "export_saved_model", "EarlyBird",
-           "RewindPoint", "record_gradients", "with_gradient_noise", "snip", "DynamicSparsity"]
+           "RewindPoint", "record_gradients", "with_gradient_noise", "snip", "DynamicSparsity",
+           "shrink"]
 # Also public, for tf_keras models only (importing them imports TF-MOT):
 # prune_scope, link_global, PruneSignFlip.

@@ -19,15 +19,15 @@ every weight of a pruned unit is masked. Layer scope only: fan-ins differ across
 layers, so one global ranking of sums would favour wide inputs.
 
 The bias of a pruned unit is left to train: the unit's output is then the
-constant act(bias), which `keras_signflip.shrink` folds into the next layer's
-bias (exactly) before removing the unit.
+constant act(bias), which `keras_signflip.shrink` (`keras_signflip.shrinking`)
+folds into the next layer's bias (exactly) before removing the unit.
 
     model = ksf.prune_sign_flip(base, schedule, criterion=Units("hybrid"))
     # or: ksf.prune_sign_flip(base, schedule, criterion="hybrid", structure="units")
 """
 from keras_signflip import criteria as criteria_lib
 
-__all__ = ["Units", "UNIT_LAYERS", "STRUCTURES", "structured", "check", "check_layer",
+__all__ = ["Units", "UNIT_LAYERS", "STRUCTURES", "structured", "check", "check_layers",
            "unit_scores", "unit_tiebreaks", "expand"]
 
 # Layers whose prunable weight is one kernel with the unit axis last.
@@ -155,10 +155,19 @@ def check(criterion, scope, min_flips, block_size=(1, 1), sparsity_m_by_n=None,
                      f"with {sorted(given)}. Received: {given}")
 
 
-def check_layer(layer):
-  """Refuses a layer to be wrapped with `Units` unless its kernel's last axis is its units."""
-  if type(layer).__name__ not in UNIT_LAYERS:
-    raise ValueError(
-        f"Layer {layer.name} ({type(layer).__name__}) cannot be pruned by units: structured "
-        f"pruning supports {list(UNIT_LAYERS)}. Leave it dense (`dense_layers` or a "
-        "`pruning_policy`) or prune it by weights (structure=None).")
+def check_layers(layers, criterion, prunable_weights):
+  """Refuses, for `Units`, a layer to be wrapped whose kernel's last axis is not its units.
+
+  Args:
+    layers: the layers about to be wrapped.
+    criterion: the resolved criterion (nothing is checked unless it is `Units`).
+    prunable_weights: layer -> the weights the family would prune (layers with none pass).
+  """
+  if not isinstance(criterion, Units):
+    return
+  for layer in layers:
+    if prunable_weights(layer) and type(layer).__name__ not in UNIT_LAYERS:
+      raise ValueError(
+          f"Layer {layer.name} ({type(layer).__name__}) cannot be pruned by units: structured "
+          f"pruning supports {list(UNIT_LAYERS)}. Leave it dense (`dense_layers`) or prune it "
+          "by weights (structure=None).")

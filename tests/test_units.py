@@ -8,7 +8,7 @@ import pytest
 
 import keras_signflip as ksf
 from keras_signflip import array_namespace, criteria, units
-from keras_signflip.shrink import shrink
+from keras_signflip import shrink
 from keras_signflip.tf_keras._framework import keras, tfmot
 from tests import units_cases
 
@@ -54,7 +54,13 @@ def test_units_refuses_what_it_cannot_combine():
   with pytest.raises(ValueError, match="structure"):
     units.structured("hybrid", "filters")
   with pytest.raises(ValueError, match=r"Layer lstm \(LSTM\)"):
-    units.check_layer(keras.layers.LSTM(3, name="lstm"))
+    units.check_layers([keras.layers.LSTM(3, name="lstm")], units.Units(), lambda l: [1])
+  base = keras.Sequential([keras.layers.Embedding(5, 4, input_length=3, name="emb"),
+                           keras.layers.Flatten(), keras.layers.Dense(2)])
+  with pytest.raises(ValueError, match=r"Layer emb \(Embedding\)"):
+    ksf.prune_sign_flip(base, structure="units", dense_layers=("last",))
+  with pytest.raises(ValueError, match="scope='layer'"):
+    ksf.prune_sign_flip(base, structure="units", scope="global")
 
 
 def test_training_prunes_whole_units_on_schedule():

@@ -4,7 +4,7 @@ import numpy as np
 
 import keras_signflip as ksf
 from keras_signflip import families
-from keras_signflip.shrink import shrink
+from keras_signflip.shrinking import shrink
 from keras_signflip.units import Units
 
 # Per-weight NumPy scores and tiebreaks, independent of keras_signflip's criteria.

@@ -18,6 +18,7 @@ from keras_signflip import schedule_checks
 from keras_signflip import arguments
 from keras_signflip import criteria as criteria_lib
 from keras_signflip import distributions
+from keras_signflip import units as units_lib
 from keras_signflip.inspection import (all_layers, collect_wrappers, flip_counts, masks,
                                        set_reference, sparsity_report)
 from keras_signflip.keras3.wrapper import (MISSING_CALLBACK, PruneSignFlip, prunable_weights,
@@ -63,7 +64,7 @@ def _check(to_prune, pruning_policy, kwargs):
 def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
                     scope="layer", min_flips=None, pruning_policy=None,
                     sparsity_distribution=None, dense_layers=(), keep_reference=None,
-                    score_normalization=None, **kwargs):
+                    score_normalization=None, structure=None, **kwargs):
   """Wraps a Keras 3 layer, list of layers, or Sequential/Functional model.
 
   See `keras_signflip.tf_keras.prune.prune_sign_flip` for the arguments; schedules
@@ -75,7 +76,8 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
     wrapped (layers and weights are shared with `to_prune`).
   """
   _check(to_prune, pruning_policy, kwargs)
-  criterion = arguments.check(criteria_lib.get(criterion), scope, min_flips)
+  criterion = arguments.check(units_lib.structured(criterion, structure), scope, min_flips)
+  units_lib.check(criterion, scope, min_flips, score_normalization=score_normalization)
   schedule = schedule_checks.check(schedules_lib.get(pruning_schedule))
   keep_reference = arguments.check_optional_bool("keep_reference", keep_reference)
   if scope == "global" and isinstance(to_prune, keras.Model) and not to_prune.built:
@@ -87,6 +89,10 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
       [l for l in layers if not isinstance(l, (keras.layers.InputLayer, PruneSignFlip))
        and not isinstance(l, keras.Model) and supports(l)], prunable_weights,
       schedules_lib.max_sparsity(schedule), sparsity_distribution, dense_layers, scope)
+  units_lib.check_layers([l for l in layers if not isinstance(l, (keras.layers.InputLayer,
+                                                                  PruneSignFlip, keras.Model))
+                          and supports(l) and not (factors and factors.get(l.name) == 0)],
+                         criterion, prunable_weights)
   if keep_reference is False and criterion.uses_reference:
     raise ValueError(f"{type(criterion).__name__} reads the reference weights; "
                      "keep_reference=False cannot serve it.")

@@ -13,6 +13,7 @@ from keras_signflip import distributions
 from keras_signflip import families
 from keras_signflip import schedule_checks
 from keras_signflip import criteria as criteria_lib
+from keras_signflip import units as units_lib
 from keras_signflip.inspection import (all_layers, collect_wrappers, flip_counts, masks,
                                        set_reference, sparsity_report)
 from keras_signflip.tf_keras import state as state_lib
@@ -54,7 +55,7 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
                     scope="layer", min_flips=None, block_size=(1, 1),
                     block_pooling_type="AVG", pruning_policy=None,
                     sparsity_m_by_n=None, sparsity_distribution=None, dense_layers=(),
-                    keep_reference=None, score_normalization=None, **kwargs):
+                    keep_reference=None, score_normalization=None, structure=None, **kwargs):
   """`tfmot.sparsity.keras.prune_low_magnitude`, with a pluggable criterion.
 
   Args:
@@ -83,6 +84,10 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
     score_normalization: None, or "l2": with scope="global", each tensor's
       scores are divided by the L2 norm of its unpruned scores before the one
       ranking (JaxPruner's per-layer normalisation), so no layer dominates by scale.
+    structure: None or "weights" (unstructured), or "units": whole Dense output
+      columns and conv filters, ranked by the criterion's scores summed per unit
+      (`keras_signflip.units.Units`; layer scope; `keras_signflip.shrink` then
+      removes them). Defaults to None.
     **kwargs: passed to the wrapper of a single layer (refused with a model or list).
 
   Returns:
@@ -102,12 +107,16 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
     ...                         criterion=criteria.Hybrid(power=2), scope="global")
     >>> model.compile(...); model.fit(x, y, callbacks=[UpdatePruningStep()])
   """
+  criterion = units_lib.structured(criterion, structure)
   layers, criterion = _check_arguments(to_prune, pruning_schedule, criterion, scope, min_flips,
                                        block_size, sparsity_m_by_n, pruning_policy, kwargs)
+  units_lib.check(criterion, scope, min_flips, block_size, sparsity_m_by_n, score_normalization)
   factors = distributions.layer_factors(
       [l for l in layers if _needs_wrapper(l, pruning_policy)], _prunable,  # Flatten too
       schedules_lib.max_sparsity(pruning_schedule or _default_schedule()),
       sparsity_distribution, dense_layers, scope)
+  units_lib.check_layers([l for l in layers if _needs_wrapper(l, pruning_policy)
+                          and not (factors and factors.get(l.name) == 0)], criterion, _prunable)
   params = dict(criterion=criterion, scope=scope, min_flips=min_flips,
                 block_size=block_size, block_pooling_type=block_pooling_type,
                 sparsity_m_by_n=sparsity_m_by_n,
