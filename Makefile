@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: setup data mnist lint test docs demo bench bench-quick report length flipout-table anchors overhead overhead-keras3 tfmot-suite clean
+.PHONY: setup data mnist lint test docs demo bench bench-quick report length flipout-table structured anchors overhead overhead-keras3 tfmot-suite clean
 
 $(STAMP): setup.py
 	test -x $(PY) || python3 -m venv .venv
@@ -85,6 +85,13 @@ length: setup data
 	$(BENCH_ENV) $(PY) -m benchmarks.training_length --shard=0/2 --nowrite_report & \
 	  $(BENCH_ENV) $(PY) -m benchmarks.training_length --shard=1/2 --nowrite_report; wait
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m benchmarks.training_length --report_only
+
+# Structured pruning (issue 30, goal 4; docs/structured.md): the latency of shrunk against
+# dense LeNet-300-100 and LeNet-5 (seconds), then units against weights at the same kernel
+# weight count on Fashion-MNIST, 3 seeds (1 thread, about 40 minutes); resumable.
+structured: setup data
+	$(BENCH_ENV) $(PY) -m benchmarks.structured --parts=latency
+	$(BENCH_ENV) $(PY) -m benchmarks.structured --parts=accuracy
 
 # FlipOut's CIFAR-10 table (issue 28, goal 4; docs/flipout_table.md): VGG-19 and ResNet-18
 # at 99.9%, FlipOut / global magnitude / SNIP / random x 3 seeds, 350 epochs each, beside
