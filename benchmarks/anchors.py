@@ -42,7 +42,7 @@ import numpy as np
 import keras_signflip as ksf
 from keras_signflip import data as data_lib
 from keras_signflip import models as models_lib
-from keras_signflip.tf_keras._compat import keras
+from keras_signflip.tf_keras._framework import keras
 
 from benchmarks import results_io
 

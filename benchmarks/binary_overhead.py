@@ -13,7 +13,7 @@ from absl import app, flags
 
 from keras_signflip import data as data_lib
 from keras_signflip import models as models_lib
-from keras_signflip.tf_keras._compat import keras
+from keras_signflip.tf_keras._framework import keras
 
 from examples import common
 from examples import train as train_bin

@@ -68,7 +68,7 @@ from keras_signflip import data as data_lib
 from keras_signflip import flipout
 from keras_signflip import models as models_lib
 from keras_signflip.lottery import loop as lottery
-from keras_signflip.tf_keras._compat import keras, tf, tfmot
+from keras_signflip.tf_keras._framework import keras, tf, tfmot
 
 from benchmarks import results_io
 from benchmarks.analysis import (ABLATION, GRADIENT, METHODS, PEERS, REGULARIZERS, SPARSE_START,

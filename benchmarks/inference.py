@@ -31,7 +31,7 @@ import numpy as np
 import keras_signflip as ksf
 from keras_signflip import models as models_lib
 from keras_signflip.tf_keras import export as export_lib
-from keras_signflip.tf_keras._compat import keras, tf, tfmot
+from keras_signflip.tf_keras._framework import keras, tf, tfmot
 
 from benchmarks import results_io
 

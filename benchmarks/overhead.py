@@ -33,7 +33,7 @@ import keras_signflip as ksf
 from keras_signflip import criteria
 from keras_signflip import models as models_lib
 from keras_signflip.tf_keras import state as state_lib, mask_update
-from keras_signflip.tf_keras._compat import keras, tf, tfmot
+from keras_signflip.tf_keras._framework import keras, tf, tfmot
 from benchmarks import results_io
 from benchmarks.epoch_timer import EpochTimer
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_impl

@@ -15,7 +15,7 @@ from keras_signflip import schedule_checks
 from keras_signflip import data as data_lib
 from keras_signflip import flipout
 from keras_signflip import models as models_lib
-from keras_signflip.tf_keras._compat import keras, tf, tfmot
+from keras_signflip.tf_keras._framework import keras, tf, tfmot
 
 CRITERIA = sorted(ksf.criteria.CRITERIA) + ["tfmot", "none"]
 SCHEDULES = ("constant", "polynomial", "geometric", "flipout")

@@ -30,7 +30,7 @@ with console.quiet_imports(active=__name__ == "__main__"):
   from keras_signflip.tf_keras import export as export_lib
   from keras_signflip import models as models_lib
   from keras_signflip import owned_dir
-  from keras_signflip.tf_keras._compat import tf
+  from keras_signflip.tf_keras._framework import tf
 
   from examples import common
 

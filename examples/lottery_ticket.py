@@ -41,7 +41,7 @@ with console.quiet_imports(active=__name__ == "__main__"):
   from keras_signflip import models as models_lib
   from keras_signflip.lottery import reinit as reinit_lib
   from keras_signflip import schedule_checks
-  from keras_signflip.tf_keras._compat import keras, tf
+  from keras_signflip.tf_keras._framework import keras, tf
 
   from examples import common
 

@@ -53,7 +53,7 @@ with console.quiet_imports(active=__name__ == "__main__"):
   from keras_signflip import schedule_checks
   from keras_signflip import data as data_lib
   from keras_signflip.tf_keras import export as export_lib
-  from keras_signflip.tf_keras._compat import keras, tf
+  from keras_signflip.tf_keras._framework import keras, tf
 
   from examples import common
   from examples import run_dir

@@ -1,5 +1,9 @@
 """Session setup: Keras 2, two logical CPU devices (for MirroredStrategy).
 
+tests/ mirrors the package: the core's tests at the top (and the tests that
+compare or launch the families), tests/tf_keras, tests/keras3, tests/lottery,
+then tests/examples and tests/benchmarks for the binaries.
+
 tests/keras3 runs only in the per-backend processes that tests/test_keras3.py
 starts (KSF_KERAS3_BACKEND_TESTS=1, KERAS_BACKEND=...), without this setup.
 """

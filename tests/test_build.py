@@ -29,5 +29,7 @@ def test_build_lists_every_python_file():
 
 def test_every_test_file_has_a_py_test():
   text = (ROOT / "BUILD").read_text()
-  for p in (ROOT / "tests").glob("test_*.py"):
+  for p in (ROOT / "tests").rglob("test_*.py"):
+    if p.parent.name == "keras3":  # run inside each backend's process, not by Bazel
+      continue
     assert re.search(r'py_test\(\s*name = "%s"' % p.stem, text), p.stem

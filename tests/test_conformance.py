@@ -5,7 +5,7 @@ import pytest
 from keras_signflip import criteria
 from keras_signflip.tf_keras import state as state_lib
 from keras_signflip.tf_keras import mask_update
-from keras_signflip.tf_keras._compat import tf
+from keras_signflip.tf_keras._framework import tf
 from tests.keras3 import conformance
 
 

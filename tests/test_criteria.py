@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from keras_signflip import criteria
-from keras_signflip.tf_keras._compat import tf
+from keras_signflip.tf_keras._framework import tf
 
 ALL = [criteria.Magnitude(), criteria.SignFlip(), criteria.Hybrid(),
        criteria.Hybrid(power=1.0), criteria.LargeFinalSameSign(),

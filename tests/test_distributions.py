@@ -7,7 +7,7 @@ import pytest
 
 import keras_signflip as ksf
 from keras_signflip import distributions
-from keras_signflip.tf_keras._compat import keras, tfmot
+from keras_signflip.tf_keras._framework import keras, tfmot
 from tests import testing_utils as tu
 
 CONV_NET = {"c1": (5, 5, 1, 6), "c2": (5, 5, 6, 16), "f1": (256, 120), "f2": (120, 84),

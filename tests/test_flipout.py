@@ -5,7 +5,7 @@ import pytest
 import keras_signflip as ksf
 from keras_signflip import flipout
 from keras_signflip.lottery import loop as lottery
-from keras_signflip.tf_keras._compat import keras, tf
+from keras_signflip.tf_keras._framework import keras, tf
 
 
 @pytest.mark.parametrize("target,m", [(0.75, 2), (0.9375, 4), (0.984375, 6), (0.99609375, 8),

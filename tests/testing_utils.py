@@ -1,7 +1,7 @@
 """Small models, data and NumPy references shared by the tests."""
 import numpy as np
 
-from keras_signflip.tf_keras._compat import keras, tfmot
+from keras_signflip.tf_keras._framework import keras, tfmot
 
 
 def data(n=128, features=8, classes=3, seed=0):

@@ -29,8 +29,10 @@ def _label(module):
     return f"//{pkg}:{name}" if rest else f"//{pkg}"
   if parts[0] in ("tests", "examples", "benchmarks") and len(parts) > 1:
     stem = parts[-1]
-    if parts[0] == "tests" and len(parts) == 3:
+    if parts[0] == "tests" and len(parts) == 3 and parts[1] == "keras3":
       return f":keras3_{stem}"
+    if parts[0] == "tests" and len(parts) == 3:  # tests/<part of the package>/<stem>.py
+      return f":{stem}" if stem != "__init__" else f":{parts[1]}_tests_init"
     return f":{stem}" if parts[0] != "benchmarks" else f":benchmarks_{stem}"
   return None
 
@@ -78,19 +80,25 @@ def package_build(pkg_dir):
   (ROOT / pkg_dir / "BUILD").write_text(text + "\n".join(rules))
 
 
+# tests/ mirrors the package: core tests at the top, one folder per part (tests/keras3
+# runs inside each Keras 3 backend's own process, so its files are libraries here).
+TEST_DIRS = ("tests/tf_keras", "tests/lottery", "tests/examples", "tests/benchmarks")
+
+
 def root_build():
   rules = []
-  for d in ("tests", "tests/keras3", "examples", "benchmarks"):
+  for d in ("tests", *TEST_DIRS, "tests/keras3", "examples", "benchmarks"):
     for p in sorted((ROOT / d).glob("*.py")):
       rel = str(p.relative_to(ROOT))
-      prefix = {"tests": "", "tests/keras3": "keras3_", "examples": "",
-                "benchmarks": "benchmarks_"}[d]
+      prefix = {"tests/keras3": "keras3_", "benchmarks": "benchmarks_"}.get(d, "")
       stem = p.stem if p.stem != "__init__" else f"{d.split('/')[-1]}_init"
-      name = prefix + stem if p.stem != "__init__" else prefix + stem
+      if d in TEST_DIRS and p.stem == "__init__":
+        stem = f"{d.split('/')[-1]}_tests_init"
+      name = prefix + stem
       deps = _deps(p, f":{name}")
-      if d == "tests" and p.stem.startswith("test_"):
+      if (d == "tests" or d in TEST_DIRS) and p.stem.startswith("test_"):
         rules.append(_rule("py_test", name, rel, deps, '    size = "medium",'))
-      elif d == "examples" and p.stem in ("train", "export", "lottery_ticket"):
+      elif d == "examples" and p.stem in ("train", "export", "lottery_ticket", "custom_loop"):
         rules.append(_rule("py_binary", name, rel, deps))
       elif d == "benchmarks" and p.stem not in ("__init__",):
         rules.append(_rule("py_binary", name, rel, deps))
