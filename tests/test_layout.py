@@ -27,7 +27,8 @@ GENERIC = ["__init__.py", "_old_names.py", "api.py", "arguments.py", "array_name
            "distributions.py", "dropout_candidates.py", "dynamic.py", "families.py",
            "flipout.py", "hard_concrete.py", "hoyer_square.py", "inspection.py",
            "kernel_methods.py", "mask_rules.py", "owned_dir.py", "schedule_checks.py",
-           "sparsity_schedules.py", "summaries.py", "variational_dropout.py", "wrapper_config.py",
+           "sparsity_schedules.py", "summaries.py", "shrinking.py", "units.py",
+           "variational_dropout.py", "wrapper_config.py",
            "lottery/__init__.py", "lottery/config.py", "lottery/early_bird.py",
            "lottery/files.py", "lottery/loop.py", "lottery/plots.py", "lottery/reinit.py",
            "lottery/rewind.py", "lottery/run_dir.py"]

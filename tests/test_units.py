@@ -115,3 +115,13 @@ def test_shrink_refuses_layers_outside_the_chain():
   norm = keras.Sequential([keras.Input((4,)), L.Dense(3), L.LayerNormalization(name="ln")])
   with pytest.raises(ValueError, match=r"Layer ln \(LayerNormalization\)"):
     shrink(norm)
+
+
+def test_wrapped_model_with_units_saves_and_loads(tmp_path):
+  base = keras.Sequential([keras.layers.Dense(4, input_shape=(6,)), keras.layers.Dense(2)])
+  model = ksf.prune_sign_flip(base, criterion=criteria.Hybrid(3), structure="units",
+                              dense_layers=("last",))
+  model.save(tmp_path / "m.h5")
+  with ksf.tf_keras.prune_scope():
+    loaded = keras.models.load_model(tmp_path / "m.h5")
+  assert [w.criterion for w in ksf.collect_wrappers(loaded)] == [units.Units(criteria.Hybrid(3))]
