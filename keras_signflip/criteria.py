@@ -10,12 +10,12 @@ NumPy works too, see tests/test_criteria.py), so both families share the same ma
 | `Magnitude` | abs(w) | none (TF-MOT's order) | Zhou et al. 2019 `large_final` |
 | `SignFlip` | -flips | abs(w) | the research log; prune weights that flip |
 | `Hybrid(power=2)` | abs(w)**p / (flips + 1) | -flips | FlipOut, Apostol et al. 2020 |
-| `LargeFinalSameSign` | abs(w) if sign(w) == sign(w_ref) else 0 | abs(w) | Zhou et al. 2019 |
+| `LargeFinalSameSign` | abs(w) if sign(w) == sign(w_ref), else 0 | abs(w) | Zhou et al. 2019 |
 | `MagnitudeIncrease` | abs(w) - abs(w_ref) | abs(w) | Zhou et al. 2019 |
 | `Movement` | abs(w - w_ref) | abs(w) | Zhou et al. 2019 |
-| `RecentFlips` | -(flips - flips_at_update) | abs(w) | flips since the last mask update: a flip rate over the window between updates |
-| `Saliency` | abs(A), A = sum of w * g over the steps since the last mask update | abs(w) | first-order Taylor (Molchanov et al. 2019; JaxPruner's saliency) |
-| `MovementScore` | -A, A = sum of w * g over every step so far | abs(w) | Sanh et al. 2020, movement pruning |
+| `RecentFlips` | -(flips - flips_at_update) | abs(w) | flips in the window since the last update |
+| `Saliency` | abs(A), A = sum of w * g since the last update | abs(w) | Molchanov et al. 2019 |
+| `MovementScore` | -A, A = sum of w * g over every step | abs(w) | Sanh et al. 2020 (movement) |
 | `Random(seed)` | a fixed hash of (seed, tensor, position) in [0, 1) | none | the control |
 
 Selection ranks by the total order (score, tiebreak, position): position is

@@ -47,7 +47,8 @@ UpdatePruningStep = Keras3PruningStep  # its 0.3 name here; users pass ksf.Updat
 _keras, callbacks = _framework, pruning_step
 
 __all__ = ["dynamic", "export", "gradient_noise", "gradients", "hoyer", "kernel_wrappers", "l0",
-           "optimizers", "pruning_step", "snip", "targeted_dropout", "variational", "record_gradients",
+           "optimizers", "pruning_step", "snip", "targeted_dropout", "variational",
+           "record_gradients",
            "with_gradient_noise", "mask_update", "schedules", "selection", "Keras3PruningStep",
            "UpdatePruningStep", "collect_wrappers", "flip_counts", "flip_states", "masks",
            "prune_sign_flip", "set_reference", "sparsity_report", "strip_pruning",

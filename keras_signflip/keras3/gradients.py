@@ -55,7 +55,7 @@ def effective_weight_gradients(model, batches, loss):
   loss_fn = keras.losses.get(loss)
   states = prune_lib.flip_states(model)
   trainable, non_trainable = model.trainable_variables, model.non_trainable_variables
-  index = lambda variables, v: next(i for i, u in enumerate(variables) if u is v)
+  index = lambda variables, v: next(i for i, u in enumerate(variables) if u is v)  # noqa: E731
   positions = [index(trainable, s.weight) for s in states]
   non_trainable_values = [ops.convert_to_tensor(v) for v in non_trainable]
   for s in states:

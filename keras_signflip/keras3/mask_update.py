@@ -93,7 +93,7 @@ def _compiled_live_score(criterion, key):
 def _score(state, criterion):
   mask = ops.convert_to_tensor(state.mask)
   if criterion.needs_int64:
-    as_np = lambda v: np.asarray(ops.convert_to_numpy(v))
+    as_np = lambda v: np.asarray(ops.convert_to_numpy(v))  # noqa: E731
     ws = criteria_lib.WeightState(*[v if v is None or isinstance(v, int) else as_np(v)
                                     for v in weight_state(state)])
     w = state_lib.float32_value(state.weight)

@@ -8,8 +8,8 @@ Each prunable weight has, in Keras variables owned by the wrapper:
 | threshold | float32 | the lowest kept score at the last mask update |
 | prev_sign | int8 | sign(w * mask) when last counted |
 | flips | int32 | sign flips while unpruned |
-| reference | float32 | the weight at the reference point (kept only for criteria that read it) |
-| flips_at_update | int32 | flips at the last mask update (kept only for criteria with `uses_window`) |
+| reference | float32 | the weight at the reference point (only for criteria that read it) |
+| flips_at_update | int32 | flips at the last mask update (only for criteria with `uses_window`) |
 
 Flips are counted where the weight is read: each training forward pass
 compares sign(w * mask) with `prev_sign`, i.e. it counts the flip made by

@@ -9,9 +9,9 @@ and on Keras 3 (TensorFlow, JAX or PyTorch) alike.
 | `rewind` | `RewindPoint` (a callback), `snapshot`, `restore`, durations ("500it", "2ep") |
 | `reinit` | re-initialising survivors: rewind, signed_constant, random, shuffle |
 | `loop` | `run`: iterative pruning with rewinding, resumable and extendable |
-| `config` | `LotteryConfig`, `kept_counts`, and the config.json record (`config_record`): what may change between runs of a directory |
-| `run_dir` | `check_output_dir`, `read_config`, `OutputDirError`: whether a directory can take a run, adoption of older ones, unreadable artifacts |
-| `files` | `RunFiles` (the names), `save_masks`/`load_masks`, `load_results`: the artifacts, written atomically |
+| `config` | `LotteryConfig`, `kept_counts`, `config_record`: what may change in a directory |
+| `run_dir` | `check_output_dir`, `read_config`, `OutputDirError`: may a directory take a run |
+| `files` | `RunFiles`, `save_masks`/`load_masks`, `load_results`: artifacts, written atomically |
 | `plots` | `plot`: accuracy and early-stopping step against weights remaining |
 | `early_bird` | `EarlyBird`: stop when the drawn mask stops changing |
 

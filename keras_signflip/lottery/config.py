@@ -133,7 +133,8 @@ class LotteryConfig:
       raise ValueError(f"Received an invalid value for `criterion` ({e}). "
                        f"Received: criterion={self.criterion!r}") from None
     step = self.rewind_step
-    valid_type = isinstance(step, (str, numbers.Integral)) and not isinstance(step, (bool, np.bool_))
+    valid_type = (isinstance(step, (str, numbers.Integral))
+                  and not isinstance(step, (bool, np.bool_)))
     try:
       if not valid_type:
         raise ValueError
@@ -232,7 +233,8 @@ def config_record(config, init_mask=None, context=None):
   """What config.json stores for a run: the config as it acts, normalised
   (see the module docstring), the init_mask digest and the caller's context."""
   sparsities = config.round_sparsities
-  output_rate = config.prune_rate_output if config.prune_rate_output is not None else config.prune_rate
+  output_rate = (config.prune_rate_output if config.prune_rate_output is not None
+                 else config.prune_rate)
   init_mask = check_init_mask(init_mask)
   if context is not None:
     if not isinstance(context, dict) or any(not isinstance(k, str) for k in context):

@@ -163,7 +163,8 @@ def rows_from_csv(path):
 
 def csv_text(results):
   """results.csv's text: one line per row, every column but the per-layer dict."""
-  scalar_keys = sorted({k for r in results for k, v in r.items() if not isinstance(v, (dict, list))})
+  scalar_keys = sorted({k for r in results for k, v in r.items()
+                       if not isinstance(v, (dict, list))})
   out = io.StringIO(newline="")
   writer = csv.DictWriter(out, fieldnames=scalar_keys)
   writer.writeheader()

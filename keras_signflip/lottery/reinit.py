@@ -3,10 +3,10 @@
 | mode | surviving prunable weights | everything else |
 |---|---|---|
 | `rewind` | their values at the rewind point | rewind point |
-| `signed_constant` | sign(w_rewind) * std(the layer's initial weights) (Zhou et al. 2019) | rewind point |
+| `signed_constant` | sign(w_rewind) * std(initial layer); Zhou et al. 2019 | rewind point |
 | `random` | a fresh draw from the layer's initializer (Frankle & Carbin's control) | rewind point |
 | `shuffle` | the surviving rewind values, permuted within the layer | rewind point |
-| `lr_rewind` | their values at the end of the previous round (Renda et al. 2020: only the learning-rate schedule goes back) | end of the previous round |
+| `lr_rewind` | values at the previous round's end (Renda et al. 2020) | previous round's end |
 
 Pruned weights are zero in every mode. "Everything else" is every other
 variable of the model: biases, normalisation statistics, unpruned layers.

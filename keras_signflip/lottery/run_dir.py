@@ -183,7 +183,8 @@ def check_adoption(files, config, legacy, rows, sizes, masks0, load_round_masks)
 def _adoption_problems(files, config, legacy, rows, sizes, masks0, load_round_masks):
   """Where an earlier version's artifacts (no config.json) disagree with `config`."""
   problems = []
-  plan = {(config.modes[0], 0)} | {(m, r) for m in config.modes for r in range(1, config.rounds + 1)}
+  plan = {(config.modes[0], 0)} | {(m, r) for m in config.modes
+                                   for r in range(1, config.rounds + 1)}
   total = sum(sizes)
 
   def remaining_pct(r):

@@ -156,7 +156,7 @@ class _Packed(tf.Module):
       entries = nonzero
     self.values = tf.Variable(flat[entries].astype(values_dtype), trainable=False,
                               name="values")
-    empty = lambda dtype, shape, name: tf.Variable(
+    empty = lambda dtype, shape, name: tf.Variable(  # noqa: E731
         tf.zeros(shape, dtype), shape=tf.TensorShape(None), trainable=False, name=name)
     self.cache = empty(tf.float32, [0], "cache") if dense_weight else None
     self.sparse_indices = self.sparse_values = self.ell_rows = self.ell_values = None
@@ -254,7 +254,7 @@ def _sparse_call(layer, packed, plan):
         "coo": lambda: tf.sparse.sparse_dense_matmul(x, packed.sparse_matrix()),
         "ell": lambda: sparse_products.ell_matmul(x, *packed.ell()),
     }
-    product = lambda: tf.matmul(x, tf.reshape(packed.dense(), [-1, cols]))
+    product = lambda: tf.matmul(x, tf.reshape(packed.dense(), [-1, cols]))  # noqa: E731
     for fmt, rows in reversed(plan):
       product = products[fmt] if rows is None else functools.partial(
           tf.cond, tf.shape(x)[0] <= rows, products[fmt], product)
