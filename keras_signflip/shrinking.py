@@ -56,6 +56,9 @@ def _chain(model, keras):
   if not isinstance(model, keras.Model):
     raise ValueError(f"shrink takes a Sequential or Functional model; received "
                      f"{type(model).__name__}.")
+  if not model.built or not getattr(model, "inputs", None):
+    raise ValueError(f"shrink needs a built model with a known input shape; {model.name} "
+                     "has none: give it a keras.Input (or call `model.build(...)`) first.")
   if len(model.inputs) != 1 or len(model.outputs) != 1:
     raise ValueError(f"shrink supports models with one input and one output; {model.name} has "
                      f"{len(model.inputs)} inputs and {len(model.outputs)} outputs.")
@@ -70,6 +73,9 @@ def _chain(model, keras):
     if getattr(layer, "data_format", "channels_last") != "channels_last":
       raise ValueError(f"Layer {layer.name} ({kind}) has data_format="
                        f"{layer.data_format!r}; shrink supports 'channels_last' only.")
+    if getattr(layer, "groups", 1) != 1:
+      raise ValueError(f"Layer {layer.name} ({kind}) is a grouped convolution (groups="
+                       f"{layer.groups}); shrink supports groups=1 only.")
     if kind == "Activation" and _activation_name(layer) in _NOT_ELEMENTWISE:
       raise ValueError(f"Layer {layer.name} ({kind}) mixes channels ({_activation_name(layer)})"
                        "; shrink supports it as the activation of the output layer only.")
@@ -106,6 +112,8 @@ def _producer_constants(layer, kernel, bias, family):
   """(dead units: bool (units,), their constant outputs act(bias))."""
   units = kernel.shape[-1]
   dead = ~np.any(kernel.reshape(-1, units) != 0, axis=0)
+  if _activation_name(layer) in _NOT_ELEMENTWISE:  # a dead unit's softmax output is not constant
+    return np.zeros(units, bool), np.zeros(units, np.float32)
   before = np.zeros(units, np.float32) if bias is None else bias.astype(np.float32)
   after = _numpy(layer.activation(before[None]), family)[0]
   return dead, after

@@ -125,3 +125,16 @@ def test_wrapped_model_with_units_saves_and_loads(tmp_path):
   with ksf.tf_keras.prune_scope():
     loaded = keras.models.load_model(tmp_path / "m.h5")
   assert [w.criterion for w in ksf.collect_wrappers(loaded)] == [units.Units(criteria.Hybrid(3))]
+
+
+def test_shrink_keeps_units_of_a_hidden_softmax_and_refuses_unbuilt_models():
+  L = keras.layers
+  model = keras.Sequential([keras.Input((5,)), L.Dense(4, activation="softmax", name="s"),
+                            L.Dense(2, name="out")])
+  kernel, bias = model.layers[0].get_weights()
+  kernel[:, :2] = 0  # dead columns, but softmax(.)[j] depends on the live units
+  model.layers[0].set_weights([kernel, bias])
+  x = np.random.default_rng(3).normal(size=(3, 5)).astype(np.float32)
+  units_cases.check_shrink(model, x, {"s": 4, "out": 2})
+  with pytest.raises(ValueError, match="built model"):
+    shrink(keras.Sequential([L.Dense(2)]))
