@@ -50,6 +50,7 @@ if "keras" in sys.modules:
 
 _LAZY = {  # public name -> module defining it, imported on first use
     "UpdatePruningStep": "keras_signflip.callbacks",
+    "Pruner": "keras_signflip.custom_loop",
     "SignFlipSummaries": "keras_signflip.summaries",
     "EarlyBird": "keras_signflip.lottery.early_bird",
     "RewindPoint": "keras_signflip.lottery.rewind",
@@ -60,7 +61,8 @@ _LAZY = {  # public name -> module defining it, imported on first use
     "shrink": "keras_signflip.shrinking",
 }
 _SUBMODULES = ("tf_keras", "keras3", "lottery", "families", "callbacks", "callback_base",
-               "summaries", "inspection", "arguments", "api", "data", "models", "flipout",
+               "custom_loop", "summaries", "inspection", "arguments", "api", "data", "models",
+               "flipout",
                "distributions", "dynamic", "schedule_checks", "array_namespace",
                "connection_sensitivity", "dropout_candidates", "hard_concrete", "hoyer_square",
                "kernel_methods", "mask_rules", "sparsity_schedules", "variational_dropout",
@@ -81,7 +83,7 @@ def __getattr__(name):
 
 
 __all__ = ["criteria", "prune_sign_flip", "strip_pruning", "flip_counts", "masks",
-           "set_reference", "collect_wrappers", "flip_states", "UpdatePruningStep",
+           "set_reference", "collect_wrappers", "flip_states", "UpdatePruningStep", "Pruner",
            "SignFlipSummaries", "sparsity_report", "export_saved_model", "EarlyBird",
            "RewindPoint", "record_gradients", "with_gradient_noise", "snip", "DynamicSparsity",
            "shrink"]

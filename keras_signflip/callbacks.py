@@ -17,8 +17,8 @@ __all__ = ["UpdatePruningStep", "SignFlipSummaries"]
 class UpdatePruningStep(Callback):
   """Steps the pruning schedules of a model's keras_signflip wrappers; needed in `fit`.
 
-  In a custom training loop call `set_model(model)`, `on_train_begin()`
-  once, `on_train_batch_begin(i)` before every step, and `on_train_end()`.
+  In a custom training loop use `keras_signflip.Pruner` (keras_signflip/custom_loop.py),
+  which runs the same code step by step; calling this callback's hooks works too.
   """
 
   def __init__(self):

@@ -24,6 +24,7 @@ TF_FAMILY = {"tensorflow", "tf_keras", "tensorflow_model_optimization"}
 # the families; data and models serve the binaries.)
 GENERIC = ["__init__.py", "_old_names.py", "api.py", "arguments.py", "array_namespace.py",
            "callback_base.py", "callbacks.py", "connection_sensitivity.py", "criteria.py",
+           "custom_loop.py",
            "distributions.py", "dropout_candidates.py", "dynamic.py", "families.py",
            "flipout.py", "hard_concrete.py", "hoyer_square.py", "inspection.py",
            "kernel_methods.py", "mask_rules.py", "owned_dir.py", "schedule_checks.py",
@@ -107,7 +108,7 @@ def test_library_installs_nothing():
 
 DOC_PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 DOCUMENTED = [  # (module, names) README.md and docs/ document (test_documented_names_in_docs)
-    ("keras_signflip", ["prune_sign_flip", "strip_pruning", "UpdatePruningStep",
+    ("keras_signflip", ["prune_sign_flip", "strip_pruning", "UpdatePruningStep", "Pruner",
                         "SignFlipSummaries", "flip_counts", "masks", "set_reference",
                         "sparsity_report", "prune_scope", "link_global", "with_gradient_noise",
                         "PruneSignFlip", "EarlyBird", "RewindPoint", "export_saved_model",

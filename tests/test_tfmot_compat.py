@@ -3,6 +3,7 @@ import inspect
 
 from keras_signflip.tf_keras._compat import PruneLowMagnitude, PruneRegistry, in_save_context, tfmot
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_impl
+from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_utils
 
 
@@ -21,6 +22,7 @@ def test_internals_we_override_or_call():
                "generate_m_by_n_mask", "m_by_n_sparsity_mask_prepare"):
     assert callable(getattr(pruning_utils, name))
   assert callable(PruneRegistry.supports)
+  assert callable(pruning_wrapper.collect_prunable_layers)  # TfKerasPruner.begin
 
 
 def test_tensorflow_save_context_flag():

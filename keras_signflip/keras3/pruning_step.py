@@ -1,14 +1,16 @@
-"""`Keras3PruningStep`: the Keras 3 family's pruning-step callback; runs mask updates
-between steps.
+"""The Keras 3 family's pruning steps: `Keras3Pruner` (for custom training loops) and
+`Keras3PruningStep`, the callback that runs it in `fit`.
 
 Users pass `keras_signflip.UpdatePruningStep` (keras_signflip/callbacks.py),
-which runs this one for a Keras 3 model. (Named `UpdatePruningStep` in 0.3;
-that name still imports from here and from `keras_signflip.keras3`.)
-TF-MOT's callback only sets the step; in the Keras 3 family the callback is
-also where masks change (on the host, with `keras.ops`), because JAX
-compiles the train step as a pure function. Per batch it only advances a
-Python counter and asks each schedule (plain Python); it touches the model --
-on JAX, syncing its state -- only at pruning steps and epoch ends.
+which runs this callback for a Keras 3 model, or write their own loop with
+`keras_signflip.Pruner` (keras_signflip/custom_loop.py), which runs
+`Keras3Pruner`: one implementation behind both. (The callback was named
+`UpdatePruningStep` in 0.3; that name still imports from here and from
+`keras_signflip.keras3`.) TF-MOT's callback only sets the step; in the Keras 3
+family this is also where masks change (on the host, with `keras.ops`),
+because JAX compiles the train step as a pure function. Per step it only
+advances a Python counter and asks each schedule (plain Python); it touches
+the model -- on JAX, syncing its state -- only at pruning steps and epoch ends.
 """
 import sys
 
@@ -19,7 +21,7 @@ from keras_signflip.keras3 import gradient_noise
 from keras_signflip.keras3 import prune as prune_lib
 from keras_signflip.keras3._framework import keras, ops
 
-__all__ = ["Keras3PruningStep", "UpdatePruningStep"]
+__all__ = ["Keras3Pruner", "Keras3PruningStep", "UpdatePruningStep"]
 
 
 def _check_distribution(model):
@@ -41,33 +43,103 @@ def _check_distribution(model):
         "tf.distribute, or keras.distribution.DataParallel on the JAX backend.")
 
 
-class Keras3PruningStep(keras.callbacks.Callback):
-  """Steps the pruning schedules of a Keras 3 model's wrappers; needed in `fit`.
+class Keras3Pruner:
+  """What `fit` with `UpdatePruningStep` does to a Keras 3 model, step by step.
 
-  In a custom training loop call `on_train_begin()` once, then
-  `on_train_batch_begin(i)` before every step, and `on_train_end()`.
-  Between `on_train_begin` and `on_train_end` the wrappers accept training
-  calls; outside, a training call raises (masks would never change). Before
-  the first step of a `fit` whose length is known it warns
-  (`ScheduleWarning`, once per model) when the schedule's final sparsity
-  comes only after this call's steps.
+  The wrappers count flips and advance `pruning_step` in their training call;
+  masks change here, on the host, between steps: `before_step` advances a
+  Python step counter and runs the mask updates the schedules ask for at it
+  (zeroing pruned weights and their optimizer slots), `epoch_end` and `end`
+  count the flip of the last step. Between `begin` and `end` the wrappers
+  accept training calls; outside, a training call raises (masks would never
+  change).
+
+  A JAX loop over `model.stateless_call` and `optimizer.stateless_apply`
+  holds the variables' values itself: pass them as `state`, a tuple
+  `(trainable_values, non_trainable_values[, optimizer_values])` in the order
+  of `model.trainable_variables`, `model.non_trainable_variables` and
+  `optimizer.variables` (`state()` makes one), and use the state each call
+  returns. A call that changes the model writes `state` into the variables,
+  runs the same host code as `fit` and returns their new values; the other
+  calls return `state` itself, so a step without a mask update costs nothing.
+  (Why not a pure function of the state: the mask update is the same host
+  code `fit` runs, so the loop gets `fit`'s masks exactly, and it runs only
+  at pruning steps.) `end(state)` leaves the model holding `state`.
+
+  Args:
+    model: a Keras 3 model wrapped by `prune_sign_flip`, built.
+    optimizer: the Keras optimizer the loop applies gradients with, whose
+      slots of pruned weights are zeroed at mask updates. Defaults to
+      `model.optimizer`.
+    sync: None, or a function returning the model with its variables current
+      (the callback's: Keras' `Callback.model`, which on JAX syncs `fit`'s state).
   """
 
-  def __init__(self):
-    super().__init__()
-    self.step = None
+  def __init__(self, model, optimizer=None, sync=None):
+    self._model = model
+    self.optimizer = getattr(model, "optimizer", None) if optimizer is None else optimizer
+    self._sync = sync
+    self.step = None  # the last step's number; None before `begin`
     self._wrappers = []
-    self._reach_pending = False
 
-  def on_train_begin(self, logs=None):
-    model = self.model
+  @property
+  def model(self):
+    return self._model if self._sync is None else self._sync()
+
+  def _variables(self, state):
+    """The variable lists `state`'s value lists belong to; checked before any write."""
+    model = self._model
+    lists = [model.trainable_variables, model.non_trainable_variables]
+    if len(state) == 3:
+      if self.optimizer is None:
+        raise ValueError("The state holds optimizer values, but the pruner has no "
+                         "optimizer: pass keras_signflip.Pruner(model, optimizer).")
+      lists.append(self.optimizer.variables)
+    elif len(state) != 2:
+      raise ValueError("Expected state=(trainable_values, non_trainable_values[, "
+                       f"optimizer_values]); received a tuple of {len(state)}.")
+    for name, variables, values in zip(("trainable", "non_trainable", "optimizer"),
+                                       lists, state):
+      if len(values) != len(variables):
+        raise ValueError(f"state's {name} values: expected {len(variables)} (one per "
+                         f"variable, in order), received {len(values)}.")
+    return lists
+
+  def _write(self, state):
+    if state is not None:
+      for variables, values in zip(self._variables(state), state):
+        for v, value in zip(variables, values):
+          v.assign(value)
+    return self.model
+
+  def _read(self, state):
+    if state is None:
+      return None
+    return tuple([v.value for v in variables] for variables in self._variables(state))
+
+  def state(self):
+    """(trainable_values, non_trainable_values, optimizer_values): the model's and
+    the optimizer's current values, for a JAX stateless loop (builds the optimizer)."""
+    if self.optimizer is None:
+      raise ValueError("The pruner has no optimizer: pass keras_signflip.Pruner(model, "
+                       "optimizer).")
+    if not self.optimizer.built:
+      self.optimizer.build(self._model.trainable_variables)
+    model = self._model
+    return tuple([v.value for v in variables] for variables in (
+        model.trainable_variables, model.non_trainable_variables, self.optimizer.variables))
+
+  def begin(self, state=None):
+    """Before the first step: checks the model and the optimizer, sets the pruning
+    step (0 for a new model) and counts a flip a saved model left uncounted."""
+    model = self._write(state)
     if getattr(model, "steps_per_execution", 1) not in (1, None):
       raise ValueError("keras_signflip's Keras 3 family updates masks between steps and "
                        "needs compile(steps_per_execution=1); received "
                        f"{model.steps_per_execution}.")
     self._wrappers = prune_lib.collect_wrappers(model)
     if not self._wrappers:
-      return
+      return state
     _check_distribution(model)
     unbuilt = [w.name for w in self._wrappers if not w.built]
     if unbuilt:
@@ -76,7 +148,7 @@ class Keras3PruningStep(keras.callbacks.Callback):
     for s in prune_lib.flip_states(model):
       mask_update.check_finite(s)
     if (any(w.criterion.uses_gradients for w in self._wrappers)
-        and not gradient_noise.records_gradients(getattr(model, "optimizer", None))):
+        and not gradient_noise.records_gradients(self.optimizer)):
       raise ValueError("A criterion of this model reads gradients (Saliency, MovementScore): "
                        "compile with optimizer=keras_signflip.record_gradients(optimizer).")
     step = int(ops.convert_to_numpy(self._wrappers[0].pruning_step))
@@ -92,6 +164,73 @@ class Keras3PruningStep(keras.callbacks.Callback):
     prune_lib.count_pending(model)
     for w in self._wrappers:
       w.pruning_callback_active = True
+    return self._read(state)
+
+  def before_step(self, state=None):
+    """Before each training step: advances the step and runs the mask updates due."""
+    if not self._wrappers:
+      return state
+    if self.step is None:
+      raise ValueError("Call the pruner's begin() before the first step.")
+    self.step += 1  # the wrappers' in-graph pruning_step reaches it this step
+    if not any(w.pruning_schedule(self.step)[0] for w in self._wrappers):
+      return state
+    self._write(state)  # on JAX in fit: syncs the state, so assignments reach the next step
+    mask_update.update_masks(self._wrappers, self.step, self.optimizer)
+    return self._read(state)
+
+  def _count(self, state):
+    if not self._wrappers:
+      return state
+    prune_lib.count_pending(self._write(state))
+    return self._read(state)
+
+  def epoch_end(self, state=None):
+    """At an epoch end: counts the flip the last step made, so counts read now are current."""
+    return self._count(state)
+
+  def end(self, state=None):
+    """After the last step: counts the last flip; training calls raise from now on."""
+    state = self._count(state)
+    for w in self._wrappers:
+      w.pruning_callback_active = False
+    return state
+
+  def warn_if_unreachable(self, steps):
+    """Warns (`ScheduleWarning`, once per model) when `steps` more steps end
+    before the schedule's final sparsity; `steps` None: unknown, no warning."""
+    if not self._wrappers or self.step is None:
+      return None
+    return schedule_checks.warn_if_unreachable(
+        self._model, [w.pruning_schedule for w in self._wrappers], self.step, steps,
+        lambda schedule, step: float(schedule(step)[1]), sparsity_schedules.max_sparsity)
+
+
+class Keras3PruningStep(keras.callbacks.Callback):
+  """Steps the pruning schedules of a Keras 3 model's wrappers; needed in `fit`.
+
+  Runs `Keras3Pruner` at `fit`'s hooks (in a custom training loop, use
+  `keras_signflip.Pruner`). Before the first step of a `fit` whose length is
+  known it warns (`ScheduleWarning`, once per model) when the schedule's final
+  sparsity comes only after this call's steps.
+  """
+
+  pruner_class = Keras3Pruner
+
+  def __init__(self):
+    super().__init__()
+    self.pruner = None
+    self._reach_pending = False
+
+  @property
+  def step(self):
+    return None if self.pruner is None else self.pruner.step
+
+  def on_train_begin(self, logs=None):
+    model = self.model
+    self.pruner = Keras3Pruner(model, getattr(model, "optimizer", None),
+                               sync=lambda: self.model)
+    self.pruner.begin()
     self._reach_pending = True
 
   def on_epoch_begin(self, epoch, logs=None):
@@ -103,32 +242,21 @@ class Keras3PruningStep(keras.callbacks.Callback):
 
   def warn_if_unreachable(self, initial_epoch=0):
     """Warns (once per model) when this fit call ends before the final sparsity."""
-    if not self._wrappers or self.step is None:
+    if self.pruner is None:
       return None
-    return schedule_checks.warn_if_unreachable(
-        self.model, [w.pruning_schedule for w in self._wrappers], self.step,
-        schedule_checks.fit_steps(self.params, initial_epoch),
-        lambda schedule, step: float(schedule(step)[1]), sparsity_schedules.max_sparsity)
+    return self.pruner.warn_if_unreachable(schedule_checks.fit_steps(self.params, initial_epoch))
 
   def on_train_batch_begin(self, batch, logs=None):
-    if not self._wrappers:
-      return
-    self.step += 1  # the wrappers' in-graph pruning_step reaches it this batch
-    if any(w.pruning_schedule(self.step)[0] for w in self._wrappers):
-      model = self.model  # on JAX: syncs the state, so assignments reach the next step
-      mask_update.update_masks(self._wrappers, self.step, getattr(model, "optimizer", None))
-
-  def _count(self):
-    if self._wrappers:
-      prune_lib.count_pending(self.model)
+    if self.pruner is not None:
+      self.pruner.before_step()
 
   def on_epoch_end(self, epoch, logs=None):
-    self._count()
+    if self.pruner is not None:
+      self.pruner.epoch_end()
 
   def on_train_end(self, logs=None):
-    self._count()
-    for w in self._wrappers:
-      w.pruning_callback_active = False
+    if self.pruner is not None:
+      self.pruner.end()
 
 
 UpdatePruningStep = Keras3PruningStep  # its 0.3 name

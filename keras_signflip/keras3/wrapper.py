@@ -33,7 +33,7 @@ MISSING_CALLBACK = (
     "training a pruned model needs the keras_signflip.UpdatePruningStep() callback, which "
     "updates the masks: model.fit(..., callbacks=[ksf.UpdatePruningStep()]) with `import "
     "keras_signflip as ksf`. Without it the model would train unpruned. In a custom loop, "
-    "call the callback's set_model(model) and on_train_begin() first.")
+    "call keras_signflip.Pruner(model, optimizer).begin() first (docs/custom_loops.md).")
 
 # Layer class -> attributes holding its prunable weights (TF-MOT's registry,
 # for Keras 3's layers). Order matters: subclasses before their bases.

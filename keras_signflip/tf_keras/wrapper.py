@@ -223,8 +223,8 @@ class PruneSignFlip(PruneLowMagnitude):
               f"{self.name}: training a pruned model needs the "
               "keras_signflip.UpdatePruningStep() callback (or TF-MOT's): "
               "model.fit(..., callbacks=[ksf.UpdatePruningStep()]) with "
-              "`import keras_signflip as ksf`. In a custom loop, call the "
-              "callback's set_model(model) and on_train_begin() first.")
+              "`import keras_signflip as ksf`. In a custom loop, call "
+              "keras_signflip.Pruner(model, optimizer).begin() first.")
     # Tables: what the last step changed is counted and re-masked in TF-MOT's
     # call, before the layer reads it (CriterionPruning.weight_mask_op).
     tables = [s for s in self.flip_states if s.touched is not None]
