@@ -10,6 +10,11 @@
 | `resnet20` | 3 stages x 3 basic blocks, 16/32/64 filters, BN | He et al. 2016 |
 | `vgg19` | 16 conv3x3+BN (64..512), 5 pools, 512-classes | FlipOut's VGG-19 (CIFAR-10) |
 | `resnet18` | 3x3 stem, 4 stages x 2 basic blocks, 64..512 filters, BN | FlipOut's ResNet-18 |
+| `transformer_tiny` | token + position embedding, 1 encoder block (2-head attention, 64-unit FFN, LayerNorm), d=32 | Vaswani et al. 2017 |
+| `bilstm_tiny` | TimeDistributed Dense 32, Bidirectional LSTM 32, classes | Graves & Schmidhuber 2005 |
+
+`transformer_tiny` and `bilstm_tiny` read an image's rows as a sequence of tokens
+(Fashion-MNIST: 28 tokens of 28 features, `input_shape=(28, 28)`).
 
 The output layer computes in float32 (the mixed-precision practice; a no-op
 under the default float32 policy). Every builder takes `input_shape`,
@@ -20,7 +25,7 @@ Functional model with logits, and is seeded by `keras.utils.set_random_seed`.
 models/cifar10_models.py) and also take `width`, a factor on every layer's filters.
 """
 __all__ = ["MODELS", "get", "lenet_300_100", "lenet5", "lenet5_caffe", "conv2", "conv4", "conv6",
-           "resnet20", "vgg19", "resnet18"]
+           "resnet20", "vgg19", "resnet18", "transformer_tiny", "bilstm_tiny"]
 
 
 def _keras(keras):
@@ -185,8 +190,44 @@ def resnet18(input_shape, num_classes, keras=None, width=1.0):
                      name="resnet18")
 
 
+def transformer_tiny(input_shape, num_classes, keras=None):
+  """One Transformer encoder block over a sequence of `input_shape` = (tokens, features).
+
+  The embedding is one EinsumDense: its kernel (features x 32) embeds each token, its
+  bias (tokens x 32) is a learned position embedding. Then post-norm self-attention
+  (2 heads of 16) and a 64-unit ReLU feed-forward, each added back and normalised,
+  then the mean over tokens and the logits.
+  """
+  keras = _keras(keras)
+  L = keras.layers
+  tokens, dim = input_shape[0], 32
+  x = inputs = keras.Input(input_shape)
+  x = L.EinsumDense("btf,fd->btd", output_shape=(tokens, dim), bias_axes="td", name="embed")(x)
+  a = L.MultiHeadAttention(num_heads=2, key_dim=dim // 2, name="attention")(x, x)
+  x = L.LayerNormalization(name="norm1")(L.Add()([x, a]))
+  f = L.Dense(2 * dim, activation="relu", name="ffn1")(x)
+  f = L.Dense(dim, name="ffn2")(f)
+  x = L.LayerNormalization(name="norm2")(L.Add()([x, f]))
+  x = L.GlobalAveragePooling1D()(x)
+  return keras.Model(inputs, L.Dense(num_classes, name="output", dtype="float32")(x),
+                     name="transformer_tiny")
+
+
+def bilstm_tiny(input_shape, num_classes, keras=None):
+  """A Bidirectional LSTM classifier of a sequence `input_shape` = (tokens, features):
+  each token projected by a TimeDistributed Dense, 32 LSTM units each way, the logits
+  from the two last states."""
+  keras = _keras(keras)
+  L = keras.layers
+  x = inputs = keras.Input(input_shape)
+  x = L.TimeDistributed(L.Dense(32, activation="relu"), name="project")(x)
+  x = L.Bidirectional(L.LSTM(32), name="bilstm")(x)
+  return keras.Model(inputs, L.Dense(num_classes, name="output", dtype="float32")(x),
+                     name="bilstm_tiny")
+
+
 MODELS = {f.__name__: f for f in (lenet_300_100, lenet5, lenet5_caffe, conv2, conv4, conv6,
-                                  resnet20, vgg19, resnet18)}
+                                  resnet20, vgg19, resnet18, transformer_tiny, bilstm_tiny)}
 
 
 WIDTH_MODELS = ("vgg19", "resnet18")  # the builders that take `width`

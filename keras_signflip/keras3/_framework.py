@@ -38,5 +38,15 @@ def compiled(fn):
   if backend == "jax":
     return sys.modules["jax"].jit(fn)  # the backend itself, imported by Keras
   if backend == "tensorflow":
-    return sys.modules["tensorflow"].function(fn, reduce_retracing=True, autograph=False)
+    # One function per tuple of ranks: reduce_retracing relaxes differing ranks
+    # to an unknown shape, on which Keras' ops cannot broadcast (a model with
+    # kernels of ranks 2 to 5, e.g. Dense, Conv1D, Conv3D).
+    tf, by_ranks = sys.modules["tensorflow"], {}
+
+    def call(*args):
+      ranks = tuple(len(getattr(a, "shape", ())) for a in tf.nest.flatten(args))
+      if ranks not in by_ranks:
+        by_ranks[ranks] = tf.function(fn, reduce_retracing=True, autograph=False)
+      return by_ranks[ranks](*args)
+    return call
   return fn

@@ -40,12 +40,26 @@ MISSING_CALLBACK = (
 _PRUNABLE = (
     ("SeparableConv1D", ("depthwise_kernel", "pointwise_kernel")),
     ("SeparableConv2D", ("depthwise_kernel", "pointwise_kernel")),
-    ("DepthwiseConv1D", ("depthwise_kernel",)),
-    ("DepthwiseConv2D", ("depthwise_kernel",)),
+    ("DepthwiseConv1D", ("kernel",)),  # Keras 3 names the depthwise kernel `kernel`
+    ("DepthwiseConv2D", ("kernel",)),
     ("Conv1DTranspose", ("kernel",)), ("Conv2DTranspose", ("kernel",)),
     ("Conv3DTranspose", ("kernel",)), ("Conv1D", ("kernel",)), ("Conv2D", ("kernel",)),
     ("Conv3D", ("kernel",)), ("Dense", ("kernel",)), ("EinsumDense", ("kernel",)),
     ("Embedding", ("embeddings",)),
+    # Recurrent cells: the input and recurrent kernels, which the cell reads at every
+    # time step (the wrapper runs the whole layer on the masked values).
+    ("LSTMCell", ("kernel", "recurrent_kernel")), ("GRUCell", ("kernel", "recurrent_kernel")),
+    ("SimpleRNNCell", ("kernel", "recurrent_kernel")),
+)
+
+# Layers that run other layers -> those layers; their prunable weights are pruned.
+_CONTAINERS = (
+    ("Bidirectional", lambda l: [l.forward_layer, l.backward_layer]),
+    ("TimeDistributed", lambda l: [l.layer]),
+    ("StackedRNNCells", lambda l: list(l.cells)),
+    ("RNN", lambda l: [l.cell]),  # LSTM, GRU, SimpleRNN and RNN(cell)
+    ("MultiHeadAttention", lambda l: [l._query_dense, l._key_dense,  # pylint: disable=protected-access
+                                      l._value_dense, l._output_dense]),  # pylint: disable=protected-access
 )
 
 
@@ -57,9 +71,21 @@ def _known_attrs(layer):
   return None
 
 
+def _inner(layer):
+  """The layers a container layer runs (None for other layers)."""
+  for class_name, inner in _CONTAINERS:
+    cls = getattr(keras.layers, class_name, None)
+    if cls is not None and isinstance(layer, cls):
+      return inner(layer)
+  return None
+
+
 def supports(layer):
   """Whether `layer` can be wrapped (built or not)."""
-  return hasattr(layer, "get_prunable_weights") or _known_attrs(layer) is not None
+  if hasattr(layer, "get_prunable_weights") or _known_attrs(layer) is not None:
+    return True
+  inner = _inner(layer)
+  return inner is not None and all(supports(l) for l in inner)
 
 
 def prunable_weights(layer):
@@ -67,19 +93,36 @@ def prunable_weights(layer):
 
   A layer may define `get_prunable_weights()` (TF-MOT's `PrunableLayer`
   protocol); built-in Dense, EinsumDense, Conv*, DepthwiseConv*,
-  SeparableConv* and Embedding layers are known.
+  SeparableConv*, Embedding and recurrent cells are known, and layers that run
+  known layers (Bidirectional, TimeDistributed, LSTM/GRU/SimpleRNN/RNN,
+  MultiHeadAttention) prune theirs.
   """
   if hasattr(layer, "get_prunable_weights"):
     return list(layer.get_prunable_weights())
   attrs = _known_attrs(layer)
   if attrs is None:
-    return None
+    inner = _inner(layer)
+    if inner is None or not all(supports(l) for l in inner):
+      return None
+    return [w for l in inner for w in prunable_weights(l)]
   weights = [getattr(layer, "_" + a) if hasattr(layer, "_" + a) else getattr(layer, a)
              for a in attrs]
   if not all(isinstance(w, keras.Variable) for w in weights):
     raise ValueError(f"Layer {layer.name} has a non-variable {attrs} (LoRA or "
                      "quantization enabled?); prune it before enabling those.")
   return weights
+
+
+def _own_names(layer, weights):
+  """"<layer name>/<weight name>" of each weight; a repeated one (MultiHeadAttention's
+  four kernels, Bidirectional's two directions) gets "#k" for its k-th repetition,
+  so `Random` scores each tensor apart."""
+  names, seen = [], {}
+  for w in weights:
+    name = f"{layer.name}/{w.name}"
+    seen[name] = seen.get(name, -1) + 1
+    names.append(name if seen[name] == 0 else f"{name}#{seen[name]}")
+  return names
 
 
 @keras.saving.register_keras_serializable(package="keras_signflip")
@@ -139,7 +182,8 @@ class PruneSignFlip(keras.layers.Wrapper):
         name="pruning_step", shape=(), dtype="int32", trainable=False,
         initializer=keras.initializers.Constant(-1))
     self.flip_states = []
-    for w in prunable_weights(self.layer):
+    weights = prunable_weights(self.layer)
+    for w, key in zip(weights, _own_names(self.layer, weights)):
       base = w.name
       gradient_noise.mark_prunable(w)  # where with_gradient_noise puts its noise
       if self.criterion.uses_gradients:  # sum of w * g, kept by the optimizer
@@ -164,12 +208,12 @@ class PruneSignFlip(keras.layers.Wrapper):
           flips=var("flips", w.shape, "int32", "zeros"),
           reference=(var("reference", w.shape, "float32", copy("float32"))
                      if self.keep_reference else None),
-          key=criteria_lib.tensor_key(f"{self.layer.name}/{w.name}"),
+          key=criteria_lib.tensor_key(key),
           flips_at_update=(var("flips_at_update", w.shape, "int32", "zeros")
                            if self.criterion.uses_window else None)))
     self.built = True
 
-  def call(self, inputs, training=None, **kwargs):
+  def call(self, inputs, *args, training=None, **kwargs):  # *args: MultiHeadAttention's value
     if training is True and not self.pruning_callback_active:
       # A Python check: it runs when the train step is traced (JAX,
       # TensorFlow) or run (PyTorch), before the first step changes anything.
@@ -190,7 +234,7 @@ class PruneSignFlip(keras.layers.Wrapper):
     non_trainable = [ops.convert_to_tensor(v) for v in non_trainable]
     if self._call_takes_training:
       kwargs["training"] = training
-    outputs, updated = layer.stateless_call(trainable, non_trainable, inputs, **kwargs)
+    outputs, updated = layer.stateless_call(trainable, non_trainable, inputs, *args, **kwargs)
     for v, new in zip(layer.non_trainable_variables, updated):
       if id(v) not in masked and new is not None:
         v.assign(new)

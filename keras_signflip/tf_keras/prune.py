@@ -16,9 +16,10 @@ from keras_signflip import criteria as criteria_lib
 from keras_signflip import units as units_lib
 from keras_signflip.inspection import (all_layers, collect_wrappers, flip_counts, masks,
                                        set_reference, sparsity_report)
+from keras_signflip.tf_keras import layer_support
 from keras_signflip.tf_keras import state as state_lib
 from keras_signflip.tf_keras import schedules as schedules_lib
-from keras_signflip.tf_keras._framework import PruneLowMagnitude, PruneRegistry, keras, tfmot
+from keras_signflip.tf_keras._framework import PruneLowMagnitude, keras, tfmot
 from keras_signflip.tf_keras.wrapper import GlobalGroup, PruneSignFlip, _keep_reference, _validate
 
 __all__ = ["prune_sign_flip", "strip_pruning", "prune_scope", "flip_counts",
@@ -150,7 +151,8 @@ def _check_arguments(to_prune, pruning_schedule, criterion, scope, min_flips, bl
     if _needs_wrapper(layer, pruning_policy) and not _supported(layer):
       raise ValueError(
           f"Layer {layer.name} ({type(layer).__name__}) cannot be pruned: it "
-          "is not in TF-MOT's PruneRegistry and has no `get_prunable_weights`. "
+          "is not in TF-MOT's PruneRegistry nor keras_signflip's additions "
+          "(keras_signflip.tf_keras.layer_support) and has no `get_prunable_weights`. "
           "Implement tfmot.sparsity.keras.PrunableLayer, or exclude it with a "
           "`pruning_policy` (or wrap only the other layers).")
   if scope == "global" and isinstance(to_prune, keras.Model) and not to_prune.built:
@@ -203,17 +205,8 @@ def _needs_wrapper(layer, pruning_policy):
   return not (pruning_policy and not pruning_policy.allow_pruning(layer))
 
 
-def _prunable(layer):
-  """The weights TF-MOT would prune of `layer` (its kernel first)."""
-  if isinstance(layer, tfmot.sparsity.keras.PrunableLayer) or hasattr(layer, "get_prunable_weights"):
-    return layer.get_prunable_weights()
-  return PruneRegistry.make_prunable(layer).get_prunable_weights()
-
-
-def _supported(layer):
-  return (isinstance(layer, tfmot.sparsity.keras.PrunableLayer)
-          or hasattr(layer, "get_prunable_weights")
-          or PruneRegistry.supports(layer))
+_prunable = layer_support.prunable_weights  # the weights pruned of `layer`, kernels first
+_supported = layer_support.supports
 
 
 def link_global(model):

@@ -20,6 +20,7 @@ MultiWorkerMirroredStrategy, whose collectives cannot broadcast int8. An
 from keras_signflip import arguments
 from keras_signflip import criteria as criteria_lib
 from keras_signflip import wrapper_config
+from keras_signflip.tf_keras import layer_support
 from keras_signflip.tf_keras import schedules as schedules_lib
 from keras_signflip.tf_keras import state as state_lib
 from keras_signflip.tf_keras.mask_update import CriterionPruning
@@ -86,6 +87,18 @@ def _own_name(layer, weight):
   return f"{layer.name}/{weight.name.split(':')[0].split('/')[-1]}"
 
 
+def _own_names(layer, weights):
+  """`_own_name` of each weight; a repeated one (MultiHeadAttention's four kernels,
+  Bidirectional's two directions) gets "#k" for its k-th repetition, so `Random`
+  scores each tensor apart."""
+  names, seen = [], {}
+  for w in weights:
+    name = _own_name(layer, w)
+    seen[name] = seen.get(name, -1) + 1
+    names.append(name if seen[name] == 0 else f"{name}#{seen[name]}")
+  return names
+
+
 @keras.utils.register_keras_serializable(package="keras_signflip")
 class PruneSignFlip(PruneLowMagnitude):
   """Prunes a layer's weights by a criterion, counting sign flips every step.
@@ -134,6 +147,7 @@ class PruneSignFlip(PruneLowMagnitude):
     if "dtype" not in kwargs and getattr(layer, "dtype_policy", None) is not None:
       kwargs["dtype"] = layer.dtype_policy
     name = kwargs.get("name")
+    layer_support.make_prunable(layer)  # Bidirectional, EinsumDense, ...: TF-MOT refuses them
     super().__init__(layer, pruning_schedule=pruning_schedule, block_size=block_size,
                      block_pooling_type=block_pooling_type,
                      sparsity_m_by_n=sparsity_m_by_n, **kwargs)
@@ -145,7 +159,8 @@ class PruneSignFlip(PruneLowMagnitude):
   def build(self, input_shape):
     super().build(input_shape)
     self.flip_states = []
-    for weight, mask, threshold in self.pruning_vars:
+    keys = _own_names(self.layer, [weight for weight, _, _ in self.pruning_vars])
+    for (weight, mask, threshold), key in zip(self.pruning_vars, keys):
       base = weight.name.split(":")[0].replace("/", "_")
       prev_sign = self.add_weight(
           f"{base}_prev_sign", shape=weight.shape, dtype=state_lib.sign_dtype(),
@@ -179,7 +194,7 @@ class PruneSignFlip(PruneLowMagnitude):
             initializer="zeros", aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
       state = state_lib.PruningState(weight, mask, threshold, prev_sign,
                                   flip_count, reference,
-                                  criteria_lib.tensor_key(_own_name(self.layer, weight)),
+                                  criteria_lib.tensor_key(key),
                                   touched, at_update, grad_product)
       if touched is None:
         state_lib.attach(state)
