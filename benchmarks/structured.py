@@ -245,15 +245,15 @@ def report(rows):
     for r in accuracy:
       by.setdefault((r["model"], r["fraction"], r["method"]), {})[r["seed"]] = r
     r0 = accuracy[0]
-    lines += [f"{r0['model']} on Fashion-MNIST ({r0['source']}, {r0['train_examples']} "
+    lines += [f"Fashion-MNIST ({r0['source']}, {r0['train_examples']} "
               f"training examples), {r0['epochs']} epochs, FlipOut's schedule and SGD regime "
               "without gradient noise; `units`: Units(Hybrid(2)) per layer, output layer dense, "
               "test accuracy of the shrunk model; `weights`: global Hybrid(2) at the sparsity "
               "that keeps the same number of kernel weights. Differences are units - weights, "
               "paired by seed, with 95% t intervals.", "",
-              "| units removed | kernel weights kept | weights: sparsity | units: accuracy | "
-              "weights: accuracy | units - weights (pp) | seeds |",
-              "|---|---|---|---|---|---|---|"]
+              "| model | units removed | kernel weights kept | weights: sparsity | "
+              "units: accuracy | weights: accuracy | units - weights (pp) | seeds |",
+              "|---|---|---|---|---|---|---|---|"]
     for (model, fraction) in sorted({(k[0], k[1]) for k in by}):
       units, weights = by.get((model, fraction, "units"), {}), by.get((model, fraction,
                                                                       "weights"), {})
@@ -262,7 +262,7 @@ def report(rows):
                            if runs else "-")
       any_run = next(iter({**units, **weights}.values()))
       kept = next(iter(units.values()))["kernel_weights"] if units else "-"
-      lines.append(f"| {100 * fraction:g}% | {kept:,} | {100 * any_run['target_sparsity']:.2f}% "
+      lines.append(f"| {model} | {100 * fraction:g}% | {kept:,} | {100 * any_run['target_sparsity']:.2f}% "
                    f"| {mean(units)} | {mean(weights)} | "
                    f"{ci_text(paired(acc(units), acc(weights)))} | "
                    f"{len(set(units) & set(weights))} |")

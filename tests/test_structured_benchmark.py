@@ -38,4 +38,4 @@ def test_report_pairs_units_with_weights_by_seed(bench):
   d = np.subtract(acc["units"], acc["weights"])
   half = stats.t.ppf(0.975, 2) * d.std(ddof=1) / np.sqrt(3)
   want = f"{100 * d.mean():+.2f} [{100 * (d.mean() - half):+.2f}, {100 * (d.mean() + half):+.2f}]"
-  assert want in text and "| 90% | 1,234 | 95.00% | 81.00% | 83.33% |" in text
+  assert want in text and "| lenet_300_100 | 90% | 1,234 | 95.00% | 81.00% | 83.33% |" in text
