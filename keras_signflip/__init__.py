@@ -24,7 +24,7 @@ import sys
 
 from keras_signflip import _old_names
 from keras_signflip import criteria
-from keras_signflip import flipout
+from keras_signflip import flipout  # noqa: F401  (ksf.flipout, the recipe: framework-free)
 from keras_signflip.api import (collect_wrappers, export_saved_model, flip_counts,
                                 flip_states, masks, prune_sign_flip, record_gradients,
                                 set_reference, snip, sparsity_report, strip_pruning,

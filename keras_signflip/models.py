@@ -10,8 +10,8 @@
 | `resnet20` | 3 stages x 3 basic blocks, 16/32/64 filters, BN | He et al. 2016 |
 | `vgg19` | 16 conv3x3+BN (64..512), 5 pools, 512-classes | FlipOut's VGG-19 (CIFAR-10) |
 | `resnet18` | 3x3 stem, 4 stages x 2 basic blocks, 64..512 filters, BN | FlipOut's ResNet-18 |
-| `transformer_tiny` | token + position embedding, 1 encoder block (2-head attention, 64-unit FFN, LayerNorm), d=32 | Vaswani et al. 2017 |
-| `bilstm_tiny` | TimeDistributed Dense 32, Bidirectional LSTM 32, classes | Graves & Schmidhuber 2005 |
+| `transformer_tiny` | 1 encoder block: 2 heads, FFN 64, LayerNorm, d=32 | Vaswani et al. 2017 |
+| `bilstm_tiny` | TimeDistributed Dense 32, Bidirectional LSTM 32, classes | Graves et al. 2005 |
 
 `transformer_tiny` and `bilstm_tiny` read an image's rows as a sequence of tokens
 (Fashion-MNIST: 28 tokens of 28 features, `input_shape=(28, 28)`).
@@ -43,7 +43,8 @@ def lenet_300_100(input_shape, num_classes, keras=None):
   x = L.Flatten()(x)
   x = L.Dense(300, activation="relu", name="fc1")(x)
   x = L.Dense(100, activation="relu", name="fc2")(x)
-  return keras.Model(inputs, L.Dense(num_classes, name="output", dtype="float32")(x), name="lenet_300_100")
+  return keras.Model(inputs, L.Dense(num_classes, name="output", dtype="float32")(x),
+                     name="lenet_300_100")
 
 
 def lenet5(input_shape, num_classes, keras=None):
@@ -128,7 +129,8 @@ def resnet20(input_shape, num_classes, keras=None):
       stride = 2 if stage > 0 and block == 0 else 1
       x = _basic_block(L, x, filters, stride, f"s{stage + 1}b{block + 1}")
   x = L.GlobalAveragePooling2D()(x)
-  return keras.Model(inputs, L.Dense(num_classes, name="output", dtype="float32")(x), name="resnet20")
+  return keras.Model(inputs, L.Dense(num_classes, name="output", dtype="float32")(x),
+                     name="resnet20")
 
 
 # FlipOut's CIFAR-10 models (AndreiXYZ/flipout, models/cifar10_models.py) use

@@ -16,7 +16,6 @@ from keras_signflip.keras3 import schedules as schedules_lib
 from keras_signflip.keras3._framework import keras, ops
 from keras_signflip import schedule_checks
 from keras_signflip import arguments
-from keras_signflip import criteria as criteria_lib
 from keras_signflip import distributions
 from keras_signflip import units as units_lib
 from keras_signflip.inspection import (all_layers, collect_wrappers, flip_counts, masks,
@@ -42,7 +41,8 @@ def _check(to_prune, pruning_policy, kwargs):
                      "family; wrap the layers you want pruned instead.")
   if isinstance(to_prune, keras.Model):
     if not (isinstance(to_prune, keras.Sequential) or
-            type(to_prune).__name__ == "Functional" or getattr(to_prune, "_is_graph_network", False)):
+            type(to_prune).__name__ == "Functional"
+            or getattr(to_prune, "_is_graph_network", False)):
       raise ValueError(
           "prune_sign_flip supports Sequential and Functional Keras 3 models; "
           f"received a subclassed model ({type(to_prune).__name__}). Wrap its "

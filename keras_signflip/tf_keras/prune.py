@@ -6,8 +6,6 @@ family, and re-exported here.
 """
 import itertools
 
-import numpy as np
-
 from keras_signflip import arguments
 from keras_signflip import distributions
 from keras_signflip import families
