@@ -262,11 +262,14 @@ def report(rows):
                            if runs else "-")
       any_run = next(iter({**units, **weights}.values()))
       kept = next(iter(units.values()))["kernel_weights"] if units else "-"
-      lines.append(f"| {model} | {100 * fraction:g}% | {kept:,} | {100 * any_run['target_sparsity']:.2f}% "
-                   f"| {mean(units)} | {mean(weights)} | "
+      lines.append(f"| {model} | {100 * fraction:g}% | {kept:,} | "
+                   f"{100 * any_run['target_sparsity']:.2f}% | {mean(units)} | {mean(weights)} | "
                    f"{ci_text(paired(acc(units), acc(weights)))} | "
                    f"{len(set(units) & set(weights))} |")
-    lines.append("")
+    shrunk = [r for r in accuracy if r["method"] == "units"]
+    same = sum(r["test_accuracy"] == r["masked_test_accuracy"] for r in shrunk)
+    lines += ["", f"The shrunk model's test accuracy equals the masked model's in {same} of "
+              f"{len(shrunk)} `units` runs.", ""]
   return "\n".join(lines)
 
 

@@ -32,10 +32,12 @@ def test_report_pairs_units_with_weights_by_seed(bench):
   acc = {"units": [0.80, 0.82, 0.81], "weights": [0.83, 0.82, 0.85]}
   rows = [{"part": "accuracy", "model": "lenet_300_100", "method": m, "fraction": 0.9,
            "seed": s, "test_accuracy": acc[m][s], "kernel_weights": 1234,
-           "target_sparsity": 0.95, "epochs": 1, "train_examples": 100, "source": "test"}
+           "target_sparsity": 0.95, "masked_test_accuracy": acc[m][s], "epochs": 1,
+           "train_examples": 100, "source": "test"}
           for m in acc for s in range(3)]
   text = bench.report(rows)
   d = np.subtract(acc["units"], acc["weights"])
   half = stats.t.ppf(0.975, 2) * d.std(ddof=1) / np.sqrt(3)
   want = f"{100 * d.mean():+.2f} [{100 * (d.mean() - half):+.2f}, {100 * (d.mean() + half):+.2f}]"
+  assert "equals the masked model's in 3 of 3" in text
   assert want in text and "| lenet_300_100 | 90% | 1,234 | 95.00% | 81.00% | 83.33% |" in text
