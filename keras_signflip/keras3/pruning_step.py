@@ -64,7 +64,8 @@ class Keras3Pruner:
   calls return `state` itself, so a step without a mask update costs nothing.
   (Why not a pure function of the state: the mask update is the same host
   code `fit` runs, so the loop gets `fit`'s masks exactly, and it runs only
-  at pruning steps.) `end(state)` leaves the model holding `state`.
+  at pruning steps.) `end(state)` leaves the model holding `state`. A JAX
+  call without `state` after steps that left the variables unchanged raises.
 
   Args:
     model: a Keras 3 model wrapped by `prune_sign_flip`, built.
@@ -80,6 +81,7 @@ class Keras3Pruner:
     self.optimizer = getattr(model, "optimizer", None) if optimizer is None else optimizer
     self._sync = sync
     self.step = None  # the last step's number; None before `begin`
+    self._begin_step = None
     self._wrappers = []
 
   @property
@@ -105,11 +107,22 @@ class Keras3Pruner:
                          f"variable, in order), received {len(values)}.")
     return lists
 
-  def _write(self, state):
+  def _write(self, state, done=0):
+    """Writes `state` (if any) into the variables; returns the model. `done`: the
+    steps taken since `begin`, to catch a JAX loop that forgot to pass its state."""
     if state is not None:
       for variables, values in zip(self._variables(state), state):
         for v, value in zip(variables, values):
           v.assign(value)
+    elif self._sync is None and done > 0 and keras.backend.backend() == "jax":
+      # A stateless loop's steps leave the variables as they were: the wrappers'
+      # pruning_step, which every training call advances, still reads its begin value.
+      if int(ops.convert_to_numpy(self._wrappers[0].pruning_step)) == self._begin_step:
+        raise ValueError(
+            f"The model's variables have not changed in the {done} steps since begin(): "
+            "a JAX loop over stateless_call keeps the values itself. Pass them: "
+            "state = pruner.before_step(state), pruner.epoch_end(state), pruner.end(state), "
+            "with state = pruner.state() after begin().")
     return self.model
 
   def _read(self, state):
@@ -156,7 +169,7 @@ class Keras3Pruner:
       for w in self._wrappers:
         w.pruning_step.assign(0)
       step = 0
-    self.step = step
+    self.step = self._begin_step = step
     # Count the flip the last step made, if nobody has yet: a checkpoint saved
     # by a callback that ran before ours at the last epoch end holds it
     # uncounted, and resuming from it must still count it. (Weights changed
@@ -175,14 +188,15 @@ class Keras3Pruner:
     self.step += 1  # the wrappers' in-graph pruning_step reaches it this step
     if not any(w.pruning_schedule(self.step)[0] for w in self._wrappers):
       return state
-    self._write(state)  # on JAX in fit: syncs the state, so assignments reach the next step
+    # On JAX in fit, syncs the trainer's state, so the assignments reach the next step.
+    self._write(state, done=self.step - 1 - self._begin_step)
     mask_update.update_masks(self._wrappers, self.step, self.optimizer)
     return self._read(state)
 
   def _count(self, state):
-    if not self._wrappers:
+    if not self._wrappers or self.step is None:
       return state
-    prune_lib.count_pending(self._write(state))
+    prune_lib.count_pending(self._write(state, done=self.step - self._begin_step))
     return self._read(state)
 
   def epoch_end(self, state=None):

@@ -63,7 +63,7 @@ def _batches(x, y):
   return [(x[i:i + BATCH], y[i:i + BATCH]) for i in range(0, len(x), BATCH)]
 
 
-def _jax_loop(model, optimizer, loss_fn, x, y):
+def _jax_loop(model, optimizer, loss_fn, x, y, epochs):
   import jax  # pylint: disable=g-import-not-at-top
 
   def loss_and_updates(trainable, non_trainable, xb, yb):
@@ -82,7 +82,7 @@ def _jax_loop(model, optimizer, loss_fn, x, y):
   pruner = ksf.Pruner(model, optimizer)
   pruner.begin()
   state = pruner.state()
-  for _ in range(EPOCHS):
+  for _ in range(epochs):
     for xb, yb in _batches(x, y):
       state = pruner.before_step(state)
       state = train_step(state, xb, yb)
@@ -90,12 +90,13 @@ def _jax_loop(model, optimizer, loss_fn, x, y):
   pruner.end(state)  # the model holds the final state
 
 
-def _torch_loop(model, optimizer, loss_fn, x, y):
+def _torch_loop(model, optimizer, loss_fn, x, y, epochs):
   import torch  # pylint: disable=g-import-not-at-top
-  optimizer.build(model.trainable_variables)
+  if not optimizer.built:
+    optimizer.build(model.trainable_variables)
   pruner = ksf.Pruner(model, optimizer)
   pruner.begin()
-  for _ in range(EPOCHS):
+  for _ in range(epochs):
     for xb, yb in _batches(x, y):
       pruner.before_step()
       loss = loss_fn(yb, model(xb, training=True))
@@ -108,7 +109,7 @@ def _torch_loop(model, optimizer, loss_fn, x, y):
   pruner.end()
 
 
-def _tensorflow_loop(model, optimizer, loss_fn, x, y):
+def _tensorflow_loop(model, optimizer, loss_fn, x, y, epochs):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   @tf.function
@@ -118,10 +119,11 @@ def _tensorflow_loop(model, optimizer, loss_fn, x, y):
     grads = tape.gradient(loss, model.trainable_variables)
     optimizer.apply(grads, model.trainable_variables)
 
-  optimizer.build(model.trainable_variables)
+  if not optimizer.built:
+    optimizer.build(model.trainable_variables)
   pruner = ksf.Pruner(model, optimizer)
   pruner.begin()
-  for _ in range(EPOCHS):
+  for _ in range(epochs):
     for xb, yb in _batches(x, y):
       pruner.before_step()
       train_step(xb, yb)
@@ -132,12 +134,14 @@ def _tensorflow_loop(model, optimizer, loss_fn, x, y):
 LOOPS = {"jax": _jax_loop, "torch": _torch_loop, "tensorflow": _tensorflow_loop}
 
 
-@pytest.mark.parametrize("scope", ["layer", "global"])
-def test_custom_loop_equals_fit(scope):
+@pytest.mark.parametrize("scope,calls", [("layer", 1), ("global", 1), ("global", EPOCHS)])
+def test_custom_loop_equals_fit(scope, calls):
+  """calls=EPOCHS: one epoch per begin() ... end(), as a resumed loop runs."""
   x, y = _data()
   want = _fit(scope, x, y)
-  model = _model(scope)
-  LOOPS[BACKEND](model, _optimizer(), _loss(), x, y)
+  model, optimizer, loss_fn = _model(scope), _optimizer(), _loss()
+  for _ in range(calls):
+    LOOPS[BACKEND](model, optimizer, loss_fn, x, y, EPOCHS // calls)
   got = _state(model)
   assert sum(int((m == 0).sum()) for m in want["masks"]) > 0  # the schedule pruned
   assert sum(int(f.sum()) for f in want["flips"]) > 0  # and weights flipped
@@ -175,3 +179,31 @@ def test_training_call_outside_begin_and_end_raises():
   pruner.end()
   with pytest.raises(ValueError, match="UpdatePruningStep"):
     model(x, training=True)
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="JAX's stateless loops only")
+def test_jax_loop_that_forgets_its_state_is_told_before_a_mask_update():
+  import jax  # pylint: disable=g-import-not-at-top
+  model, optimizer, loss_fn = _model("layer"), _optimizer(), _loss()
+  x, y = _data(BATCH)
+
+  @jax.jit
+  def train_step(state, xb, yb):
+    trainable, non_trainable, optimizer_values = state
+    def loss(t):
+      logits, _ = model.stateless_call(t, non_trainable, xb, training=True)
+      return loss_fn(yb, logits)
+    trainable, optimizer_values = optimizer.stateless_apply(
+        optimizer_values, jax.grad(loss)(trainable), trainable)
+    return trainable, non_trainable, optimizer_values
+
+  pruner = ksf.Pruner(model, optimizer)
+  pruner.begin()
+  state = pruner.state()
+  masks = [_np(s.mask) for s in ksf.flip_states(model)]
+  pruner.before_step()  # step 1: no mask update, nothing read
+  state = train_step(state, x, y)
+  with pytest.raises(ValueError, match="Pass them: state = pruner.before_step"):
+    pruner.before_step()  # step 2: a mask update, on variables one step old
+  for s, m in zip(ksf.flip_states(model), masks):
+    np.testing.assert_array_equal(_np(s.mask), m)

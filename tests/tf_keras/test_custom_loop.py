@@ -44,7 +44,8 @@ def _fit(scope, x, y):
   return _state(model)
 
 
-def _custom_loop(scope, x, y):
+def _custom_loop(scope, x, y, calls):
+  """EPOCHS epochs in `calls` runs of begin() ... end() (calls > 1: a resumed loop)."""
   model, optimizer, loss_fn = _model(scope), _optimizer(), _loss()
 
   @tf.function
@@ -54,21 +55,22 @@ def _custom_loop(scope, x, y):
     grads = tape.gradient(loss, model.trainable_variables)
     optimizer.apply_gradients(zip(grads, model.trainable_variables))
 
-  pruner = ksf.Pruner(model, optimizer)
-  pruner.begin()
-  for _ in range(EPOCHS):
-    for i in range(0, len(x), BATCH):
-      pruner.before_step()
-      train_step(x[i:i + BATCH], y[i:i + BATCH])
-    pruner.epoch_end()
-  pruner.end()
+  for _ in range(calls):
+    pruner = ksf.Pruner(model, optimizer)
+    pruner.begin()
+    for _ in range(EPOCHS // calls):
+      for i in range(0, len(x), BATCH):
+        pruner.before_step()
+        train_step(x[i:i + BATCH], y[i:i + BATCH])
+      pruner.epoch_end()
+    pruner.end()
   return _state(model)
 
 
-@pytest.mark.parametrize("scope", ["layer", "global"])
-def test_gradient_tape_loop_equals_fit(scope):
+@pytest.mark.parametrize("scope,calls", [("layer", 1), ("global", 1), ("global", EPOCHS)])
+def test_gradient_tape_loop_equals_fit(scope, calls):
   x, y = tu.data(128)
-  want, got = _fit(scope, x, y), _custom_loop(scope, x, y)
+  want, got = _fit(scope, x, y), _custom_loop(scope, x, y, calls)
   assert sum(int((m == 0).sum()) for m in want["masks"]) > 0  # the schedule pruned
   assert sum(int(f.sum()) for f in want["flips"]) > 0  # and weights flipped
   for key in ("masks", "flips"):
