@@ -23,12 +23,19 @@ def all_layers(model):
 
 
 def collect_wrappers(model):
-  """Every keras_signflip wrapper (`PruneSignFlip`) in `model`, nested models included,
-  in layer order; [] for anything but a model."""
+  """Every keras_signflip wrapper (`PruneSignFlip`) in `model`, nested models and the
+  blocks of subclassed models included, in layer order; [] for anything but a model."""
   family = families.of(model)
   if not isinstance(model, family.keras.Model):
     return []
-  return [l for l in all_layers(model) if isinstance(l, family.wrapper)]
+
+  def wrappers_in(layer):
+    if isinstance(layer, family.wrapper):
+      return [layer]
+    return [w for sub in layer._flatten_layers(include_self=False, recursive=False)  # pylint: disable=protected-access
+            for w in wrappers_in(sub)]
+  found = [w for l in all_layers(model) for w in wrappers_in(l)]
+  return [w for i, w in enumerate(found) if all(w is not v for v in found[:i])]
 
 
 def flip_counts(model):

@@ -13,6 +13,7 @@ import numpy as np
 
 from keras_signflip.keras3 import state as state_lib
 from keras_signflip.keras3 import schedules as schedules_lib
+from keras_signflip.keras3 import sublayers
 from keras_signflip.keras3._framework import keras, ops
 from keras_signflip import schedule_checks
 from keras_signflip import arguments
@@ -39,17 +40,11 @@ def _check(to_prune, pruning_policy, kwargs):
   if pruning_policy is not None:
     raise ValueError("`pruning_policy` is TF-MOT's and not supported in the Keras 3 "
                      "family; wrap the layers you want pruned instead.")
-  if isinstance(to_prune, keras.Model):
-    if not (isinstance(to_prune, keras.Sequential) or
-            type(to_prune).__name__ == "Functional"
-            or getattr(to_prune, "_is_graph_network", False)):
-      raise ValueError(
-          "prune_sign_flip supports Sequential and Functional Keras 3 models; "
-          f"received a subclassed model ({type(to_prune).__name__}). Wrap its "
-          "layers with prune_sign_flip(layer) inside the model instead.")
+  if _subclassed(to_prune):
+    _refuse_own_weights(to_prune)
   elif not isinstance(to_prune, (keras.layers.Layer, list, tuple)):
     raise ValueError("prune_sign_flip takes a Keras 3 layer, a list of layers, or a "
-                     f"Sequential/Functional model; received {type(to_prune).__name__}.")
+                     f"model; received {type(to_prune).__name__}.")
   if isinstance(to_prune, keras.Model):
     layers, what = all_layers(to_prune), "model"
   elif isinstance(to_prune, (list, tuple)):
@@ -65,7 +60,7 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
                     scope="layer", min_flips=None, pruning_policy=None,
                     sparsity_distribution=None, dense_layers=(), keep_reference=None,
                     score_normalization=None, structure=None, **kwargs):
-  """Wraps a Keras 3 layer, list of layers, or Sequential/Functional model.
+  """Wraps a Keras 3 layer, list of layers, or model (Sequential, Functional, subclassed).
 
   See `keras_signflip.tf_keras.prune.prune_sign_flip` for the arguments; schedules
   come from `keras_signflip.keras3.schedules` (TF-MOT's convert). Block and
@@ -73,7 +68,12 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
 
   Returns:
     The wrapped layer(s), or a clone of the model whose prunable layers are
-    wrapped (layers and weights are shared with `to_prune`).
+    wrapped (layers and weights are shared with `to_prune`); a subclassed model
+    is wrapped in place and returned (`keras3.sublayers`: Keras cannot clone it).
+
+  Raises:
+    ValueError: as the tf_keras family's, and for weights a subclassed model (or
+      a block in it) creates itself, named; raised before anything is wrapped.
   """
   _check(to_prune, pruning_policy, kwargs)
   criterion = arguments.check(units_lib.structured(criterion, structure), scope, min_flips)
@@ -102,6 +102,35 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
   return _wrap(to_prune, schedule, factors, params, kwargs)
 
 
+def _subclassed(model):
+  """Whether `model` is a subclassed Keras 3 model (neither Sequential nor Functional)."""
+  return isinstance(model, keras.Model) and not (
+      isinstance(model, keras.Sequential) or type(model).__name__ == "Functional"
+      or getattr(model, "_is_graph_network", False))
+
+
+def _block(layer):
+  """Whether `layer` is walked for the layers it holds: a subclassed model, or a layer
+  that is neither prunable nor a wrapper (a custom block)."""
+  return _subclassed(layer) or not (isinstance(layer, (keras.Model, PruneSignFlip))
+                                    or supports(layer))
+
+
+def _refuse_own_weights(layer):
+  """Raises, naming them, for weights a subclassed model or one of its blocks created
+  itself (`self.add_weight`): outside any layer, no wrapper can prune them."""
+  own = [v.path for v in sublayers.own_weights(layer)]
+  if own:
+    raise ValueError(
+        f"{type(layer).__name__} {layer.name!r} creates weights itself ({own}), outside "
+        "any layer, and prune_sign_flip prunes layers' weights. Create them in a layer "
+        "with a `get_prunable_weights()` method (then they are pruned), or in a layer "
+        "of their own (then they are left dense).")
+  for _, _, sub in sublayers._containers(layer):  # pylint: disable=protected-access
+    if _block(sub):
+      _refuse_own_weights(sub)
+
+
 # Parallel to tf_keras/prune.py's `_wrap` by design: each family clones with its own
 # Keras and wraps in its own PruneSignFlip.
 def _wrap(to_prune, schedule, factors, params, kwargs):
@@ -116,6 +145,9 @@ def _wrap(to_prune, schedule, factors, params, kwargs):
   positions = itertools.count()
 
   def wrap(layer):
+    if _subclassed(layer):
+      sublayers.replace(layer, wrap_built)
+      return layer
     if isinstance(layer, keras.Model):
       return keras.models.clone_model(layer, clone_function=wrap)
     if isinstance(layer, (keras.layers.InputLayer, PruneSignFlip)) or not supports(layer):
@@ -125,6 +157,17 @@ def _wrap(to_prune, schedule, factors, params, kwargs):
     return PruneSignFlip(layer, pruning_schedule=layer_schedule(layer),
                          position=next(positions), **params)
 
+  def wrap_built(layer):  # in place: the model calls it as it is, so build it now
+    if _block(layer) and not _subclassed(layer):
+      sublayers.replace(layer, wrap_built)
+      return layer
+    new = wrap(layer)
+    if isinstance(new, PruneSignFlip) and layer.built:
+      new.build(None)
+    return new
+
+  if _subclassed(to_prune):
+    return _check_fit(wrap(to_prune))
   if isinstance(to_prune, keras.Model):
     return _check_fit(keras.models.clone_model(to_prune, clone_function=wrap))
   if isinstance(to_prune, (list, tuple)):
@@ -192,7 +235,8 @@ def strip_pruning(model):
   Pending flips are counted first, so `flip_counts` of the wrapped model
   stays exact. The returned model is a clone with its own copies of the
   weights: exporting or fine-tuning it never changes the model still being
-  pruned. (A single wrapper gives back its own layer.)
+  pruned. (A single wrapper gives back its own layer; a subclassed model, which
+  Keras cannot copy, is unwrapped in place and returned.)
   """
   if isinstance(model, PruneSignFlip):
     _bake(model)
@@ -201,6 +245,8 @@ def strip_pruning(model):
     raise ValueError(f"strip_pruning takes a Keras 3 model; received {type(model).__name__}.")
   for w in collect_wrappers(model):
     _bake(w)
+  if _subclassed(model):
+    return _unwrap_in_place(model)
 
   def unwrap(layer):
     if isinstance(layer, keras.Model):
@@ -211,6 +257,17 @@ def strip_pruning(model):
   copy = keras.models.clone_model(shared)
   copy.set_weights(shared.get_weights())
   return copy
+
+
+def _unwrap_in_place(layer):
+  """A subclassed model (or block) with its wrappers replaced by their layers, in place:
+  Keras cannot copy a subclassed model, so this one is stripped itself."""
+  def unwrap(sub):
+    if isinstance(sub, PruneSignFlip):
+      return sub.layer
+    return _unwrap_in_place(sub) if _block(sub) else sub
+  sublayers.replace(layer, unwrap)
+  return layer
 
 
 def _bake(wrapper):

@@ -247,12 +247,17 @@ def test_bad_input_errors_before_any_change():
   with pytest.raises(ValueError, match="block_size"):
     ksf.prune_sign_flip(keras.layers.Dense(2), block_size=(2, 2))
 
-  class Sub(keras.Model):
-    def call(self, x):
-      return x
+  class Sub(keras.Model):  # subclassed models are wrapped in place, but not their own weights
+    def build(self, input_shape):
+      self.scale = self.add_weight(shape=())
 
-  with pytest.raises(ValueError, match="subclassed"):
-    ksf.prune_sign_flip(Sub())
+    def call(self, x):
+      return x * self.scale
+
+  sub = Sub()
+  sub(np.zeros((1, 2), "float32"))
+  with pytest.raises(ValueError, match="outside any layer"):
+    ksf.prune_sign_flip(sub)
 
 
 def test_lottery_loop_rewinds_and_reinitialises(tmp_path):
