@@ -150,6 +150,9 @@ def _wrap(to_prune, schedule, factors, params, kwargs):
       return layer
     if isinstance(layer, keras.Model):
       return keras.models.clone_model(layer, clone_function=wrap)
+    if _block(layer) and not isinstance(layer, keras.layers.InputLayer):
+      sublayers.replace(layer, wrap_built)  # a custom block's layers, in place (shared)
+      return layer
     if isinstance(layer, (keras.layers.InputLayer, PruneSignFlip)) or not supports(layer):
       return layer
     if factors and factors.get(layer.name) == 0:
@@ -253,10 +256,35 @@ def strip_pruning(model):
       return keras.models.clone_model(layer, clone_function=unwrap)
     return layer.layer if isinstance(layer, PruneSignFlip) else layer
 
-  shared = keras.models.clone_model(model, clone_function=unwrap)
-  copy = keras.models.clone_model(shared)
-  copy.set_weights(shared.get_weights())
+  wrappers = {}
+
+  def plain(layer):  # a wrapper in a block, for the time of the copy
+    if isinstance(layer, PruneSignFlip):
+      wrappers[id(layer.layer)] = layer
+      return layer.layer
+    return layer
+
+  _swap_in_blocks(model, plain)
+  try:
+    shared = keras.models.clone_model(model, clone_function=unwrap)
+    copy = keras.models.clone_model(shared)
+    copy.set_weights(shared.get_weights())
+  finally:
+    _swap_in_blocks(model, lambda layer: wrappers.get(id(layer), layer))
   return copy
+
+
+def _swap_in_blocks(model, swap):
+  """Puts `swap(layer)` in place of each layer that the custom blocks of a Sequential or
+  Functional `model` hold (nested blocks too), in place."""
+  def walk(sub):
+    new = swap(sub)
+    if new is sub and _block(sub):
+      sublayers.replace(sub, walk)
+    return new
+  for layer in all_layers(model):
+    if _block(layer):
+      sublayers.replace(layer, walk)
 
 
 def _unwrap_in_place(layer):

@@ -174,3 +174,25 @@ def test_a_functional_model_inside_a_sequential_is_wrapped():
   stripped = ksf.strip_pruning(pruned)
   np.testing.assert_allclose(stripped.predict(X, verbose=0), pruned.predict(X, verbose=0),
                              rtol=1e-6, atol=1e-6)
+
+
+def test_a_block_inside_a_functional_model_is_wrapped_and_stripped_to_a_copy():
+  keras.utils.set_random_seed(0)
+  inputs = keras.Input((6,))
+  x = L.Dense(8, name="stem")(inputs)
+  x = Block(name="block")(x)
+  model = keras.Model(inputs, L.Dense(3, name="out")(x))
+  pruned = ksf.prune_sign_flip(model, scope="global", pruning_schedule=k3.schedules.
+                               ConstantSparsity(0.5, 0, frequency=1))
+  block = pruned.get_layer("block")
+  assert isinstance(block.a, k3.PruneSignFlip) and isinstance(block.b, k3.PruneSignFlip)
+  assert len(k3.collect_wrappers(pruned)) == 4
+  pruned.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  _fit(pruned, steps=2)
+  masks = [_np(s.mask) for s in k3.flip_states(pruned)]
+  assert sum(int(m.sum()) for m in masks) == _kept(sum(m.size for m in masks), 0.5)
+  want = pruned.predict(X, verbose=0)
+  stripped = ksf.strip_pruning(pruned)
+  assert not k3.collect_wrappers(stripped) and isinstance(stripped.get_layer("block").a, L.Dense)
+  assert isinstance(block.a, k3.PruneSignFlip)  # the pruned model keeps its wrappers
+  np.testing.assert_allclose(stripped.predict(X, verbose=0), want, rtol=1e-6, atol=1e-6)
