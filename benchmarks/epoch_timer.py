@@ -13,7 +13,7 @@ and the other callbacks' epoch-end work.
 """
 import time
 
-from keras_signflip.callback import Callback
+from keras_signflip.callback_base import Callback
 
 __all__ = ["EpochTimer"]
 

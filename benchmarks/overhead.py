@@ -163,7 +163,7 @@ def extra_bytes_per_weight():
 
 def _flip_vars(weight):
   v = lambda x, d: tf.Variable(x, dtype=d, trainable=False)  # noqa: E731
-  return state_lib.FlipState(
+  return state_lib.PruningState(
       weight, v(tf.ones_like(weight), tf.float32), v(0.0, tf.float32),
       v(tf.zeros(weight.shape, tf.int8), tf.int8), v(tf.zeros(weight.shape, tf.int32), tf.int32),
       None, 0)

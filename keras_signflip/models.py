@@ -32,7 +32,7 @@ def _keras(keras):
   """The Keras module to build with: the one given, else tf_keras."""
   if keras is not None:
     return keras
-  from keras_signflip.tf_keras._compat import keras as tf_keras  # pylint: disable=g-import-not-at-top
+  from keras_signflip.tf_keras._framework import keras as tf_keras  # pylint: disable=g-import-not-at-top
   return tf_keras
 
 

@@ -220,7 +220,7 @@ class Keras3Pruner:
         lambda schedule, step: float(schedule(step)[1]), sparsity_schedules.max_sparsity)
 
 
-class Keras3PruningStep(keras.callbacks.Callback):
+class Keras3PruningStep(schedule_checks.FitReachCheck, keras.callbacks.Callback):
   """Steps the pruning schedules of a Keras 3 model's wrappers; needed in `fit`.
 
   Runs `Keras3Pruner` at `fit`'s hooks (in a custom training loop, use
@@ -245,20 +245,7 @@ class Keras3PruningStep(keras.callbacks.Callback):
     self.pruner = Keras3Pruner(model, getattr(model, "optimizer", None),
                                sync=lambda: self.model)
     self.pruner.begin()
-    self._reach_pending = True
-
-  def on_epoch_begin(self, epoch, logs=None):
-    # The first epoch of this fit call is `initial_epoch`: only here are the
-    # call's steps known, still before its first step.
-    if self._reach_pending:
-      self._reach_pending = False
-      self.warn_if_unreachable(epoch)
-
-  def warn_if_unreachable(self, initial_epoch=0):
-    """Warns (once per model) when this fit call ends before the final sparsity."""
-    if self.pruner is None:
-      return None
-    return self.pruner.warn_if_unreachable(schedule_checks.fit_steps(self.params, initial_epoch))
+    self._reach_pending = True  # FitReachCheck warns at the call's first epoch
 
   def on_train_batch_begin(self, batch, logs=None):
     if self.pruner is not None:

@@ -100,7 +100,7 @@ class TfKerasPruner:
         sparsity_schedules.max_sparsity)
 
 
-class TfKerasPruningStep(tfmot.sparsity.keras.UpdatePruningStep):
+class TfKerasPruningStep(schedule_checks.FitReachCheck, tfmot.sparsity.keras.UpdatePruningStep):
   """TF-MOT's `UpdatePruningStep`, plus what keras_signflip wrappers need: runs
   `TfKerasPruner` in `fit`.
 
@@ -121,21 +121,7 @@ class TfKerasPruningStep(tfmot.sparsity.keras.UpdatePruningStep):
     self.pruner = TfKerasPruner(self.model)
     self.pruner.begin()
     self.prunable_layers = self.pruner.prunable_layers
-    self._reach_pending = bool(self.prunable_layers)
-
-  def on_epoch_begin(self, epoch, logs=None):
-    # The first epoch of this fit call: its number is `initial_epoch`, so the
-    # call's steps are known here, before its first step (on_train_begin
-    # cannot tell a resumed fit's remaining epochs).
-    if self._reach_pending:
-      self._reach_pending = False
-      self.warn_if_unreachable(epoch)
-
-  def warn_if_unreachable(self, initial_epoch=0):
-    """Warns (once per model) when this fit call ends before the final sparsity."""
-    if self.pruner is None:
-      return None
-    return self.pruner.warn_if_unreachable(schedule_checks.fit_steps(self.params, initial_epoch))
+    self._reach_pending = bool(self.prunable_layers)  # FitReachCheck: the first epoch warns
 
   def on_epoch_end(self, epoch, logs=None):
     if self.pruner is not None:
