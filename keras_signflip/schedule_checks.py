@@ -20,8 +20,7 @@ import weakref
 
 from keras_signflip import arguments
 
-__all__ = ["ScheduleWarning", "timing", "events", "check", "fit_steps", "warn_if_unreachable",
-           "FitReachCheck"]
+__all__ = ["ScheduleWarning", "timing", "events", "check", "fit_steps", "warn_if_unreachable"]
 
 _TIMED = ("ConstantSparsity", "PolynomialDecay", "GeometricSparsity")
 
@@ -164,24 +163,3 @@ def warn_if_unreachable(model, schedules, start, steps, sparsity_at, final_spars
   warnings.warn(message, ScheduleWarning, stacklevel=3)
   return message
 
-
-class FitReachCheck:
-  """Mixin of both families' pruning-step callbacks: at the first epoch of each
-  `fit` call (the first moment its steps are known: `initial_epoch` tells a
-  resumed fit's remaining epochs) warn once per model when the call ends before
-  the schedule's final sparsity. The callback sets `_reach_pending` in
-  `on_train_begin` and holds the family's pruner in `pruner`."""
-
-  _reach_pending = False
-  pruner = None
-
-  def on_epoch_begin(self, epoch, logs=None):
-    if self._reach_pending:
-      self._reach_pending = False
-      self.warn_if_unreachable(epoch)
-
-  def warn_if_unreachable(self, initial_epoch=0):
-    """Warns (once per model) when this fit call ends before the final sparsity."""
-    if self.pruner is None:
-      return None
-    return self.pruner.warn_if_unreachable(fit_steps(self.params, initial_epoch))

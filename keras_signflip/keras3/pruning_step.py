@@ -14,6 +14,7 @@ the model -- on JAX, syncing its state -- only at pruning steps and epoch ends.
 """
 import sys
 
+from keras_signflip import pruner_hooks
 from keras_signflip import schedule_checks
 from keras_signflip import sparsity_schedules
 from keras_signflip.keras3 import mask_update
@@ -220,7 +221,7 @@ class Keras3Pruner:
         lambda schedule, step: float(schedule(step)[1]), sparsity_schedules.max_sparsity)
 
 
-class Keras3PruningStep(schedule_checks.FitReachCheck, keras.callbacks.Callback):
+class Keras3PruningStep(pruner_hooks.PrunerHooks, keras.callbacks.Callback):
   """Steps the pruning schedules of a Keras 3 model's wrappers; needed in `fit`.
 
   Runs `Keras3Pruner` at `fit`'s hooks (in a custom training loop, use
@@ -245,19 +246,11 @@ class Keras3PruningStep(schedule_checks.FitReachCheck, keras.callbacks.Callback)
     self.pruner = Keras3Pruner(model, getattr(model, "optimizer", None),
                                sync=lambda: self.model)
     self.pruner.begin()
-    self._reach_pending = True  # FitReachCheck warns at the call's first epoch
+    self._reach_pending = True  # PrunerHooks warns at the call's first epoch
 
   def on_train_batch_begin(self, batch, logs=None):
     if self.pruner is not None:
       self.pruner.before_step()
-
-  def on_epoch_end(self, epoch, logs=None):
-    if self.pruner is not None:
-      self.pruner.epoch_end()
-
-  def on_train_end(self, logs=None):
-    if self.pruner is not None:
-      self.pruner.end()
 
 
 UpdatePruningStep = Keras3PruningStep  # its 0.3 name

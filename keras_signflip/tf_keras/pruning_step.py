@@ -12,6 +12,7 @@ the pruner steps TF-MOT's own wrappers too. (The callback was named
 """
 import numpy as np
 
+from keras_signflip import pruner_hooks
 from keras_signflip import schedule_checks
 from keras_signflip import sparsity_schedules
 from keras_signflip.tf_keras import gradient_noise
@@ -100,7 +101,7 @@ class TfKerasPruner:
         sparsity_schedules.max_sparsity)
 
 
-class TfKerasPruningStep(schedule_checks.FitReachCheck, tfmot.sparsity.keras.UpdatePruningStep):
+class TfKerasPruningStep(pruner_hooks.PrunerHooks, tfmot.sparsity.keras.UpdatePruningStep):
   """TF-MOT's `UpdatePruningStep`, plus what keras_signflip wrappers need: runs
   `TfKerasPruner` in `fit`.
 
@@ -121,15 +122,7 @@ class TfKerasPruningStep(schedule_checks.FitReachCheck, tfmot.sparsity.keras.Upd
     self.pruner = TfKerasPruner(self.model)
     self.pruner.begin()
     self.prunable_layers = self.pruner.prunable_layers
-    self._reach_pending = bool(self.prunable_layers)  # FitReachCheck: the first epoch warns
-
-  def on_epoch_end(self, epoch, logs=None):
-    if self.pruner is not None:
-      self.pruner.epoch_end()
-
-  def on_train_end(self, logs=None):
-    if self.pruner is not None:
-      self.pruner.end()
+    self._reach_pending = bool(self.prunable_layers)  # PrunerHooks: the first epoch warns
 
 
 UpdatePruningStep = TfKerasPruningStep  # its 0.3 name
