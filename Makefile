@@ -88,10 +88,12 @@ length: setup data
 
 # Structured pruning (issue 30, goal 4; docs/structured.md): the latency of shrunk against
 # dense LeNet-300-100 and LeNet-5 (seconds), then units against weights at the same kernel
-# weight count on Fashion-MNIST, 3 seeds (1 thread, about 40 minutes); resumable.
+# weight count on Fashion-MNIST, LeNet-300-100 and LeNet-5, 3 seeds (1 thread, about 90
+# minutes); resumable.
 structured: setup data
 	$(BENCH_ENV) $(PY) -m benchmarks.structured --parts=latency
 	$(BENCH_ENV) $(PY) -m benchmarks.structured --parts=accuracy
+	$(BENCH_ENV) $(PY) -m benchmarks.structured --parts=accuracy --accuracy_model=lenet5
 
 # FlipOut's CIFAR-10 table (issue 28, goal 4; docs/flipout_table.md): VGG-19 and ResNet-18
 # at 99.9%, FlipOut / global magnitude / SNIP / random x 3 seeds, 350 epochs each, beside
