@@ -28,6 +28,7 @@ folds into the next layer's bias (exactly) before removing the unit.
 from keras_signflip import criteria as criteria_lib
 
 __all__ = ["Units", "UNIT_LAYERS", "STRUCTURES", "structured", "check", "check_layers",
+           "check_one_layer",
            "unit_scores", "unit_tiebreaks", "expand"]
 
 # Layers whose prunable weight is one kernel with the unit axis last.
@@ -153,6 +154,13 @@ def check(criterion, scope, min_flips, block_size=(1, 1), sparsity_m_by_n=None,
   if given:
     raise ValueError("Structured pruning (Units) prunes whole units and cannot be combined "
                      f"with {sorted(given)}. Received: {given}")
+
+
+def check_one_layer(states, kept):
+  """Both families' mask updates: units are ranked inside one layer, to a sparsity."""
+  if kept is not None or len(states) != 1:
+    raise ValueError("Structured pruning (Units) ranks one layer's units by sparsity; an "
+                     "exact kept count or a global ranking is not supported.")
 
 
 def check_layers(layers, criterion, prunable_weights):

@@ -159,9 +159,7 @@ def _compute_masks(states, sparsity, criterion, min_flips, kept, normalization):
 
 def _unit_masks(states, sparsity, criterion, kept):
   """Layer scope by units (`keras_signflip.units`): the kept count is of units."""
-  if kept is not None or len(states) != 1:
-    raise ValueError("Structured pruning (Units) ranks one layer's units by sparsity; an "
-                     "exact kept count or a global ranking is not supported.")
+  units_lib.check_one_layer(states, kept)
   scores, alive = _score(states[0], criterion.base)
   per_unit = units_lib.unit_scores(scores, alive, ops)
 
