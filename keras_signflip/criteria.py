@@ -44,7 +44,7 @@ from keras_signflip import arguments
 __all__ = [
     "WeightState", "Criterion", "Magnitude", "SignFlip", "Hybrid",
     "LargeFinalSameSign", "MagnitudeIncrease", "Movement", "RecentFlips", "Saliency",
-    "MovementScore", "Random", "get", "serialize", "CRITERIA", "tensor_key",
+    "MovementScore", "Random", "get", "serialize", "CRITERIA", "tensor_key", "distinct_names",
 ]
 
 
@@ -66,6 +66,16 @@ def tensor_key(name):
   give the same scores in every process.
   """
   return zlib.crc32(str(name).split(":")[0].encode("utf-8")) & 0x7FFFFFFF
+
+
+def distinct_names(names):
+  """`names`, a repeated one suffixed "#k" for its k-th repetition (MultiHeadAttention's
+  four kernels, Bidirectional's two directions), so `tensor_key` tells the tensors apart."""
+  out, seen = [], {}
+  for name in names:
+    seen[name] = seen.get(name, -1) + 1
+    out.append(name if seen[name] == 0 else f"{name}#{seen[name]}")
+  return out
 
 
 def _default_xp():

@@ -102,3 +102,10 @@ def test_same_scores_through_keras3_ops_and_numpy(criterion):
   via_numpy = np.asarray(criterion.score(W, state, np))
   via_keras_ops = keras3.ops.convert_to_numpy(criterion.score(W, state, keras3.ops))
   np.testing.assert_allclose(via_keras_ops, via_numpy, rtol=1e-6)
+
+
+def test_distinct_names_number_repeats_in_order():
+  names = ["mha/kernel", "mha/kernel", "fc/kernel", "mha/kernel", "fc/kernel"]
+  got = criteria.distinct_names(names)
+  assert got == ["mha/kernel", "mha/kernel#1", "fc/kernel", "mha/kernel#2", "fc/kernel#1"]
+  assert len({criteria.tensor_key(n) for n in got}) == len(got)  # Random tells them apart

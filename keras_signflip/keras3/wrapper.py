@@ -114,15 +114,9 @@ def prunable_weights(layer):
 
 
 def _own_names(layer, weights):
-  """"<layer name>/<weight name>" of each weight; a repeated one (MultiHeadAttention's
-  four kernels, Bidirectional's two directions) gets "#k" for its k-th repetition,
-  so `Random` scores each tensor apart."""
-  names, seen = [], {}
-  for w in weights:
-    name = f"{layer.name}/{w.name}"
-    seen[name] = seen.get(name, -1) + 1
-    names.append(name if seen[name] == 0 else f"{name}#{seen[name]}")
-  return names
+  """"<layer name>/<weight name>" of each weight, repeats told apart
+  (`criteria.distinct_names`), so `Random` scores each tensor apart."""
+  return criteria_lib.distinct_names([f"{layer.name}/{w.name}" for w in weights])
 
 
 @keras.saving.register_keras_serializable(package="keras_signflip")

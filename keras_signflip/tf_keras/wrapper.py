@@ -88,15 +88,9 @@ def _own_name(layer, weight):
 
 
 def _own_names(layer, weights):
-  """`_own_name` of each weight; a repeated one (MultiHeadAttention's four kernels,
-  Bidirectional's two directions) gets "#k" for its k-th repetition, so `Random`
-  scores each tensor apart."""
-  names, seen = [], {}
-  for w in weights:
-    name = _own_name(layer, w)
-    seen[name] = seen.get(name, -1) + 1
-    names.append(name if seen[name] == 0 else f"{name}#{seen[name]}")
-  return names
+  """`_own_name` of each weight, repeats told apart (`criteria.distinct_names`), so
+  `Random` scores each tensor apart."""
+  return criteria_lib.distinct_names([_own_name(layer, w) for w in weights])
 
 
 @keras.utils.register_keras_serializable(package="keras_signflip")
