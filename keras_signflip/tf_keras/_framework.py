@@ -29,7 +29,7 @@ if ".".join(keras.__version__.split(".")[:2]) != _TF_MINOR:
 
 import tensorflow_model_optimization as tfmot  # noqa: E402
 # TF-MOT's wrapper, registry and pruning internals are not public API; setup.py
-# pins TF-MOT to 0.8.x and tests/test_tfmot_compat.py checks they still exist.
+# pins TF-MOT to 0.8.x and tests/tf_keras/test_tfmot_compat.py checks they still exist.
 from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry  # noqa: E402
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper  # noqa: E402
 
