@@ -89,7 +89,7 @@ def test_pruner_refuses_an_optimizer_of_another_kind():
 
 
 def test_training_without_begin_names_the_pruner():
-  model, optimizer = _model("layer"), _optimizer()
+  model = _model("layer")
   x, _ = tu.data(16)
   with pytest.raises(ValueError, match=r"keras_signflip.Pruner\(model, optimizer\).begin\(\)"):
     model(x, training=True)
