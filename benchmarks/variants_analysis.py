@@ -187,12 +187,16 @@ def report(root=ROOT, grid_dir=GRID, path=None):
             "|---|---|" + "---|" * len(TARGETS)]
   for a, b, what in EFFECTS:
     lines.append(f"| {a} − {b} | {what} | "
-                 + " | ".join(ci_text(eff[(a, b, t)]) for t in TARGETS) + " |")
+                 + " | ".join(_cell(eff[(a, b, t)]) for t in TARGETS) + " |")
   lines += ["", "## Answer", ""] + answer(eff)
   text = "\n".join(lines) + "\n"
   if path:
     results_io.write_text(path, text)
   return text
+
+
+def _cell(p):
+  return "-" if p is None else f"{ci_text(p)} (n={p['n']})"
 
 
 def answer(eff):
@@ -204,11 +208,10 @@ def answer(eff):
       p = eff[(a, b, t)]
       if p is None:
         parts.append(f"{t:.1%}: not measured yet")
-      elif p["low"] > 0:
-        parts.append(f"{t:.1%}: ahead, {ci_text(p)}")
-      elif p["high"] < 0:
-        parts.append(f"{t:.1%}: behind, {ci_text(p)}")
       else:
-        parts.append(f"{t:.1%}: within noise, {ci_text(p)}")
+        verdict = "ahead" if p["low"] > 0 else "behind" if p["high"] < 0 else "within noise"
+        early = ("" if p["n"] >= len(REPORT_SEEDS)
+                 else f", provisional: {p['n']} of {len(REPORT_SEEDS)} seeds")
+        parts.append(f"{t:.1%}: {verdict}, {ci_text(p)}{early}")
     out.append(f"- {a} − {b} ({what}): " + "; ".join(parts) + ".")
   return out
