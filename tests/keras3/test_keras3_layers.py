@@ -32,8 +32,9 @@ def _kept(n, sparsity):
 def _every_layer():
   keras.utils.set_random_seed(0)
   x = inputs = keras.Input((12, 6))
-  x = L.Bidirectional(L.LSTM(4, return_sequences=True), name="bi")(x)
-  x = L.TimeDistributed(L.Dense(6), name="td")(x)
+  # Inner layers named: their auto-names would depend on what the process built before.
+  x = L.Bidirectional(L.LSTM(4, return_sequences=True, name="lstm"), name="bi")(x)
+  x = L.TimeDistributed(L.Dense(6, name="dense"), name="td")(x)
   x = L.MultiHeadAttention(2, 3, name="mha")(x, x)
   x = L.EinsumDense("btc,cd->btd", output_shape=(None, 5), name="ein")(x)
   x = L.Conv1D(5, 1, name="c1")(x)
