@@ -32,9 +32,10 @@ def _env(backend, **extra):
 
 PATH = "tests/keras3/test_keras3_path.py"
 PARTS = {"all": ["tests/keras3"], "path": [PATH], "others": ["tests/keras3", f"--ignore={PATH}"]}
-# One process a part (each starts in about 6 s): JAX's run, twice the others',
+# One process a part (each starts in about 6 s): JAX's and TensorFlow's runs, the longest,
 # in two parts, so that no single test holds a worker for long.
-RUNS = [("jax", "path"), ("jax", "others"), ("tensorflow", "all"), ("torch", "all")]
+RUNS = [("jax", "path"), ("jax", "others"), ("tensorflow", "path"), ("tensorflow", "others"),
+        ("torch", "all")]
 
 
 @functools.lru_cache(maxsize=None)
