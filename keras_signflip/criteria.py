@@ -36,6 +36,7 @@ reaches m, never beyond the schedule's sparsity (`keras_signflip.mask_rules`).
 The other formulas of the package (Hoyer-Square, L0's gates, variational
 dropout's KL, ...) follow this pattern with `keras_signflip.array_namespace`.
 """
+import math
 import zlib
 from typing import NamedTuple
 
@@ -333,13 +334,13 @@ class Random(Criterion):
 
   def score(self, weight, state, xp=None):
     xp = xp or _default_xp()
-    size = 1
-    for d in weight.shape:
-      size *= int(d)
+    # The variable's shape: a traced `weight` may have lost its static one (a
+    # tf.function relaxes shapes after tracing several).
+    shape = tuple(int(d) for d in getattr(getattr(state, "weight", None), "shape", weight.shape))
     salt = _mix32(_as((self.seed * 0x9E3779B1 + state.key) % _M32, "int64", xp), xp)
-    h = _mix32((xp.arange(size, dtype="int64") + salt) % _M32, xp)
+    h = _mix32((xp.arange(math.prod(shape), dtype="int64") + salt) % _M32, xp)
     u = _as(h, "float32", xp) / float(_M32)
-    return xp.reshape(u, tuple(int(d) for d in weight.shape))
+    return xp.reshape(u, shape)
 
   def tiebreak(self, weight, state, xp=None):
     return None  # a control: nothing about the weight may decide
