@@ -90,10 +90,25 @@ def gzip_size(path):
 
 
 def _layers(model):
-  for layer in model.layers:
-    if isinstance(layer, keras.Model):
-      yield from _layers(layer)
-    yield layer
+  """Every layer of `model`: nested models', custom blocks' and subclassed models' too."""
+  return model._flatten_layers(include_self=False, recursive=True)  # pylint: disable=protected-access
+
+
+def _input_specs(model):
+  """The serving function's input signature: the model's inputs, or for a subclassed
+  model (which has none) what its first call took, any batch size."""
+  if model.inputs:
+    return [tf.TensorSpec([None] + list(i.shape[1:]), i.dtype) for i in model.inputs]
+  spec = model.save_spec(dynamic_batch=True)
+  if spec is None:
+    raise ValueError(f"{type(model).__name__} has never been called, so its input "
+                     "shapes are unknown: call it on a batch (model(x)) before exporting.")
+  args, kwargs = spec
+  if kwargs or len(args) != 1:
+    raise ValueError(f"{type(model).__name__} was called with {len(args)} positional and "
+                     f"{len(kwargs)} keyword inputs; the export serves a model called on "
+                     "one tensor or one list of tensors.")
+  return tf.nest.flatten(args[0])
 
 
 class _FillAtLoad(tf.saved_model.experimental.TrackableResource):
@@ -318,17 +333,13 @@ class _Serving(tf.Module):
           object.__delattr__(layer, "call")
       return out if isinstance(out, dict) else {"output": out}
 
-    spec = [tf.TensorSpec([None] + list(i.shape[1:]), i.dtype) for i in model.inputs]
+    spec = _input_specs(model)
     self.serve = tf.function(call, input_signature=spec)
 
 
 def _worth_packing(array):
   """Weights stored as bitmap + values: >= 2-D and at least half zeros."""
   return array.ndim >= 2 and np.mean(array == 0) >= 0.5
-
-
-def _stripped(model):
-  return prune_lib.strip_pruning(model) if prune_lib.collect_wrappers(model) else model
 
 
 def _write_atomically(model, path, sparse, overwrite, values_dtype="float32",
@@ -407,13 +418,13 @@ def export_saved_model(model, path, sparse=True, overwrite=False, compare_sizes=
   """
   _check_format(sparse, values_dtype, kernels)
   owned_dir.check_target(path, "export", overwrite)
-  stripped = _stripped(model)
-  kernel_plans = _kernel_plans(stripped, kernels)
-  _write_atomically(stripped, path, sparse, overwrite, values_dtype, kernel_plans)
-  out = dict(path=path, **_sparsity(stripped), gzip_bytes=gzip_size(path),
-             values_dtype=values_dtype, kernels=kernel_plans)
-  if compare_sizes:
-    out.update(_compared_sizes(stripped, out["gzip_bytes"]))
+  with prune_lib.stripped(model) as stripped:
+    kernel_plans = _kernel_plans(stripped, kernels)
+    _write_atomically(stripped, path, sparse, overwrite, values_dtype, kernel_plans)
+    out = dict(path=path, **_sparsity(stripped), gzip_bytes=gzip_size(path),
+               values_dtype=values_dtype, kernels=kernel_plans)
+    if compare_sizes:
+      out.update(_compared_sizes(stripped, out["gzip_bytes"]))
   if verbose:
     print(format_report(out))
   return out
@@ -439,13 +450,12 @@ def _sparsity(stripped):
   """The report's sparsity entries: `layers` {weight: sparsity} and
   `overall_sparsity` over the >= 2-D trainable weights, `nonzero_params`, `params`."""
   layers, zeros, total = {}, 0, 0
-  for layer in _layers(stripped):
-    for w in getattr(layer, "trainable_weights", []):
-      if len(w.shape) >= 2:
-        a = w.numpy()
-        layers[w.name] = float(np.mean(a == 0))
-        zeros += int(np.sum(a == 0))
-        total += a.size
+  for w in stripped.trainable_weights:  # each variable once (a nested model's are its layers')
+    if len(w.shape) >= 2:
+      a = w.numpy()
+      layers[w.name] = float(np.mean(a == 0))
+      zeros += int(np.sum(a == 0))
+      total += a.size
   return {"layers": layers, "overall_sparsity": zeros / total if total else 0.0,
           "nonzero_params": int(sum(np.count_nonzero(v.numpy())
                                     for v in stripped.trainable_weights)),
@@ -492,10 +502,10 @@ def export_tflite(model, path, overwrite=False):
   converting.
   """
   _check_file_target(path, overwrite)
-  stripped = _stripped(model)
-  converter = tf.lite.TFLiteConverter.from_keras_model(stripped)
-  converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
-  data = converter.convert()
+  with prune_lib.stripped(model) as stripped:
+    converter = tf.lite.TFLiteConverter.from_keras_model(stripped)
+    converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+    data = converter.convert()
   _check_file_target(path, overwrite)
   parent = os.path.dirname(os.path.abspath(path))
   os.makedirs(parent, exist_ok=True)

@@ -4,6 +4,7 @@ Reading a wrapped model (`flip_counts`, `masks`, `sparsity_report`) and
 `set_reference` are `keras_signflip.inspection`'s, shared with the Keras 3
 family, and re-exported here.
 """
+import contextlib
 import itertools
 
 from keras_signflip import arguments
@@ -16,16 +17,19 @@ from keras_signflip.inspection import (all_layers, collect_wrappers, flip_counts
                                        set_reference, sparsity_report)
 from keras_signflip.tf_keras import layer_support
 from keras_signflip.tf_keras import state as state_lib
+from keras_signflip.tf_keras import sublayers
 from keras_signflip.tf_keras import schedules as schedules_lib
-from keras_signflip.tf_keras._framework import PruneLowMagnitude, keras, tfmot
+from keras_signflip.tf_keras._framework import PruneLowMagnitude, keras, tf, tfmot
 from keras_signflip.tf_keras.wrapper import GlobalGroup, PruneSignFlip, _keep_reference, _validate
 
 __all__ = ["prune_sign_flip", "strip_pruning", "prune_scope", "flip_counts",
-           "set_reference", "link_global", "collect_wrappers", "flip_states", "masks",
+           "set_reference", "link_global", "collect_wrappers", "flip_states", "masks", "stripped",
            "sparsity_report", "count_tables", "pruning_masks"]
 
 
 def _check_model(to_prune):
+  """The layers `prune_sign_flip` would wrap or leave as they are (subclassed models and
+  custom blocks opened), checked for what cannot be wrapped in place."""
   if families.is_keras3_object(to_prune):
     raise ValueError(
         "prune_sign_flip received a Keras 3 object "
@@ -34,20 +38,61 @@ def _check_model(to_prune):
         "keras_signflip.prune_sign_flip, which sends Keras 3 models to "
         "keras_signflip.keras3.")
   if isinstance(to_prune, keras.Model):
-    if not (isinstance(to_prune, keras.Sequential) or to_prune._is_graph_network):  # pylint: disable=protected-access
-      raise ValueError(
-          "prune_sign_flip supports Sequential and Functional models; received "
-          f"a subclassed model ({type(to_prune).__name__}). Wrap its layers "
-          "with prune_sign_flip(layer) inside the model instead.")
-    layers = all_layers(to_prune)
+    layers = _leaves(to_prune)
   elif isinstance(to_prune, (list, tuple)):
-    layers = list(to_prune)
+    layers = [leaf for layer in to_prune for leaf in _leaves(layer)]
   elif isinstance(to_prune, keras.layers.Layer):
     layers = [to_prune]
   else:
     raise ValueError("prune_sign_flip takes a tf_keras layer, a list of layers, or "
-                     f"a Sequential/Functional model; received {type(to_prune).__name__}.")
-  return layers
+                     f"a model; received {type(to_prune).__name__}.")
+  return [l for i, l in enumerate(layers) if all(l is not m for m in layers[:i])]
+
+
+def _subclassed(model):
+  """Whether `model` is a subclassed tf_keras model (neither Sequential nor Functional)."""
+  return isinstance(model, keras.Model) and not (
+      isinstance(model, keras.Sequential) or model._is_graph_network)  # pylint: disable=protected-access
+
+
+def _block(layer):
+  """Whether `layer` is a custom block: a layer of the user's own class, neither
+  prunable nor a wrapper, that holds layers. Inside a subclassed model its layers are
+  wrapped in place; in a Sequential or Functional model it is refused, as TF-MOT's
+  suite asserts (make it a `Model` subclass there)."""
+  if isinstance(layer, (keras.Model, keras.layers.InputLayer, PruneLowMagnitude)):
+    return False
+  custom = not type(layer).__module__.startswith(("tf_keras.", "keras.", "tensorflow."))
+  return custom and not _supported(layer) and any(
+      True for _ in layer._flatten_layers(include_self=False, recursive=False))  # pylint: disable=protected-access
+
+
+def _opened(layer, inside):
+  """Whether `layer` is walked for the layers it holds: a subclassed model, or a block
+  held `inside` one."""
+  return _subclassed(layer) or (inside and _block(layer))
+
+
+def _leaves(layer, inside=False):
+  """`layer`, or the layers it holds when it is a model or an opened block, recursively."""
+  if _opened(layer, inside):
+    _refuse_own_weights(layer)
+    return [leaf for _, _, sub in sublayers.containers(layer) for leaf in _leaves(sub, True)]
+  if isinstance(layer, keras.Model):
+    return [leaf for sub in layer.layers for leaf in _leaves(sub)]
+  return [layer]
+
+
+def _refuse_own_weights(layer):
+  """Raises, naming them, for weights a subclassed model or block created itself
+  (`self.add_weight`): outside any layer, no wrapper can prune them."""
+  own = [v.name for v in sublayers.own_weights(layer)]
+  if own:
+    raise ValueError(
+        f"{type(layer).__name__} {layer.name!r} creates weights itself ({own}), outside "
+        "any layer, and prune_sign_flip prunes layers' weights. Create them in a layer "
+        "with a `get_prunable_weights()` method (then they are pruned), or in a layer "
+        "of their own (then they are left dense).")
 
 
 def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
@@ -146,6 +191,13 @@ def _check_arguments(to_prune, pruning_schedule, criterion, scope, min_flips, bl
   if pruning_schedule is not None:
     schedule_checks.check(pruning_schedule)
   for layer in layers:
+    if _needs_wrapper(layer, pruning_policy) and _block(layer):
+      raise ValueError(
+          f"Layer {layer.name} ({type(layer).__name__}) holds layers but is not a "
+          "model: in a Sequential or Functional model, tf_keras pruning refuses it as "
+          "TF-MOT does. Subclass tf_keras.Model for it instead (its layers are then "
+          "wrapped in place), give it a `get_prunable_weights()` method, or exclude it "
+          "with a `pruning_policy`.")
     if _needs_wrapper(layer, pruning_policy) and not _supported(layer):
       raise ValueError(
           f"Layer {layer.name} ({type(layer).__name__}) cannot be pruned: it "
@@ -171,7 +223,10 @@ def _wrap(to_prune, pruning_schedule, pruning_policy, factors, params, kwargs):
 
   positions = itertools.count()
 
-  def wrap(layer):
+  def wrap(layer, inside=False):
+    if _opened(layer, inside):
+      sublayers.replace(layer, wrap_built)  # in place: Keras cannot clone it (shared)
+      return layer
     if isinstance(layer, keras.Model):
       return keras.models.clone_model(layer, input_tensors=None, clone_function=wrap)
     if not _needs_wrapper(layer, pruning_policy) or (factors and factors.get(layer.name) == 0):
@@ -179,17 +234,31 @@ def _wrap(to_prune, pruning_schedule, pruning_policy, factors, params, kwargs):
     return PruneSignFlip(layer, pruning_schedule=new_schedule(layer),
                          position=next(positions), **params)
 
+  def wrap_built(layer):  # in place: the model calls it as it is, so build it now
+    new = wrap(layer, inside=True)
+    if isinstance(new, PruneSignFlip) and layer.built:
+      new.build(getattr(layer, "_build_input_shape", None))
+    return new
+
   if isinstance(to_prune, (list, tuple)):
     result = [wrap(l) if not isinstance(l, keras.layers.InputLayer)
               else l.__class__.from_config(l.get_config()) for l in to_prune]
-    return result, [w for w in result if isinstance(w, PruneSignFlip)]
+    return result, [w for l in result for w in _wrappers_of(l)]
   if isinstance(to_prune, keras.Model):
     if pruning_policy:
       pruning_policy.ensure_model_supports_pruning(to_prune)
-    result = keras.models.clone_model(to_prune, input_tensors=None, clone_function=wrap)
+    result = wrap(to_prune)
     return result, collect_wrappers(result)
   result = PruneSignFlip(to_prune, pruning_schedule=new_schedule(to_prune), **params, **kwargs)
   return result, [result]
+
+
+def _wrappers_of(layer):
+  """The wrappers `layer` is or holds (a model, an opened block)."""
+  if isinstance(layer, PruneSignFlip):
+    return [layer]
+  return [sub for sub in layer._flatten_layers(include_self=False, recursive=True)  # pylint: disable=protected-access
+          if isinstance(sub, PruneSignFlip)]
 
 
 def _default_schedule():
@@ -222,14 +291,18 @@ def strip_pruning(model):
   plain model would share every variable with `model`, after-step constraint
   included. This one returns a clone with its own copies of the (masked)
   weights and the layers' own constraints: exporting or fine-tuning it never
-  changes the model still being pruned, which keeps counting flips.
+  changes the model still being pruned, which keeps counting flips. Keras cannot
+  copy a subclassed model: one (alone or inside another model) is unwrapped in
+  place, its weights masked, and shared.
   """
   if not isinstance(model, keras.Model):
     return tfmot.sparsity.keras.strip_pruning(model)  # TF-MOT's error for non-models
   count_tables(model)
-  shared = tfmot.sparsity.keras.strip_pruning(model)
-  copy = keras.models.clone_model(shared)
+  if _subclassed(model):
+    return _unwrap_in_place(model)
   pruned = {id(state_lib.master_variable(s.weight)): s for s in flip_states(model)}
+  shared = keras.models.clone_model(model, input_tensors=None, clone_function=_unwrapped)
+  copy = keras.models.clone_model(shared, input_tensors=None, clone_function=_fresh)
 
   def value(variable):  # with its mask applied when `model` prunes it
     s = pruned.get(id(state_lib.master_variable(variable)))
@@ -239,6 +312,75 @@ def strip_pruning(model):
 
   copy.set_weights([value(v) for v in shared.weights])
   return copy
+
+
+def _unwrapped(layer):
+  """`strip_pruning`'s first clone function: the layer behind a wrapper (as TF-MOT's
+  strip, with the wrapper's input shape when the layer has none), a nested model's
+  clone, a subclassed model unwrapped in place."""
+  if isinstance(layer, PruneLowMagnitude):
+    if not hasattr(layer.layer, "_batch_input_shape") and hasattr(layer, "_batch_input_shape"):
+      layer.layer._batch_input_shape = layer._batch_input_shape  # pylint: disable=protected-access
+    return layer.layer
+  if _subclassed(layer):
+    return _unwrap_in_place(layer)
+  if isinstance(layer, keras.Model):
+    return keras.models.clone_model(layer, input_tensors=None, clone_function=_unwrapped)
+  return layer
+
+
+def _fresh(layer):
+  """`strip_pruning`'s second clone function: a new layer from each one's config; a
+  subclassed model, shared."""
+  if _subclassed(layer):
+    return layer
+  if isinstance(layer, keras.Model):
+    return keras.models.clone_model(layer, input_tensors=None, clone_function=_fresh)
+  return layer.__class__.from_config(layer.get_config())
+
+
+def _unwrap_in_place(model, restore=None):
+  """`model` (subclassed, or a block) with each wrapper replaced by its layer, whose
+  weights are masked first, in place; `restore` (a dict) gets {id(layer): wrapper}."""
+  def unwrap(sub):
+    if isinstance(sub, PruneSignFlip):
+      for s in sub.flip_states:
+        s.weight.assign(s.weight * tf.cast(s.mask, s.weight.dtype))
+    if isinstance(sub, PruneLowMagnitude):
+      if restore is not None:
+        restore[id(sub.layer)] = sub
+      return sub.layer
+    return sub
+  _swap(model, unwrap)
+  return model
+
+
+def _swap(layer, swap):
+  """Puts `swap(sub)` in place of each layer `layer` holds, in its opened blocks too."""
+  def walk(sub):
+    new = swap(sub)
+    if new is sub and _opened(sub, inside=True):
+      _swap(sub, swap)
+    return new
+  sublayers.replace(layer, walk)
+
+
+@contextlib.contextmanager
+def stripped(model):
+  """`strip_pruning(model)` for the time of a `with` block (an export): a subclassed
+  model, stripped in place, gets its wrappers back after it."""
+  if not collect_wrappers(model):
+    yield model
+  elif not _subclassed(model):
+    yield strip_pruning(model)
+  else:
+    count_tables(model)
+    wrappers = {}
+    _unwrap_in_place(model, restore=wrappers)
+    try:
+      yield model
+    finally:
+      _swap(model, lambda sub: wrappers.get(id(sub), sub))
 
 
 def prune_scope():

@@ -62,7 +62,10 @@ class TfKerasPruner:
                        "compile with optimizer=keras_signflip.record_gradients(optimizer) "
                        "(or with_gradient_noise), which records sum w * g every step.")
     # TF-MOT's callback: a new model's step is -1 (0 from here); a restored one keeps its own.
-    self.prunable_layers = pruning_wrapper.collect_prunable_layers(model)
+    # TF-MOT looks in models only; the wrappers of blocks (custom layers) count too.
+    found = pruning_wrapper.collect_prunable_layers(model)
+    self.prunable_layers = found + [w for w in prune_lib.collect_wrappers(model)
+                                    if all(w is not l for l in found)]
     if self.prunable_layers and int(self.prunable_layers[0].pruning_step.numpy()) == -1:
       for layer in self.prunable_layers:
         layer.pruning_step.assign(0)

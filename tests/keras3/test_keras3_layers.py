@@ -113,7 +113,9 @@ def _proof(name, criterion, steps=2, callbacks=(), begin=0, lr=0.01, sparsity=0.
   optimizer = keras.optimizers.Adam(lr)
   if criteria.get(criterion).uses_gradients:
     optimizer = ksf.record_gradients(optimizer)
-  model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  # A few steps: on TensorFlow's backend, tracing them would take longer than running them.
+  model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                run_eagerly=BACKEND == "tensorflow")
   rng = np.random.RandomState(0)
   x, y = rng.rand(16 * steps, 28, 28).astype("float32"), rng.randint(0, 10, 16 * steps)
   model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0,

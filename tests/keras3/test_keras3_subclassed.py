@@ -72,7 +72,9 @@ def _pruned(criterion="hybrid", scope="layer", begin=0):
   optimizer = keras.optimizers.SGD(0.1)
   if criteria.get(criterion).uses_gradients:
     optimizer = ksf.record_gradients(optimizer)
-  model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  # A few steps: on TensorFlow's backend, tracing them would take longer than running them.
+  model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                run_eagerly=BACKEND == "tensorflow")
   return model
 
 

@@ -36,18 +36,6 @@ def test_sparsity_outside_unit_interval(sparsity):
     ksf.tf_keras.schedules.GeometricSparsity(0.5, 1, max_sparsity=sparsity)
 
 
-def test_subclassed_model():
-  class Net(keras.Model):
-    def __init__(self):
-      super().__init__()
-      self.d = keras.layers.Dense(2)
-
-    def call(self, x):
-      return self.d(x)
-  with pytest.raises(ValueError, match="subclassed"):
-    ksf.prune_sign_flip(Net())
-
-
 def test_keras3_model_goes_to_the_keras3_path_not_tfmot():
   import keras as keras3  # pylint: disable=g-import-not-at-top
   if not keras3.__version__.startswith("3"):
