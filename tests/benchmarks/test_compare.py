@@ -93,26 +93,22 @@ def test_tiny_grid_report_matches_raw_results(tmp_path):
   out, report = tmp_path / "results", tmp_path / "BENCHMARKS.md"
   cmd = [sys.executable, "-m", "benchmarks.compare", "--quick", "--train_examples=640",
          "--test_examples=200", "--epochs=1", "--sparsities=0.9",
-         "--methods=magnitude,magnitude_noise,hybrid,flipout,lottery_matched",
+         "--methods=magnitude,magnitude_noise,hybrid,flipout",
          f"--output_dir={out}", f"--report={report}"]
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
   subprocess.run(cmd, check=True, cwd=ROOT, env=env, capture_output=True)
   raw = [json.loads((out / "raw" / f).read_text()) for f in sorted(os.listdir(out / "raw"))]
   assert {(r["method"], r["seed"]) for r in raw} == {
-      (m, s) for m in ("magnitude", "magnitude_noise", "hybrid", "flipout", "lottery_matched")
-      for s in (0, 1)}
+      (m, s) for m in ("magnitude", "magnitude_noise", "hybrid", "flipout") for s in (0, 1)}
   steps_per_epoch = math.ceil(640 / 128)
   for r in raw:
     assert r["sparsity"] == pytest.approx(0.9, abs=1e-4)  # exact kept counts
-    if r["method"] == "lottery_matched":  # all rounds within one run's steps
-      assert r["steps"] <= steps_per_epoch
-    else:
-      assert r["steps"] == steps_per_epoch
-      assert r["event_steps"] == flipout.event_steps(0.9, 1, steps_per_epoch)
-      assert len(r["flips_per_epoch"]) == 1
+    assert r["steps"] == steps_per_epoch
+    assert r["event_steps"] == flipout.event_steps(0.9, 1, steps_per_epoch)
+    assert len(r["flips_per_epoch"]) == 1
   text = report.read_text()
   acc = {(r["method"], r["seed"]): r["test_accuracy"] for r in raw}
-  for method in ("hybrid", "flipout", "lottery_matched"):
+  for method in ("hybrid", "flipout"):
     d = np.array([acc[(method, s)] - acc[("magnitude", s)] for s in (0, 1)])
     half = 12.706204736174707 * d.std(ddof=1) / math.sqrt(2)  # t(0.975, 1 df)
     row = next(l for l in text.splitlines() if f"| 90% | {method} |" in l)
