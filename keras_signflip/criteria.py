@@ -326,7 +326,9 @@ class Random(Criterion):
     seed: an integer >= 0 (Python or NumPy; not a bool or float). Defaults to 0.
   """
   name = "random"
-  xla_compatible = True
+  # Not fused: it needs the weight's static shape, which a function that has traced
+  # several shapes relaxes to None (tf_keras' fused scoring does after a few layers).
+  xla_compatible = False
   needs_int64 = True
 
   def __init__(self, seed=0):
@@ -334,9 +336,7 @@ class Random(Criterion):
 
   def score(self, weight, state, xp=None):
     xp = xp or _default_xp()
-    # The variable's shape: a traced `weight` may have lost its static one (a
-    # tf.function relaxes shapes after tracing several).
-    shape = tuple(int(d) for d in getattr(getattr(state, "weight", None), "shape", weight.shape))
+    shape = tuple(int(d) for d in weight.shape)
     salt = _mix32(_as((self.seed * 0x9E3779B1 + state.key) % _M32, "int64", xp), xp)
     h = _mix32((xp.arange(math.prod(shape), dtype="int64") + salt) % _M32, xp)
     u = _as(h, "float32", xp) / float(_M32)

@@ -110,13 +110,3 @@ def test_distinct_names_number_repeats_in_order():
   assert got == ["mha/kernel", "mha/kernel#1", "fc/kernel", "mha/kernel#2", "fc/kernel#1"]
   assert len({criteria.tensor_key(n) for n in got}) == len(got)  # Random tells them apart
 
-
-def test_random_scores_a_traced_weight_whose_static_shape_was_relaxed():
-  # A tf.function that traced several shapes relaxes them to None; the variable keeps its own.
-  import types  # pylint: disable=g-import-not-at-top
-  state = types.SimpleNamespace(weight=tf.Variable(W), flips=tf.constant(FLIPS),
-                                reference=tf.constant(REF), key=11)
-  relaxed = tf.function(lambda w: criteria.Random(seed=5).score(w, state, tf.experimental.numpy),
-                        input_signature=[tf.TensorSpec([None, None], tf.float32)])
-  np.testing.assert_array_equal(relaxed(tf.constant(W)).numpy(),
-                                _score(criteria.Random(seed=5)))
