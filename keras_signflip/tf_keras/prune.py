@@ -341,16 +341,21 @@ def _fresh(layer):
 
 def _unwrap_in_place(model, restore=None):
   """`model` (subclassed, or a block) with each wrapper replaced by its layer, whose
-  weights are masked first, in place; `restore` (a dict) gets {id(layer): wrapper}."""
+  weights are masked first, and each Sequential/Functional model it holds by its
+  stripped copy, in place; `restore` (a dict) gets {id(new): what it replaced}."""
   def unwrap(sub):
+    new = sub
     if isinstance(sub, PruneSignFlip):
       for s in sub.flip_states:
         s.weight.assign(s.weight * tf.cast(s.mask, s.weight.dtype))
     if isinstance(sub, PruneLowMagnitude):
-      if restore is not None:
-        restore[id(sub.layer)] = sub
-      return sub.layer
-    return sub
+      new = sub.layer
+    elif (isinstance(sub, keras.Model) and not _subclassed(sub)
+          and collect_wrappers(sub)):
+      new = strip_pruning(sub)
+    if restore is not None and new is not sub:
+      restore[id(new)] = sub
+    return new
   _swap(model, unwrap)
   return model
 

@@ -48,6 +48,13 @@ class TfKerasPruner:
     """Before the first step: checks the weights and the optimizer, then sets the
     pruning step (0 for a new model), re-applies the masks and re-reads the signs."""
     model = self.model
+    unbuilt = [w.name for w in prune_lib.collect_wrappers(model) if not w.built]
+    if unbuilt:
+      raise ValueError(
+          f"The pruning wrappers {unbuilt} are not built, so their masks and flip counts "
+          "do not exist yet: call the model on a batch (model(x[:1])) or "
+          "model.build(input_shape) before training. (A subclassed model that was never "
+          "called has unbuilt layers; a Sequential model needs an input shape.)")
     prune_lib.link_global(model)
     states = prune_lib.flip_states(model)
     for s in states:

@@ -272,3 +272,39 @@ def test_layers_wrapped_inside_prune_as_one_global_group():
   masks = list(ksf.masks(model).values())
   assert len(masks) == 2
   assert sum(int(m.sum()) for m in masks) == tu.reference_kept(sum(m.size for m in masks), 0.5)
+
+
+class WithSequential(keras.Model):
+  """A Sequential model held in an attribute."""
+
+  def __init__(self):
+    super().__init__()
+    self.body = keras.Sequential([L.Dense(8, activation="relu"), L.Dense(8)])
+    self.head = L.Dense(3)
+
+  def call(self, x):
+    return self.head(self.body(x))
+
+
+def test_a_sequential_held_by_a_subclassed_model_is_wrapped_exported_and_stripped(tmp_path):
+  model = ksf.prune_sign_flip(_net(WithSequential), pruning_schedule=_schedule())
+  assert [type(l).__name__ for l in model.body.layers] == ["PruneSignFlip"] * 2
+  tu.compile_sgd(model)
+  _fit(model, steps=2)
+  want = model.predict(X, verbose=0)
+  ksf.export_saved_model(model, str(tmp_path / "export"), verbose=False)
+  assert [type(l).__name__ for l in model.body.layers] == ["PruneSignFlip"] * 2
+  stripped = ksf.strip_pruning(model)
+  assert [type(l).__name__ for l in stripped.body.layers] == ["Dense", "Dense"]
+  np.testing.assert_allclose(stripped.predict(X, verbose=0), want, rtol=1e-6, atol=1e-6)
+
+
+def test_a_model_never_called_is_refused_at_train_begin_with_the_way_out():
+  keras.utils.set_random_seed(0)
+  model = tu.compile_sgd(ksf.prune_sign_flip(Net(), pruning_schedule=_schedule()))
+  with pytest.raises(ValueError, match=r"not built.*model\(x\[:1\]\)"):
+    model.fit(X, Y, batch_size=16, verbose=0, callbacks=[ksf.UpdatePruningStep()])
+  model(X[:1])  # built now: it trains
+  model.fit(X, Y, batch_size=16, verbose=0, callbacks=[ksf.UpdatePruningStep()])
+  masks = list(ksf.masks(model).values())
+  assert [int(m.sum()) for m in masks] == [tu.reference_kept(m.size, 0.5) for m in masks]
