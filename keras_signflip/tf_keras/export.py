@@ -390,7 +390,8 @@ def export_saved_model(model, path, sparse=True, overwrite=False, compare_sizes=
   """Strips pruning and writes a SavedModel with a `serving_default` signature.
 
   Args:
-    model: a tf_keras Sequential/Functional model, wrapped or not.
+    model: a tf_keras model, wrapped or not (a subclassed one must have been
+      called: its first call's inputs are the signature).
     path: the SavedModel directory to write.
     sparse: store mostly-zero weights as bitmap + values. Defaults to True.
     overwrite: replace an earlier keras_signflip export at `path`. Defaults

@@ -103,7 +103,8 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
   """`tfmot.sparsity.keras.prune_low_magnitude`, with a pluggable criterion.
 
   Args:
-    to_prune: a layer, a list of layers, or a Sequential/Functional model.
+    to_prune: a layer, a list of layers, or a model: Sequential, Functional or
+      subclassed, nested in one another (`docs/guides/layers.md`).
     pruning_schedule: a TF-MOT `PruningSchedule` (`ConstantSparsity`,
       `PolynomialDecay`, `keras_signflip.tf_keras.schedules.GeometricSparsity`, ...).
       Defaults to `ConstantSparsity(0.5, 0)`.
@@ -136,12 +137,16 @@ def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
 
   Returns:
     The wrapped layer(s) or a clone of the model with wrapped layers (the
-    layers themselves, and so their weights, are shared with `to_prune`).
+    layers themselves, and so their weights, are shared with `to_prune`); a
+    subclassed model is wrapped in place and returned (`tf_keras.sublayers`:
+    Keras cannot clone it), as are the subclassed models nested in a clone.
 
   Raises:
     ValueError: bad arguments (wrong type, NaN, out of range; layer keyword
-      arguments with a model or list), a schedule that never prunes, a
-      subclassed or Keras 3 model, an unsupported layer, a model or layer
+      arguments with a model or list), a schedule that never prunes, a Keras 3
+      model, an unsupported layer (a custom block layer in a Sequential or
+      Functional model included), a weight a subclassed model creates outside
+      any layer, a layer held where it cannot be replaced, a model or layer
       already wrapped for pruning (its wrappers would keep their own criterion
       and schedule: `strip_pruning` first), or an unbuilt model with
       scope="global"; raised before wrapping.
