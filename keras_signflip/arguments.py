@@ -11,7 +11,8 @@ import numbers
 
 __all__ = ["SCOPES", "NORMALIZATIONS", "check", "check_normalization", "check_number",
            "check_integer", "check_count", "check_sparsity", "check_nonnegative",
-           "check_optional_bool", "refuse_wrapped", "refuse_ignored_kwargs", "first_batches"]
+           "check_optional_bool", "refuse_wrapped", "refuse_own_weights", "refuse_ignored_kwargs",
+           "first_batches"]
 
 SCOPES = ("layer", "global")
 NORMALIZATIONS = (None, "l2")
@@ -118,6 +119,17 @@ def check_optional_bool(name, value):
     raise ValueError(f"Received an invalid value for `{name}`, expected None, True or "
                      f"False. Received: {name}={value!r}")
   return bool(value)
+
+
+def refuse_own_weights(layer, names):
+  """The ValueError for weights a subclassed model or one of its blocks created itself
+  (`self.add_weight`, named in `names`): outside any layer, no wrapper can prune them."""
+  if names:
+    raise ValueError(
+        f"{type(layer).__name__} {layer.name!r} creates weights itself ({names}), outside "
+        "any layer, and prune_sign_flip prunes layers' weights. Create them in a layer "
+        "with a `get_prunable_weights()` method (then they are pruned), or in a layer "
+        "of their own (then they are left dense).")
 
 
 def refuse_wrapped(names, what="model"):

@@ -119,13 +119,7 @@ def _block(layer):
 def _refuse_own_weights(layer):
   """Raises, naming them, for weights a subclassed model or one of its blocks created
   itself (`self.add_weight`): outside any layer, no wrapper can prune them."""
-  own = [v.path for v in sublayers.own_weights(layer)]
-  if own:
-    raise ValueError(
-        f"{type(layer).__name__} {layer.name!r} creates weights itself ({own}), outside "
-        "any layer, and prune_sign_flip prunes layers' weights. Create them in a layer "
-        "with a `get_prunable_weights()` method (then they are pruned), or in a layer "
-        "of their own (then they are left dense).")
+  arguments.refuse_own_weights(layer, [v.path for v in sublayers.own_weights(layer)])
   for _, _, sub in sublayers._containers(layer):  # pylint: disable=protected-access
     if _block(sub):
       _refuse_own_weights(sub)

@@ -86,13 +86,7 @@ def _leaves(layer, inside=False):
 def _refuse_own_weights(layer):
   """Raises, naming them, for weights a subclassed model or block created itself
   (`self.add_weight`): outside any layer, no wrapper can prune them."""
-  own = [v.name for v in sublayers.own_weights(layer)]
-  if own:
-    raise ValueError(
-        f"{type(layer).__name__} {layer.name!r} creates weights itself ({own}), outside "
-        "any layer, and prune_sign_flip prunes layers' weights. Create them in a layer "
-        "with a `get_prunable_weights()` method (then they are pruned), or in a layer "
-        "of their own (then they are left dense).")
+  arguments.refuse_own_weights(layer, [v.name for v in sublayers.own_weights(layer)])
 
 
 def prune_sign_flip(to_prune, pruning_schedule=None, criterion="hybrid",
