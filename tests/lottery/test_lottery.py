@@ -21,8 +21,11 @@ def _make():
 
 
 def _compile(model):
+  # Eager: the loop compiles the model again every round, and tracing it (1-2 s) would be
+  # most of these tests' time; tests/lottery/test_lottery_binary.py runs the loop compiled.
   model.compile(keras.optimizers.Adam(0.02),
-                keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+                keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"],
+                run_eagerly=True)
 
 
 def _train_data(r, epoch):
