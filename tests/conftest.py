@@ -19,11 +19,14 @@ gc.set_threshold(50_000, 20, 10)
 
 # Two xdist workers on two cores: one compute thread per process (TensorFlow's
 # intra-op pool, OpenMP's for oneDNN and PyTorch), inherited by the processes the
-# tests start. Larger pools only spin on the other worker's core: measured on
-# tests/examples + tests/lottery, 200 s -> 181 s wall, 346 s -> 311 s CPU.
+# tests start. Larger pools only spin on the other worker's core (less CPU and wall
+# time with one thread, measured on tests/examples and tests/lottery).
 # (Inter-op stays TensorFlow's default: MirroredStrategy's two devices run at once.)
 os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# The same for XLA's CPU runtime in the JAX processes the tests start (measured: less CPU
+# time on the Keras 3 models part on JAX).
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
 
 if os.environ.get("KSF_KERAS3_BACKEND_TESTS"):
   collect_ignore = []

@@ -21,7 +21,7 @@ def _make():
 
 
 def _compile(model):
-  # Eager: the loop compiles the model again every round, and tracing it (1-2 s) would be
+  # Eager: the loop compiles the model again every round, and tracing it would be
   # most of these tests' time; tests/lottery/test_lottery_binary.py runs the loop compiled.
   model.compile(keras.optimizers.Adam(0.02),
                 keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"],
