@@ -143,8 +143,15 @@ def _proof(name, criterion, scope="layer", steps=2, callbacks=(), eager=True, be
   return model, x
 
 
-@pytest.mark.parametrize("criterion", sorted(criteria.CRITERIA))
-@pytest.mark.parametrize("name", ["transformer_tiny", "bilstm_tiny"])
+# Every criterion on the transformer; on the BiLSTM one of each kind of state a criterion
+# keeps (flips, flips at the last update, reference weights, recorded gradients). Each
+# criterion's masks are checked against NumPy by tests/test_conformance.py.
+_CASES = ([("transformer_tiny", c) for c in sorted(criteria.CRITERIA)]
+          + [("bilstm_tiny", c) for c in ("hybrid", "recent_flips", "large_final_same_sign",
+                                          "saliency")])
+
+
+@pytest.mark.parametrize("name,criterion", _CASES)
 def test_proof_models_prune_to_90_percent_with_every_criterion(name, criterion):
   model, _ = _proof(name, criterion)
   states = ksf.flip_states(model)
