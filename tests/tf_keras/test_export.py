@@ -146,6 +146,11 @@ def _pruned_pointwise_net():
   return model, x
 
 
+@pytest.fixture(scope="module")
+def pointwise_net():
+  return _pruned_pointwise_net()[0]
+
+
 def _ops(signature):
   return {n.op for f in signature.graph.as_graph_def().library.function for n in f.node_def}
 
@@ -265,8 +270,11 @@ def test_only_pointwise_products_qualify_for_sparse_kernels():
     ({"kernels": {"d": [("ell", None), ("coo", 4)]}}, "None only last"),
     ({"kernels": {"d": "fast"}}, r"kernels\['d'\]"),
 ])
-def test_bad_kernel_options_write_nothing(tmp_path, kwargs, match):
-  model, _ = _pruned_pointwise_net()
+def test_bad_kernel_options_write_nothing(tmp_path, kwargs, match, pointwise_net):
+  model = pointwise_net  # one model for every case: a refused export changes nothing
+  before = [w.numpy() for w in model.weights]
   with pytest.raises(ValueError, match=match):
     ksf.export_saved_model(model, str(tmp_path / "x"), verbose=False, **kwargs)
   assert not os.listdir(tmp_path)
+  for w, b in zip(model.weights, before):
+    np.testing.assert_array_equal(w.numpy(), b, err_msg=w.name)
