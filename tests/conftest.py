@@ -24,9 +24,13 @@ gc.set_threshold(50_000, 20, 10)
 # (Inter-op stays TensorFlow's default: MirroredStrategy's two devices run at once.)
 os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-# The same for XLA's CPU runtime in the JAX processes the tests start (measured: less CPU
-# time on the Keras 3 models part on JAX).
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
+# The same for XLA's CPU runtime (the JAX processes the tests start, TensorFlow's XLA-fused
+# mask updates here), and its LLVM backend unoptimised: the tests' models are tiny and JAX
+# compiles every primitive it runs eagerly, so compiling costs far more than running
+# (both measured: less CPU time on the Keras 3 models part on JAX). The level changes
+# how fast the code runs, not what it computes (no fast-math either way).
+os.environ.setdefault("XLA_FLAGS",
+                      "--xla_cpu_multi_thread_eigen=false --xla_backend_optimization_level=0")
 
 if os.environ.get("KSF_KERAS3_BACKEND_TESTS"):
   collect_ignore = []
