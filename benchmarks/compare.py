@@ -428,10 +428,9 @@ def strength_for(model, regime, method, target):
 
 def run_calibration(data):
   shard, shards = (int(x) for x in FLAGS.shard.split("/"))
-  todo = [j for j in calibration_jobs() if not os.path.exists(_calibration_path(*j))]
+  todo = results_io.shard_jobs(calibration_jobs(), shard, shards,
+                              lambda j: os.path.exists(_calibration_path(*j)))
   for i, (model_name, regime, method, strength) in enumerate(todo):
-    if i % shards != shard:
-      continue
     print(f"[calibration {i + 1}/{len(todo)}] {model_name} {regime} {method} {strength:g}",
           flush=True)
     builder = lambda m=model_name: models_lib.get(m)(data["input_shape"], data["classes"])  # noqa: E731
@@ -524,13 +523,9 @@ def _finished(model_name, regime, method, s, seed):
 def run_grid(data):
   """Runs every missing job, printing progress; returns nothing."""
   shard, shards = (int(x) for x in FLAGS.shard.split("/"))
-  # Shards split the jobs still missing, so shards started together on a
-  # resumed grid get equal shares (start them together: a shard started
-  # later sees a different list).
   every = jobs()
-  missing = [job for job in every if not _finished(*job)]
-  todo = [job for i, job in enumerate(missing) if i % shards == shard]
-  done = len(every) - len(missing)
+  done = sum(_finished(*job) for job in every)
+  todo = results_io.shard_jobs(every, shard, shards, lambda job: _finished(*job))
   started = time.time()
   for i, (model_name, regime, method, s, seed) in enumerate(todo):
     if _finished(model_name, regime, method, s, seed):  # a lottery chain wrote it

@@ -76,15 +76,21 @@ def run_job(method, target, seed, power, data):
               batch=compare.BATCH, **extra)
 
 
+def _path(phase, method, target, seed, power):
+  return study.raw_path(FLAGS.variants_dir, method, target, seed,
+                        power if phase == "selection" else None)
+
+
 def _run(jobs, shard, shards, data, phase):
-  mine = [j for i, j in enumerate(jobs) if i % shards == shard]
-  print(f"flip_variants: {phase}: {len(jobs)} jobs missing, {len(mine)} for shard "
+  done = lambda j: os.path.exists(_path(phase, *j))  # noqa: E731
+  mine = results_io.shard_jobs(jobs, shard, shards, done)
+  missing = sum(not done(j) for j in jobs)
+  print(f"flip_variants: {phase}: {missing} jobs missing, {len(mine)} for shard "
         f"{shard}/{shards}", flush=True)
   started = time.time()
   for i, (method, target, seed, power) in enumerate(mine):
-    path = study.raw_path(FLAGS.variants_dir, method, target, seed,
-                          power if phase == "selection" else None)
-    if os.path.exists(path):
+    path = _path(phase, method, target, seed, power)
+    if os.path.exists(path):  # another process wrote it meanwhile
       continue
     elapsed = time.time() - started
     eta = f", ~{elapsed / i * (len(mine) - i) / 60:.0f} min left" if i else ""
@@ -103,18 +109,14 @@ def main(argv):
   if not FLAGS.report_only:
     compare.tf.config.experimental.enable_op_determinism()
     data = compare._load_data()  # pylint: disable=protected-access
-    missing = [j for j in study.selection_jobs()
-               if not os.path.exists(study.raw_path(FLAGS.variants_dir, *j[:3], j[3]))]
-    _run(missing, shard, shards, data, "selection")
+    _run(study.selection_jobs(), shard, shards, data, "selection")
     chosen = study.choose(FLAGS.variants_dir)
     if any(p is None for p in chosen.values()):
       print("flip_variants: the selection is not complete (another shard is still running "
             "it?); run again once it is to start the report's runs.", flush=True)
     else:
       print(f"flip_variants: chosen on the validation split: {chosen}", flush=True)
-      missing = [j for j in study.report_jobs(chosen, FLAGS.grid_dir)
-                 if not os.path.exists(study.raw_path(FLAGS.variants_dir, *j[:3]))]
-      _run(missing, shard, shards, data, "report")
+      _run(study.report_jobs(chosen, FLAGS.grid_dir), shard, shards, data, "report")
   if FLAGS.write_report:
     path = os.path.join(FLAGS.variants_dir, "README.md")
     study.report(FLAGS.variants_dir, FLAGS.grid_dir, path)

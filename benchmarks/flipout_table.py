@@ -210,9 +210,9 @@ def run_grid(data):
   keras = _keras_module()
   shard, shards = (int(x) for x in FLAGS.shard.split("/"))
   every = jobs()
-  missing = [j for j in every if not os.path.exists(raw_path(*j))]
-  todo = [j for i, j in enumerate(missing) if i % shards == shard]
-  print(f"flipout_table: {len(every)} runs ({family()}), {len(every) - len(missing)} done, "
+  done = sum(os.path.exists(raw_path(*j)) for j in every)
+  todo = results_io.shard_jobs(every, shard, shards, lambda j: os.path.exists(raw_path(*j)))
+  print(f"flipout_table: {len(every)} runs ({family()}), {done} done, "
         f"{len(todo)} for shard {FLAGS.shard}; data: {data['source']}", flush=True)
   started = time.time()
   for i, (model_name, method, target, seed) in enumerate(todo):

@@ -3,7 +3,15 @@ binaries, which cannot import each other: each defines its own absl flags)."""
 import json
 import os
 
-__all__ = ["write_json", "update_json", "write_text", "read_raw"]
+__all__ = ["write_json", "update_json", "write_text", "read_raw", "shard_jobs"]
+
+
+def shard_jobs(jobs, shard, shards, finished):
+  """Shard `shard` of `shards`: every `shards`-th job of the full job list (from the
+  `shard`-th), less the finished ones. The split is of the whole list, never of the
+  jobs still missing, so shards started at different times (or again later) cover
+  every job between them; on a resumed run their shares may differ in size."""
+  return [job for i, job in enumerate(jobs) if i % shards == shard and not finished(job)]
 
 
 def write_json(path, value):

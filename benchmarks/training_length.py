@@ -48,8 +48,7 @@ def _raw_path(model, epochs, method, target, seed):
 
 def run(shard, shards, seeds):
   every = jobs(seeds)
-  mine = [j for i, j in enumerate(every)
-          if i % shards == shard and not os.path.exists(_raw_path(*j))]
+  mine = results_io.shard_jobs(every, shard, shards, lambda j: os.path.exists(_raw_path(*j)))
   done = sum(os.path.exists(_raw_path(*j)) for j in every)
   print(f"training_length: {len(every)} jobs, {done} done, {len(mine)} for shard "
         f"{shard}/{shards}", flush=True)
