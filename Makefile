@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: setup data mnist lint test docs demo bench bench-quick report length flipout-table structured anchors overhead overhead-keras3 tfmot-suite clean
+.PHONY: setup data mnist lint test docs demo bench bench-quick report length variants flipout-table structured anchors overhead overhead-keras3 tfmot-suite clean
 
 $(STAMP): setup.py
 	test -x $(PY) || python3 -m venv .venv
@@ -75,10 +75,12 @@ bench: setup data
 	$(MAKE) report
 
 # Every report from the committed raw JSON alone (no training): BENCHMARKS.md,
-# its plots, and the training-length study's README and figures.
+# its plots, the training-length study's README and figures, and the flip-aware
+# variants' README.
 report: setup
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m benchmarks.compare --report_only
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m benchmarks.training_length --report_only
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m benchmarks.flip_variants --report_only
 
 # Issue 28's training-length study: the flip-term ablation and RecentFlips at
 # 30 and 100 epochs (LeNet-300-100) and 10/30 (LeNet-5), 3 seeds; about 13
@@ -87,6 +89,14 @@ length: setup data
 	$(BENCH_ENV) $(PY) -m benchmarks.training_length --shard=0/2 --nowrite_report & \
 	  $(BENCH_ENV) $(PY) -m benchmarks.training_length --shard=1/2 --nowrite_report; wait
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m benchmarks.training_length --report_only
+
+# Issue 28's flip-aware variants (benchmarks/variants_analysis.py): p chosen on a
+# validation split, then the report's seeds on the test set, paired with the grid's
+# rows (which `make bench` writes first); resumable. Then `make report`.
+variants: setup data
+	$(BENCH_ENV) $(PY) -m benchmarks.flip_variants --shard=0/2 --nowrite_report & \
+	  $(BENCH_ENV) $(PY) -m benchmarks.flip_variants --shard=1/2 --nowrite_report; wait
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m benchmarks.flip_variants --report_only
 
 # Structured pruning (issue 30, goal 4; docs/structured.md): the latency of shrunk against
 # dense LeNet-300-100 and LeNet-5 (seconds), then units against weights at the same kernel

@@ -1,7 +1,7 @@
 """MkDocs hooks: the generated reports outside docs/ join the site at their repo paths.
 
-BENCHMARKS.md and benchmarks/results/length/README.md are written by `make report`
-from raw JSON; the site shows them as they are (with the figures they link), so
+BENCHMARKS.md and the studies' READMEs (benchmarks/results/{length,variants}) are
+written by `make report` from raw JSON; the site shows them as they are (with the figures they link), so
 no guide restates their numbers. Inside the site each sits at its path in the
 repository, so its own relative links hold; a docs page links to it as it would
 on disk (`../BENCHMARKS.md` from docs/guides/x.md is `../../BENCHMARKS.md`), and
@@ -16,7 +16,8 @@ import re
 from mkdocs.structure.files import File
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-REPORTS = ["BENCHMARKS.md", "benchmarks/results/length/README.md"]
+REPORTS = ["BENCHMARKS.md", "benchmarks/results/length/README.md",
+           "benchmarks/results/variants/README.md"]
 _LINK = re.compile(r"(!?\[[^\]]*\]\()([^)\s#]+)(#[^)\s]*)?\)")
 
 
