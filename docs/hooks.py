@@ -1,8 +1,8 @@
 """MkDocs hooks: the generated reports outside docs/ join the site at their repo paths.
 
 BENCHMARKS.md and the studies' READMEs (benchmarks/results/{length,variants}) are
-written by `make report` from raw JSON; the site shows them as they are (with the figures they link), so
-no guide restates their numbers. Inside the site each sits at its path in the
+written by `make report` from raw JSON; the site shows them as they are (with the
+figures they link), so no guide restates their numbers. Inside the site each sits at its path in the
 repository, so its own relative links hold; a docs page links to it as it would
 on disk (`../BENCHMARKS.md` from docs/guides/x.md is `../../BENCHMARKS.md`), and
 `on_page_markdown` turns such a link into the site's path.
