@@ -129,6 +129,11 @@ def ci_text(p):
                                 f"{100 * p['high']:+.2f}]")
 
 
+def verdict(p):
+  """"ahead" (95% CI above 0), "behind" (below) or "within noise" for a paired difference."""
+  return "ahead" if p["low"] > 0 else "behind" if p["high"] < 0 else "within noise"
+
+
 def _excludes_zero(p):
   return p is not None and (p["low"] > 0 or p["high"] < 0)
 

@@ -86,7 +86,8 @@ def main(argv):
   if FLAGS.write_report:
     path = FLAGS.length_report or os.path.join(FLAGS.length_dir, "README.md")
     report(load_rows(FLAGS.length_dir, FLAGS.grid_dir), path,
-           f"`{FLAGS.length_dir}/e*/raw/` and (10 epochs) `{FLAGS.grid_dir}/raw/`")
+           f"`{FLAGS.length_dir}/e*/raw/` and (10 epochs) `{FLAGS.grid_dir}/raw/`",
+           seeds=len(FLAGS.length_seeds.split(",")))
     print(f"Wrote {path}")
 
 

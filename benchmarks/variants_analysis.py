@@ -28,7 +28,7 @@ import statistics
 from keras_signflip import arguments, criteria
 
 from benchmarks import results_io
-from benchmarks.analysis import ci_text, paired
+from benchmarks.analysis import ci_text, paired, verdict
 
 ROOT = os.path.join("benchmarks", "results", "variants")
 GRID = os.path.join("benchmarks", "results", "grid")
@@ -209,9 +209,8 @@ def answer(eff):
       if p is None:
         parts.append(f"{t:.1%}: not measured yet")
       else:
-        verdict = "ahead" if p["low"] > 0 else "behind" if p["high"] < 0 else "within noise"
         early = ("" if p["n"] >= len(REPORT_SEEDS)
                  else f", provisional: {p['n']} of {len(REPORT_SEEDS)} seeds")
-        parts.append(f"{t:.1%}: {verdict}, {ci_text(p)}{early}")
+        parts.append(f"{t:.1%}: {verdict(p)}, {ci_text(p)}{early}")
     out.append(f"- {a} − {b} ({what}): " + "; ".join(parts) + ".")
   return out

@@ -59,3 +59,25 @@ def test_effects_and_report_from_raw_rows(study, tmp_path):
   text = (tmp_path / "length" / "README.md").read_text()
   assert f"{100 * d.mean():+.2f}" in text
   assert (tmp_path / "length" / "lenet_300_100_flip_term_vs_epochs.png").stat().st_size > 0
+
+
+def test_answer_counts_where_the_flip_term_helps_by_length(study):
+  ahead, behind, noise = ({"mean": m, "low": lo, "high": hi, "n": n}
+                          for m, lo, hi, n in ((0.02, 0.01, 0.03, 3), (-0.02, -0.03, -0.01, 3),
+                                               (0.0, -0.01, 0.01, 2)))
+  none = dict(flips_no_noise=None, flips_with_noise=None, recent_flips=None)
+  eff = {("m", 0.995, 10): dict(none, flips_no_noise=behind, flips_with_noise=noise),
+         ("m", 0.999, 10): dict(none, flips_no_noise=noise),
+         ("m", 0.995, 30): dict(none, flips_no_noise=ahead, flips_with_noise=ahead),
+         ("m", 0.999, 30): dict(none, recent_flips=ahead)}
+  assert study.trend(eff, "m") == {10: {"ahead": 0, "behind": 1, "within noise": 2},
+                                   30: {"ahead": 2, "behind": 0, "within noise": 0}}
+  lines = study.answer(eff, seeds=3)
+  assert lines[0] == ("- **m: the flip term (both ablations, all targets) by training length:** "
+                      "10 epochs: ahead in 0 of 3, behind in 1; 30 epochs: ahead in 2 of 2, "
+                      "behind in 0.")
+  no_noise = next(line for line in lines if "hybrid − magnitude" in line)
+  assert "99.5%: 10 ep behind -2.00 [-3.00, -1.00], 30 ep ahead +2.00 [+1.00, +3.00]" in no_noise
+  assert "99.9%: 10 ep within noise +0.00 [-1.00, +1.00] (provisional, n=2), 30 ep not " \
+         "measured yet" in no_noise
+  assert "99.8%" not in no_noise  # a target without any row is left out, not invented
