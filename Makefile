@@ -83,8 +83,9 @@ report: setup
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m benchmarks.flip_variants --report_only
 
 # Issue 28's training-length study: the flip-term ablation and RecentFlips at
-# 30 and 100 epochs (LeNet-300-100) and 10/30 (LeNet-5), 3 seeds; about 13
-# CPU-hours, resumable (finished runs are kept). Then `make report`.
+# 30 and 100 epochs (LeNet-300-100) and 10/30 (LeNet-5), 3 seeds (5 where an
+# interval narrowly includes 0); about 13 CPU-hours and more for the extra seeds,
+# resumable (finished runs are kept). Then `make report`.
 length: setup data
 	$(BENCH_ENV) $(PY) -m benchmarks.training_length --shard=0/2 --nowrite_report & \
 	  $(BENCH_ENV) $(PY) -m benchmarks.training_length --shard=1/2 --nowrite_report; wait

@@ -81,3 +81,18 @@ def test_answer_counts_where_the_flip_term_helps_by_length(study):
   assert "99.9%: 10 ep within noise +0.00 [-1.00, +1.00] (provisional, n=2), 30 ep not " \
          "measured yet" in no_noise
   assert "99.8%" not in no_noise  # a target without any row is left out, not invented
+
+
+def test_near_misses_get_two_more_seeds_of_every_arm(study):
+  near = {"mean": 0.01, "low": -0.002, "high": 0.022, "n": 3}  # 0.002 < 0.024 / 4
+  wide = {"mean": 0.0, "low": -0.05, "high": 0.05, "n": 3}
+  clear = {"mean": 0.02, "low": 0.01, "high": 0.03, "n": 3}
+  assert study.near_miss(near) and not study.near_miss(wide) and not study.near_miss(clear)
+  assert not study.near_miss(dict(near, low=-0.02, high=0.04))  # 0.02 = 0.06 / 3 > 0.06 / 4
+  none = dict(flips_no_noise=None, flips_with_noise=None, recent_flips=None)
+  eff = {("m", 0.995, 30): dict(none, flips_no_noise=wide, recent_flips=near),
+         ("m", 0.999, 30): dict(none, flips_no_noise=wide, flips_with_noise=clear),
+         ("m", 0.998, 100): dict(none, flips_with_noise=dict(near, n=2))}  # seeds missing
+  jobs = study.extra_jobs(eff, [0, 1, 2])
+  assert sorted(jobs) == sorted(("m", 30, arm, 0.995, seed) for seed in (3, 4)
+                                for arm in study.ARMS)
