@@ -86,10 +86,19 @@ def trend(eff, model):
   return out
 
 
+def _pending(p, seeds):
+  """" (provisional, ...)" while a cell has fewer than `seeds` pairs, is a near miss at
+  `seeds` (its extra seeds are due) or is between `seeds` and the extended count."""
+  full = seeds + len(EXTRA_SEEDS)
+  if p["n"] < seeds or seeds < p["n"] < full or (p["n"] == seeds and near_miss(p)):
+    return f" (provisional, n={p['n']} of {seeds if p['n'] < seeds else full})"
+  return ""
+
+
 def answer(eff, seeds=3):
   """The answer in plain lines: per model, the flip term's verdicts by training length
-  (the trend), then each effect's verdict at every (target, length); a cell with fewer
-  than `seeds` paired seeds is marked provisional."""
+  (the trend), then each effect's verdict at every (target, length), marked provisional
+  where seeds are still due (`_pending`)."""
   lines = []
   for model in sorted({m for m, _, _ in eff}):
     counts = trend(eff, model)
@@ -105,9 +114,7 @@ def answer(eff, seeds=3):
                  if m == model and abs(t - target) < 1e-9]
         text = ", ".join(
             f"{e} ep not measured yet" if p is None else
-            f"{e} ep {verdict(p)} {ci_text(p)}" + ("" if p["n"] >= seeds else
-                                                     f" (provisional, n={p['n']})")
-            for e, p in cells)
+            f"{e} ep {verdict(p)} {ci_text(p)}" + _pending(p, seeds) for e, p in cells)
         if cells:  # a target the study has no row of yet is left out
           parts.append(f"{100 * target:g}%: {text}")
       lines.append(f"  - {label}: " + "; ".join(parts) + ".")

@@ -78,8 +78,16 @@ def test_answer_counts_where_the_flip_term_helps_by_length(study):
                       "behind in 0.")
   no_noise = next(line for line in lines if "hybrid − magnitude" in line)
   assert "99.5%: 10 ep behind -2.00 [-3.00, -1.00], 30 ep ahead +2.00 [+1.00, +3.00]" in no_noise
-  assert "99.9%: 10 ep within noise +0.00 [-1.00, +1.00] (provisional, n=2), 30 ep not " \
+  assert "99.9%: 10 ep within noise +0.00 [-1.00, +1.00] (provisional, n=2 of 3), 30 ep not " \
          "measured yet" in no_noise
+  # A near miss at the study's seeds waits for two more; an extended cell counts to 5.
+  near = {"mean": 0.01, "low": -0.002, "high": 0.022, "n": 3}
+  extended = {("m", 0.995, 10): dict(none, flips_no_noise=near),
+              ("m", 0.998, 10): dict(none, flips_no_noise=dict(near, n=4)),
+              ("m", 0.999, 10): dict(none, flips_no_noise=dict(near, n=5))}
+  line = next(x for x in study.answer(extended, seeds=3) if "hybrid − magnitude" in x)
+  assert line.count("(provisional, n=3 of 5)") == 1 and line.count("(provisional, n=4 of 5)") == 1
+  assert "99.9%: 10 ep within noise +1.00 [-0.20, +2.20]." in line
   assert "99.8%" not in no_noise  # a target without any row is left out, not invented
 
 
