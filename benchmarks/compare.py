@@ -120,7 +120,7 @@ flags.DEFINE_integer("test_examples", 10000, "Test examples.")
 flags.DEFINE_integer("min_flips", 1, "flip_triggered's threshold: flips since the last event.")
 flags.DEFINE_string("output_dir", None, "Raw results and plots; default "
                     "benchmarks/results/quick or benchmarks/results/grid.")
-flags.DEFINE_string("shard", "0/1", "i/n: run only the jobs whose index is i modulo n, so n "
+flags.DEFINE_string("shard", "0/1", "i/n: run only the jobs whose hash is i modulo n, so n "
                     "processes share a grid (on 2 cores, two single-threaded processes "
                     "finish it sooner than one).")
 flags.DEFINE_bool("calibrate", False, "Run the regularisers' strength sweep (STRENGTHS, seed 0) "

@@ -2,16 +2,19 @@
 binaries, which cannot import each other: each defines its own absl flags)."""
 import json
 import os
+import zlib
 
 __all__ = ["write_json", "update_json", "write_text", "read_raw", "shard_jobs"]
 
 
 def shard_jobs(jobs, shard, shards, finished):
-  """Shard `shard` of `shards`: every `shards`-th job of the full job list (from the
-  `shard`-th), less the finished ones. The split is of the whole list, never of the
-  jobs still missing, so shards started at different times (or again later) cover
-  every job between them; on a resumed run their shares may differ in size."""
-  return [job for i, job in enumerate(jobs) if i % shards == shard and not finished(job)]
+  """Shard `shard` of `shards`: the unfinished jobs whose key hashes to it (CRC-32 of
+  the job's repr, modulo `shards`), in list order. A job's shard depends on the job
+  alone, never on what else the list holds or what has finished, so shards started at
+  different times, or on a list that grows as runs finish, cover every job between
+  them; shares are equal only on average."""
+  return [job for job in jobs
+          if zlib.crc32(repr(job).encode()) % shards == shard and not finished(job)]
 
 
 def write_json(path, value):

@@ -18,14 +18,13 @@ Jobs run most informative first (LeNet-300-100 at 30 epochs, then at 100,
 then LeNet-5); each writes one raw JSON under
 `benchmarks/results/length/e{epochs}/raw/` (10-epoch rows are the main grid's,
 `benchmarks/results/grid/raw/`), so an interrupted study resumes. Shards split
-the full job list by position, so shards started at different times never
-run the same job.
+the jobs by a hash of each (`results_io.shard_jobs`), so shards started at
+different times never run the same job nor leave one out.
 """
 import os
 import sys
 import time
 import warnings
-import zlib
 
 from absl import app, flags
 
@@ -53,13 +52,10 @@ def run(shard, shards, seeds):
   finished = lambda j: os.path.exists(_raw_path(*j))  # noqa: E731
   base = jobs(seeds)
   # Two more seeds where an interval over the study's seeds is a near miss (judged on
-  # those seeds only, so a cell once chosen stays chosen). That list grows as runs
-  # finish, so it is split by a hash of each job (stable whatever else the list holds).
+  # those seeds only, so a cell once chosen stays chosen).
   rows = [r for r in load_rows(FLAGS.length_dir, FLAGS.grid_dir) if r["seed"] in seeds]
-  extra = [j for j in extra_jobs(effects(rows), seeds) if j not in set(base)]
-  every = base + extra
-  mine = results_io.shard_jobs(base, shard, shards, finished) + [
-      j for j in extra if zlib.crc32(repr(j).encode()) % shards == shard and not finished(j)]
+  every = base + [j for j in extra_jobs(effects(rows), seeds) if j not in set(base)]
+  mine = results_io.shard_jobs(every, shard, shards, finished)
   done = sum(os.path.exists(_raw_path(*j)) for j in every)
   print(f"training_length: {len(every)} jobs, {done} done, {len(mine)} for shard "
         f"{shard}/{shards}", flush=True)
