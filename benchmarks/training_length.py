@@ -48,33 +48,43 @@ def _raw_path(model, epochs, method, target, seed):
   return raw_path(model, epochs, method, target, seed, FLAGS.length_dir, FLAGS.grid_dir)
 
 
-def run(shard, shards, seeds):
+def _plan(shard, shards, seeds):
+  """Every job of the study as the results stand now, and this shard's unfinished ones."""
   finished = lambda j: os.path.exists(_raw_path(*j))  # noqa: E731
   base = jobs(seeds)
   # Two more seeds where an interval over the study's seeds is a near miss (judged on
   # those seeds only, so a cell once chosen stays chosen).
   rows = [r for r in load_rows(FLAGS.length_dir, FLAGS.grid_dir) if r["seed"] in seeds]
   every = base + [j for j in extra_jobs(effects(rows), seeds) if j not in set(base)]
-  mine = results_io.shard_jobs(every, shard, shards, finished)
-  done = sum(os.path.exists(_raw_path(*j)) for j in every)
-  print(f"training_length: {len(every)} jobs, {done} done, {len(mine)} for shard "
-        f"{shard}/{shards}", flush=True)
+  return every, results_io.shard_jobs(every, shard, shards, finished)
+
+
+def run(shard, shards, seeds):
+  """Runs this shard's jobs, then plans again, until none is left: the near misses
+  known only once a cell's seeds are in add jobs while the study runs."""
   data = compare._load_data()  # pylint: disable=protected-access
-  started = time.time()
-  for i, (model_name, epochs, method, target, seed) in enumerate(mine):
-    if os.path.exists(_raw_path(model_name, epochs, method, target, seed)):
-      continue
-    FLAGS.epochs = epochs  # run_one_shot reads the run's length from the flags
-    elapsed = time.time() - started
-    eta = f", ~{elapsed / i * (len(mine) - i) / 3600:.1f} h left" if i else ""
-    print(f"[{i + 1}/{len(mine)}, {elapsed:.0f} s{eta}] {model_name} {epochs} epochs "
-          f"{method} {target:g} seed {seed}", flush=True)
-    builder = lambda m=model_name: compare.models_lib.get(m)(data["input_shape"], data["classes"])  # noqa: E731
-    result = compare.run_one_shot(method, "flipout", builder, data, target, seed)
-    results_io.write_json(_raw_path(model_name, epochs, method, target, seed),
-                          dict(result, target=target, model=model_name, regime="flipout",
-                               method=method, seed=seed, epochs=epochs,
-                               train_examples=data["train_examples"], batch=compare.BATCH))
+  while True:
+    every, mine = _plan(shard, shards, seeds)
+    done = sum(os.path.exists(_raw_path(*j)) for j in every)
+    print(f"training_length: {len(every)} jobs, {done} done, {len(mine)} for shard "
+          f"{shard}/{shards}", flush=True)
+    if not mine:
+      return
+    started = time.time()
+    for i, (model_name, epochs, method, target, seed) in enumerate(mine):
+      if os.path.exists(_raw_path(model_name, epochs, method, target, seed)):
+        continue
+      FLAGS.epochs = epochs  # run_one_shot reads the run's length from the flags
+      elapsed = time.time() - started
+      eta = f", ~{elapsed / i * (len(mine) - i) / 3600:.1f} h left" if i else ""
+      print(f"[{i + 1}/{len(mine)}, {elapsed:.0f} s{eta}] {model_name} {epochs} epochs "
+            f"{method} {target:g} seed {seed}", flush=True)
+      builder = lambda m=model_name: compare.models_lib.get(m)(data["input_shape"], data["classes"])  # noqa: E731
+      result = compare.run_one_shot(method, "flipout", builder, data, target, seed)
+      results_io.write_json(_raw_path(model_name, epochs, method, target, seed),
+                            dict(result, target=target, model=model_name, regime="flipout",
+                                 method=method, seed=seed, epochs=epochs,
+                                 train_examples=data["train_examples"], batch=compare.BATCH))
 
 
 def main(argv):

@@ -3,6 +3,8 @@ written the way the study writes them, against a NumPy recount."""
 import json
 import math
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -20,8 +22,9 @@ def test_jobs_cover_every_arm_target_and_seed_once_most_informative_first(study)
   assert jobs[0][:2] == ("lenet_300_100", 30)
   # a seed's arms at one target run next to each other, so a partial study is paired
   assert {j[2] for j in jobs[:len(study.ARMS)]} == set(study.ARMS)
-  # shards split by position: together they are the whole list, apart disjoint
-  shards = [[j for i, j in enumerate(jobs) if i % 2 == k] for k in range(2)]
+  # shards split by a hash of each job: together they are the whole list, apart disjoint
+  from benchmarks import results_io  # pylint: disable=g-import-not-at-top
+  shards = [results_io.shard_jobs(jobs, k, 2, lambda j: False) for k in range(2)]
   assert not set(shards[0]) & set(shards[1]) and len(shards[0]) + len(shards[1]) == len(jobs)
 
 
@@ -104,3 +107,40 @@ def test_near_misses_get_two_more_seeds_of_every_arm(study):
   jobs = study.extra_jobs(eff, [0, 1, 2])
   assert sorted(jobs) == sorted(("m", 30, arm, 0.995, seed) for seed in (3, 4)
                                 for arm in study.ARMS)
+
+
+_REPLAN_SCRIPT = r"""
+import json, os, sys
+from absl import flags
+from benchmarks import compare, training_length as study
+flags.FLAGS([sys.argv[0], "--length_dir=" + sys.argv[1], "--grid_dir=" + sys.argv[1] + "/grid"])
+base = [("m", 30, "hybrid", 0.999, 0), ("m", 30, "magnitude", 0.999, 0)]
+late = ("m", 30, "hybrid", 0.999, 3)  # a near miss, known once the base jobs are in
+study.jobs = lambda seeds: list(base)
+study.load_rows = lambda *dirs: []
+study.effects = lambda rows: {}
+study.extra_jobs = lambda eff, seeds: (
+    [late] if all(os.path.exists(study._raw_path(*j)) for j in base) else [])
+compare._load_data = lambda: {"input_shape": (4,), "classes": 2, "train_examples": 8}
+ran = []
+def run_one_shot(method, regime, builder, data, target, seed):
+  ran.append([method, seed, flags.FLAGS.epochs])
+  return {"test_accuracy": 0.5}
+compare.run_one_shot = run_one_shot
+study.run(0, 1, [0])
+print(json.dumps(ran))
+"""
+
+
+def test_a_shard_plans_again_until_no_job_is_left(tmp_path):
+  """Near misses known only once a cell's seeds are in join the running shard."""
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=root)
+  out = subprocess.run([sys.executable, "-c", _REPLAN_SCRIPT, str(tmp_path)], check=True,
+                       cwd=root, env=env, capture_output=True, text=True).stdout
+  assert json.loads(out.strip().splitlines()[-1]) == [
+      ["hybrid", 0, 30], ["magnitude", 0, 30], ["hybrid", 3, 30]]
+  assert "3 jobs, 3 done, 0 for shard 0/1" in out
+  for seed in (0, 3):
+    path = tmp_path / "e30" / "raw" / f"m__flipout__hybrid__0.999__{seed}.json"
+    assert json.loads(path.read_text())["seed"] == seed
