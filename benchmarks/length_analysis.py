@@ -86,6 +86,19 @@ def trend(eff, model):
   return out
 
 
+def direction(counts):
+  """The trend in words: is the flip term ahead in a larger share of its comparisons at
+  the longest training length measured than at the shortest?"""
+  (shortest, first), (longest, last) = min(counts.items()), max(counts.items())
+  if shortest == longest:
+    return f"measured at {shortest} epochs only"
+  share = lambda c: c["ahead"] / sum(c.values())  # noqa: E731
+  if share(last) > share(first):
+    return (f"the flip term is ahead more often after {longest} epochs than after {shortest}")
+  return (f"longer training does not make the flip term pay more ({longest} epochs against "
+          f"{shortest})")
+
+
 def _pending(p, seeds):
   """" (provisional, ...)" while a cell has fewer than `seeds` pairs, is a near miss at
   `seeds` (its extra seeds are due) or is between `seeds` and the extended count."""
@@ -103,8 +116,12 @@ def answer(eff, seeds=3):
   for model in sorted({m for m, _, _ in eff}):
     counts = trend(eff, model)
     if counts:
-      lines.append(f"- **{model}: the flip term (both ablations, all targets) by training "
-                   "length:** " + "; ".join(
+      pending = any(p and _pending(p, seeds) for (m, _, _), v in eff.items() if m == model
+                    for p in v.values())
+      status = " — provisional, seeds still due" if pending else ""
+      lines.append(f"- **{model}: {direction(counts)}{status}.** "
+                   "The flip term (both ablations, all targets) by training length: "
+                   + "; ".join(
                        f"{epochs} epochs: ahead in {c['ahead']} of {sum(c.values())}, behind in "
                        f"{c['behind']}" for epochs, c in sorted(counts.items())) + ".")
     for key, _, _, label in EFFECTS:

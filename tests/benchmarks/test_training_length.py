@@ -76,9 +76,10 @@ def test_answer_counts_where_the_flip_term_helps_by_length(study):
   assert study.trend(eff, "m") == {10: {"ahead": 0, "behind": 1, "within noise": 2},
                                    30: {"ahead": 2, "behind": 0, "within noise": 0}}
   lines = study.answer(eff, seeds=3)
-  assert lines[0] == ("- **m: the flip term (both ablations, all targets) by training length:** "
-                      "10 epochs: ahead in 0 of 3, behind in 1; 30 epochs: ahead in 2 of 2, "
-                      "behind in 0.")
+  assert lines[0] == ("- **m: the flip term is ahead more often after 30 epochs than after 10 "
+                      "— provisional, seeds still due.** The flip term (both ablations, all "
+                      "targets) by training length: 10 epochs: ahead in 0 of 3, behind in 1; "
+                      "30 epochs: ahead in 2 of 2, behind in 0.")
   no_noise = next(line for line in lines if "hybrid − magnitude" in line)
   assert "99.5%: 10 ep behind -2.00 [-3.00, -1.00], 30 ep ahead +2.00 [+1.00, +3.00]" in no_noise
   assert "99.9%: 10 ep within noise +0.00 [-1.00, +1.00] (provisional, n=2 of 3), 30 ep not " \
@@ -92,6 +93,16 @@ def test_answer_counts_where_the_flip_term_helps_by_length(study):
   assert line.count("(provisional, n=3 of 5)") == 1 and line.count("(provisional, n=4 of 5)") == 1
   assert "99.9%: 10 ep within noise +1.00 [-0.20, +2.20]." in line
   assert "99.8%" not in no_noise  # a target without any row is left out, not invented
+  # The trend in words compares the longest length with the shortest, whichever way it goes.
+  fewer = {10: {"ahead": 1, "behind": 0, "within noise": 5},
+           30: {"ahead": 2, "behind": 0, "within noise": 4},
+           100: {"ahead": 0, "behind": 0, "within noise": 6}}
+  assert study.direction(fewer) == ("longer training does not make the flip term pay more "
+                                    "(100 epochs against 10)")
+  assert study.direction({10: fewer[10], 30: fewer[30]}).startswith("the flip term is ahead more")
+  assert study.direction({30: fewer[30]}) == "measured at 30 epochs only"
+  done = {key: {k: p and dict(p, n=3) for k, p in v.items()} for key, v in eff.items()}
+  assert "provisional" not in study.answer(done, seeds=3)[0]
 
 
 def test_near_misses_get_two_more_seeds_of_every_arm(study):
