@@ -83,9 +83,9 @@ report: setup
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m benchmarks.flip_variants --report_only
 
 # Issue 28's training-length study: the flip-term ablation and RecentFlips at
-# 30 and 100 epochs (LeNet-300-100) and 10/30 (LeNet-5), 3 seeds (5 where an
-# interval narrowly includes 0); about 13 CPU-hours and more for the extra seeds,
-# resumable (finished runs are kept). Then `make report`.
+# 10, 30 and 100 epochs (LeNet-300-100) and 10/30 (LeNet-5), 5 seeds in every cell
+# (10-epoch seeds 0-2 are the grid's); about 19 CPU-hours, resumable (finished runs
+# are kept). Then `make report`.
 length: setup data
 	$(BENCH_ENV) $(PY) -m benchmarks.training_length --shard=0/2 --nowrite_report & \
 	  $(BENCH_ENV) $(PY) -m benchmarks.training_length --shard=1/2 --nowrite_report; wait
@@ -95,8 +95,10 @@ length: setup data
 # validation split, then the report's seeds on the test set, paired with the grid's
 # rows (which `make bench` writes first); resumable. Then `make report`.
 variants: setup data
-	$(BENCH_ENV) $(PY) -m benchmarks.flip_variants --shard=0/2 --nowrite_report & \
-	  $(BENCH_ENV) $(PY) -m benchmarks.flip_variants --shard=1/2 --nowrite_report; wait
+	for pass in selection report; do \
+	  $(BENCH_ENV) $(PY) -m benchmarks.flip_variants --shard=0/2 --nowrite_report & \
+	  $(BENCH_ENV) $(PY) -m benchmarks.flip_variants --shard=1/2 --nowrite_report; wait; \
+	done
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m benchmarks.flip_variants --report_only
 
 # Structured pruning (issue 30, goal 4; docs/structured.md): the latency of shrunk against

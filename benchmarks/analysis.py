@@ -151,7 +151,11 @@ def flip_term(agg):
       x, y = get(a), get(b)
       return paired(x["accuracy"], y["accuracy"]) if x and y else None
     rivals = [m for m in NO_FLIPS if get(m)]
-    best = max(rivals, key=lambda m: get(m)["accuracy_mean"]) if rivals else None
+    # Ranked on the seeds every rival has: some arms have more seeds than others.
+    common = set.intersection(*(set(get(m)["accuracy"]) for m in rivals)) if rivals else set()
+    on_common = lambda m: (statistics.mean(get(m)["accuracy"][s] for s in common)  # noqa: E731
+                           if common else get(m)["accuracy_mean"])
+    best = max(rivals, key=on_common) if rivals else None
     out.append({"model": model, "regime": regime, "target": target,
                 "flips_no_noise": diff("hybrid", "magnitude"),
                 "flips_with_noise": diff("flipout", "magnitude_noise"),

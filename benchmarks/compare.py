@@ -775,16 +775,12 @@ def main(argv):
     run_calibration(data)
   elif not FLAGS.report_only:
     run_grid(data)
-  command = ("python -m benchmarks.compare " + " ".join(sys.argv[1:])).strip()
-  log_path = os.path.join(FLAGS.output_dir, "commands.json")
-  commands = json.load(open(log_path)) if os.path.exists(log_path) else []
   if not FLAGS.report_only:
-    commands.append(command)
-    results_io.write_json(log_path, commands)
+    results_io.log_command(FLAGS.output_dir, "benchmarks.compare")
   if FLAGS.calibrate:
     return
   if FLAGS.write_report:
-    agg = report(load_raw(FLAGS.output_dir), commands, data)
+    agg = report(load_raw(FLAGS.output_dir), results_io.commands(FLAGS.output_dir), data)
     print(f"Wrote {FLAGS.report} ({len(agg)} table rows) and plots in {FLAGS.output_dir}")
 
 

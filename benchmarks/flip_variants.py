@@ -4,7 +4,10 @@ The variants, the choice and the pairing are described in
 `benchmarks/variants_analysis.py`. Jobs run in two phases: the selection runs
 (every power, selection seeds, validation accuracy), then, once all of them
 exist, the report's runs at the chosen power; each writes one raw JSON under
-`benchmarks/results/variants/raw/`, so an interrupted study resumes.
+`benchmarks/results/variants/raw/` (a grid method's, beside the grid's own under
+`benchmarks/results/grid/raw/`), so an interrupted study resumes. A shard that
+finishes the selection before the other does stops there: run once more, one
+process, to finish the report's runs (`make variants` does).
 
     python -m benchmarks.flip_variants --shard=0/2 &   # two processes share
     python -m benchmarks.flip_variants --shard=1/2     # the missing jobs
@@ -77,8 +80,10 @@ def run_job(method, target, seed, power, data):
 
 
 def _path(phase, method, target, seed, power):
-  return study.raw_path(FLAGS.variants_dir, method, target, seed,
-                        power if phase == "selection" else None)
+  if phase == "selection":
+    return study.raw_path(FLAGS.variants_dir, method, target, seed, power)
+  root = study.report_root(method, FLAGS.variants_dir, FLAGS.grid_dir)
+  return study.raw_path(root, method, target, seed)
 
 
 def _run(jobs, shard, shards, data, phase):
@@ -106,6 +111,11 @@ def main(argv):
   shard, shards = (int(x) for x in FLAGS.shard.split("/"))
   if not 0 <= shard < shards:
     sys.exit(f"flip_variants.py: error: --shard={FLAGS.shard!r} must be i/n with 0 <= i < n.")
+  missing = study.missing_grid_rows(FLAGS.grid_dir)
+  if missing and not FLAGS.report_only:
+    sys.exit(f"flip_variants.py: error: {len(missing)} of the grid's runs the report pairs with "
+             f"are missing from {FLAGS.grid_dir}/raw/ (e.g. {missing[0]}); run `make bench` "
+             "(benchmarks.compare) first, or pass --grid_dir.")
   if not FLAGS.report_only:
     compare.tf.config.experimental.enable_op_determinism()
     data = compare._load_data()  # pylint: disable=protected-access
@@ -116,7 +126,10 @@ def main(argv):
             "it?); run again once it is to start the report's runs.", flush=True)
     else:
       print(f"flip_variants: chosen on the validation split: {chosen}", flush=True)
-      _run(study.report_jobs(chosen, FLAGS.grid_dir), shard, shards, data, "report")
+      jobs = study.report_jobs(chosen, FLAGS.variants_dir, FLAGS.grid_dir)
+      if any(j[0] in study.GRID_METHODS for j in jobs):  # the grid's log names who wrote there
+        results_io.log_command(FLAGS.grid_dir, "benchmarks.flip_variants")
+      _run(jobs, shard, shards, data, "report")
   if FLAGS.write_report:
     path = os.path.join(FLAGS.variants_dir, "README.md")
     study.report(FLAGS.variants_dir, FLAGS.grid_dir, path)

@@ -35,16 +35,33 @@ import time
 import warnings
 
 
-def _preselect_keras_backend(argv):
-  """KERAS_BACKEND from --backend before anything imports Keras 3 (it reads it once)."""
+BACKENDS = ("jax", "tensorflow", "torch")
+
+
+def _flag_value(argv, name):
+  """The value of --name=V or --name V in argv, else None (absl parses only later)."""
   for i, arg in enumerate(argv):
-    if arg.startswith("--backend="):
-      os.environ["KERAS_BACKEND"] = arg.split("=", 1)[1]
-    elif arg == "--backend" and i + 1 < len(argv):
-      os.environ["KERAS_BACKEND"] = argv[i + 1]
+    if arg.startswith(f"--{name}="):
+      return arg.split("=", 1)[1]
+    if arg == f"--{name}" and i + 1 < len(argv):
+      return argv[i + 1]
+  return None
 
 
-_preselect_keras_backend(sys.argv)
+def _preselect_keras_backend(argv):
+  """The Keras 3 backend (--backend, else a valid KERAS_BACKEND, else jax), written to
+  KERAS_BACKEND before anything imports Keras 3, which reads it once; with --keras=3
+  only (the tf_keras path never imports Keras 3)."""
+  backend = _flag_value(argv, "backend")
+  if backend is None:
+    backend = os.environ.get("KERAS_BACKEND")
+    backend = backend if backend in BACKENDS else "jax"
+  if _flag_value(argv, "keras") == "3":
+    os.environ["KERAS_BACKEND"] = backend
+  return backend
+
+
+_DEFAULT_BACKEND = _preselect_keras_backend(sys.argv)
 
 from absl import app, flags, logging  # noqa: E402
 
@@ -74,7 +91,8 @@ PUBLISHED = {
 SETTINGS = ("epochs", "train_examples", "batch", "width")
 
 flags.DEFINE_enum("keras", "2", ["2", "3"], "2: tf_keras with TF-MOT; 3: Keras 3.")
-flags.DEFINE_enum("backend", "jax", ["jax", "tensorflow", "torch"], "Keras 3 backend (--keras=3).")
+flags.DEFINE_enum("backend", _DEFAULT_BACKEND, list(BACKENDS),
+                  "Keras 3 backend (--keras=3); default KERAS_BACKEND if set, else jax.")
 flags.DEFINE_string("data_dir", None, "CIFAR-10's python batches (data_batch_1..5, test_batch, "
                     "or cifar-10-batches-py/ in it), or TFDS's data directory.")
 flags.DEFINE_enum("data_source", "auto", ["auto", "tfds", "pickle"], "Where CIFAR-10 comes from "
@@ -306,6 +324,9 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   compare.tf.get_logger().setLevel("ERROR")
   path = FLAGS.table or os.path.join(FLAGS.output_dir, "README.md")
+  if FLAGS.keras == "3" and FLAGS.backend != "tensorflow":
+    # TensorFlow only feeds the data here: leave the GPUs' memory to JAX or PyTorch.
+    compare.tf.config.set_visible_devices([], "GPU")
   if not FLAGS.report_only:
     try:
       validate()

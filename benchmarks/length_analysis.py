@@ -9,42 +9,32 @@ ARMS = ("magnitude", "magnitude_noise", "hybrid", "flipout", "recent_flips")
 TARGETS = (0.995, 0.998, 0.999)
 ROOT = os.path.join("benchmarks", "results", "length")
 GRID_RAW = os.path.join("benchmarks", "results", "grid")
-# (model, epochs), most informative first. 10-epoch LeNet-300-100 rows exist
-# in the grid; LeNet-5's grid block has no RecentFlips, so it is added here.
-BLOCKS = (("lenet_300_100", 30), ("lenet_300_100", 100), ("lenet5", 10), ("lenet5", 30))
+# (model, epochs). 10-epoch rows live with the main grid's (seeds 0-2 are the grid's
+# own); LeNet-5's grid block has no RecentFlips, so it is added here.
+BLOCKS = (("lenet_300_100", 30), ("lenet_300_100", 100), ("lenet5", 10), ("lenet5", 30),
+          ("lenet_300_100", 10))
 EFFECTS = (("flips_no_noise", "hybrid", "magnitude", "flip term, no noise (hybrid − magnitude)"),
            ("flips_with_noise", "flipout", "magnitude_noise",
             "flip term, with noise (flipout − magnitude_noise)"),
            ("recent_flips", "recent_flips", "magnitude", "recent_flips − magnitude"))
-
-EXTRA_SEEDS = (3, 4)  # for the cells whose interval is a near miss (`near_miss`)
+# Every cell gets every seed, decided before any result: extending only the cells whose
+# interval came out near 0 would be optional stopping (intervals no longer 95%).
+SEEDS = (0, 1, 2, 3, 4)
+FIRST_PASS = 3  # seeds every cell gets before any cell gets more
 
 
 def output_dir(epochs, length_dir=ROOT, grid_dir=GRID_RAW):
   return grid_dir if epochs == 10 else os.path.join(length_dir, f"e{epochs}")
 
 
-def jobs(seeds):
-  """(model, epochs, method, target, seed) in run order: block, seed, target, arm."""
-  return [(model, epochs, method, target, seed) for model, epochs in BLOCKS
-          for seed in seeds for target in TARGETS for method in ARMS]
-
-
-def near_miss(p):
-  """An interval that includes 0 and misses excluding it by less than half its half-width:
-  min(−low, high) < (high − low) / 4 (issue 28: 5 seeds where an interval straddles 0
-  narrowly; a wide interval around 0 is left at the study's seeds)."""
-  return (p is not None and p["low"] < 0 < p["high"]
-          and min(-p["low"], p["high"]) < (p["high"] - p["low"]) / 4)
-
-
-def extra_jobs(eff, seeds):
-  """Seeds EXTRA_SEEDS of every arm of each (model, epochs, target) cell where an effect
-  paired over all the study's `seeds` is a near miss."""
-  cells = [key for key, v in sorted(eff.items())
-           if any(p is not None and p["n"] >= len(seeds) and near_miss(p) for p in v.values())]
-  return [(model, epochs, method, target, seed) for model, target, epochs in cells
-          for seed in EXTRA_SEEDS if seed not in seeds for method in ARMS]
+def jobs(seeds=SEEDS):
+  """(model, epochs, method, target, seed) in run order: the first FIRST_PASS seeds of
+  every block, then the rest; inside a pass by block, seed, target, arm (a seed's arms
+  at one target run together, so a partial study is paired)."""
+  passes = (seeds[:FIRST_PASS], seeds[FIRST_PASS:])
+  return [(model, epochs, method, target, seed) for group in passes
+          for model, epochs in BLOCKS for seed in group for target in TARGETS
+          for method in ARMS]
 
 
 def raw_path(model, epochs, method, target, seed, length_dir=ROOT, grid_dir=GRID_RAW):
@@ -87,31 +77,29 @@ def trend(eff, model):
 
 
 def direction(counts):
-  """The trend in words: is the flip term ahead in a larger share of its comparisons at
-  the longest training length measured than at the shortest?"""
+  """The trend in words: the flip term's net share of its comparisons (ahead − behind,
+  over all) at the longest training length measured against the shortest."""
   (shortest, first), (longest, last) = min(counts.items()), max(counts.items())
   if shortest == longest:
     return f"measured at {shortest} epochs only"
-  share = lambda c: c["ahead"] / sum(c.values())  # noqa: E731
-  if share(last) > share(first):
-    return (f"the flip term is ahead more often after {longest} epochs than after {shortest}")
-  return (f"longer training does not make the flip term pay more ({longest} epochs against "
-          f"{shortest})")
+  net = lambda c: (c["ahead"] - c["behind"]) / sum(c.values())  # noqa: E731
+  if net(last) > net(first):
+    return f"the flip term does better after {longest} epochs than after {shortest}"
+  if net(last) < net(first):
+    return f"the flip term does worse after {longest} epochs than after {shortest}"
+  return (f"longer training does not change where the flip term pays ({longest} epochs "
+          f"against {shortest})")
 
 
 def _pending(p, seeds):
-  """" (provisional, ...)" while a cell has fewer than `seeds` pairs, is a near miss at
-  `seeds` (its extra seeds are due) or is between `seeds` and the extended count."""
-  full = seeds + len(EXTRA_SEEDS)
-  if p["n"] < seeds or seeds < p["n"] < full or (p["n"] == seeds and near_miss(p)):
-    return f" (provisional, n={p['n']} of {seeds if p['n'] < seeds else full})"
-  return ""
+  """" (provisional, n of seeds)" while an effect has fewer than `seeds` pairs."""
+  return f" (provisional, n={p['n']} of {seeds})" if p["n"] < seeds else ""
 
 
-def answer(eff, seeds=3):
-  """The answer in plain lines: per model, the flip term's verdicts by training length
-  (the trend), then each effect's verdict at every (target, length), marked provisional
-  where seeds are still due (`_pending`)."""
+def answer(eff, seeds=len(SEEDS)):
+  """The answer in plain lines: per model, the trend in words and the flip term's
+  verdicts by training length, then each effect's verdict at every (target, length),
+  marked provisional while seeds are due (`_pending`)."""
   lines = []
   for model in sorted({m for m, _, _ in eff}):
     counts = trend(eff, model)
@@ -168,7 +156,7 @@ def figure(eff, model, path):
   plt.close(fig)
 
 
-def report(rows, path, sources, seeds=3):
+def report(rows, path, sources, seeds=len(SEEDS)):
   eff = effects(rows)
   models = sorted({m for m, _, _ in eff})
   os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -176,7 +164,8 @@ def report(rows, path, sources, seeds=3):
            "Generated by `python -m benchmarks.training_length --report_only` from the raw JSON "
            f"under {sources}; do not edit by hand. "
            "Paired by seed: mean difference in test accuracy (points) with its 95% t interval; "
-           "n = seeds paired.", "", "## Answer", "",
+           f"n = seeds paired, {seeds} per cell when complete (every cell gets every seed, fixed "
+           "before any result).", "", "## Answer", "",
            "Ahead / behind: the 95% interval is above / below 0; otherwise within noise.", ""]
   lines += answer(eff, seeds)
   lines += ["", "## Paired differences", "",

@@ -2,9 +2,11 @@
 binaries, which cannot import each other: each defines its own absl flags)."""
 import json
 import os
+import sys
 import zlib
 
-__all__ = ["write_json", "update_json", "write_text", "read_raw", "shard_jobs"]
+__all__ = ["write_json", "update_json", "write_text", "read_raw", "shard_jobs", "commands",
+           "log_command"]
 
 
 def shard_jobs(jobs, shard, shards, finished):
@@ -54,3 +56,19 @@ def read_raw(directory):
       with open(os.path.join(raw, name)) as f:
         rows.append(json.load(f))
   return rows
+
+
+def commands(directory):
+  """The commands logged as having written `directory`'s raw results, oldest first."""
+  path = os.path.join(directory, "commands.json")
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return json.load(f)
+
+
+def log_command(directory, module):
+  """Appends this process's command line (`python -m module` and its arguments) to
+  `directory`'s commands.json, the provenance its report lists."""
+  command = (f"python -m {module} " + " ".join(sys.argv[1:])).strip()
+  write_json(os.path.join(directory, "commands.json"), commands(directory) + [command])

@@ -17,7 +17,7 @@ def answer_lines(out_dir, rel):
   variants_md = os.path.join(variants_analysis.ROOT, "README.md")
   return (["## Beyond the 10-epoch grid", "",
            f"**[The flip term against training length]({rel(length_md)})** (FlipOut's regime, "
-           "30 and 100 epochs; ahead / behind: 95% interval above / below 0):", ""]
+           "10 to 100 epochs, 5 seeds a cell; ahead / behind: 95% interval above / below 0):", ""]
           + [line for line in length if line.startswith("- **")]
           + ["", f"**[Flip-aware variants]({rel(variants_md)})** (10 epochs, p chosen on a "
              "validation split, paired with this grid's rows on the test set):", ""]

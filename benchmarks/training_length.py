@@ -12,14 +12,14 @@ decays at 3/7 and 5/7 of it, the same data order per seed for every arm.
     python -m benchmarks.training_length --shard=1/2     # the missing jobs
     python -m benchmarks.training_length --report_only   # figure + markdown
 
-Every cell runs the seeds of --length_seeds (3); a cell where an effect's interval
-includes 0 but narrowly (`length_analysis.near_miss`) then gets seeds 3 and 4 too.
-Jobs run most informative first (LeNet-300-100 at 30 epochs, then at 100,
-then LeNet-5); each writes one raw JSON under
+Every cell runs every seed of --length_seeds (5, fixed before any result: no cell
+is extended because of how its interval came out). Jobs run three seeds of every
+cell first, then the rest; each writes one raw JSON under
 `benchmarks/results/length/e{epochs}/raw/` (10-epoch rows are the main grid's,
-`benchmarks/results/grid/raw/`), so an interrupted study resumes. Shards split
-the jobs by a hash of each (`results_io.shard_jobs`), so shards started at
-different times never run the same job nor leave one out.
+`benchmarks/results/grid/raw/`, and this study's command joins the grid's log),
+so an interrupted study resumes. Shards split the jobs by a hash of each
+(`results_io.shard_jobs`), so shards started at different times never run the
+same job nor leave one out.
 """
 import os
 import sys
@@ -32,12 +32,12 @@ from keras_signflip import schedule_checks
 
 from benchmarks import compare  # defines the shared flags (epochs, seeds, shard, ...)
 from benchmarks import results_io
-from benchmarks.length_analysis import (GRID_RAW, ROOT, effects, extra_jobs, jobs, load_rows,
-                                        raw_path, report)
+from benchmarks.length_analysis import GRID_RAW, ROOT, SEEDS, jobs, load_rows, raw_path, report
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("length_seeds", "0,1,2", "Seeds of the study (paired across arms).")
+flags.DEFINE_string("length_seeds", ",".join(map(str, SEEDS)),
+                    "Seeds of the study (paired across arms), every one in every cell.")
 flags.DEFINE_string("length_dir", ROOT,
                     "The study's raw results (e{epochs}/raw/), report and figures.")
 flags.DEFINE_string("grid_dir", GRID_RAW, "The main grid's results: the 10-epoch rows.")
@@ -48,43 +48,31 @@ def _raw_path(model, epochs, method, target, seed):
   return raw_path(model, epochs, method, target, seed, FLAGS.length_dir, FLAGS.grid_dir)
 
 
-def _plan(shard, shards, seeds):
-  """Every job of the study as the results stand now, and this shard's unfinished ones."""
-  finished = lambda j: os.path.exists(_raw_path(*j))  # noqa: E731
-  base = jobs(seeds)
-  # Two more seeds where an interval over the study's seeds is a near miss (judged on
-  # those seeds only, so a cell once chosen stays chosen).
-  rows = [r for r in load_rows(FLAGS.length_dir, FLAGS.grid_dir) if r["seed"] in seeds]
-  every = base + [j for j in extra_jobs(effects(rows), seeds) if j not in set(base)]
-  return every, results_io.shard_jobs(every, shard, shards, finished)
-
-
 def run(shard, shards, seeds):
-  """Runs this shard's jobs, then plans again, until none is left: the near misses
-  known only once a cell's seeds are in add jobs while the study runs."""
+  finished = lambda j: os.path.exists(_raw_path(*j))  # noqa: E731
+  every = jobs(seeds)
+  mine = results_io.shard_jobs(every, shard, shards, finished)
+  done = sum(finished(j) for j in every)
+  print(f"training_length: {len(every)} jobs, {done} done, {len(mine)} for shard "
+        f"{shard}/{shards}", flush=True)
+  if any(j[1] == 10 for j in mine):  # the grid's directory gets rows: say who wrote them
+    results_io.log_command(FLAGS.grid_dir, "benchmarks.training_length")
   data = compare._load_data()  # pylint: disable=protected-access
-  while True:
-    every, mine = _plan(shard, shards, seeds)
-    done = sum(os.path.exists(_raw_path(*j)) for j in every)
-    print(f"training_length: {len(every)} jobs, {done} done, {len(mine)} for shard "
-          f"{shard}/{shards}", flush=True)
-    if not mine:
-      return
-    started = time.time()
-    for i, (model_name, epochs, method, target, seed) in enumerate(mine):
-      if os.path.exists(_raw_path(model_name, epochs, method, target, seed)):
-        continue
-      FLAGS.epochs = epochs  # run_one_shot reads the run's length from the flags
-      elapsed = time.time() - started
-      eta = f", ~{elapsed / i * (len(mine) - i) / 3600:.1f} h left" if i else ""
-      print(f"[{i + 1}/{len(mine)}, {elapsed:.0f} s{eta}] {model_name} {epochs} epochs "
-            f"{method} {target:g} seed {seed}", flush=True)
-      builder = lambda m=model_name: compare.models_lib.get(m)(data["input_shape"], data["classes"])  # noqa: E731
-      result = compare.run_one_shot(method, "flipout", builder, data, target, seed)
-      results_io.write_json(_raw_path(model_name, epochs, method, target, seed),
-                            dict(result, target=target, model=model_name, regime="flipout",
-                                 method=method, seed=seed, epochs=epochs,
-                                 train_examples=data["train_examples"], batch=compare.BATCH))
+  started = time.time()
+  for i, (model_name, epochs, method, target, seed) in enumerate(mine):
+    if os.path.exists(_raw_path(model_name, epochs, method, target, seed)):
+      continue  # another process wrote it meanwhile
+    FLAGS.epochs = epochs  # run_one_shot reads the run's length from the flags
+    elapsed = time.time() - started
+    eta = f", ~{elapsed / i * (len(mine) - i) / 3600:.1f} h left" if i else ""
+    print(f"[{i + 1}/{len(mine)}, {elapsed:.0f} s{eta}] {model_name} {epochs} epochs "
+          f"{method} {target:g} seed {seed}", flush=True)
+    builder = lambda m=model_name: compare.models_lib.get(m)(data["input_shape"], data["classes"])  # noqa: E731
+    result = compare.run_one_shot(method, "flipout", builder, data, target, seed)
+    results_io.write_json(_raw_path(model_name, epochs, method, target, seed),
+                          dict(result, target=target, model=model_name, regime="flipout",
+                               method=method, seed=seed, epochs=epochs,
+                               train_examples=data["train_examples"], batch=compare.BATCH))
 
 
 def main(argv):

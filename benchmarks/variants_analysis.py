@@ -2,8 +2,9 @@
 validation split, and the report, from raw rows alone (no flags, no TensorFlow
 at import): `benchmarks.flip_variants` runs the jobs and writes the report.
 
-The leads of the 10-epoch grid were RecentFlips at 99.9% and step-matched
-lottery tickets at >= 99.5%. Two variants follow them:
+The leads of the 10-epoch grid (three seeds) were RecentFlips at 99.9% (not
+confirmed by five seeds) and step-matched lottery tickets at >= 99.5%. Two
+variants follow them:
 
   recent_hybrid  |w|^p / (flips since the last event + 1): FlipOut's hybrid
                  score with RecentFlips' window (a weight that settled is
@@ -19,8 +20,10 @@ lottery tickets at >= 99.5%. Two variants follow them:
 The power p is chosen per variant on the validation split (5,000 training
 examples held out of training) with selection seeds that the report does not
 use; the report's seeds then train once at the chosen p and are read on the
-test set, paired with the grid's rows (seeds 0-2 from benchmarks/results/grid;
-seeds 3-4 of the grid's methods run here, by the same code).
+test set, paired with the grid's methods. Every run of a grid method lives in the
+grid's directory (benchmarks/results/grid/raw/): seeds 0-2 are the grid's own, and
+seeds 3-4, run here by the same code, are written beside them, so each run exists
+once and the grid's report uses all five seeds too.
 """
 import os
 import statistics
@@ -35,13 +38,16 @@ GRID = os.path.join("benchmarks", "results", "grid")
 MODEL = "lenet_300_100"
 TARGETS = (0.995, 0.998, 0.999)
 POWERS = (1.0, 2.0, 3.0)
+EPOCHS, TRAIN_EXAMPLES = 10, 55000  # the grid's runs, which the report pairs with
 VARIANTS = ("recent_hybrid", "lrr_hybrid")
 CONTROLS = ("magnitude", "hybrid", "recent_flips", "lottery_matched", "lrr_magnitude")
+GRID_METHODS = ("magnitude", "hybrid", "recent_flips", "lottery_matched")  # rows in the grid
 SELECTION_SEEDS = (100, 101)
 REPORT_SEEDS = (0, 1, 2, 3, 4)
-GRID_SEEDS = (0, 1, 2)  # the grid's own rows; the others run here
+GRID_SEEDS = (0, 1, 2)  # the grid's own runs; the others run here, written beside them
 # (name, a, b, what it isolates): paired test-accuracy differences a - b.
 EFFECTS = (
+    ("recent_flips", "magnitude", "the lead the variants follow; the grid's rows, all five seeds"),
     ("recent_hybrid", "recent_flips", "the magnitude term added to RecentFlips"),
     ("recent_hybrid", "hybrid", "RecentFlips' window in FlipOut's hybrid score"),
     ("recent_hybrid", "magnitude", "recent_hybrid against magnitude"),
@@ -92,22 +98,37 @@ def selection_jobs():
           for p in POWERS]
 
 
-def report_jobs(chosen, grid_dir=GRID):
+def report_root(method, root=ROOT, grid_dir=GRID):
+  """Where a report run of `method` lives: the grid's directory for a grid method."""
+  return grid_dir if method in GRID_METHODS else root
+
+
+def missing_grid_rows(grid_dir=GRID):
+  """The grid's own runs (GRID_SEEDS) the report pairs with that do not exist."""
+  return [(m, t, s) for m in GRID_METHODS for t in TARGETS for s in GRID_SEEDS
+          if not os.path.exists(raw_path(grid_dir, m, t, s))]
+
+
+def report_jobs(chosen, root=ROOT, grid_dir=GRID):
   """(method, target, seed, power) still to run for the report: the variants at their
   chosen power, `lrr_magnitude` (no grid row) and the grid's methods on the seeds
-  beyond the grid's; a grid row that exists is never rerun."""
+  beyond the grid's; a run that exists is never rerun."""
   out = []
   for s in REPORT_SEEDS:
     for t in TARGETS:
       for m in VARIANTS + CONTROLS:
-        if m in VARIANTS + ("lrr_magnitude",) or s not in GRID_SEEDS:
+        if m not in GRID_METHODS or s not in GRID_SEEDS:
           out.append((m, t, s, chosen.get(m)))
-  return [j for j in out if not os.path.exists(raw_path(grid_dir, j[0], j[1], j[2]))]
+  return [j for j in out
+          if not os.path.exists(raw_path(report_root(j[0], root, grid_dir), j[0], j[1], j[2]))]
 
 
 def _rows(directory):
+  """The rows of this study's model, regime, targets and training (10 epochs on 55,000
+  examples: the grid's, which the report pairs with)."""
   return [r for r in results_io.read_raw(directory)
           if r.get("model") == MODEL and r.get("regime") == "flipout"
+          and r.get("epochs") == EPOCHS and r.get("train_examples") == TRAIN_EXAMPLES
           and any(abs(r["target"] - t) < 1e-9 for t in TARGETS)]
 
 
@@ -139,11 +160,14 @@ def selection_table(root=ROOT):
 
 def report_rows(root=ROOT, grid_dir=GRID):
   """{(method, target): {seed: test accuracy}} of the report's seeds (selection
-  runs excluded: their seeds are not the report's)."""
+  runs excluded: their seeds are not the report's), each method read from where its
+  runs live (`report_root`)."""
   out = {}
-  for r in _rows(grid_dir) + _rows(root):
-    if r["seed"] in REPORT_SEEDS and r["method"] in VARIANTS + CONTROLS:
-      out.setdefault((r["method"], r["target"]), {})[r["seed"]] = r["test_accuracy"]
+  for directory in (grid_dir, root):
+    for r in _rows(directory):
+      if (r["seed"] in REPORT_SEEDS and r["method"] in VARIANTS + CONTROLS
+          and report_root(r["method"], root, grid_dir) == directory):
+        out.setdefault((r["method"], r["target"]), {})[r["seed"]] = r["test_accuracy"]
   return out
 
 
@@ -160,18 +184,23 @@ def report(root=ROOT, grid_dir=GRID, path=None):
   lines = ["# Flip-aware variants (issue 28, goal 2)", "",
            "Generated by `python -m benchmarks.flip_variants --report_only` from",
            f"`{root}/raw/` and `{grid_dir}/raw/`; see `benchmarks/variants_analysis.py` for the",
-           "variants, the choice and the pairing. LeNet-300-100, Fashion-MNIST (55,000 training",
-           "examples), 10 epochs, FlipOut's regime and schedule, global ranking.", "",
-           "## The choice of p, on the validation split", "",
+           "variants, the choice and the pairing. LeNet-300-100, Fashion-MNIST "
+           f"({TRAIN_EXAMPLES:,} training examples), {EPOCHS} epochs, FlipOut's regime and",
+           "schedule, global ranking.",
+           "", "## The choice of p, on the validation split", "",
            f"Mean validation accuracy over targets {', '.join(f'{t:.1%}' for t in TARGETS)} and "
-           f"selection seeds {', '.join(map(str, SELECTION_SEEDS))} "
-           "(the test set is not read).", "",
+           f"selection seeds {', '.join(map(str, SELECTION_SEEDS))}; the selection runs' "
+           "test accuracy is recorded but never used for the choice.", "",
            "| variant | " + " | ".join(f"p = {p:g}" for p in POWERS) + " | chosen |",
            "|---|" + "---|" * (len(POWERS) + 1)]
   for m in VARIANTS:
     cells = [f"{100 * v:.2f} ({n})" if v is not None else "-" for v, n in
              (sel[(m, p)] for p in POWERS)]
     lines.append(f"| {m} | " + " | ".join(cells) + f" | {chosen[m] if chosen[m] else '-'} |")
+  edge = [f"{m} (p = {chosen[m]:g})" for m in VARIANTS if chosen[m] in (POWERS[0], POWERS[-1])]
+  if edge:
+    lines += ["", f"At the edge of the powers tried: {', '.join(edge)}; a power beyond "
+              "the range might do better on the validation split."]
   lines += ["", "## Test accuracy (mean ± std over the report's seeds, n)", "",
             "| method | " + " | ".join(f"{t:.1%}" for t in TARGETS) + " |",
             "|---|" + "---|" * len(TARGETS)]

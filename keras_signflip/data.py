@@ -251,9 +251,11 @@ def _load(name, source, idx_dir, data_dir):
   try:
     return _from_tfds(name, data_dir, download=not _tfds_prepared(name, data_dir))
   except Exception as e:  # pylint: disable=broad-except
+    looked = (f" No python batches in --data_dir={data_dir}, its cifar-10-batches-py/ or "
+              f"{_KERAS_CIFAR10_DIR} either." if name in PICKLE_DATASETS else "")
     raise ValueError(
         f"Could not load {name!r} through TFDS ({type(e).__name__}: "
-        f"{str(e).splitlines()[0] if str(e) else ''}). Check the name, the "
+        f"{str(e).splitlines()[0] if str(e) else ''}).{looked} Check the name, the "
         "network, or prepare it with `tfds build` and pass --data_dir; for "
         "Fashion-MNIST offline, run `sudo apt-get install dataset-fashion-mnist` "
         "(or `make data`), or pass --idx_dir=DIR with the IDX files; for CIFAR-10 offline, "

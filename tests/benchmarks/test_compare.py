@@ -57,6 +57,18 @@ def test_answer_says_where_the_flip_term_helps_and_where_not(compare):
   assert text.startswith("Yes, in part") and "in 2 of 2 paired comparisons" in text
 
 
+def test_best_without_flips_is_ranked_on_the_seeds_every_rival_has(compare):
+  """magnitude has seeds 0-4 (lucky on 3 and 4), lottery_matched 0-2 only: ranked on the
+  common seeds 0-2, lottery_matched is the better; on all of each, magnitude would be."""
+  rows = [_row("flipout", 0.999, s, 0.60) for s in range(5)]
+  rows += [_row("magnitude", 0.999, s, acc) for s, acc in enumerate([0.60, 0.60, 0.60, 0.99, 0.99])]
+  rows += [_row("lottery_matched", 0.999, s, 0.70) for s in range(3)]
+  (effect,) = compare.flip_term(compare.aggregate(rows))
+  assert effect["best_no_flips"] == "lottery_matched"
+  assert effect["flipout_vs_best"]["n"] == 3
+  assert effect["flipout_vs_best"]["mean"] == pytest.approx(-0.10)
+
+
 def test_lottery_ticket_is_the_round_at_the_target(compare):
   rows = [{"mode": "rewind", "round": r, "steps": 10, "test_accuracy": 0.5 + r / 10,
            "weights_remaining_pct": 100 * keep} for r, keep in enumerate([1.0, 0.5, 0.1, 0.02])]

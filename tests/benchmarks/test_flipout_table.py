@@ -83,3 +83,33 @@ def test_table_runs_resumes_and_recounts(cifar_dir, tmp_path):
   result = _run(args + ["--seeds=0,1,2", "--epochs=2"])
   assert result.returncode != 0 and "epochs 1 there, 2 here" in result.stderr
   assert len(_rows(out)) == 4
+
+
+_BACKEND_SCRIPT = r"""
+import json, os, sys
+os.environ["KERAS_BACKEND"] = "torch"  # a user's setting, with no --backend
+sys.argv = ["flipout_table.py", "--keras=3"]
+from benchmarks import flipout_table as table
+out = {"import": [os.environ["KERAS_BACKEND"], table.FLAGS["backend"].default]}
+for name, env, argv in (("flag", "torch", ["--keras", "3", "--backend=jax"]),
+                        ("unset", None, ["--keras=3"]), ("invalid", "numpy", ["--keras=3"]),
+                        ("tf_keras", None, ["--keras=2", "--backend=torch"])):
+  os.environ.pop("KERAS_BACKEND", None)
+  if env:
+    os.environ["KERAS_BACKEND"] = env
+  chosen = table._preselect_keras_backend(["flipout_table.py"] + argv)
+  out[name] = [chosen, os.environ.get("KERAS_BACKEND")]
+print(json.dumps(out))
+"""
+
+
+def test_keras3_backend_follows_the_flag_then_keras_backend_then_jax():
+  """--keras=3 without --backend runs on KERAS_BACKEND's backend, which the flag's default
+  names too (a mismatch failed after loading the data); tf_keras leaves it alone."""
+  env = dict(ENV, PYTHONPATH=ROOT)
+  result = subprocess.run([sys.executable, "-c", _BACKEND_SCRIPT], cwd=ROOT, env=env,
+                          capture_output=True, text=True, check=False, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  out = json.loads(result.stdout.strip().splitlines()[-1])
+  assert out == {"import": ["torch", "torch"], "flag": ["jax", "jax"], "unset": ["jax", "jax"],
+                 "invalid": ["jax", "jax"], "tf_keras": ["torch", None]}

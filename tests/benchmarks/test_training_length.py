@@ -16,10 +16,14 @@ def study():
   return training_length
 
 
-def test_jobs_cover_every_arm_target_and_seed_once_most_informative_first(study):
-  jobs = study.jobs([0, 1, 2])
-  assert len(jobs) == len(set(jobs)) == len(study.BLOCKS) * 3 * len(study.TARGETS) * len(study.ARMS)
+def test_jobs_cover_every_arm_target_and_seed_once_three_seeds_everywhere_first(study):
+  jobs = study.jobs()
+  assert study.SEEDS == (0, 1, 2, 3, 4)  # every cell gets every seed, fixed in advance
+  assert len(jobs) == len(set(jobs)) == len(study.BLOCKS) * 5 * len(study.TARGETS) * len(study.ARMS)
   assert jobs[0][:2] == ("lenet_300_100", 30)
+  first = [j for j in jobs if j[4] < study.FIRST_PASS]
+  assert jobs[:len(first)] == first  # seeds 0-2 of every block before any seed 3
+  assert {(j[0], j[1]) for j in first} == set(study.BLOCKS)
   # a seed's arms at one target run next to each other, so a partial study is paired
   assert {j[2] for j in jobs[:len(study.ARMS)]} == set(study.ARMS)
   # shards split by a hash of each job: together they are the whole list, apart disjoint
@@ -76,7 +80,7 @@ def test_answer_counts_where_the_flip_term_helps_by_length(study):
   assert study.trend(eff, "m") == {10: {"ahead": 0, "behind": 1, "within noise": 2},
                                    30: {"ahead": 2, "behind": 0, "within noise": 0}}
   lines = study.answer(eff, seeds=3)
-  assert lines[0] == ("- **m: the flip term is ahead more often after 30 epochs than after 10 "
+  assert lines[0] == ("- **m: the flip term does better after 30 epochs than after 10 "
                       "— provisional, seeds still due.** The flip term (both ablations, all "
                       "targets) by training length: 10 epochs: ahead in 0 of 3, behind in 1; "
                       "30 epochs: ahead in 2 of 2, behind in 0.")
@@ -84,74 +88,60 @@ def test_answer_counts_where_the_flip_term_helps_by_length(study):
   assert "99.5%: 10 ep behind -2.00 [-3.00, -1.00], 30 ep ahead +2.00 [+1.00, +3.00]" in no_noise
   assert "99.9%: 10 ep within noise +0.00 [-1.00, +1.00] (provisional, n=2 of 3), 30 ep not " \
          "measured yet" in no_noise
-  # A near miss at the study's seeds waits for two more; an extended cell counts to 5.
-  near = {"mean": 0.01, "low": -0.002, "high": 0.022, "n": 3}
-  extended = {("m", 0.995, 10): dict(none, flips_no_noise=near),
-              ("m", 0.998, 10): dict(none, flips_no_noise=dict(near, n=4)),
-              ("m", 0.999, 10): dict(none, flips_no_noise=dict(near, n=5))}
-  line = next(x for x in study.answer(extended, seeds=3) if "hybrid − magnitude" in x)
-  assert line.count("(provisional, n=3 of 5)") == 1 and line.count("(provisional, n=4 of 5)") == 1
-  assert "99.9%: 10 ep within noise +1.00 [-0.20, +2.20]." in line
+  # An effect short of the study's seeds is provisional until it has them all.
+  line = next(x for x in study.answer(eff, seeds=5) if "hybrid − magnitude" in x)
+  assert line.count("(provisional, n=3 of 5)") == 2 and "n=2 of 5" in line
   assert "99.8%" not in no_noise  # a target without any row is left out, not invented
-  # The trend in words compares the longest length with the shortest, whichever way it goes.
-  fewer = {10: {"ahead": 1, "behind": 0, "within noise": 5},
-           30: {"ahead": 2, "behind": 0, "within noise": 4},
-           100: {"ahead": 0, "behind": 0, "within noise": 6}}
-  assert study.direction(fewer) == ("longer training does not make the flip term pay more "
-                                    "(100 epochs against 10)")
-  assert study.direction({10: fewer[10], 30: fewer[30]}).startswith("the flip term is ahead more")
-  assert study.direction({30: fewer[30]}) == "measured at 30 epochs only"
+  # The trend in words: net share (ahead − behind) at the longest length against the
+  # shortest, whichever way it goes.
+  counts = {10: {"ahead": 1, "behind": 0, "within noise": 5},
+            30: {"ahead": 2, "behind": 0, "within noise": 4},
+            100: {"ahead": 0, "behind": 0, "within noise": 6}}
+  assert study.direction(counts) == "the flip term does worse after 100 epochs than after 10"
+  assert study.direction({10: counts[10], 30: counts[30]}) == (
+      "the flip term does better after 30 epochs than after 10")
+  assert study.direction({10: counts[100], 30: {"ahead": 1, "behind": 1, "within noise": 4}}) == (
+      "longer training does not change where the flip term pays (30 epochs against 10)")
+  assert study.direction({10: counts[100], 30: {"ahead": 0, "behind": 1, "within noise": 5}}) == (
+      "the flip term does worse after 30 epochs than after 10")  # behind counts too
+  assert study.direction({30: counts[30]}) == "measured at 30 epochs only"
   done = {key: {k: p and dict(p, n=3) for k, p in v.items()} for key, v in eff.items()}
   assert "provisional" not in study.answer(done, seeds=3)[0]
 
 
-def test_near_misses_get_two_more_seeds_of_every_arm(study):
-  near = {"mean": 0.01, "low": -0.002, "high": 0.022, "n": 3}  # 0.002 < 0.024 / 4
-  wide = {"mean": 0.0, "low": -0.05, "high": 0.05, "n": 3}
-  clear = {"mean": 0.02, "low": 0.01, "high": 0.03, "n": 3}
-  assert study.near_miss(near) and not study.near_miss(wide) and not study.near_miss(clear)
-  assert not study.near_miss(dict(near, low=-0.02, high=0.04))  # 0.02 = 0.06 / 3 > 0.06 / 4
-  none = dict(flips_no_noise=None, flips_with_noise=None, recent_flips=None)
-  eff = {("m", 0.995, 30): dict(none, flips_no_noise=wide, recent_flips=near),
-         ("m", 0.999, 30): dict(none, flips_no_noise=wide, flips_with_noise=clear),
-         ("m", 0.998, 100): dict(none, flips_with_noise=dict(near, n=2))}  # seeds missing
-  jobs = study.extra_jobs(eff, [0, 1, 2])
-  assert sorted(jobs) == sorted(("m", 30, arm, 0.995, seed) for seed in (3, 4)
-                                for arm in study.ARMS)
-
-
-_REPLAN_SCRIPT = r"""
+_RUN_SCRIPT = r"""
 import json, os, sys
 from absl import flags
-from benchmarks import compare, training_length as study
-flags.FLAGS([sys.argv[0], "--length_dir=" + sys.argv[1], "--grid_dir=" + sys.argv[1] + "/grid"])
-base = [("m", 30, "hybrid", 0.999, 0), ("m", 30, "magnitude", 0.999, 0)]
-late = ("m", 30, "hybrid", 0.999, 3)  # a near miss, known once the base jobs are in
-study.jobs = lambda seeds: list(base)
-study.load_rows = lambda *dirs: []
-study.effects = lambda rows: {}
-study.extra_jobs = lambda eff, seeds: (
-    [late] if all(os.path.exists(study._raw_path(*j)) for j in base) else [])
+from benchmarks import compare, results_io, training_length as study
+sys.argv = ["training_length.py", "--length_dir=" + sys.argv[1],
+            "--grid_dir=" + sys.argv[1] + "/grid"]
+flags.FLAGS(sys.argv)
+jobs = [("m", 10, "hybrid", 0.999, 3), ("m", 30, "hybrid", 0.999, 0),
+        ("m", 30, "magnitude", 0.999, 0)]
+results_io.write_json(study._raw_path(*jobs[2]), {"seed": 0})  # finished before: kept
+study.jobs = lambda seeds: list(jobs)
 compare._load_data = lambda: {"input_shape": (4,), "classes": 2, "train_examples": 8}
 ran = []
 def run_one_shot(method, regime, builder, data, target, seed):
   ran.append([method, seed, flags.FLAGS.epochs])
   return {"test_accuracy": 0.5}
 compare.run_one_shot = run_one_shot
-study.run(0, 1, [0])
+study.run(0, 1, [0, 3])
 print(json.dumps(ran))
 """
 
 
-def test_a_shard_plans_again_until_no_job_is_left(tmp_path):
-  """Near misses known only once a cell's seeds are in join the running shard."""
+def test_run_writes_each_job_once_where_its_length_lives_and_logs_into_the_grid(tmp_path):
   root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=root)
-  out = subprocess.run([sys.executable, "-c", _REPLAN_SCRIPT, str(tmp_path)], check=True,
+  out = subprocess.run([sys.executable, "-c", _RUN_SCRIPT, str(tmp_path)], check=True,
                        cwd=root, env=env, capture_output=True, text=True).stdout
-  assert json.loads(out.strip().splitlines()[-1]) == [
-      ["hybrid", 0, 30], ["magnitude", 0, 30], ["hybrid", 3, 30]]
-  assert "3 jobs, 3 done, 0 for shard 0/1" in out
-  for seed in (0, 3):
-    path = tmp_path / "e30" / "raw" / f"m__flipout__hybrid__0.999__{seed}.json"
-    assert json.loads(path.read_text())["seed"] == seed
+  assert json.loads(out.strip().splitlines()[-1]) == [["hybrid", 3, 10], ["hybrid", 0, 30]]
+  assert "3 jobs, 1 done, 2 for shard 0/1" in out
+  ten = tmp_path / "grid" / "raw" / "m__flipout__hybrid__0.999__3.json"
+  assert json.loads(ten.read_text())["epochs"] == 10  # the grid's directory holds 10 epochs
+  assert json.loads((tmp_path / "e30" / "raw" / "m__flipout__magnitude__0.999__0.json")
+                    .read_text()) == {"seed": 0}
+  logged = json.loads((tmp_path / "grid" / "commands.json").read_text())
+  assert logged == [f"python -m benchmarks.training_length --length_dir={tmp_path} "
+                    f"--grid_dir={tmp_path}/grid"]
