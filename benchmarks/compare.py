@@ -546,7 +546,7 @@ def run_grid(data):
         result = ticket_at(rows, float(t))
         if result is not None:
           result["wall_seconds"] = time.time() - start
-          results_io.write_json(_raw_path(model_name, regime, method, t, seed),
+          results_io.write_row(_raw_path(model_name, regime, method, t, seed),
                                 dict(result, target=float(t), **meta))
       continue
     if method in REGULARIZERS:
@@ -558,7 +558,7 @@ def run_grid(data):
       result = run_regularizer(method, regime, builder, data, s, seed, strength)
     else:
       result = run_one_shot(method, regime, builder, data, s, seed)
-    results_io.write_json(_raw_path(model_name, regime, method, s, seed),
+    results_io.write_row(_raw_path(model_name, regime, method, s, seed),
                           dict(result, target=s, **meta))
 
 

@@ -102,7 +102,7 @@ def _run(jobs, shard, shards, data, phase):
     tag = "" if power is None else f" p={power:g}"
     print(f"[{phase} {i + 1}/{len(mine)}, {elapsed:.0f} s{eta}] {method}{tag} {target:g} "
           f"seed {seed}", flush=True)
-    results_io.write_json(path, run_job(method, target, seed, power, data))
+    results_io.write_row(path, run_job(method, target, seed, power, data))
 
 
 def main(argv):

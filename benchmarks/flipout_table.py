@@ -245,7 +245,7 @@ def run_grid(data):
     else:
       result = run_keras3(method, builder, data, target, seed, keras)
     result["train_accuracy"] = result.pop("val_accuracy", None)  # see load_data
-    results_io.write_json(raw_path(model_name, method, target, seed), dict(
+    results_io.write_row(raw_path(model_name, method, target, seed), dict(
         result, model=model_name, regime=family(), method=method, target=target, seed=seed,
         source=data["source"], **settings(data)))
     print(f"  test accuracy {100 * result['test_accuracy']:.2f}%, sparsity "

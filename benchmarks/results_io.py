@@ -1,12 +1,15 @@
 """Writing benchmark results: one JSON file, atomically (shared by the benchmark
 binaries, which cannot import each other: each defines its own absl flags)."""
+import functools
+import importlib.metadata
 import json
 import os
+import subprocess
 import sys
 import zlib
 
-__all__ = ["write_json", "update_json", "write_text", "read_raw", "shard_jobs", "commands",
-           "log_command"]
+__all__ = ["write_json", "write_row", "update_json", "write_text", "read_raw", "shard_jobs",
+           "commands", "log_command", "provenance"]
 
 
 def shard_jobs(jobs, shard, shards, finished):
@@ -72,3 +75,30 @@ def log_command(directory, module):
   `directory`'s commands.json, the provenance its report lists."""
   command = (f"python -m {module} " + " ".join(sys.argv[1:])).strip()
   write_json(os.path.join(directory, "commands.json"), commands(directory) + [command])
+
+
+@functools.lru_cache(maxsize=None)
+def provenance():
+  """{"keras_signflip": installed version, "commit": this checkout's git commit, "dirty":
+  whether the working tree had changes}; None where unknown (no git, not installed)."""
+  try:
+    version = importlib.metadata.version("keras_signflip")
+  except importlib.metadata.PackageNotFoundError:
+    version = None
+  here = os.path.dirname(os.path.abspath(__file__))
+  def git(*args):
+    try:
+      return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True,
+                            check=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+      return None
+  commit = git("rev-parse", "HEAD")
+  status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+  return {"keras_signflip": version, "commit": commit,
+          "dirty": None if status is None else bool(status)}
+
+
+def write_row(path, row):
+  """Writes one run's raw row (`write_json`) with the code that produced it (`provenance`),
+  so rows of different dates can be audited against each other."""
+  write_json(path, dict(row, code=provenance()))

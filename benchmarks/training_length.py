@@ -69,7 +69,7 @@ def run(shard, shards, seeds):
           f"{method} {target:g} seed {seed}", flush=True)
     builder = lambda m=model_name: compare.models_lib.get(m)(data["input_shape"], data["classes"])  # noqa: E731
     result = compare.run_one_shot(method, "flipout", builder, data, target, seed)
-    results_io.write_json(_raw_path(model_name, epochs, method, target, seed),
+    results_io.write_row(_raw_path(model_name, epochs, method, target, seed),
                           dict(result, target=target, model=model_name, regime="flipout",
                                method=method, seed=seed, epochs=epochs,
                                train_examples=data["train_examples"], batch=compare.BATCH))

@@ -1,4 +1,7 @@
-"""benchmarks/results_io.py: how shards split a study's jobs."""
+"""benchmarks/results_io.py: how shards split a study's jobs, and what a raw row records."""
+import json
+import os
+
 from benchmarks import results_io
 
 
@@ -17,3 +20,19 @@ def test_shards_started_at_different_times_cover_every_job():
   assert results_io.shard_jobs(jobs, 1, 2, finished.__contains__) == []
   assert results_io.shard_jobs(jobs, 0, 2, finished.__contains__) == first[3:]
   assert results_io.shard_jobs(jobs, 0, 1, finished.__contains__) == first[3:]
+
+
+def test_a_raw_row_carries_the_code_that_wrote_it(tmp_path):
+  import importlib.metadata  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                        text=True, check=False).stdout.strip() or None
+  path = str(tmp_path / "raw" / "run.json")
+  results_io.write_row(path, {"seed": 3, "test_accuracy": 0.5})
+  with open(path) as f:
+    row = json.load(f)
+  assert row["seed"] == 3 and row["test_accuracy"] == 0.5
+  assert row["code"]["commit"] == head
+  assert row["code"]["keras_signflip"] == importlib.metadata.version("keras_signflip")
+  assert row["code"]["dirty"] in ((True, False) if head else (None,))
