@@ -200,7 +200,8 @@ def report(root=ROOT, grid_dir=GRID, path=None):
   edge = [f"{m} (p = {chosen[m]:g})" for m in VARIANTS if chosen[m] in (POWERS[0], POWERS[-1])]
   if edge:
     lines += ["", f"At the edge of the powers tried: {', '.join(edge)}; a power beyond "
-              "the range might do better on the validation split."]
+              "the range might do better on the validation split. A larger p weighs the flip "
+              "term less (as p grows the ranking tends to magnitude's, flips breaking ties)."]
   lines += ["", "## Test accuracy (mean ± std over the report's seeds, n)", "",
             "| method | " + " | ".join(f"{t:.1%}" for t in TARGETS) + " |",
             "|---|" + "---|" * len(TARGETS)]
