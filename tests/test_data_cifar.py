@@ -109,6 +109,15 @@ def test_missing_batches_say_how_to_get_them(tmp_path):
     data_lib.load("mnist", source="pickle", data_dir=str(tmp_path), log=lambda _: None)
 
 
+def test_auto_without_batches_or_network_names_the_directory_it_searched(tmp_path, monkeypatch):
+  def offline(*args, **kwargs):
+    raise ConnectionError("no network")
+  monkeypatch.setattr(data_lib, "_from_tfds", offline)
+  with pytest.raises(ValueError, match=f"ConnectionError.*No python batches in --data_dir="
+                                       f"{tmp_path}, its cifar-10-batches-py/"):
+    data_lib.load("cifar10", data_dir=str(tmp_path), log=lambda _: None)
+
+
 class _Exploit:
   def __reduce__(self):
     return (os.system, ("true",))
