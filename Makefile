@@ -67,11 +67,13 @@ overhead-keras3: setup
 # from the raw JSON. About 4 hours on 2 cores; an interrupted grid resumes where
 # it stopped, keeping every finished run.
 BENCH_ENV := TF_CPP_MIN_LOG_LEVEL=2 TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1
+# $(call two_shards,MODULE ARGS): shards 0/2 and 1/2 side by side, one per core; the
+# line fails if either shard fails.
+two_shards = $(BENCH_ENV) $(PY) -m $(1) --shard=0/2 & first=$$!; \
+	$(BENCH_ENV) $(PY) -m $(1) --shard=1/2; second=$$?; wait $$first && [ $$second = 0 ]
 bench: setup data
-	$(BENCH_ENV) $(PY) -m benchmarks.compare --calibrate --shard=0/2 & \
-	  $(BENCH_ENV) $(PY) -m benchmarks.compare --calibrate --shard=1/2; wait
-	$(BENCH_ENV) $(PY) -m benchmarks.compare --shard=0/2 --nowrite_report & \
-	  $(BENCH_ENV) $(PY) -m benchmarks.compare --shard=1/2 --nowrite_report; wait
+	$(call two_shards,benchmarks.compare --calibrate)
+	$(call two_shards,benchmarks.compare --nowrite_report)
 	$(MAKE) report
 
 # Every report from the committed raw JSON alone (no training): BENCHMARKS.md,
@@ -84,22 +86,21 @@ report: setup
 
 # Issue 28's training-length study: the flip-term ablation and RecentFlips at
 # 10, 30 and 100 epochs (LeNet-300-100) and 10/30 (LeNet-5), 5 seeds in every cell
-# (10-epoch seeds 0-2 are the grid's); about 19 CPU-hours, resumable (finished runs
-# are kept). Then `make report`.
+# (10-epoch seeds 0-2 are the grid's); about 26 CPU-hours (13 on 2 cores), resumable
+# (finished runs are kept). Its 10-epoch rows join the grid's, so every report follows.
 length: setup data
-	$(BENCH_ENV) $(PY) -m benchmarks.training_length --shard=0/2 --nowrite_report & \
-	  $(BENCH_ENV) $(PY) -m benchmarks.training_length --shard=1/2 --nowrite_report; wait
-	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m benchmarks.training_length --report_only
+	$(call two_shards,benchmarks.training_length --nowrite_report)
+	$(MAKE) report
 
 # Issue 28's flip-aware variants (benchmarks/variants_analysis.py): p chosen on a
 # validation split, then the report's seeds on the test set, paired with the grid's
-# rows (which `make bench` writes first); resumable. Then `make report`.
+# rows (which `make bench` writes first); resumable. Two passes: a shard that finishes
+# the selection first stops there, and the second pass shares the report's runs.
+# Its seeds 3-4 of the grid's methods join the grid's rows, so every report follows.
 variants: setup data
-	for pass in selection report; do \
-	  $(BENCH_ENV) $(PY) -m benchmarks.flip_variants --shard=0/2 --nowrite_report & \
-	  $(BENCH_ENV) $(PY) -m benchmarks.flip_variants --shard=1/2 --nowrite_report; wait; \
-	done
-	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m benchmarks.flip_variants --report_only
+	$(call two_shards,benchmarks.flip_variants --nowrite_report)
+	$(call two_shards,benchmarks.flip_variants --nowrite_report)
+	$(MAKE) report
 
 # Structured pruning (issue 30, goal 4; docs/structured.md): the latency of shrunk against
 # dense LeNet-300-100 and LeNet-5 (seconds), then units against weights at the same kernel

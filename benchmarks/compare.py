@@ -706,7 +706,10 @@ def report(rows, commands, data):
                  f"{ci_text(e['recent_flips'])} | "
                  f"{ci_text(e['flipout_vs_best'])} ({e['best_no_flips'] or '-'}) |")
   lines += ["", "## All results", "",
-            "Mean ± std over seeds (n). vs magnitude: paired mean difference [95% CI] in points. "
+            "Mean ± std over seeds (n). n differs between methods where issue 28's studies "
+            "added seeds 3-4 to some (benchmarks/results/length, .../variants): compare means "
+            "of unequal n with care; the paired columns use the seeds both methods have. "
+            "vs magnitude: paired mean difference [95% CI] in points. "
             "Steps: optimizer steps spent (all lottery rounds included). FLOPs: training "
             "compute of the prunable weights relative to one dense run (`analysis.training_flops`"
             ": kept fraction summed over steps; exact for MLPs, approximate for conv nets).", "",
@@ -738,9 +741,7 @@ def report(rows, commands, data):
                    f"{100 * v['accuracy_mean']:.2f} ± {100 * v['accuracy_std']:.2f} | "
                    f"{ci_text(v['vs_magnitude'])} | {v['n']} |")
   lines += ["", "## Plots", ""] + [f"![{os.path.basename(f)}]({rel(f)})" for f in files]
-  with open(FLAGS.report + ".tmp", "w") as f:
-    f.write("\n".join(lines) + "\n")
-  os.replace(FLAGS.report + ".tmp", FLAGS.report)
+  results_io.write_text(FLAGS.report, "\n".join(lines) + "\n")
   results_io.write_json(os.path.join(out_dir, "aggregate.json"),
                         [dict(model=k[0], regime=k[1], target=k[2], method=k[3], **v)
                          for k, v in agg.items()])
@@ -770,6 +771,7 @@ def main(argv):
           file=sys.stderr)
     sys.exit(2)
   tf.config.experimental.enable_op_determinism()
+  results_io.provenance()  # the code this process loaded, before the checkout moves on
   data = _load_data()
   if FLAGS.calibrate:
     run_calibration(data)

@@ -6,8 +6,8 @@ The variants, the choice and the pairing are described in
 exist, the report's runs at the chosen power; each writes one raw JSON under
 `benchmarks/results/variants/raw/` (a grid method's, beside the grid's own under
 `benchmarks/results/grid/raw/`), so an interrupted study resumes. A shard that
-finishes the selection before the other does stops there: run once more, one
-process, to finish the report's runs (`make variants` does).
+finishes the selection before the other does stops there: run the shards once
+more to finish the report's runs (`make variants` runs two passes).
 
     python -m benchmarks.flip_variants --shard=0/2 &   # two processes share
     python -m benchmarks.flip_variants --shard=1/2     # the missing jobs
@@ -31,7 +31,8 @@ from benchmarks.analysis import ticket_at
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string("variants_dir", study.ROOT, "The study's raw results (raw/) and report.")
-flags.DEFINE_string("grid_dir", study.GRID, "The main grid's results: the report's seeds 0-2.")
+flags.DEFINE_string("grid_dir", study.GRID, "The main grid's results: its seeds 0-2, and this "
+                    "study's seeds 3-4 of the grid's methods, written beside them.")
 
 
 class _ValidationAccuracy(compare.keras.callbacks.Callback):
@@ -111,12 +112,21 @@ def main(argv):
   shard, shards = (int(x) for x in FLAGS.shard.split("/"))
   if not 0 <= shard < shards:
     sys.exit(f"flip_variants.py: error: --shard={FLAGS.shard!r} must be i/n with 0 <= i < n.")
+  off_spec = (FLAGS.epochs, FLAGS.train_examples) != (study.EPOCHS, study.TRAIN_EXAMPLES)
+  if off_spec and not FLAGS.report_only and (
+      os.path.abspath(FLAGS.variants_dir) == os.path.abspath(study.ROOT)
+      or os.path.abspath(FLAGS.grid_dir) == os.path.abspath(study.GRID)):
+    sys.exit(f"flip_variants.py: error: --epochs={FLAGS.epochs} --train_examples="
+             f"{FLAGS.train_examples} differ from the study's {study.EPOCHS} and "
+             f"{study.TRAIN_EXAMPLES}: its rows would join cells of another run length. Pass "
+             "--variants_dir and --grid_dir of their own.")
   missing = study.missing_grid_rows(FLAGS.grid_dir)
   if missing and not FLAGS.report_only:
     sys.exit(f"flip_variants.py: error: {len(missing)} of the grid's runs the report pairs with "
              f"are missing from {FLAGS.grid_dir}/raw/ (e.g. {missing[0]}); run `make bench` "
              "(benchmarks.compare) first, or pass --grid_dir.")
   if not FLAGS.report_only:
+    results_io.provenance()  # the code this process loaded, before the checkout moves on
     compare.tf.config.experimental.enable_op_determinism()
     data = compare._load_data()  # pylint: disable=protected-access
     _run(study.selection_jobs(), shard, shards, data, "selection")

@@ -341,6 +341,7 @@ def main(argv):
       sys.exit(f"flipout_table.py: error: {e}")
     if FLAGS.keras == "2":
       compare.tf.config.experimental.enable_op_determinism()
+    results_io.provenance()  # the code this process loaded, before the checkout moves on
     run_grid(data)
   if FLAGS.write_report or FLAGS.report_only:
     agg = table(results_io.read_raw(FLAGS.output_dir), path)

@@ -53,15 +53,33 @@ def load_rows(length_dir=ROOT, grid_dir=GRID_RAW):
   return rows
 
 
-def effects(rows):
-  """{(model, target, epochs): {effect: paired difference or None}}."""
+def _accuracy(rows):
+  """{(model, target, epochs): {method: {seed: test accuracy}}}."""
   out = {}
   for epochs in sorted({r["epochs"] for r in rows}):
     agg = aggregate([r for r in rows if r["epochs"] == epochs])
-    for model, _, target in sorted({k[:3] for k in agg}):
-      acc = lambda m: agg.get((model, "flipout", target, m), {}).get("accuracy", {})  # noqa: E731
-      out[(model, target, epochs)] = {key: paired(acc(a), acc(b)) for key, a, b, _ in EFFECTS}
+    for (model, _, target, method), v in agg.items():
+      out.setdefault((model, target, epochs), {})[method] = v["accuracy"]
   return out
+
+
+def effects(rows):
+  """{(model, target, epochs): {effect: paired difference or None}}."""
+  return {cell: {key: paired(acc.get(a, {}), acc.get(b, {})) for key, a, b, _ in EFFECTS}
+          for cell, acc in _accuracy(rows).items()}
+
+
+def seed_differences(rows):
+  """{(model, target, epochs, effect): {seed: a − b}} over the seeds both arms have."""
+  out = {}
+  for (model, target, epochs), acc in _accuracy(rows).items():
+    for key, a, b, _ in EFFECTS:
+      x, y = acc.get(a, {}), acc.get(b, {})
+      out[(model, target, epochs, key)] = {s: x[s] - y[s] for s in set(x) & set(y)}
+  return out
+
+
+FLIP_TERM = ("flips_no_noise", "flips_with_noise")  # the 2 x 2 ablation's two flip effects
 
 
 def trend(eff, model):
@@ -69,26 +87,43 @@ def trend(eff, model):
   flipout − magnitude_noise) over the targets: where it helps, by training length."""
   out = {}
   for (m, _, epochs), v in sorted(eff.items()):
-    for key in ("flips_no_noise", "flips_with_noise"):
+    for key in FLIP_TERM:
       if m == model and v[key]:
         counts = out.setdefault(epochs, {"ahead": 0, "behind": 0, "within noise": 0})
         counts[verdict(v[key])] += 1
   return out
 
 
-def direction(counts):
-  """The trend in words: the flip term's net share of its comparisons (ahead − behind,
-  over all) at the longest training length measured against the shortest."""
-  (shortest, first), (longest, last) = min(counts.items()), max(counts.items())
-  if shortest == longest:
-    return f"measured at {shortest} epochs only"
-  net = lambda c: (c["ahead"] - c["behind"]) / sum(c.values())  # noqa: E731
-  if net(last) > net(first):
-    return f"the flip term does better after {longest} epochs than after {shortest}"
-  if net(last) < net(first):
-    return f"the flip term does worse after {longest} epochs than after {shortest}"
-  return (f"longer training does not change where the flip term pays ({longest} epochs "
-          f"against {shortest})")
+def length_change(rows, model, short, long):
+  """{"larger", "smaller", "no detectable change": count} over the targets and both flip
+  ablations: the effect at `long` epochs minus the effect at `short`, paired by seed,
+  with its 95% t interval. The trend is this contrast, not a change in how many
+  intervals exclude 0 (which moves with n alone)."""
+  diffs = seed_differences(rows)
+  counts = {"larger": 0, "smaller": 0, "no detectable change": 0}
+  for target in TARGETS:
+    for key in FLIP_TERM:
+      p = paired(diffs.get((model, target, long, key), {}),
+                 diffs.get((model, target, short, key), {}))
+      if p:
+        counts[{"ahead": "larger", "behind": "smaller"}.get(verdict(p),
+                                                            "no detectable change")] += 1
+  return counts
+
+
+def direction(counts, short, long):
+  """The trend in words, from `length_change`'s counts, whichever way it goes."""
+  total = sum(counts.values())
+  if not total:
+    return f"{long} epochs against {short}: no paired seeds yet"
+  larger, smaller = counts["larger"], counts["smaller"]
+  words = ("longer training makes no detectable difference to the flip term"
+           if not larger and not smaller else
+           "the flip term gains with longer training" if not smaller else
+           "the flip term loses with longer training" if not larger else
+           "mixed: the flip term gains with longer training in some comparisons, loses in others")
+  return (f"{words} ({long} epochs against {short}, paired by seed: its effect larger in "
+          f"{larger} of {total} comparisons, smaller in {smaller})")
 
 
 def _pending(p, seeds):
@@ -96,22 +131,31 @@ def _pending(p, seeds):
   return f" (provisional, n={p['n']} of {seeds})" if p["n"] < seeds else ""
 
 
-def answer(eff, seeds=len(SEEDS)):
-  """The answer in plain lines: per model, the trend in words and the flip term's
-  verdicts by training length, then each effect's verdict at every (target, length),
-  marked provisional while seeds are due (`_pending`)."""
+def missing_runs(rows, model, seeds=SEEDS):
+  """The planned runs (`jobs`) of `model` that have no row yet."""
+  have = {(r["model"], r["epochs"], r["method"], r["target"], r["seed"]) for r in rows}
+  return [j for j in jobs(seeds) if j[0] == model and j not in have]
+
+
+def answer(rows, seeds=SEEDS):
+  """The answer in plain lines: per model, the trend in words (`length_change` between its
+  shortest and longest planned lengths), the flip term's verdicts by training length,
+  then each effect's verdict at every (target, length); provisional while any planned run
+  of the model is missing."""
+  eff = effects(rows)
   lines = []
   for model in sorted({m for m, _, _ in eff}):
+    lengths = sorted(e for m, e in BLOCKS if m == model)
+    short, long = lengths[0], lengths[-1]
+    missing = missing_runs(rows, model, seeds)
+    status = (f" — provisional, {len(missing)} of its {len(seeds)}-seed runs still due"
+              if missing else "")
     counts = trend(eff, model)
-    if counts:
-      pending = any(p and _pending(p, seeds) for (m, _, _), v in eff.items() if m == model
-                    for p in v.values())
-      status = " — provisional, seeds still due" if pending else ""
-      lines.append(f"- **{model}: {direction(counts)}{status}.** "
-                   "The flip term (both ablations, all targets) by training length: "
-                   + "; ".join(
-                       f"{epochs} epochs: ahead in {c['ahead']} of {sum(c.values())}, behind in "
-                       f"{c['behind']}" for epochs, c in sorted(counts.items())) + ".")
+    lines.append(f"- **{model}: {direction(length_change(rows, model, short, long), short, long)}"
+                 f"{status}.** The flip term (both ablations, all targets) by training length: "
+                 + "; ".join(f"{epochs} epochs: ahead in {c['ahead']} of {sum(c.values())}, "
+                             f"behind in {c['behind']}" for epochs, c in sorted(counts.items()))
+                 + ".")
     for key, _, _, label in EFFECTS:
       parts = []
       for target in TARGETS:
@@ -119,7 +163,7 @@ def answer(eff, seeds=len(SEEDS)):
                  if m == model and abs(t - target) < 1e-9]
         text = ", ".join(
             f"{e} ep not measured yet" if p is None else
-            f"{e} ep {verdict(p)} {ci_text(p)}" + _pending(p, seeds) for e, p in cells)
+            f"{e} ep {verdict(p)} {ci_text(p)}" + _pending(p, len(seeds)) for e, p in cells)
         if cells:  # a target the study has no row of yet is left out
           parts.append(f"{100 * target:g}%: {text}")
       lines.append(f"  - {label}: " + "; ".join(parts) + ".")
@@ -156,7 +200,7 @@ def figure(eff, model, path):
   plt.close(fig)
 
 
-def report(rows, path, sources, seeds=len(SEEDS)):
+def report(rows, path, sources, seeds=SEEDS):
   eff = effects(rows)
   models = sorted({m for m, _, _ in eff})
   os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -164,10 +208,13 @@ def report(rows, path, sources, seeds=len(SEEDS)):
            "Generated by `python -m benchmarks.training_length --report_only` from the raw JSON "
            f"under {sources}; do not edit by hand. "
            "Paired by seed: mean difference in test accuracy (points) with its 95% t interval; "
-           f"n = seeds paired, {seeds} per cell when complete (every cell gets every seed, fixed "
-           "before any result).", "", "## Answer", "",
-           "Ahead / behind: the 95% interval is above / below 0; otherwise within noise.", ""]
-  lines += answer(eff, seeds)
+           f"n = seeds paired, {len(seeds)} per cell when complete (every cell gets every "
+           "seed, fixed before any result).", "", "## Answer", "",
+           "Ahead / behind: the 95% interval is above / below 0; otherwise within noise. "
+           "The trend (first sentence per model): the flip term's effect at the longest "
+           "training length minus its effect at the shortest, paired by seed, 95% t interval; "
+           "larger / smaller where the interval excludes 0.", ""]
+  lines += answer(rows, seeds)
   lines += ["", "## Paired differences", "",
             "| model | target | epochs | " + " | ".join(label for *_, label in EFFECTS) + " |",
             "|---|---|---|" + "---|" * len(EFFECTS)]

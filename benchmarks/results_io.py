@@ -1,11 +1,14 @@
 """Writing benchmark results: one JSON file, atomically (shared by the benchmark
 binaries, which cannot import each other: each defines its own absl flags)."""
+import contextlib
+import fcntl
 import functools
 import importlib.metadata
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import zlib
 
 __all__ = ["write_json", "write_row", "update_json", "write_text", "read_raw", "shard_jobs",
@@ -22,14 +25,25 @@ def shard_jobs(jobs, shard, shards, finished):
           if zlib.crc32(repr(job).encode()) % shards == shard and not finished(job)]
 
 
-def write_json(path, value):
-  """Writes `value` to `path` as JSON via a temporary file and a rename, so an
-  interrupted run never leaves a half-written result."""
+def _replace_with(path, write):
+  """Runs write(file) on a temporary file of its own beside `path`, then renames it to
+  `path`: an interrupted writer never leaves a half-written file, and two processes
+  writing at once never share a temporary file."""
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(value, f, indent=1, sort_keys=True)
-  os.replace(tmp, path)
+  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".",
+                             prefix=os.path.basename(path) + ".", suffix=".tmp")
+  try:
+    with os.fdopen(fd, "w") as f:
+      write(f)
+    os.replace(tmp, path)
+  except BaseException:
+    os.unlink(tmp)
+    raise
+
+
+def write_json(path, value):
+  """Writes `value` to `path` as JSON, atomically (`_replace_with`)."""
+  _replace_with(path, lambda f: json.dump(value, f, indent=1, sort_keys=True))
 
 
 def update_json(path, entries):
@@ -43,11 +57,8 @@ def update_json(path, entries):
 
 
 def write_text(path, text):
-  """Writes `text` to `path` via a temporary file and a rename."""
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  with open(path + ".tmp", "w") as f:
-    f.write(text)
-  os.replace(path + ".tmp", path)
+  """Writes `text` to `path`, atomically (`_replace_with`)."""
+  _replace_with(path, lambda f: f.write(text))
 
 
 def read_raw(directory):
@@ -70,30 +81,48 @@ def commands(directory):
     return json.load(f)
 
 
+@contextlib.contextmanager
+def _locked(path):
+  """An exclusive lock on `path` (created if missing) for the block: shards that start
+  together take turns at a read-modify-write."""
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  with open(path, "a") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def log_command(directory, module):
   """Appends this process's command line (`python -m module` and its arguments) to
-  `directory`'s commands.json, the provenance its report lists."""
+  `directory`'s commands.json, the provenance its report lists (under a lock: two
+  shards starting together both get their line)."""
   command = (f"python -m {module} " + " ".join(sys.argv[1:])).strip()
-  write_json(os.path.join(directory, "commands.json"), commands(directory) + [command])
+  with _locked(os.path.join(directory, ".commands.lock")):
+    write_json(os.path.join(directory, "commands.json"), commands(directory) + [command])
 
 
 @functools.lru_cache(maxsize=None)
 def provenance():
   """{"keras_signflip": installed version, "commit": this checkout's git commit, "dirty":
-  whether the working tree had changes}; None where unknown (no git, not installed)."""
+  whether its code (keras_signflip/, benchmarks/ but results, examples/) had uncommitted
+  changes}; None where unknown (no git, not installed). Cached: a binary calls it when it
+  starts, so its rows name the code it loaded even if the checkout moves on meanwhile."""
   try:
     version = importlib.metadata.version("keras_signflip")
   except importlib.metadata.PackageNotFoundError:
     version = None
-  here = os.path.dirname(os.path.abspath(__file__))
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   def git(*args):
     try:
-      return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True,
+      return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
                             check=True, timeout=30).stdout.strip()
     except (OSError, subprocess.SubprocessError):
       return None
   commit = git("rev-parse", "HEAD")
-  status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+  status = (git("status", "--porcelain", "--untracked-files=no", "--", "keras_signflip",
+                "benchmarks", "examples", ":(exclude)benchmarks/results") if commit else None)
   return {"keras_signflip": version, "commit": commit,
           "dirty": None if status is None else bool(status)}
 

@@ -11,7 +11,7 @@ def answer_lines(out_dir, rel):
   `benchmarks/results/grid`); `rel` turns a repository path into a link from the report."""
   if os.path.abspath(out_dir) != os.path.abspath(length_analysis.GRID_RAW):
     return []
-  length = length_analysis.answer(length_analysis.effects(length_analysis.load_rows()))
+  length = length_analysis.answer(length_analysis.load_rows())
   variants = variants_analysis.answer(variants_analysis.effects(variants_analysis.report_rows()))
   length_md = os.path.join(length_analysis.ROOT, "README.md")
   variants_md = os.path.join(variants_analysis.ROOT, "README.md")

@@ -49,6 +49,7 @@ def _raw_path(model, epochs, method, target, seed):
 
 
 def run(shard, shards, seeds):
+  results_io.provenance()  # the code this process loaded, before the checkout moves on
   finished = lambda j: os.path.exists(_raw_path(*j))  # noqa: E731
   every = jobs(seeds)
   mine = results_io.shard_jobs(every, shard, shards, finished)
@@ -84,6 +85,13 @@ def main(argv):
   if not 0 <= shard < shards:
     sys.exit(f"training_length.py: error: --shard={FLAGS.shard!r} must be i/n with 0 <= i < n.")
   seeds = [int(s) for s in FLAGS.length_seeds.split(",")]
+  default_examples = FLAGS["train_examples"].default
+  if not FLAGS.report_only and FLAGS.train_examples != default_examples and (
+      os.path.abspath(FLAGS.length_dir) == os.path.abspath(ROOT)
+      or os.path.abspath(FLAGS.grid_dir) == os.path.abspath(GRID_RAW)):
+    sys.exit(f"training_length.py: error: --train_examples={FLAGS.train_examples} differs from "
+             f"the study's {default_examples}: its rows would join cells trained on other "
+             "data. Pass --length_dir and --grid_dir of their own.")
   compare.FLAGS.output_dir = FLAGS.length_dir
   if not FLAGS.report_only:
     compare.tf.config.experimental.enable_op_determinism()
@@ -92,7 +100,7 @@ def main(argv):
     path = FLAGS.length_report or os.path.join(FLAGS.length_dir, "README.md")
     report(load_rows(FLAGS.length_dir, FLAGS.grid_dir), path,
            f"`{FLAGS.length_dir}/e*/raw/` and (10 epochs) `{FLAGS.grid_dir}/raw/`",
-           seeds=len(FLAGS.length_seeds.split(",")))
+           seeds=tuple(seeds))
     print(f"Wrote {path}")
 
 

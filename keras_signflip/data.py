@@ -251,8 +251,10 @@ def _load(name, source, idx_dir, data_dir):
   try:
     return _from_tfds(name, data_dir, download=not _tfds_prepared(name, data_dir))
   except Exception as e:  # pylint: disable=broad-except
-    looked = (f" No python batches in --data_dir={data_dir}, its cifar-10-batches-py/ or "
-              f"{_KERAS_CIFAR10_DIR} either." if name in PICKLE_DATASETS else "")
+    searched = (f"--data_dir={data_dir}, its cifar-10-batches-py/ or " if data_dir else "")
+    looked = (f" No python batches in {searched}{_KERAS_CIFAR10_DIR} either."
+              if source == "auto" and name in PICKLE_DATASETS and not _cifar10_dir(data_dir)
+              else "")
     raise ValueError(
         f"Could not load {name!r} through TFDS ({type(e).__name__}: "
         f"{str(e).splitlines()[0] if str(e) else ''}).{looked} Check the name, the "

@@ -116,6 +116,11 @@ def test_auto_without_batches_or_network_names_the_directory_it_searched(tmp_pat
   with pytest.raises(ValueError, match=f"ConnectionError.*No python batches in --data_dir="
                                        f"{tmp_path}, its cifar-10-batches-py/"):
     data_lib.load("cifar10", data_dir=str(tmp_path), log=lambda _: None)
+  # Asked for TFDS by name, it never searched for batches, so it does not say it did.
+  write_batches(str(tmp_path))
+  with pytest.raises(ValueError, match="ConnectionError") as raised:
+    data_lib.load("cifar10", source="tfds", data_dir=str(tmp_path), log=lambda _: None)
+  assert "No python batches" not in str(raised.value)
 
 
 class _Exploit:

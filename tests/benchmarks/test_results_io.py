@@ -36,3 +36,29 @@ def test_a_raw_row_carries_the_code_that_wrote_it(tmp_path):
   assert row["code"]["commit"] == head
   assert row["code"]["keras_signflip"] == importlib.metadata.version("keras_signflip")
   assert row["code"]["dirty"] in ((True, False) if head else (None,))
+
+
+_LOGGER = r"""
+import sys
+from benchmarks import results_io
+name, directory = sys.argv[1], sys.argv[2]
+for i in range(60):
+  sys.argv = ["x", f"--writer={name}", f"--i={i}"]
+  results_io.log_command(directory, "m")
+"""
+
+
+def test_two_processes_logging_at_once_keep_every_line(tmp_path):
+  """The commands log is read, extended and rewritten under a lock, through a temporary
+  file of each writer's own: two shards starting together both keep their line."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  env = dict(os.environ, PYTHONPATH=root)
+  writers = [subprocess.Popen([sys.executable, "-c", _LOGGER, name, str(tmp_path)], env=env,
+                              cwd=root) for name in ("a", "b")]
+  assert [w.wait(timeout=120) for w in writers] == [0, 0]
+  logged = results_io.commands(str(tmp_path))
+  assert sorted(logged) == sorted(f"python -m m --writer={w} --i={i}" for w in "ab"
+                                  for i in range(60))
+  assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]  # none left behind

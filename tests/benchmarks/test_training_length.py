@@ -18,7 +18,6 @@ def study():
 
 def test_jobs_cover_every_arm_target_and_seed_once_three_seeds_everywhere_first(study):
   jobs = study.jobs()
-  assert study.SEEDS == (0, 1, 2, 3, 4)  # every cell gets every seed, fixed in advance
   assert len(jobs) == len(set(jobs)) == len(study.BLOCKS) * 5 * len(study.TARGETS) * len(study.ARMS)
   assert jobs[0][:2] == ("lenet_300_100", 30)
   first = [j for j in jobs if j[4] < study.FIRST_PASS]
@@ -68,45 +67,59 @@ def test_effects_and_report_from_raw_rows(study, tmp_path):
   assert (tmp_path / "length" / "lenet_300_100_flip_term_vs_epochs.png").stat().st_size > 0
 
 
-def test_answer_counts_where_the_flip_term_helps_by_length(study):
-  ahead, behind, noise = ({"mean": m, "low": lo, "high": hi, "n": n}
-                          for m, lo, hi, n in ((0.02, 0.01, 0.03, 3), (-0.02, -0.03, -0.01, 3),
-                                               (0.0, -0.01, 0.01, 2)))
-  none = dict(flips_no_noise=None, flips_with_noise=None, recent_flips=None)
-  eff = {("m", 0.995, 10): dict(none, flips_no_noise=behind, flips_with_noise=noise),
-         ("m", 0.999, 10): dict(none, flips_no_noise=noise),
-         ("m", 0.995, 30): dict(none, flips_no_noise=ahead, flips_with_noise=ahead),
-         ("m", 0.999, 30): dict(none, recent_flips=ahead)}
-  assert study.trend(eff, "m") == {10: {"ahead": 0, "behind": 1, "within noise": 2},
-                                   30: {"ahead": 2, "behind": 0, "within noise": 0}}
-  lines = study.answer(eff, seeds=3)
-  assert lines[0] == ("- **m: the flip term does better after 30 epochs than after 10 "
-                      "— provisional, seeds still due.** The flip term (both ablations, all "
-                      "targets) by training length: 10 epochs: ahead in 0 of 3, behind in 1; "
-                      "30 epochs: ahead in 2 of 2, behind in 0.")
-  no_noise = next(line for line in lines if "hybrid − magnitude" in line)
-  assert "99.5%: 10 ep behind -2.00 [-3.00, -1.00], 30 ep ahead +2.00 [+1.00, +3.00]" in no_noise
-  assert "99.9%: 10 ep within noise +0.00 [-1.00, +1.00] (provisional, n=2 of 3), 30 ep not " \
-         "measured yet" in no_noise
-  # An effect short of the study's seeds is provisional until it has them all.
-  line = next(x for x in study.answer(eff, seeds=5) if "hybrid − magnitude" in x)
-  assert line.count("(provisional, n=3 of 5)") == 2 and "n=2 of 5" in line
-  assert "99.8%" not in no_noise  # a target without any row is left out, not invented
-  # The trend in words: net share (ahead − behind) at the longest length against the
-  # shortest, whichever way it goes.
-  counts = {10: {"ahead": 1, "behind": 0, "within noise": 5},
-            30: {"ahead": 2, "behind": 0, "within noise": 4},
-            100: {"ahead": 0, "behind": 0, "within noise": 6}}
-  assert study.direction(counts) == "the flip term does worse after 100 epochs than after 10"
-  assert study.direction({10: counts[10], 30: counts[30]}) == (
-      "the flip term does better after 30 epochs than after 10")
-  assert study.direction({10: counts[100], 30: {"ahead": 1, "behind": 1, "within noise": 4}}) == (
-      "longer training does not change where the flip term pays (30 epochs against 10)")
-  assert study.direction({10: counts[100], 30: {"ahead": 0, "behind": 1, "within noise": 5}}) == (
-      "the flip term does worse after 30 epochs than after 10")  # behind counts too
-  assert study.direction({30: counts[30]}) == "measured at 30 epochs only"
-  done = {key: {k: p and dict(p, n=3) for k, p in v.items()} for key, v in eff.items()}
-  assert "provisional" not in study.answer(done, seeds=3)[0]
+def _rows(accuracy):
+  """Raw rows from {(model, epochs, method, target, seed): test accuracy}."""
+  return [{"model": m, "regime": "flipout", "method": meth, "target": t, "seed": s,
+           "epochs": e, "test_accuracy": a, "sparsity": t, "steps": 100 * e}
+          for (m, e, meth, t, s), a in accuracy.items()]
+
+
+def test_answer_states_the_trend_from_a_paired_contrast_between_lengths(study, monkeypatch):
+  monkeypatch.setattr(study, "BLOCKS", (("m", 10), ("m", 30)))
+  rng = np.random.RandomState(3)
+  accuracy = {}
+  for e in (10, 30):
+    for t in study.TARGETS:
+      for s in range(5):
+        for arm in study.ARMS:
+          accuracy[("m", e, arm, t, s)] = 0.7 + 0.01 * rng.randn()
+  for s in range(5):  # at 99.9% the no-noise flip effect grows by 5 points at 30 epochs
+    accuracy[("m", 30, "hybrid", 0.999, s)] = accuracy[("m", 30, "magnitude", 0.999, s)] + (
+        accuracy[("m", 10, "hybrid", 0.999, s)] - accuracy[("m", 10, "magnitude", 0.999, s)]
+        + 0.05 + 0.002 * rng.randn())
+  rows = _rows(accuracy)
+  counts = study.length_change(rows, "m", 10, 30)
+  # NumPy recount of every contrast: (a - b at 30) - (a - b at 10), paired by seed
+  expected = {"larger": 0, "smaller": 0, "no detectable change": 0}
+  for t in study.TARGETS:
+    for a, b in (("hybrid", "magnitude"), ("flipout", "magnitude_noise")):
+      c = np.array([(accuracy[("m", 30, a, t, s)] - accuracy[("m", 30, b, t, s)])
+                    - (accuracy[("m", 10, a, t, s)] - accuracy[("m", 10, b, t, s)])
+                    for s in range(5)])
+      half = 2.7764451051977987 * c.std(ddof=1) / math.sqrt(5)
+      expected["larger" if c.mean() - half > 0 else "smaller" if c.mean() + half < 0
+               else "no detectable change"] += 1
+  assert counts == expected and counts["larger"] >= 1
+  line = study.answer(rows)[0]
+  assert line.startswith(f"- **m: {study.direction(counts, 10, 30)}.** The flip term")
+  assert "provisional" not in line  # every planned run is in
+  assert study.direction({"larger": 0, "smaller": 0, "no detectable change": 6}, 10, 100) == (
+      "longer training makes no detectable difference to the flip term (100 epochs against "
+      "10, paired by seed: its effect larger in 0 of 6 comparisons, smaller in 0)")
+  assert study.direction({"larger": 0, "smaller": 2, "no detectable change": 4}, 10, 100
+                         ).startswith("the flip term loses with longer training")
+  assert study.direction({"larger": 1, "smaller": 1, "no detectable change": 4}, 10, 100
+                         ).startswith("mixed")
+  # A planned run missing (here a whole seed at 30 epochs) marks the model provisional,
+  # and each effect short of its seeds says so.
+  partial = [r for r in rows if not (r["epochs"] == 30 and r["seed"] == 4)]
+  lines = study.answer(partial)
+  assert "— provisional, 15 of its 5-seed runs still due.**" in lines[0]
+  no_noise = next(x for x in lines if "hybrid − magnitude" in x)
+  assert no_noise.count("(provisional, n=4 of 5)") == 3
+  # Nothing at the longest length yet: no trend is claimed.
+  early = [r for r in rows if r["epochs"] == 10]
+  assert study.answer(early)[0].startswith("- **m: 30 epochs against 10: no paired seeds yet —")
 
 
 _RUN_SCRIPT = r"""
