@@ -76,7 +76,8 @@ bench: setup data
 	$(call two_shards,benchmarks.compare --nowrite_report)
 	$(MAKE) report
 
-# Every report from the committed raw JSON alone (no training): BENCHMARKS.md,
+# Every report from the committed raw JSON alone (no training, no data: the grid's
+# data.json describes its data): BENCHMARKS.md,
 # its plots, the training-length study's README and figures, and the flip-aware
 # variants' README.
 report: setup

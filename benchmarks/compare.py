@@ -772,7 +772,15 @@ def main(argv):
     sys.exit(2)
   tf.config.experimental.enable_op_determinism()
   results_io.provenance()  # the code this process loaded, before the checkout moves on
-  data = _load_data()
+  note = os.path.join(FLAGS.output_dir, "data.json")
+  if FLAGS.report_only and os.path.exists(note):
+    with open(note) as f:  # a report needs only the data's description: no data is read
+      data = json.load(f)
+  else:
+    data = _load_data()
+    if not FLAGS.report_only:
+      results_io.write_json(note, {"source": data["source"],
+                                   "train_examples": data["train_examples"]})
   if FLAGS.calibrate:
     run_calibration(data)
   elif not FLAGS.report_only:
