@@ -123,6 +123,17 @@ flags.DEFINE_string("output_dir", None, "Raw results and plots; default "
 flags.DEFINE_string("shard", "0/1", "i/n: run only the jobs whose hash is i modulo n, so n "
                     "processes share a grid (on 2 cores, two single-threaded processes "
                     "finish it sooner than one).")
+
+
+def _check_shard(text):
+  try:
+    results_io.parse_shard(text)
+  except ValueError as e:
+    raise flags.ValidationError(str(e)) from None
+  return True
+
+
+flags.register_validator("shard", _check_shard)
 flags.DEFINE_bool("calibrate", False, "Run the regularisers' strength sweep (STRENGTHS, seed 0) "
                   "for the plan's regulariser blocks; their grid runs need it first.")
 flags.DEFINE_bool("report_only", False, "Regenerate the report from the raw results only.")
@@ -427,7 +438,7 @@ def strength_for(model, regime, method, target):
 
 
 def run_calibration(data):
-  shard, shards = (int(x) for x in FLAGS.shard.split("/"))
+  shard, shards = results_io.parse_shard(FLAGS.shard)
   todo = results_io.shard_jobs(calibration_jobs(), shard, shards,
                               lambda j: os.path.exists(_calibration_path(*j)))
   for i, (model_name, regime, method, strength) in enumerate(todo):
@@ -522,7 +533,7 @@ def _finished(model_name, regime, method, s, seed):
 
 def run_grid(data):
   """Runs every missing job, printing progress; returns nothing."""
-  shard, shards = (int(x) for x in FLAGS.shard.split("/"))
+  shard, shards = results_io.parse_shard(FLAGS.shard)
   every = jobs()
   done = sum(_finished(*job) for job in every)
   todo = results_io.shard_jobs(every, shard, shards, lambda job: _finished(*job))
@@ -762,13 +773,6 @@ def main(argv):
   if bad:
     print(f"compare.py: error: unknown {bad}; methods are {list(METHODS)}, regimes "
           f"{list(REGIMES)}, models {sorted(models_lib.MODELS)}.", file=sys.stderr)
-    sys.exit(2)
-  try:
-    shard, shards = (int(x) for x in FLAGS.shard.split("/"))
-    assert 0 <= shard < shards
-  except (ValueError, AssertionError):
-    print(f"compare.py: error: --shard={FLAGS.shard!r} must be i/n with 0 <= i < n.",
-          file=sys.stderr)
     sys.exit(2)
   tf.config.experimental.enable_op_determinism()
   results_io.provenance()  # the code this process loaded, before the checkout moves on

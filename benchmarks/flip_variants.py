@@ -109,17 +109,15 @@ def _run(jobs, shard, shards, data, phase):
 def main(argv):
   del argv
   warnings.filterwarnings("ignore", category=schedule_checks.ScheduleWarning)  # fit per epoch
-  shard, shards = (int(x) for x in FLAGS.shard.split("/"))
-  if not 0 <= shard < shards:
-    sys.exit(f"flip_variants.py: error: --shard={FLAGS.shard!r} must be i/n with 0 <= i < n.")
-  off_spec = (FLAGS.epochs, FLAGS.train_examples) != (study.EPOCHS, study.TRAIN_EXAMPLES)
-  if off_spec and not FLAGS.report_only and (
-      os.path.abspath(FLAGS.variants_dir) == os.path.abspath(study.ROOT)
-      or os.path.abspath(FLAGS.grid_dir) == os.path.abspath(study.GRID)):
-    sys.exit(f"flip_variants.py: error: --epochs={FLAGS.epochs} --train_examples="
-             f"{FLAGS.train_examples} differ from the study's {study.EPOCHS} and "
-             f"{study.TRAIN_EXAMPLES}: its rows would join cells of another run length. Pass "
-             "--variants_dir and --grid_dir of their own.")
+  shard, shards = results_io.parse_shard(FLAGS.shard)
+  if not FLAGS.report_only:
+    results_io.refuse_off_spec(
+        "flip_variants.py",
+        [f"--{name}={FLAGS[name].value} (the study's: {spec})"
+         for name, spec in (("epochs", study.EPOCHS), ("train_examples", study.TRAIN_EXAMPLES))
+         if FLAGS[name].value != spec],
+        {"variants_dir": (FLAGS.variants_dir, study.ROOT),
+         "grid_dir": (FLAGS.grid_dir, study.GRID)})
   missing = study.missing_grid_rows(FLAGS.grid_dir)
   if missing and not FLAGS.report_only:
     sys.exit(f"flip_variants.py: error: {len(missing)} of the grid's runs the report pairs with "

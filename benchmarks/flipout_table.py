@@ -226,7 +226,7 @@ def check_output_dir(mine):
 
 def run_grid(data):
   keras = _keras_module()
-  shard, shards = (int(x) for x in FLAGS.shard.split("/"))
+  shard, shards = results_io.parse_shard(FLAGS.shard)
   every = jobs()
   done = sum(os.path.exists(raw_path(*j)) for j in every)
   todo = results_io.shard_jobs(every, shard, shards, lambda j: os.path.exists(raw_path(*j)))
@@ -306,14 +306,11 @@ def validate():
   if not FLAGS.width > 0 or FLAGS.batch_size < 1 or FLAGS.epochs < 1:
     raise UsageError("--width must be > 0, --batch_size and --epochs >= 1.")
   try:
-    shard, shards = (int(x) for x in FLAGS.shard.split("/"))
-    assert 0 <= shard < shards
     targets = [float(t) for t in FLAGS.sparsities]
     assert all(0 < t < 1 for t in targets)
     [int(s) for s in FLAGS.seeds]  # pylint: disable=expression-not-assigned
   except (ValueError, AssertionError):
-    raise UsageError(f"--shard={FLAGS.shard!r} must be i/n with 0 <= i < n, --sparsities "
-                     "numbers in (0, 1), --seeds integers.") from None
+    raise UsageError("--sparsities must be numbers in (0, 1), --seeds integers.") from None
 
 
 def main(argv):

@@ -12,7 +12,35 @@ import tempfile
 import zlib
 
 __all__ = ["write_json", "write_row", "update_json", "write_text", "read_raw", "shard_jobs",
-           "commands", "log_command", "provenance"]
+           "parse_shard", "refuse_off_spec", "commands", "log_command", "provenance"]
+
+
+def parse_shard(text):
+  """'i/n' -> (i, n) with 0 <= i < n; a ValueError naming the form otherwise."""
+  try:
+    shard, shards = (int(x) for x in text.split("/"))
+  except ValueError:
+    shard = shards = 0
+  if not 0 <= shard < shards:
+    raise ValueError(f"--shard={text!r} must be i/n with 0 <= i < n (e.g. 0/2 and 1/2 for "
+                     "two processes).")
+  return shard, shards
+
+
+def refuse_off_spec(program, differences, directories):
+  """Exits, before anything runs, when a run off a study's specification would write into
+  the study's own directories: its rows would join cells of another configuration.
+
+  differences: what is off spec ("--epochs=3 (the study's: 10)"), empty when nothing is;
+  directories: {flag name: (value, the study's default)}.
+  """
+  shared = [name for name, (value, default) in directories.items()
+            if os.path.abspath(value) == os.path.abspath(default)]
+  if differences and shared:
+    sys.exit(f"{program}: error: {', '.join(differences)}: its rows would join cells of "
+             f"another configuration in {' and '.join('--' + n for n in shared)}, the "
+             f"study's own. Pass {' and '.join('--' + n for n in directories)} of their own, "
+             "or keep the study's values.")
 
 
 def shard_jobs(jobs, shard, shards, finished):

@@ -22,7 +22,6 @@ so an interrupted study resumes. Shards split the jobs by a hash of each
 same job nor leave one out.
 """
 import os
-import sys
 import time
 import warnings
 
@@ -81,17 +80,15 @@ def main(argv):
   # The run is planned whole (and checked so, where it can be) but fit one epoch
   # a call: the library's warning that one call ends before the target is moot.
   warnings.filterwarnings("ignore", category=schedule_checks.ScheduleWarning)
-  shard, shards = (int(x) for x in FLAGS.shard.split("/"))
-  if not 0 <= shard < shards:
-    sys.exit(f"training_length.py: error: --shard={FLAGS.shard!r} must be i/n with 0 <= i < n.")
+  shard, shards = results_io.parse_shard(FLAGS.shard)
   seeds = [int(s) for s in FLAGS.length_seeds.split(",")]
-  default_examples = FLAGS["train_examples"].default
-  if not FLAGS.report_only and FLAGS.train_examples != default_examples and (
-      os.path.abspath(FLAGS.length_dir) == os.path.abspath(ROOT)
-      or os.path.abspath(FLAGS.grid_dir) == os.path.abspath(GRID_RAW)):
-    sys.exit(f"training_length.py: error: --train_examples={FLAGS.train_examples} differs from "
-             f"the study's {default_examples}: its rows would join cells trained on other "
-             "data. Pass --length_dir and --grid_dir of their own.")
+  if not FLAGS.report_only:
+    spec = FLAGS["train_examples"].default
+    results_io.refuse_off_spec(
+        "training_length.py",
+        [f"--train_examples={FLAGS.train_examples} (the study's: {spec})"]
+        if FLAGS.train_examples != spec else [],
+        {"length_dir": (FLAGS.length_dir, ROOT), "grid_dir": (FLAGS.grid_dir, GRID_RAW)})
   compare.FLAGS.output_dir = FLAGS.length_dir
   if not FLAGS.report_only:
     compare.tf.config.experimental.enable_op_determinism()

@@ -2,6 +2,8 @@
 import json
 import os
 
+import pytest
+
 from benchmarks import results_io
 
 
@@ -62,3 +64,25 @@ def test_two_processes_logging_at_once_keep_every_line(tmp_path):
   assert sorted(logged) == sorted(f"python -m m --writer={w} --i={i}" for w in "ab"
                                   for i in range(60))
   assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]  # none left behind
+
+
+def test_shard_text_is_checked_with_a_message_naming_the_form():
+  assert results_io.parse_shard("1/2") == (1, 2)
+  for bad in ("2/2", "-1/2", "1", "a/b", "0/0", "1/2/3"):
+    with pytest.raises(ValueError, match=r"must be i/n with 0 <= i < n"):
+      results_io.parse_shard(bad)
+
+
+def test_an_off_spec_run_is_refused_only_into_the_studys_own_directories(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  own = {"length_dir": (str(tmp_path / "x" / "length"), "x/length"),
+         "grid_dir": (str(tmp_path / "g"), "x/grid")}
+  with pytest.raises(SystemExit) as exit_:
+    results_io.refuse_off_spec("p.py", ["--epochs=3 (the study's: 10)"], own)
+  message = str(exit_.value)
+  assert message.startswith("p.py: error: --epochs=3 (the study's: 10): ")
+  assert "in --length_dir, the study's own" in message  # a relative and its absolute path agree
+  assert "Pass --length_dir and --grid_dir of their own" in message
+  # Directories of its own, or nothing off spec: nothing is refused.
+  results_io.refuse_off_spec("p.py", ["--epochs=3"], {"length_dir": ("y", "x/length")})
+  results_io.refuse_off_spec("p.py", [], own)
