@@ -132,23 +132,8 @@ def _rows(directory):
           and any(abs(r["target"] - t) < 1e-9 for t in TARGETS)]
 
 
-def choose(root=ROOT):
-  """{variant: power with the best mean validation accuracy over targets and
-  selection seeds}; None for a variant whose selection runs are not all done."""
-  rows = [r for r in _rows(root) if r["seed"] in SELECTION_SEEDS and "power" in r]
-  out = {}
-  for m in VARIANTS:
-    mean = {}
-    for p in POWERS:
-      vals = [r["val_accuracy"] for r in rows if r["method"] == m and r["power"] == p]
-      if len(vals) == len(TARGETS) * len(SELECTION_SEEDS):
-        mean[p] = statistics.mean(vals)
-    out[m] = max(mean, key=lambda p: (mean[p], -abs(p - 2.0))) if len(mean) == len(POWERS) else None
-  return out
-
-
 def selection_table(root=ROOT):
-  """{(variant, power): mean validation accuracy over targets and selection seeds}."""
+  """{(variant, power): (mean validation accuracy over targets and selection seeds, n)}."""
   rows = [r for r in _rows(root) if r["seed"] in SELECTION_SEEDS and "power" in r]
   table = {}
   for m in VARIANTS:
@@ -156,6 +141,18 @@ def selection_table(root=ROOT):
       vals = [r["val_accuracy"] for r in rows if r["method"] == m and r["power"] == p]
       table[(m, p)] = (statistics.mean(vals), len(vals)) if vals else (None, 0)
   return table
+
+
+def choose(root=ROOT):
+  """{variant: the power with the best mean validation accuracy (ties: the power nearer
+  2)}; None for a variant whose selection runs are not all done."""
+  table = selection_table(root)
+  complete = len(TARGETS) * len(SELECTION_SEEDS)
+  out = {}
+  for m in VARIANTS:
+    mean = {p: table[(m, p)][0] for p in POWERS if table[(m, p)][1] == complete}
+    out[m] = max(mean, key=lambda p: (mean[p], -abs(p - 2.0))) if len(mean) == len(POWERS) else None
+  return out
 
 
 def report_rows(root=ROOT, grid_dir=GRID):
