@@ -531,6 +531,17 @@ def _finished(model_name, regime, method, s, seed):
   return os.path.exists(path)
 
 
+def _write_unless_only_the_date_moved(path, text):
+  """Writes the report, unless the one on disk differs from it in its Date line alone:
+  regenerating an unchanged report then leaves no diff."""
+  undated = lambda t: [line for line in t.splitlines() if not line.startswith("- Date: ")]  # noqa: E731
+  if os.path.exists(path):
+    with open(path) as f:
+      if undated(f.read()) == undated(text):
+        return
+  results_io.write_text(path, text)
+
+
 def run_grid(data):
   """Runs every missing job, printing progress; returns nothing."""
   shard, shards = results_io.parse_shard(FLAGS.shard)
@@ -752,7 +763,7 @@ def report(rows, commands, data):
                    f"{100 * v['accuracy_mean']:.2f} ± {100 * v['accuracy_std']:.2f} | "
                    f"{ci_text(v['vs_magnitude'])} | {v['n']} |")
   lines += ["", "## Plots", ""] + [f"![{os.path.basename(f)}]({rel(f)})" for f in files]
-  results_io.write_text(FLAGS.report, "\n".join(lines) + "\n")
+  _write_unless_only_the_date_moved(FLAGS.report, "\n".join(lines) + "\n")
   results_io.write_json(os.path.join(out_dir, "aggregate.json"),
                         [dict(model=k[0], regime=k[1], target=k[2], method=k[3], **v)
                          for k, v in agg.items()])
