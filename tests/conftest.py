@@ -54,3 +54,18 @@ def jax_cache_env(tmp_path_factory):
   return {"JAX_COMPILATION_CACHE_DIR": str(tmp_path_factory.mktemp("jax_compilation_cache")),
           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
           "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+
+
+# The tests that each start processes for half a minute or more. On two xdist workers
+# (--dist worksteal) a long test that starts last leaves the other worker idle until it
+# ends; started first, they overlap with the short tests the other worker steals.
+RUN_FIRST = ("tests/test_keras3.py::test_keras3_path_on_backend", "tests/benchmarks/",
+             "tests/examples/test_faults_binaries.py::test_keras3",
+             "tests/examples/test_faults_binaries.py::test_kill_9",
+             "tests/examples/test_train_binary.py::test_multi_worker",
+             "tests/test_keras3.py::test_train_binary_keras3")
+
+
+def pytest_collection_modifyitems(items):
+  """Runs RUN_FIRST's tests first (a stable sort: the same order on every worker)."""
+  items.sort(key=lambda item: not item.nodeid.startswith(RUN_FIRST))
