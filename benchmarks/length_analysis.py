@@ -11,8 +11,10 @@ ROOT = os.path.join("benchmarks", "results", "length")
 GRID_RAW = os.path.join("benchmarks", "results", "grid")
 # (model, epochs). 10-epoch rows live with the main grid's (seeds 0-2 are the grid's
 # own); LeNet-5's grid block has no RecentFlips, so it is added here.
-BLOCKS = (("lenet_300_100", 30), ("lenet_300_100", 100), ("lenet5", 10), ("lenet5", 30),
-          ("lenet_300_100", 10))
+# Run order: a model's blocks together, so that one model's answer completes before the
+# next model starts (LeNet-300-100's 10-epoch seeds 0-2 are the grid's own runs).
+BLOCKS = (("lenet_300_100", 30), ("lenet_300_100", 100), ("lenet_300_100", 10), ("lenet5", 10),
+          ("lenet5", 30))
 EFFECTS = (("flips_no_noise", "hybrid", "magnitude", "flip term, no noise (hybrid − magnitude)"),
            ("flips_with_noise", "flipout", "magnitude_noise",
             "flip term, with noise (flipout − magnitude_noise)"),
