@@ -88,7 +88,7 @@ PUBLISHED = {
     ("resnet18", "random"): (13.65, 6.32), ("resnet18", "snip"): (10.0, 0.0),
 }
 # The run settings every raw row of one --output_dir must share.
-SETTINGS = ("epochs", "train_examples", "batch", "width")
+SETTINGS = ("epochs", "train_examples", "test_examples", "batch", "width")
 
 flags.DEFINE_enum("keras", "2", ["2", "3"], "2: tf_keras with TF-MOT; 3: Keras 3.")
 flags.DEFINE_enum("backend", _DEFAULT_BACKEND, list(BACKENDS),
@@ -155,10 +155,11 @@ def load_data():
   batch = FLAGS.batch_size
   return {
       "train": lambda seed, epoch: data_lib.pipeline(train, batch, cache=False, augment=d.augment,
-                                                     shuffle_seed=seed * 100 + epoch),
+                                                     shuffle_seed=seed * 1000 + epoch),
       "val": data_lib.pipeline(d.train, 1000, take=min(n, 5000)),
       "test": data_lib.pipeline(d.test, 1000, take=FLAGS.test_examples),
       "steps_per_epoch": math.ceil(n / batch), "train_examples": n,
+      "test_examples": int(d.test.take(FLAGS.test_examples).reduce(0, lambda k, _: k + 1)),
       "source": d.source, "input_shape": d.input_shape, "classes": d.num_classes,
   }
 
@@ -210,7 +211,8 @@ def jobs():
 
 def settings(data):
   return {"epochs": FLAGS.epochs, "train_examples": data["train_examples"],
-          "batch": FLAGS.batch_size, "width": FLAGS.width}
+          "test_examples": data["test_examples"], "batch": FLAGS.batch_size,
+          "width": FLAGS.width}
 
 
 def check_output_dir(mine):
@@ -270,13 +272,16 @@ def table(rows, path):
            "difference in points with its 95% t interval (2 seeds or more). FlipOut's: its "
            "README's table (3 seeds, 350 epochs, PyTorch).", ""]
   for setting in sorted({tuple(r.get(k) for k in ("regime",) + SETTINGS) for r in rows}):
-    regime, epochs, examples, batch, width = setting
+    regime, epochs, examples, tests, batch, width = setting
     partial = [why for why, bad in (
         (f"{epochs} epoch(s), not {EPOCHS}", epochs != EPOCHS),
         (f"{examples} training examples, not 50000", examples != 50000),
+        (f"{tests} test examples, not 10000", tests != 10000),
+        (f"batch {batch}, not 128", batch != 128),
         (f"width {width:g}, not 1", width != 1)) if bad]
     sources = sorted({r.get("source", "?") for r in rows if r["regime"] == regime})
-    lines.append(f"- {regime}: {epochs} epoch(s), {examples} training examples, batch {batch}, "
+    lines.append(f"- {regime}: {epochs} epoch(s), {examples} training examples, {tests} test "
+                 f"examples, batch {batch}, "
                  f"width {width:g}; data: {'; '.join(sources)}."
                  + (f" **Not FlipOut's budget** ({', '.join(partial)}): not comparable with "
                     "its numbers." if partial else ""))
@@ -303,8 +308,9 @@ def validate():
                      f"{sorted(models_lib.MODELS)}.")
   if FLAGS.width != 1 and any(m not in models_lib.WIDTH_MODELS for m in FLAGS.models):
     raise UsageError(f"--width={FLAGS.width:g} applies to {list(models_lib.WIDTH_MODELS)} only.")
-  if not FLAGS.width > 0 or FLAGS.batch_size < 1 or FLAGS.epochs < 1:
-    raise UsageError("--width must be > 0, --batch_size and --epochs >= 1.")
+  if not FLAGS.width > 0 or FLAGS.batch_size < 1 or not 1 <= FLAGS.epochs < 1000:
+    raise UsageError("--width must be > 0, --batch_size >= 1 and --epochs in [1, 1000) (a "
+                     "seed's epoch e draws data order seed * 1000 + e: no two seeds share one).")
   try:
     targets = [float(t) for t in FLAGS.sparsities]
     assert all(0 < t < 1 for t in targets)

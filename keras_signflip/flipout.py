@@ -10,7 +10,8 @@ m the halvings that reach the target:
 
 ranking all kernels together (biases and normalisation excluded) by
 |w|^2 / (flips + 1), flips counted every step and never reset; per-layer
-gradient noise N(0, 1) * lambda * ||g||_2 / sqrt(n), lambda = 1; SGD, lr 0.1,
+gradient noise N(0, 1) * lambda * ||g||_2 / sqrt(n), lambda = 1 (on the prunable
+kernels only: FlipOut's published runs put it on every parameter); SGD, lr 0.1,
 momentum 0.9, PyTorch's (coupled) weight decay 5e-4, learning rate x0.1 at
 3/7 and 5/7 of training (epochs 150 and 250 of 350).
 

@@ -59,6 +59,7 @@ def test_table_runs_resumes_and_recounts(cifar_dir, tmp_path):
   assert run["method"] == "flipout" and run["regime"] == "tf_keras"
   assert run["steps"] == 20 and len(run["event_steps"]) == 10  # FlipOut's 10 events at 99.9%
   assert run["sparsity"] == pytest.approx(0.999, abs=1e-4)
+  assert run["test_examples"] == 6 and run["batch"] == 1  # the settings a table must share
   # The other runs, as a GPU machine would leave them (accuracies chosen here); then the
   # grid's command keeps every finished run and trains nothing again.
   for method, seed, accuracy in (("flipout", 1, 0.25), ("magnitude", 0, 0.5),
@@ -79,6 +80,7 @@ def test_table_runs_resumes_and_recounts(cifar_dir, tmp_path):
   assert f"{100 * mean:+.2f} [{100 * (mean - half):+.2f}, {100 * (mean + half):+.2f}]" in line
   assert "87.39 ± 0.23" in line and line.endswith("| 2 |")  # FlipOut's published VGG-19 row
   assert "Not FlipOut's budget" in table
+  assert "6 test examples, not 10000" in table and "batch 1, not 128" in table
   # Another budget in the same directory is refused before anything runs.
   result = _run(args + ["--seeds=0,1,2", "--epochs=2"])
   assert result.returncode != 0 and "epochs 1 there, 2 here" in result.stderr
