@@ -310,7 +310,8 @@ def run_one_shot(method, regime, builder, data, sparsity, seed, criterion=None):
     achieved = _kernel_sparsity(model)
   else:
     achieved = 0.0 if method == "dense" else ksf.sparsity_report(model)["overall"]
-  out = {"test_accuracy": float(model.evaluate(data["test"], verbose=0)[1]),
+  test_loss, test_accuracy = model.evaluate(data["test"], verbose=0)[:2]
+  out = {"test_accuracy": float(test_accuracy), "test_loss": float(test_loss),
          # The validation split (held out of training): what a choice may read.
          "val_accuracy": float(model.evaluate(data["val"], verbose=0)[1]),
          "sparsity": achieved, "steps": steps, "event_steps": events,

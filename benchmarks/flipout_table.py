@@ -192,7 +192,8 @@ def run_keras3(method, builder, data, sparsity, seed, keras):
     model.fit(data["train"](seed, epoch), epochs=epoch + 1, initial_epoch=epoch, verbose=0,
               shuffle=False, callbacks=[ksf.UpdatePruningStep()])
   steps = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
-  return {"test_accuracy": float(model.evaluate(data["test"], verbose=0)[1]),
+  test_loss, test_accuracy = model.evaluate(data["test"], verbose=0)[:2]
+  return {"test_accuracy": float(test_accuracy), "test_loss": float(test_loss),
           "val_accuracy": float(model.evaluate(data["val"], verbose=0)[1]),
           "sparsity": ksf.sparsity_report(model)["overall"], "steps": steps,
           "event_steps": events, "wall_seconds": time.time() - start, "flips_per_epoch": []}
@@ -242,16 +243,37 @@ def run_grid(data):
           f"{100 * target:g}% seed {seed}", flush=True)
     get = models_lib.get(model_name, keras, width=FLAGS.width)
     builder = lambda get=get: get(data["input_shape"], data["classes"])  # noqa: E731
-    if keras is None:
-      result = compare.run_one_shot(method, "flipout", builder, data, target, seed)
-    else:
-      result = run_keras3(method, builder, data, target, seed, keras)
+    run_started = time.time()
+    try:
+      if keras is None:
+        result = compare.run_one_shot(method, "flipout", builder, data, target, seed)
+      else:
+        result = run_keras3(method, builder, data, target, seed, keras)
+    except Exception as e:  # pylint: disable=broad-except
+      # A run that fails (a mask update on weights gone non-finite raises; memory runs
+      # out) is recorded and left out of the means, and the grid goes on: stopping would
+      # leave every later run undone, and a restart would fail the same way.
+      result = {"failed": f"{type(e).__name__}: {e}"[:300], "test_accuracy": None,
+                "sparsity": None, "wall_seconds": time.time() - run_started}
+      print(f"  failed: {result['failed']}", flush=True)
     result["train_accuracy"] = result.pop("val_accuracy", None)  # see load_data
     results_io.write_row(raw_path(model_name, method, target, seed), dict(
         result, model=model_name, regime=family(), method=method, target=target, seed=seed,
         source=data["source"], **settings(data)))
-    print(f"  test accuracy {100 * result['test_accuracy']:.2f}%, sparsity "
-          f"{100 * result['sparsity']:.2f}%, {result['wall_seconds']:.0f} s", flush=True)
+    if not result.get("failed"):
+      print(f"  test accuracy {100 * result['test_accuracy']:.2f}%, test loss "
+            f"{result['test_loss']:.4g}, sparsity {100 * result['sparsity']:.2f}%, "
+            f"{result['wall_seconds']:.0f} s", flush=True)
+
+
+def left_out(row):
+  """Why a raw row is left out of the means (a failed run, or one whose test loss is not
+  finite: diverged after the last event, its accuracy near chance), else None."""
+  if row.get("failed"):
+    return f"failed: {row['failed']}"
+  if not math.isfinite(row.get("test_loss", 0.0)):
+    return f"test loss {row['test_loss']} at the end"
+  return None
 
 
 def _published(model, method, target):
@@ -262,7 +284,10 @@ def _published(model, method, target):
 
 
 def table(rows, path):
-  """Writes the markdown table from raw `rows`; returns aggregate's statistics."""
+  """Writes the markdown table from raw `rows` (those `left_out` listed apart, never
+  averaged); returns aggregate's statistics."""
+  dropped = [(r, left_out(r)) for r in rows if left_out(r)]
+  rows = [r for r in rows if not left_out(r)]
   agg = aggregate(rows)
   order = {m: i for i, m in enumerate(METHODS)}
   lines = ["# FlipOut's CIFAR-10 table, rerun with keras_signflip", "",
@@ -295,6 +320,11 @@ def table(rows, path):
                  f"{_published(model, method, target)} | {v['n']} |")
   if not agg:
     lines.append("| (no runs yet) | | | | | | | | |")
+  if dropped:
+    lines += ["", "Left out of the table (n counts the runs above only):", ""] + [
+        f"- {r['model']} {r['regime']} {100 * r['target']:g}% {r['method']} seed {r['seed']}: "
+        f"{why}" for r, why in sorted(dropped, key=lambda d: (d[0]["model"], d[0]["method"],
+                                                              d[0]["seed"]))]
   results_io.write_text(path, "\n".join(lines) + "\n")
   return agg
 

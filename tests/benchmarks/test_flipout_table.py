@@ -66,6 +66,11 @@ def test_table_runs_resumes_and_recounts(cifar_dir, tmp_path):
                                  ("magnitude", 1, 0.0625)):
     with open(os.path.join(out, "raw", f"vgg19__tf_keras__{method}__0.999__{seed}.json"), "w") as f:
       json.dump(dict(run, method=method, seed=seed, test_accuracy=accuracy), f)
+  # A run that failed and one that diverged after its last event: listed, never averaged.
+  for seed, extra in ((0, {"failed": "ValueError: non-finite weights", "test_accuracy": None}),
+                      (1, {"test_loss": float("nan"), "test_accuracy": 0.1})):
+    with open(os.path.join(out, "raw", f"vgg19__tf_keras__random__0.999__{seed}.json"), "w") as f:
+      json.dump(dict(run, method="random", seed=seed, **extra), f)
   result = _run(args + ["--methods=flipout,magnitude", "--seeds=0,1"])
   assert result.returncode == 0, result.stderr[-3000:]
   assert "4 runs (tf_keras), 4 done, 0 for shard" in result.stdout
@@ -80,11 +85,43 @@ def test_table_runs_resumes_and_recounts(cifar_dir, tmp_path):
   assert f"{100 * mean:+.2f} [{100 * (mean - half):+.2f}, {100 * (mean + half):+.2f}]" in line
   assert "87.39 ± 0.23" in line and line.endswith("| 2 |")  # FlipOut's published VGG-19 row
   assert "Not FlipOut's budget" in table
+  assert "| random |" not in table
+  assert "- vgg19 tf_keras 99.9% random seed 0: failed: ValueError: non-finite weights" in table
+  assert "- vgg19 tf_keras 99.9% random seed 1: test loss nan at the end" in table
   assert "6 test examples, not 10000" in table and "batch 1, not 128" in table
   # Another budget in the same directory is refused before anything runs.
   result = _run(args + ["--seeds=0,1,2", "--epochs=2"])
   assert result.returncode != 0 and "epochs 1 there, 2 here" in result.stderr
-  assert len(_rows(out)) == 4
+  assert len(_rows(out)) == 6
+
+
+_FAILING_RUN_SCRIPT = r"""
+import json, sys
+from absl import flags
+from benchmarks import compare, flipout_table as table
+flags.FLAGS(["flipout_table.py", "--output_dir=" + sys.argv[1], "--models=vgg19",
+             "--methods=flipout,magnitude", "--seeds=0", "--allow_cpu"])
+def run_one_shot(method, regime, builder, data, target, seed):
+  if method == "flipout":
+    raise ValueError("mask update on non-finite weights")
+  return {"test_accuracy": 0.5, "test_loss": 1.0, "sparsity": 0.999, "wall_seconds": 1.0}
+compare.run_one_shot = run_one_shot
+table.run_grid({"source": "stub", "input_shape": (32, 32, 3), "classes": 10,
+                "train_examples": 50000, "test_examples": 10000})
+rows = sorted(table.results_io.read_raw(sys.argv[1]), key=lambda r: r["method"])
+print(json.dumps([dict(r, left_out=table.left_out(r)) for r in rows]))
+"""
+
+
+def test_a_failing_run_is_recorded_and_the_grid_goes_on(tmp_path):
+  result = subprocess.run([sys.executable, "-c", _FAILING_RUN_SCRIPT, str(tmp_path)], cwd=ROOT,
+                          env=ENV, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  flip, magnitude = json.loads(result.stdout.strip().splitlines()[-1])
+  assert flip["failed"] == "ValueError: mask update on non-finite weights"
+  assert flip["test_accuracy"] is None and flip["left_out"].startswith("failed: ")
+  # The job after it ran, and counts.
+  assert magnitude["test_accuracy"] == 0.5 and magnitude["left_out"] is None
 
 
 _BACKEND_SCRIPT = r"""
