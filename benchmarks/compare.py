@@ -137,6 +137,9 @@ flags.register_validator("shard", _check_shard)
 flags.DEFINE_bool("calibrate", False, "Run the regularisers' strength sweep (STRENGTHS, seed 0) "
                   "for the plan's regulariser blocks; their grid runs need it first.")
 flags.DEFINE_bool("report_only", False, "Regenerate the report from the raw results only.")
+flags.DEFINE_enum("noise_on", "prunable", list(flipout.NOISE_ON),
+                  "Which gradients FlipOut's noise reaches: the pruned kernels (the studies' "
+                  "setting) or every trainable variable (FlipOut's published runs).")
 flags.DEFINE_string("report", "BENCHMARKS.md", "The generated report.")
 flags.DEFINE_bool("write_report", True, "Write the report when the runs end (shards of one "
                   "grid leave it to a final --report_only).")
@@ -187,9 +190,10 @@ class _FlipHistory(keras.callbacks.Callback):
 def _optimizer(regime, epochs, steps_per_epoch, noise, seed):
   if regime == "flipout":
     return flipout.optimizer(epochs, steps_per_epoch, noise=flipout.NOISE if noise else 0,
-                             seed=seed)
+                             seed=seed, noise_on=FLAGS.noise_on)
   adam = keras.optimizers.Adam(ADAM_LR)
-  return ksf.tf_keras.with_gradient_noise(adam, flipout.NOISE, seed=seed) if noise else adam
+  return ksf.tf_keras.with_gradient_noise(adam, flipout.NOISE, seed=seed,
+                                          noise_on=FLAGS.noise_on) if noise else adam
 
 
 def _compile(model, optimizer):
@@ -786,6 +790,12 @@ def main(argv):
     print(f"compare.py: error: unknown {bad}; methods are {list(METHODS)}, regimes "
           f"{list(REGIMES)}, models {sorted(models_lib.MODELS)}.", file=sys.stderr)
     sys.exit(2)
+  if not FLAGS.report_only:
+    results_io.refuse_off_spec(
+        "compare.py", [f"--noise_on={FLAGS.noise_on} (the studies': prunable)"]
+        if FLAGS.noise_on != "prunable" else [],
+        {"output_dir": (FLAGS.output_dir,
+                        os.path.join("benchmarks", "results", "quick" if FLAGS.quick else "grid"))})
   tf.config.experimental.enable_op_determinism()
   results_io.provenance()  # the code this process loaded, before the checkout moves on
   note = os.path.join(FLAGS.output_dir, "data.json")

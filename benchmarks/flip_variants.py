@@ -114,7 +114,8 @@ def main(argv):
     results_io.refuse_off_spec(
         "flip_variants.py",
         [f"--{name}={FLAGS[name].value} (the study's: {spec})"
-         for name, spec in (("epochs", study.EPOCHS), ("train_examples", study.TRAIN_EXAMPLES))
+         for name, spec in (("epochs", study.EPOCHS), ("train_examples", study.TRAIN_EXAMPLES),
+                            ("noise_on", "prunable"))
          if FLAGS[name].value != spec],
         {"variants_dir": (FLAGS.variants_dir, study.ROOT),
          "grid_dir": (FLAGS.grid_dir, study.GRID)})

@@ -76,6 +76,7 @@ from benchmarks import results_io  # noqa: E402
 from benchmarks.analysis import aggregate, ci_text  # noqa: E402
 
 FLAGS = flags.FLAGS
+FLAGS.set_default("noise_on", "all")  # compare's flag; FlipOut's published runs
 
 METHODS = ("flipout", "magnitude", "snip", "random")
 TARGET = 0.999
@@ -88,7 +89,7 @@ PUBLISHED = {
     ("resnet18", "random"): (13.65, 6.32), ("resnet18", "snip"): (10.0, 0.0),
 }
 # The run settings every raw row of one --output_dir must share.
-SETTINGS = ("epochs", "train_examples", "test_examples", "batch", "width")
+SETTINGS = ("epochs", "train_examples", "test_examples", "batch", "width", "noise_on")
 
 flags.DEFINE_enum("keras", "2", ["2", "3"], "2: tf_keras with TF-MOT; 3: Keras 3.")
 flags.DEFINE_enum("backend", _DEFAULT_BACKEND, list(BACKENDS),
@@ -185,7 +186,8 @@ def run_keras3(method, builder, data, sparsity, seed, keras):
     model = ksf.prune_sign_flip(model, **kwargs)
     events = flipout.event_steps(sparsity, epochs, steps_per_epoch)
   model.compile(flipout.optimizer(epochs, steps_per_epoch, keras=keras, seed=seed,
-                                  noise=flipout.NOISE if method == "flipout" else 0),
+                                  noise=flipout.NOISE if method == "flipout" else 0,
+                                  noise_on=FLAGS.noise_on),
                 loss, metrics=["accuracy"])
   start = time.time()
   for epoch in range(epochs):
@@ -213,7 +215,7 @@ def jobs():
 def settings(data):
   return {"epochs": FLAGS.epochs, "train_examples": data["train_examples"],
           "test_examples": data["test_examples"], "batch": FLAGS.batch_size,
-          "width": FLAGS.width}
+          "width": FLAGS.width, "noise_on": FLAGS.noise_on}
 
 
 def check_output_dir(mine):
@@ -297,16 +299,17 @@ def table(rows, path):
            "difference in points with its 95% t interval (2 seeds or more). FlipOut's: its "
            "README's table (3 seeds, 350 epochs, PyTorch).", ""]
   for setting in sorted({tuple(r.get(k) for k in ("regime",) + SETTINGS) for r in rows}):
-    regime, epochs, examples, tests, batch, width = setting
+    regime, epochs, examples, tests, batch, width, noise_on = setting
     partial = [why for why, bad in (
         (f"{epochs} epoch(s), not {EPOCHS}", epochs != EPOCHS),
         (f"{examples} training examples, not 50000", examples != 50000),
         (f"{tests} test examples, not 10000", tests != 10000),
         (f"batch {batch}, not 128", batch != 128),
-        (f"width {width:g}, not 1", width != 1)) if bad]
+        (f"width {width:g}, not 1", width != 1),
+        (f"noise on {noise_on}, not on every parameter", noise_on != "all")) if bad]
     sources = sorted({r.get("source", "?") for r in rows if r["regime"] == regime})
     lines.append(f"- {regime}: {epochs} epoch(s), {examples} training examples, {tests} test "
-                 f"examples, batch {batch}, "
+                 f"examples, batch {batch}, noise on {noise_on}, "
                  f"width {width:g}; data: {'; '.join(sources)}."
                  + (f" **Not FlipOut's budget** ({', '.join(partial)}): not comparable with "
                     "its numbers." if partial else ""))

@@ -87,7 +87,8 @@ def main(argv):
     results_io.refuse_off_spec(
         "training_length.py",
         [f"--train_examples={FLAGS.train_examples} (the study's: {spec})"]
-        if FLAGS.train_examples != spec else [],
+        * (FLAGS.train_examples != spec)
+        + [f"--noise_on={FLAGS.noise_on} (the study's: prunable)"] * (FLAGS.noise_on != "prunable"),
         {"length_dir": (FLAGS.length_dir, ROOT), "grid_dir": (FLAGS.grid_dir, GRID_RAW)})
   compare.FLAGS.output_dir = FLAGS.length_dir
   if not FLAGS.report_only:

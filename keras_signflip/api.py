@@ -64,9 +64,10 @@ def record_gradients(optimizer):
   return families.of(optimizer).record_gradients(optimizer)
 
 
-def with_gradient_noise(optimizer, factor, seed=0, weight_decay=0.0):
+def with_gradient_noise(optimizer, factor, seed=0, weight_decay=0.0, noise_on="prunable"):
   """A copy of `optimizer` that adds FlipOut's gradient noise to pruned weights'
-  gradients, then `weight_decay * w` to every gradient (PyTorch's coupled decay);
+  gradients (or to every trainable variable's), then `weight_decay * w` to every
+  gradient (PyTorch's coupled decay);
   it also records gradients as `record_gradients` does (see
   `keras_signflip.tf_keras.gradient_noise.with_gradient_noise` and
   `keras_signflip.keras3.optimizers.with_gradient_noise`).
@@ -78,5 +79,9 @@ def with_gradient_noise(optimizer, factor, seed=0, weight_decay=0.0):
     seed: integer seed of the noise. Defaults to 0.
     weight_decay: coupled (PyTorch-style) weight decay added to every
       gradient after the noise, >= 0. Defaults to 0.
+    noise_on: "prunable" (the pruned layers' kernels, masked; the default) or
+      "all" (every trainable variable, biases and normalisation included, as
+      FlipOut's published runs; kernels still masked).
   """
-  return families.of(optimizer).with_gradient_noise(optimizer, factor, seed, weight_decay)
+  return families.of(optimizer).with_gradient_noise(optimizer, factor, seed, weight_decay,
+                                                    noise_on)

@@ -11,7 +11,8 @@ m the halvings that reach the target:
 ranking all kernels together (biases and normalisation excluded) by
 |w|^2 / (flips + 1), flips counted every step and never reset; per-layer
 gradient noise N(0, 1) * lambda * ||g||_2 / sqrt(n), lambda = 1 (on the prunable
-kernels only: FlipOut's published runs put it on every parameter); SGD, lr 0.1,
+kernels by default; FlipOut's published runs put it on every parameter:
+`noise_on="all"`); SGD, lr 0.1,
 momentum 0.9, PyTorch's (coupled) weight decay 5e-4, learning rate x0.1 at
 3/7 and 5/7 of training (epochs 150 and 250 of 350).
 
@@ -33,7 +34,8 @@ from keras_signflip import arguments
 from keras_signflip import families
 
 __all__ = ["events", "event_steps", "kept", "prune_kwargs", "optimizer", "check_noise",
-           "noise_settings", "LEARNING_RATE", "MOMENTUM", "WEIGHT_DECAY", "NOISE", "DECAY_AT"]
+           "noise_settings", "NOISE_ON", "LEARNING_RATE", "MOMENTUM", "WEIGHT_DECAY", "NOISE",
+           "DECAY_AT"]
 
 LEARNING_RATE = 0.1
 MOMENTUM = 0.9
@@ -106,7 +108,7 @@ def prune_kwargs(target, epochs, steps_per_epoch, keras=None):
 
 
 def optimizer(epochs, steps_per_epoch, keras=None, noise=NOISE, seed=0,
-              learning_rate=LEARNING_RATE):
+              learning_rate=LEARNING_RATE, noise_on="prunable"):
   """FlipOut's SGD: momentum 0.9, coupled weight decay 5e-4, x0.1 decays, noise.
 
   Keras' `SGD(weight_decay=...)` is decoupled (w -= lr * wd * w, outside the
@@ -124,6 +126,8 @@ def optimizer(epochs, steps_per_epoch, keras=None, noise=NOISE, seed=0,
     noise: FlipOut's lambda (0 for none).
     seed: the noise's seed.
     learning_rate: the initial rate. Defaults to FlipOut's 0.1.
+    noise_on: "prunable" (the pruned layers' kernels; the default) or "all"
+      (every trainable variable, as FlipOut's published runs).
   """
   _check_run(epochs, steps_per_epoch)
   total = epochs * steps_per_epoch
@@ -137,20 +141,29 @@ def optimizer(epochs, steps_per_epoch, keras=None, noise=NOISE, seed=0,
   sgd = family.keras.optimizers.SGD(
       family.keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, lr),
       momentum=MOMENTUM)
-  return family.with_gradient_noise(sgd, noise, seed=seed, weight_decay=WEIGHT_DECAY)
+  return family.with_gradient_noise(sgd, noise, seed=seed, weight_decay=WEIGHT_DECAY,
+                                    noise_on=noise_on)
 
 
-def check_noise(factor, seed, weight_decay):
-  """`with_gradient_noise`'s (factor, seed, weight_decay) as (float >= 0, int, float >= 0),
-  or a ValueError naming the bad one (both families check through this)."""
+NOISE_ON = ("prunable", "all")
+
+
+def check_noise(factor, seed, weight_decay, noise_on="prunable"):
+  """`with_gradient_noise`'s (factor, seed, weight_decay, noise_on) as (float >= 0, int,
+  float >= 0, one of NOISE_ON), or a ValueError naming the bad one (both families check
+  through this)."""
+  if noise_on not in NOISE_ON:
+    raise ValueError(f"noise_on={noise_on!r} must be 'prunable' (the pruned layers' kernels) "
+                     "or 'all' (every trainable variable, as FlipOut's published runs).")
   return (arguments.check_nonnegative("factor", factor), arguments.check_integer("seed", seed),
-          arguments.check_nonnegative("weight_decay", weight_decay))
+          arguments.check_nonnegative("weight_decay", weight_decay), noise_on)
 
 
 def noise_settings(optimizer):
-  """(factor, seed, weight_decay) of an optimizer made by either family's
-  `with_gradient_noise` or `record_gradients`, else (0.0, 0, 0.0): what
+  """(factor, seed, weight_decay, noise_on) of an optimizer made by either family's
+  `with_gradient_noise` or `record_gradients`, else (0.0, 0, 0.0, "prunable"): what
   `record_gradients` keeps when it copies an optimizer that already adds noise."""
   if getattr(optimizer, "noise_factor", None) is None:
-    return 0.0, 0, 0.0
-  return optimizer.noise_factor, optimizer.noise_seed, optimizer.coupled_weight_decay
+    return 0.0, 0, 0.0, "prunable"
+  return (optimizer.noise_factor, optimizer.noise_seed, optimizer.coupled_weight_decay,
+          optimizer.noise_on)

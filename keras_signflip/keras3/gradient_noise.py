@@ -13,14 +13,16 @@ on JAX the train step is pure and only the optimizer's own variables come out
 of `stateless_apply`, so a layer variable written there would be lost. They are
 saved and restored with the optimizer, and zeroed where pruned with its slots.
 
-`with_gradient_noise(optimizer, factor, seed, weight_decay)` is the same copy
+`with_gradient_noise(optimizer, factor, seed, weight_decay, noise_on)` is the same copy
 with FlipOut's gradient transform after the recording (Apostol et al. 2020; as
 `keras_signflip.tf_keras.gradient_noise`): on each weight a wrapper masks
 
     sigma = factor * sqrt(mean(g ** 2))            # g arrives masked: = ||g * m||_2 / sqrt(n)
     g    <- (g + sigma * N(0, 1)) * m
 
-then, on every variable, g += weight_decay * w (PyTorch's coupled decay, inside
+(with noise_on="all", as FlipOut's published runs, every other trainable variable
+gets the same noise with m = 1), then, on every variable, g += weight_decay * w
+(PyTorch's coupled decay, inside
 the momentum). `record_gradients(optimizer)` is `with_gradient_noise(optimizer, 0)`,
 or keeps a noisy optimizer's settings (`keras_signflip.flipout.noise_settings`).
 
@@ -108,13 +110,16 @@ def _normal(shape, word, step):
   return keras.random.normal(shape, dtype="float32", seed=_mix32(word, step))
 
 
-def _noisy(g, v, factor, word, step):
-  """FlipOut's noise on the (masked) gradient `g` of `v`, masked again."""
+def _noisy(g, v, factor, word, step, masked=True):
+  """FlipOut's noise on the (masked) gradient `g` of `v`, masked again (`masked`: a
+  pruned weight's; a variable no mask covers gets it everywhere)."""
   g32 = ops.cast(g, "float32")
-  live = ops.logical_or(ops.not_equal(g32, 0), ops.not_equal(ops.cast(v, "float32"), 0))
   sigma = factor * ops.sqrt(ops.mean(ops.square(g32)))
   noisy = ops.add(g32, ops.multiply(sigma, _normal(ops.shape(g32), word, step)))
-  return ops.cast(ops.where(live, noisy, ops.zeros_like(noisy)), g.dtype)
+  if masked:
+    live = ops.logical_or(ops.not_equal(g32, 0), ops.not_equal(ops.cast(v, "float32"), 0))
+    noisy = ops.where(live, noisy, ops.zeros_like(noisy))
+  return ops.cast(noisy, g.dtype)
 
 
 def _transform(optimizer, grads, variables):
@@ -135,9 +140,10 @@ def _transform(optimizer, grads, variables):
     if accumulator is not None:  # w before this step, times g
       g32 = ops.cast(g, "float32") if scale is None else ops.cast(g, "float32") / scale
       accumulator.assign(accumulator + ops.cast(v, "float32") * g32)
-    if factor and getattr(v, _PRUNABLE, False):
+    prunable = getattr(v, _PRUNABLE, False)
+    if factor and (prunable or optimizer.noise_on == "all"):
       # tf_keras' key, (seed * 1000003 + i, step), kept to 31 bits.
-      g = _noisy(g, v, factor, (optimizer.noise_seed * 1000003 + i) % 2**31, step)
+      g = _noisy(g, v, factor, (optimizer.noise_seed * 1000003 + i) % 2**31, step, prunable)
     if decay:
       g = ops.convert_to_tensor(g)  # an IndexedSlices gradient becomes dense, as in PyTorch
       g = ops.add(g, ops.multiply(ops.cast(v, g.dtype), decay if scale is None else decay * scale))
@@ -170,12 +176,12 @@ def _recording_class(base):
   def get_config(self):
     return {"optimizer": keras.optimizers.serialize(base(**_config(self, base))),
             "factor": self.noise_factor, "seed": self.noise_seed,
-            "weight_decay": self.coupled_weight_decay}
+            "weight_decay": self.coupled_weight_decay, "noise_on": self.noise_on}
 
   cls = type(base.__name__, (base,), {"build": build, "apply": apply, "get_config": get_config,
                                       "from_config": classmethod(_load),
                                       "noise_factor": 0.0, "noise_seed": 0,
-                                      "coupled_weight_decay": 0.0,
+                                      "coupled_weight_decay": 0.0, "noise_on": "prunable",
                                       "__module__": base.__module__})
   # Every recording class loads any saved one (the base is in the config).
   keras.saving.register_keras_serializable("keras_signflip", _REGISTERED_NAME)(cls)
@@ -198,7 +204,7 @@ def _load(cls, config, custom_objects=None):
   return with_gradient_noise(
       keras.optimizers.deserialize(config["optimizer"], custom_objects=custom_objects),
       config.get("factor", 0.0), seed=config.get("seed", 0),
-      weight_decay=config.get("weight_decay", 0.0))
+      weight_decay=config.get("weight_decay", 0.0), noise_on=config.get("noise_on", "prunable"))
 
 
 @keras.saving.register_keras_serializable("keras_signflip", _REGISTERED_NAME)
@@ -219,7 +225,7 @@ def _check_optimizer(optimizer, name):
                      f"LossScaleOptimizer({name}(inner)).")
 
 
-def with_gradient_noise(optimizer, factor, seed=0, weight_decay=0.0):
+def with_gradient_noise(optimizer, factor, seed=0, weight_decay=0.0, noise_on="prunable"):
   """A copy of a Keras 3 `optimizer` that adds FlipOut's gradient noise.
 
   It also records gradients as `record_gradients` does.
@@ -232,12 +238,12 @@ def with_gradient_noise(optimizer, factor, seed=0, weight_decay=0.0):
     >>> model.compile(ksf.with_gradient_noise(keras.optimizers.SGD(0.1, momentum=0.9), 1.0), ...)
   """
   _check_optimizer(optimizer, "with_gradient_noise")
-  settings = flipout.check_noise(factor, seed, weight_decay)
+  settings = flipout.check_noise(factor, seed, weight_decay, noise_on)
   base = type(optimizer)
   if records_gradients(optimizer):
     base = next(b for b, c in _RECORDING_CLASSES.items() if c is base)
   hooked = _recording_class(base)(**_config(optimizer, base))
-  hooked.noise_factor, hooked.noise_seed, hooked.coupled_weight_decay = settings
+  hooked.noise_factor, hooked.noise_seed, hooked.coupled_weight_decay, hooked.noise_on = settings
   return hooked
 
 

@@ -5,7 +5,8 @@ For each wrapped weight with gradient g and mask m (Apostol et al. 2020):
     sigma = factor * sqrt(mean((g * m) ** 2))      # per-layer RMS x factor
     g    <- (g + sigma * N(0, 1)) * m
 
-Other variables' gradients pass unchanged. With `weight_decay` > 0, every
+Other variables' gradients pass unchanged, or, with noise_on="all" (FlipOut's
+published runs), get the same noise with m = 1. With `weight_decay` > 0, every
 variable's gradient then gets `weight_decay * w` added: PyTorch's coupled
 weight decay (FlipOut's), which goes through momentum, unlike Keras'
 decoupled `weight_decay` argument. The noise is drawn with a
@@ -33,19 +34,21 @@ _NOISY_CLASSES = {}
 def _add_noise(optimizer, grads_and_vars):
   out = []
   step = tf.cast(optimizer.iterations, tf.int32)
+  every = optimizer.noise_factor and optimizer.noise_on == "all"
   for i, (g, v) in enumerate(grads_and_vars):
     constraint = getattr(v, "constraint", None)
-    if g is None or not isinstance(constraint, state_lib.AfterStepConstraint):
+    prunable = isinstance(constraint, state_lib.AfterStepConstraint)
+    if g is None or not (prunable or every):
       out.append((g, v))
       continue
     g = tf.convert_to_tensor(g)
-    if constraint.state.grad_product is not None:  # w before this step, times g
+    if prunable and constraint.state.grad_product is not None:  # w before this step, times g
       constraint.state.grad_product.assign_add(
           state_lib.float32_value(v) * tf.cast(g, tf.float32))
     if not optimizer.noise_factor:
       out.append((g, v))
       continue
-    mask = tf.cast(constraint.state.mask, g.dtype)
+    mask = tf.cast(constraint.state.mask, g.dtype) if prunable else tf.ones_like(g)
     masked = g * mask
     sigma = optimizer.noise_factor * tf.sqrt(tf.reduce_mean(tf.square(masked)))
     draw = tf.random.stateless_normal(tf.shape(g), seed=tf.stack(
@@ -66,11 +69,12 @@ def _noisy_class(base):
       return base.apply_gradients(self, _add_noise(self, list(grads_and_vars)),
                                   *args, **kwargs)
     _NOISY_CLASSES[base] = type(base.__name__, (base,), {
-        "apply_gradients": apply_gradients, "__module__": base.__module__})
+        "apply_gradients": apply_gradients, "noise_on": "prunable",
+        "__module__": base.__module__})
   return _NOISY_CLASSES[base]
 
 
-def with_gradient_noise(optimizer, factor, seed=0, weight_decay=0.0):
+def with_gradient_noise(optimizer, factor, seed=0, weight_decay=0.0, noise_on="prunable"):
   """A copy of a tf_keras `optimizer` that adds FlipOut's gradient noise.
 
   `optimizer` is a tf_keras optimizer instance, current or legacy (its config is
@@ -84,11 +88,11 @@ def with_gradient_noise(optimizer, factor, seed=0, weight_decay=0.0):
                                 keras.optimizers.legacy.Optimizer)):
     raise ValueError("Received an invalid value for `optimizer`, expected a "
                      f"tf_keras optimizer instance. Received: {optimizer!r}")
-  settings = flipout.check_noise(factor, seed, weight_decay)
+  settings = flipout.check_noise(factor, seed, weight_decay, noise_on)
   base = type(optimizer)  # a noisy copy is copied from its own base: noise once
   base = next((b for b, c in _NOISY_CLASSES.items() if c is base), base)
   noisy = _noisy_class(base).from_config(optimizer.get_config())
-  noisy.noise_factor, noisy.noise_seed, noisy.coupled_weight_decay = settings
+  noisy.noise_factor, noisy.noise_seed, noisy.coupled_weight_decay, noisy.noise_on = settings
   return noisy
 
 

@@ -98,6 +98,44 @@ def test_noise_std_is_flipouts_formula_per_tensor():
     np.testing.assert_allclose(again, (grads[0] + sigma * draw) * mask, rtol=1e-5, atol=1e-6)
 
 
+def test_noise_on_all_reaches_every_trainable_variable_at_flipouts_scale():
+  """noise_on="all" (FlipOut's published runs): the biases and batch norm's scale and
+  shift get N(0, sigma^2), sigma = ||g||_2 / sqrt(n) per tensor, unmasked; the kernel
+  is still masked; the setting survives the optimizer's config."""
+  keras.utils.set_random_seed(0)
+  base = keras.Sequential([keras.Input((16,)), keras.layers.Dense(64, name="a"),
+                           keras.layers.BatchNormalization(name="bn"),
+                           keras.layers.Dense(3, name="b")])
+  model = ksf.prune_sign_flip(base, pruning_schedule=_never(), criterion="hybrid")
+  state = ksf.flip_states(model)[0]
+  rng = np.random.RandomState(0)
+  mask = (rng.rand(16, 64) > 0.4).astype("float32")
+  _set_mask(state, mask)
+  variables = model.trainable_variables
+  grads = [rng.randn(*v.shape).astype("float32") * (mask if v is state.weight else 1.0)
+           for v in variables]
+  opt = k3.with_gradient_noise(keras.optimizers.SGD(1.0), factor=1.0, seed=3, noise_on="all")
+  opt.build(variables)
+  noise = [[] for _ in variables]
+  for t in range(60):
+    opt.iterations.assign(t)
+    out = [_np(g) for g in k3_noise._transform(opt, grads, variables)]  # pylint: disable=protected-access
+    for i, (v, g, o) in enumerate(zip(variables, grads, out)):
+      live = mask > 0 if v is state.weight else np.ones(g.shape, bool)
+      assert np.all(o[~live] == 0)
+      noise[i].append((o - g)[live])
+  assert len(variables) == 6  # a's kernel and bias, bn's gamma and beta, b's kernel and bias
+  for v, g, e in zip(variables, grads, noise):
+    e = np.asarray(e, np.float64)
+    sigma = np.linalg.norm(g) / np.sqrt(g.size)
+    z_var, z_mean = _chi2_z(np.sum(e**2) / sigma**2, e.size), e.sum() / (sigma * np.sqrt(e.size))
+    assert abs(z_var) < Z and abs(z_mean) < Z, (v.path, z_var, z_mean)
+  again = keras.optimizers.deserialize(keras.optimizers.serialize(opt))
+  assert (again.noise_on, again.noise_factor, again.noise_seed) == ("all", 1.0, 3)
+  with pytest.raises(ValueError, match=r"noise_on='some' must be 'prunable'"):
+    k3.with_gradient_noise(keras.optimizers.SGD(1.0), factor=1.0, noise_on="some")
+
+
 class _Before(keras.callbacks.Callback):
   def __init__(self):
     super().__init__()

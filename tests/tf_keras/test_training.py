@@ -392,3 +392,29 @@ def test_gradient_noise_is_flipouts_formula():
   g = grads[0] * mask
   std = 1.0 * np.linalg.norm(g) / np.sqrt(g.size)  # FlipOut: lambda * ||g * m||_2 / sqrt(n)
   np.testing.assert_allclose(noisy[0][0].numpy(), (g + std * draw) * mask, rtol=1e-5, atol=1e-6)
+
+
+def test_noise_on_all_adds_flipouts_noise_to_every_variable():
+  """noise_on="all", FlipOut's published runs (`--noise_only_prunable` off): every
+  trainable variable's gradient gets lambda * ||g||_2 / sqrt(n) * N(0, 1), unmasked where
+  no mask covers it; `record_gradients` keeps the setting."""
+  model = ksf.prune_sign_flip(tu.mlp(), pruning_schedule=tu.never(), criterion="hybrid")
+  model.build((None, 8))
+  state = ksf.collect_wrappers(model)[0].flip_states[0]
+  mask = (np.random.RandomState(0).rand(*state.mask.shape) > 0.4).astype(np.float32)
+  state.mask.assign(mask)
+  opt = ksf.with_gradient_noise(keras.optimizers.SGD(1.0), factor=0.5, seed=3, noise_on="all")
+  assert ksf.record_gradients(opt).noise_on == "all"
+  opt.build(model.trainable_variables)
+  rng = np.random.RandomState(1)
+  variables = model.trainable_variables
+  grads = [rng.randn(*v.shape).astype(np.float32) for v in variables]
+  noisy = ksf.tf_keras.noise._add_noise(  # pylint: disable=protected-access
+      opt, [(tf.constant(g), v) for g, v in zip(grads, variables)])
+  assert len(variables) > 2
+  for i, (v, g, (out, _)) in enumerate(zip(variables, grads, noisy)):
+    m = mask if v is state.weight else np.ones_like(g)
+    draw = tf.random.stateless_normal(g.shape, seed=[3 * 1000003 + i, 0]).numpy()
+    std = 0.5 * np.linalg.norm(g * m) / np.sqrt(g.size)
+    np.testing.assert_allclose(out.numpy(), (g * m + std * draw) * m, rtol=1e-5, atol=1e-6,
+                               err_msg=v.name)
