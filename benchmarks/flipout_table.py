@@ -218,12 +218,17 @@ def settings(data):
           "width": FLAGS.width, "noise_on": FLAGS.noise_on}
 
 
+def _setting(row, key):
+  """A raw row's setting; rows written before `noise_on` existed ran with "prunable"."""
+  return row.get(key, "prunable" if key == "noise_on" else None)
+
+
 def check_output_dir(mine):
   """UsageError when --output_dir already holds runs of other settings (a table mixing
   them would mean nothing); names each differing setting."""
   for row in results_io.read_raw(FLAGS.output_dir):
-    clash = [f"{k} {row.get(k)!r} there, {mine[k]!r} here" for k in SETTINGS
-             if row.get(k) != mine[k]]
+    clash = [f"{k} {_setting(row, k)!r} there, {mine[k]!r} here" for k in SETTINGS
+             if _setting(row, k) != mine[k]]
     if clash:
       raise UsageError(f"--output_dir={FLAGS.output_dir} holds runs with other settings ("
                        + "; ".join(clash) + "). Choose another --output_dir, or the same flags.")
@@ -298,7 +303,8 @@ def table(rows, path):
            "in %: mean ± std over seeds (n); vs global magnitude: per seed paired, the mean "
            "difference in points with its 95% t interval (2 seeds or more). FlipOut's: its "
            "README's table (3 seeds, 350 epochs, PyTorch).", ""]
-  for setting in sorted({tuple(r.get(k) for k in ("regime",) + SETTINGS) for r in rows}):
+  for setting in sorted({(r.get("regime"),) + tuple(_setting(r, k) for k in SETTINGS)
+                         for r in rows}):
     regime, epochs, examples, tests, batch, width, noise_on = setting
     partial = [why for why, bad in (
         (f"{epochs} epoch(s), not {EPOCHS}", epochs != EPOCHS),

@@ -52,7 +52,7 @@ class Family(NamedTuple):
   export_saved_model: Callable   # (model, path, **kwargs) -> report
   optimizer_variables: Callable  # (optimizer, model, build=False) -> [step, slots...]
   record_gradients: Callable     # (optimizer) -> a recording copy
-  with_gradient_noise: Callable  # (optimizer, factor, seed, weight_decay) -> a noisy copy
+  with_gradient_noise: Callable  # (optimizer, factor, seed, weight_decay, noise_on) -> a noisy copy
 
 
 def _load(name):

@@ -110,6 +110,15 @@ def _normal(shape, word, step):
   return keras.random.normal(shape, dtype="float32", seed=_mix32(word, step))
 
 
+def _dense(g):
+  """TensorFlow's IndexedSlices gradient (an Embedding's) as a dense tensor, other gradients
+  as they are (Keras' `ops.convert_to_tensor` keeps IndexedSlices)."""
+  tf = sys.modules.get("tensorflow")
+  if tf is not None and isinstance(g, tf.IndexedSlices):
+    return tf.convert_to_tensor(g)
+  return g
+
+
 def _noisy(g, v, factor, word, step, masked=True):
   """FlipOut's noise on the (masked) gradient `g` of `v`, masked again (`masked`: a
   pruned weight's; a variable no mask covers gets it everywhere)."""
@@ -142,6 +151,9 @@ def _transform(optimizer, grads, variables):
       accumulator.assign(accumulator + ops.cast(v, "float32") * g32)
     prunable = getattr(v, _PRUNABLE, False)
     if factor and (prunable or optimizer.noise_on == "all"):
+      # An Embedding's IndexedSlices gradient (TensorFlow) made dense first: its norm sums
+      # repeated rows (the noise then reaches every row, as in tf_keras and PyTorch).
+      g = g if prunable else _dense(g)
       # tf_keras' key, (seed * 1000003 + i, step), kept to 31 bits.
       g = _noisy(g, v, factor, (optimizer.noise_seed * 1000003 + i) % 2**31, step, prunable)
     if decay:

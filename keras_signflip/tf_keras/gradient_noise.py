@@ -1,4 +1,4 @@
-"""FlipOut's gradient noise on prunable weights, for plain `model.fit`.
+"""FlipOut's gradient noise on prunable weights (or every variable), for plain `model.fit`.
 
 For each wrapped weight with gradient g and mask m (Apostol et al. 2020):
 

@@ -136,6 +136,21 @@ def test_noise_on_all_reaches_every_trainable_variable_at_flipouts_scale():
     k3.with_gradient_noise(keras.optimizers.SGD(1.0), factor=1.0, noise_on="some")
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="sparse (IndexedSlices) gradients: TensorFlow backend")
+def test_noise_on_all_scales_a_sparse_gradient_by_its_dense_norm():
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  v = keras.Variable(np.ones((10, 4), "float32"), name="embeddings")
+  opt = k3.with_gradient_noise(keras.optimizers.SGD(0.1), 1.0, seed=2, noise_on="all")
+  opt.build([v])
+  g = tf.IndexedSlices(tf.fill((3, 4), 2.0), tf.constant([1, 1, 5]), tf.constant([10, 4]))
+  out = _np(k3_noise._transform(opt, [g], [v])[0])  # pylint: disable=protected-access
+  dense = tf.convert_to_tensor(g).numpy()  # row 1 holds 4.0: repeated rows sum
+  sigma = np.linalg.norm(dense) / np.sqrt(dense.size)
+  draw = tf.random.stateless_normal((10, 4), seed=[2 * 1000003, 0]).numpy()
+  np.testing.assert_allclose(out, dense + sigma * draw, rtol=1e-5, atol=1e-6)
+
+
 class _Before(keras.callbacks.Callback):
   def __init__(self):
     super().__init__()
