@@ -22,7 +22,9 @@ under the default float32 policy). Every builder takes `input_shape`,
 module to build with; defaults to tf_keras), returns a built
 Functional model with logits, and is seeded by `keras.utils.set_random_seed`.
 `vgg19` and `resnet18` are FlipOut's CIFAR-10 variants (AndreiXYZ/flipout,
-models/cifar10_models.py) and also take `width`, a factor on every layer's filters.
+models/cifar10_models.py), initialised as PyTorch's layers are (weights and biases
+U(+-1/sqrt(fan_in))), and also take `width`, a factor on every layer's filters. The
+ResNets' stride-2 3x3 convolutions pad one pixel on every side, as PyTorch's padding=1.
 """
 __all__ = ["MODELS", "get", "lenet_300_100", "lenet5", "lenet5_caffe", "conv2", "conv4", "conv6",
            "resnet20", "vgg19", "resnet18", "transformer_tiny", "bilstm_tiny"]
@@ -101,18 +103,27 @@ conv4 = _conv_net("conv4", [64, 64, 128, 128])
 conv6 = _conv_net("conv6", [64, 64, 128, 128, 256, 256])
 
 
-def _basic_block(L, x, filters, stride, name, bn=None):
+def _basic_block(L, x, filters, stride, name, bn=None, init=None):
   """conv3x3-BN-ReLU-conv3x3-BN, plus the input (a 1x1 conv-BN projection where the
-  shape changes), then ReLU. `bn`: BatchNormalization's keyword arguments."""
+  shape changes), then ReLU. `bn`: BatchNormalization's keyword arguments; `init`:
+  the convolutions' initializers (`_torch_init`'s), else Keras' defaults.
+
+  A strided 3x3 convolution pads one pixel on every side, as PyTorch's padding=1:
+  Keras' "same" pads only the bottom and right at stride 2, which centres each
+  output one pixel off the 1x1 shortcut's."""
   bn = bn or {}
+  init = init or (lambda: {})
   shortcut = x
-  y = L.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_conv1")(x)
+  y = L.ZeroPadding2D(1)(x) if stride != 1 else x
+  y = L.Conv2D(filters, 3, strides=stride, padding="same" if stride == 1 else "valid",
+               use_bias=False, name=f"{name}_conv1", **init())(y)
   y = L.BatchNormalization(name=f"{name}_bn1", **bn)(y)
   y = L.ReLU()(y)
-  y = L.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(y)
+  y = L.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2", **init())(y)
   y = L.BatchNormalization(name=f"{name}_bn2", **bn)(y)
   if stride != 1 or shortcut.shape[-1] != filters:
-    shortcut = L.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_proj")(shortcut)
+    shortcut = L.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_proj",
+                        **init())(shortcut)
     shortcut = L.BatchNormalization(name=f"{name}_proj_bn", **bn)(shortcut)
   return L.ReLU()(L.Add()([y, shortcut]))
 
@@ -140,6 +151,23 @@ VGG19_CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
                 512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
 
 
+def _torch_init(keras):
+  """PyTorch's default initialisation of Conv2d and Linear, which FlipOut keeps:
+  weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform with a=sqrt(5)).
+  For the weights that is VarianceScaling(1/3, "fan_in", "uniform"), whose bound is
+  sqrt(3 * scale / fan_in); a bias's bound needs its layer's fan-in, given here.
+  Returns init(bias_fan_in=None) -> a layer's initializer arguments (new instances
+  each call; a bias initializer only where the layer's fan-in is given)."""
+  def init(bias_fan_in=None):
+    arguments = {"kernel_initializer": keras.initializers.VarianceScaling(1 / 3, "fan_in",
+                                                                          "uniform")}
+    if bias_fan_in is not None:
+      bound = 1 / float(bias_fan_in) ** 0.5
+      arguments["bias_initializer"] = keras.initializers.RandomUniform(-bound, bound)
+    return arguments
+  return init
+
+
 def _scaled(filters, width):
   """round(filters * width), at least 1: `width` < 1 gives the same network, narrower."""
   if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
@@ -153,10 +181,12 @@ def vgg19(input_shape, num_classes, keras=None, width=1.0):
 
   16 conv3x3 (with bias) -> BN -> ReLU, 64-64-M-128-128-M-256x4-M-512x4-M-512x4-M,
   then one Dense layer on the 512 features (no hidden dense layers): 20,040,522
-  trainable parameters at width 1 and 10 classes, as in PyTorch.
+  trainable parameters at width 1 and 10 classes, as in PyTorch, initialised as
+  PyTorch initialises them (`_torch_init`).
   """
   keras = _keras(keras)
   L = keras.layers
+  init = _torch_init(keras)
   x = inputs = keras.Input(input_shape)
   conv = 0
   for item in VGG19_CONFIG:
@@ -164,10 +194,12 @@ def vgg19(input_shape, num_classes, keras=None, width=1.0):
       x = L.MaxPooling2D()(x)
       continue
     conv += 1
-    x = L.Conv2D(_scaled(item, width), 3, padding="same", name=f"conv{conv}")(x)
+    x = L.Conv2D(_scaled(item, width), 3, padding="same", name=f"conv{conv}",
+                 **init(9 * x.shape[-1]))(x)
     x = L.ReLU()(L.BatchNormalization(name=f"bn{conv}", **_TORCH_BN)(x))
   x = L.Flatten()(x)
-  return keras.Model(inputs, L.Dense(num_classes, name="output", dtype="float32")(x), name="vgg19")
+  return keras.Model(inputs, L.Dense(num_classes, name="output", dtype="float32",
+                                     **init(x.shape[-1]))(x), name="vgg19")
 
 
 def resnet18(input_shape, num_classes, keras=None, width=1.0):
@@ -175,21 +207,24 @@ def resnet18(input_shape, num_classes, keras=None, width=1.0):
 
   A 3x3 stem (64 filters, stride 1, no max-pool), basic blocks [2, 2, 2, 2] with
   64-128-256-512 filters (stride 2 entering stages 2-4, 1x1 projection shortcuts),
-  global average pooling, Dense: 11,173,962 trainable parameters at width 1.
+  global average pooling, Dense: 11,173,962 trainable parameters at width 1,
+  initialised as PyTorch initialises them (`_torch_init`).
   """
   keras = _keras(keras)
   L = keras.layers
+  init = _torch_init(keras)
   x = inputs = keras.Input(input_shape)
-  x = L.Conv2D(_scaled(64, width), 3, padding="same", use_bias=False, name="stem")(x)
+  x = L.Conv2D(_scaled(64, width), 3, padding="same", use_bias=False, name="stem",
+               **init())(x)
   x = L.ReLU()(L.BatchNormalization(name="stem_bn", **_TORCH_BN)(x))
   for stage, filters in enumerate([64, 128, 256, 512]):
     for block in range(2):
       stride = 2 if stage > 0 and block == 0 else 1
       x = _basic_block(L, x, _scaled(filters, width), stride, f"s{stage + 1}b{block + 1}",
-                       _TORCH_BN)
+                       _TORCH_BN, init)
   x = L.GlobalAveragePooling2D()(x)
-  return keras.Model(inputs, L.Dense(num_classes, name="output", dtype="float32")(x),
-                     name="resnet18")
+  return keras.Model(inputs, L.Dense(num_classes, name="output", dtype="float32",
+                                     **init(x.shape[-1]))(x), name="resnet18")
 
 
 def transformer_tiny(input_shape, num_classes, keras=None):
