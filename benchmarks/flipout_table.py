@@ -155,8 +155,10 @@ def load_data():
   train = d.train.take(n).cache()
   batch = FLAGS.batch_size
   return {
+      # A full permutation every epoch, as FlipOut's DataLoader draws.
       "train": lambda seed, epoch: data_lib.pipeline(train, batch, cache=False, augment=d.augment,
-                                                     shuffle_seed=seed * 1000 + epoch),
+                                                     shuffle_seed=seed * 1000 + epoch,
+                                                     shuffle_buffer=n),
       "val": data_lib.pipeline(d.train, 1000, take=min(n, 5000)),
       "test": data_lib.pipeline(d.test, 1000, take=FLAGS.test_examples),
       "steps_per_epoch": math.ceil(n / batch), "train_examples": n,
@@ -293,8 +295,9 @@ def _published(model, method, target):
 def table(rows, path):
   """Writes the markdown table from raw `rows` (those `left_out` listed apart, never
   averaged); returns aggregate's statistics."""
-  dropped = [(r, left_out(r)) for r in rows if left_out(r)]
-  rows = [r for r in rows if not left_out(r)]
+  reasons = [left_out(r) for r in rows]
+  dropped = [(r, why) for r, why in zip(rows, reasons) if why]
+  rows = [r for r, why in zip(rows, reasons) if not why]
   agg = aggregate(rows)
   order = {m: i for i, m in enumerate(METHODS)}
   lines = ["# FlipOut's CIFAR-10 table, rerun with keras_signflip", "",

@@ -264,7 +264,8 @@ def _load(name, source, idx_dir, data_dir):
         "pass --data_dir=DIR with its python batches.") from e
 
 
-def pipeline(dataset, batch_size, shuffle_seed=None, cache=True, take=None, augment=None):
+def pipeline(dataset, batch_size, shuffle_seed=None, cache=True, take=None, augment=None,
+             shuffle_buffer=10_000):
   """(take) -> cache -> (shuffle with a fixed seed) -> (augment) -> batch -> prefetch.
 
   A fixed `shuffle_seed` gives the same order on every run, so a resumed epoch
@@ -272,14 +273,16 @@ def pipeline(dataset, batch_size, shuffle_seed=None, cache=True, take=None, augm
   refilling the cache, pass an already cached dataset and `cache=False`.
   `augment` (e.g. `Data.augment`) gets the seed (shuffle_seed, position in the
   epoch), so an epoch's augmented images are as reproducible as its order; it
-  runs after the cache, so every epoch draws anew.
+  runs after the cache, so every epoch draws anew. `shuffle_buffer` at least the
+  number of examples draws a full permutation (PyTorch's DataLoader(shuffle=True));
+  the default buffer of 10,000 is what the LeNet studies ran with.
   """
   if take:
     dataset = dataset.take(take)
   if cache:
     dataset = dataset.cache()
   if shuffle_seed is not None:
-    dataset = dataset.shuffle(10_000, seed=shuffle_seed, reshuffle_each_iteration=False)
+    dataset = dataset.shuffle(shuffle_buffer, seed=shuffle_seed, reshuffle_each_iteration=False)
   if augment is not None:
     base = tf.constant(shuffle_seed or 0, tf.int64)
     dataset = dataset.enumerate().map(

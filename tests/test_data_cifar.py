@@ -134,3 +134,21 @@ def test_a_pickle_naming_other_code_is_refused(tmp_path):
     pickle.dump({b"data": _Exploit(), b"labels": [0]}, f)
   with pytest.raises(pickle.UnpicklingError, match="refusing"):
     data_lib.read_cifar_batch(path)
+
+
+def test_a_buffer_as_large_as_the_data_draws_a_full_permutation():
+  """FlipOut's DataLoader permutes all 50k images every epoch; a 10-example buffer
+  over 100 can only start with one of the first 10."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  numbers = tf.data.Dataset.range(100)
+  def first_and_all(buffer, seed):
+    order = np.concatenate([b.numpy() for b in data_lib.pipeline(
+        numbers, 100, shuffle_seed=seed, shuffle_buffer=buffer)])
+    assert sorted(order) == list(range(100))
+    return order[0], order
+  small = [first_and_all(10, seed)[0] for seed in range(20)]
+  full = [first_and_all(100, seed)[0] for seed in range(20)]
+  assert max(small) < 10 and max(full) >= 10
+  # A fixed seed gives the same permutation; another seed, another one.
+  np.testing.assert_array_equal(first_and_all(100, 3)[1], first_and_all(100, 3)[1])
+  assert not np.array_equal(first_and_all(100, 3)[1], first_and_all(100, 4)[1])
