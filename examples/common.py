@@ -48,6 +48,9 @@ flags.DEFINE_float("prune_fraction", 0.5, "Geometric schedule: fraction of the "
                    "remaining weights pruned at each update.")
 flags.DEFINE_integer("min_flips", None, "Flip-triggered pruning threshold (>= 1).")
 flags.DEFINE_float("noise_scale", 0.0, "FlipOut gradient noise factor (0: off).")
+flags.DEFINE_enum("noise_on", "prunable", ["prunable", "all"], "Where --noise_scale's noise "
+                  "goes: the pruned layers' kernels, or every trainable variable (all: as "
+                  "FlipOut's published runs).")
 flags.DEFINE_integer("epochs", 3, "Training epochs.")
 flags.DEFINE_integer("schedule_epochs", None, "The run length the pruning schedule and the "
                      "learning-rate decays are laid out for; default --epochs. A run resumed "
@@ -188,7 +191,7 @@ def make_flipout_optimizer(total_steps=None, keras_module=None):
   epochs = schedule_epochs()
   return flipout.optimizer(epochs, max((total_steps or epochs) // epochs, 1), keras=keras_module,
                            noise=FLAGS.noise_scale, seed=FLAGS.seed,
-                           learning_rate=FLAGS.learning_rate)
+                           learning_rate=FLAGS.learning_rate, noise_on=FLAGS.noise_on)
 
 
 def make_optimizer(total_steps=None, keras_module=None, warmup=None):
@@ -206,7 +209,8 @@ def make_optimizer(total_steps=None, keras_module=None, warmup=None):
          "sgd": lambda: optimizers.SGD(lr),
          "momentum": lambda: optimizers.SGD(lr, momentum=0.9)}[FLAGS.optimizer]()
   if FLAGS.noise_scale:
-    opt = ksf.with_gradient_noise(opt, FLAGS.noise_scale, seed=FLAGS.seed)
+    opt = ksf.with_gradient_noise(opt, FLAGS.noise_scale, seed=FLAGS.seed,
+                                  noise_on=FLAGS.noise_on)
   return opt
 
 

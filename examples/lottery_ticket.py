@@ -69,6 +69,8 @@ CONTEXT_FLAGS = ("dataset", "model", "train_examples", "test_examples", "validat
 
 def _context():
   context = {name: getattr(FLAGS, name) for name in CONTEXT_FLAGS}
+  if FLAGS.noise_on != "prunable":  # recorded only then: runs written before the flag had none
+    context["noise_on"] = FLAGS.noise_on
   if FLAGS.early_bird:
     context.update(early_bird_epsilon=FLAGS.early_bird_epsilon,
                    early_bird_sparsity=1 - (1 - FLAGS.prune_rate) ** FLAGS.rounds)

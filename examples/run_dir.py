@@ -37,7 +37,11 @@ CONFIG_FLAGS = {
     "model", "criterion", "power", "random_seed_criterion", "scope", "schedule",
     "target_sparsity", "begin_step", "end_step", "frequency", "prune_fraction",
     "min_flips", "noise_scale", "epochs", "batch_size", "optimizer", "learning_rate",
-    "warmup_steps", "seed", "mixed_precision", "keras", "backend", "schedule_epochs"}
+    "warmup_steps", "seed", "mixed_precision", "keras", "backend", "schedule_epochs",
+    "noise_on"}
+# Configuration flags added after runs were written without them: the value such
+# a run had (a resumed run is held to it).
+RECORDED_LATER = {"noise_on": "prunable"}
 
 
 
@@ -133,6 +137,8 @@ def inspect(path, config, resume, overwrite):
                                  if resumed else config["epochs"])
   if resumed is not None:
     resumed.setdefault("schedule_epochs", resumed.get("epochs"))
+    for key, value in RECORDED_LATER.items():
+      resumed.setdefault(key, value)
     # Keys the stored config lacks were not recorded by the version that wrote it.
     changed = [d for d in differences(resumed, {k: config.get(k) for k in resumed})
                if d[0] not in EXTENDABLE]

@@ -286,3 +286,29 @@ def test_tflite_export_with_sparsity_optimisation(tmp_path):
   interpreter.invoke()
   got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
   np.testing.assert_allclose(got, ksf.strip_pruning(model)(x), rtol=1e-4, atol=1e-5)
+
+
+def test_noise_on_reaches_both_optimizers_and_a_resumed_run_keeps_it(tmp_path):
+  from examples import common as common_lib  # pylint: disable=g-import-not-at-top
+  from examples import run_dir  # pylint: disable=g-import-not-at-top
+  from keras_signflip import owned_dir  # pylint: disable=g-import-not-at-top
+  for optimizer in ("flipout", "momentum"):
+    for where in ("prunable", "all"):
+      _flags(optimizer=optimizer, noise_scale=1, noise_on=where, epochs=2)
+      made = common_lib.make_optimizer(total_steps=10)
+      assert (made.noise_factor, made.noise_on) == (1.0, where), optimizer
+  with pytest.raises(Exception, match="noise_on"):
+    _flags(noise_on="everywhere")
+  # A run written before the flag existed (no noise_on in its config) had the noise on
+  # the pruned kernels: it resumes with that, and is refused with the other.
+  run = tmp_path / "run"
+  _flags(noise_scale=1, epochs=2, output_dir=run)
+  old = {k: v for k, v in run_dir.config().items() if k != "noise_on"}
+  run.mkdir()
+  owned_dir.write_marker(str(run), "run")
+  (run / "config.json").write_text(json.dumps(old))
+  resolved, _ = run_dir.inspect(str(run), run_dir.config(), resume=True, overwrite=False)
+  assert resolved["noise_on"] == "prunable"
+  _flags(noise_scale=1, epochs=2, output_dir=run, noise_on="all")
+  with pytest.raises(common_lib.UsageError, match="--noise_on: 'prunable' in the run, 'all' now"):
+    run_dir.inspect(str(run), run_dir.config(), resume=True, overwrite=False)
