@@ -104,5 +104,8 @@ def record_gradients(optimizer):
 
 
 def records_gradients(optimizer):
-  """Whether `optimizer` comes from `record_gradients` / `with_gradient_noise`."""
-  return type(optimizer) in _NOISY_CLASSES.values()
+  """Whether `optimizer` (or the inner optimizer of a LossScaleOptimizer) comes from
+  `record_gradients` / `with_gradient_noise`."""
+  inner = getattr(optimizer, "inner_optimizer", None)
+  return type(optimizer) in _NOISY_CLASSES.values() or (
+      inner is not None and records_gradients(inner))

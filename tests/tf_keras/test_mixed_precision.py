@@ -165,3 +165,24 @@ def test_reference_weights_are_float32_copies_of_the_master_weights():
     assert s.reference.dtype == tf.float32
     np.testing.assert_array_equal(s.reference.numpy(), s.weight._variable.numpy()
                                   if hasattr(s.weight, "_variable") else s.weight.numpy())
+
+
+def test_gradient_criteria_record_the_unscaled_gradients_through_the_loss_scaler():
+  """compile wraps a recording optimizer in a LossScaleOptimizer under mixed_float16:
+  saliency's sum of w * g still runs, and equals the float32 run's (a scaled gradient
+  would be 2**15 times larger)."""
+  def recorded(policy):
+    keras.mixed_precision.set_global_policy(policy)
+    model = ksf.prune_sign_flip(_base(), criterion="saliency", pruning_schedule=(
+        tfmot.sparsity.keras.ConstantSparsity(0.5, begin_step=1000, frequency=1)))
+    model.compile(ksf.record_gradients(keras.optimizers.SGD(0.05)),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(X, Y, batch_size=32, epochs=1, shuffle=False, verbose=0,
+              callbacks=[ksf.UpdatePruningStep()])
+    return model, [s.grad_product.numpy() for s in ksf.flip_states(model)]
+  mixed, got = recorded("mixed_float16")
+  assert isinstance(mixed.optimizer, keras.mixed_precision.LossScaleOptimizer)
+  _, want = recorded("float32")
+  for g, w in zip(got, want):
+    assert np.abs(w).max() > 0
+    np.testing.assert_allclose(g, w, rtol=0.05, atol=0.02 * np.abs(w).max())
