@@ -30,17 +30,13 @@ def _env(backend, **extra):
   return env
 
 
-PATH = "tests/keras3/test_keras3_path.py"
 MODELS = ["tests/keras3/test_keras3_layers.py", "tests/keras3/test_keras3_subclassed.py",
           "tests/keras3/test_keras3_units.py"]
-PARTS = {"all": ["tests/keras3"], "path": [PATH],
-         "others": ["tests/keras3", f"--ignore={PATH}"],
-         "models": MODELS,
-         "rest": ["tests/keras3", f"--ignore={PATH}", *(f"--ignore={m}" for m in MODELS)]}
-# One process a part (each starts in about 6 s), so that no single test holds a worker
-# for long: TensorFlow's run in two parts, JAX's (which compiles every model) in three.
-RUNS = [("jax", "path"), ("jax", "models"), ("jax", "rest"), ("tensorflow", "path"),
-        ("tensorflow", "others"), ("torch", "all")]
+PARTS = {"all": ["tests/keras3"], "models": MODELS,
+         "others": ["tests/keras3", *(f"--ignore={m}" for m in MODELS)]}
+# One process a part (each starts in about 6 s): JAX's, which compiles every model, in
+# two, so that no single test holds a worker for much more than a minute.
+RUNS = [("jax", "others"), ("jax", "models"), ("tensorflow", "all"), ("torch", "all")]
 
 
 @functools.lru_cache(maxsize=None)
@@ -58,7 +54,7 @@ def test_keras3_path_on_backend(backend, part, tmp_path, jax_cache_env):
       cwd=ROOT, env=_env(backend, KSF_CONFORMANCE_OUT=str(tmp_path), **extra),
       capture_output=True, text=True, timeout=900)
   assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
-  if "path" not in part and part != "all":  # only the path part writes conformance masks
+  if part == "models":  # tests/keras3/test_keras3_path.py writes the conformance masks
     return
   got = np.load(tmp_path / f"{backend}.npz")
   for case, masks in _tf_keras_masks().items():
