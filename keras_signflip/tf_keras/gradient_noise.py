@@ -88,6 +88,11 @@ def with_gradient_noise(optimizer, factor, seed=0, weight_decay=0.0, noise_on="p
                                 keras.optimizers.legacy.Optimizer)):
     raise ValueError("Received an invalid value for `optimizer`, expected a "
                      f"tf_keras optimizer instance. Received: {optimizer!r}")
+  if isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer):
+    # Outside the loss scaler, the hook would see the steps it then skips (inf/NaN).
+    raise ValueError("with_gradient_noise / record_gradients wrap the inner optimizer: use "
+                     "LossScaleOptimizer(record_gradients(inner)), or let compile wrap it "
+                     "under a mixed_float16 policy.")
   settings = flipout.check_noise(factor, seed, weight_decay, noise_on)
   base = type(optimizer)  # a noisy copy is copied from its own base: noise once
   base = next((b for b, c in _NOISY_CLASSES.items() if c is base), base)

@@ -186,3 +186,15 @@ def test_gradient_criteria_record_the_unscaled_gradients_through_the_loss_scaler
   for g, w in zip(got, want):
     assert np.abs(w).max() > 0
     np.testing.assert_allclose(g, w, rtol=0.05, atol=0.02 * np.abs(w).max())
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_a_loss_scale_optimizer_is_refused_outside_naming_the_order(legacy):
+  """Wrapped outside the loss scaler, the recording would see the steps it skips."""
+  inner = (keras.optimizers.legacy if legacy else keras.optimizers).SGD(0.1)
+  scaled = keras.mixed_precision.LossScaleOptimizer(inner)
+  for wrap in (ksf.record_gradients, lambda o: ksf.with_gradient_noise(o, 1.0)):
+    with pytest.raises(ValueError, match=r"LossScaleOptimizer\(record_gradients\(inner\)\)"):
+      wrap(scaled)
+  assert ksf.tf_keras.gradient_noise.records_gradients(
+      keras.mixed_precision.LossScaleOptimizer(ksf.record_gradients(inner)))
