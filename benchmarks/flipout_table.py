@@ -231,6 +231,10 @@ def check_output_dir(mine):
   for row in results_io.read_raw(FLAGS.output_dir):
     clash = [f"{k} {_setting(row, k)!r} there, {mine[k]!r} here" for k in SETTINGS
              if _setting(row, k) != mine[k]]
+    built = row.get("model_revision", 1)  # rows from before revisions were recorded: 1
+    if row.get("model") and built != models_lib.revision(row["model"]):
+      clash.append(f"{row['model']} revision {built} there, {models_lib.revision(row['model'])} "
+                   "here (keras_signflip.models.REVISIONS)")
     if clash:
       raise UsageError(f"--output_dir={FLAGS.output_dir} holds runs with other settings ("
                        + "; ".join(clash) + "). Choose another --output_dir, or the same flags.")
@@ -268,7 +272,8 @@ def run_grid(data):
     result["train_accuracy"] = result.pop("val_accuracy", None)  # see load_data
     results_io.write_row(raw_path(model_name, method, target, seed), dict(
         result, model=model_name, regime=family(), method=method, target=target, seed=seed,
-        source=data["source"], **settings(data)))
+        source=data["source"], model_revision=models_lib.revision(model_name),
+        **settings(data)))
     if not result.get("failed"):
       print(f"  test accuracy {100 * result['test_accuracy']:.2f}%, test loss "
             f"{result['test_loss']:.4g}, sparsity {100 * result['sparsity']:.2f}%, "

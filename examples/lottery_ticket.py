@@ -69,8 +69,11 @@ CONTEXT_FLAGS = ("dataset", "model", "train_examples", "test_examples", "validat
 
 def _context():
   context = {name: getattr(FLAGS, name) for name in CONTEXT_FLAGS}
-  if FLAGS.noise_on != "prunable":  # recorded only then: runs written before the flag had none
+  # Recorded only when not what runs written before them had.
+  if FLAGS.noise_on != "prunable":
     context["noise_on"] = FLAGS.noise_on
+  if models_lib.revision(FLAGS.model) != 1:
+    context["model_revision"] = models_lib.revision(FLAGS.model)
   if FLAGS.early_bird:
     context.update(early_bird_epsilon=FLAGS.early_bird_epsilon,
                    early_bird_sparsity=1 - (1 - FLAGS.prune_rate) ** FLAGS.rounds)

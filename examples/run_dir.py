@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 
+from keras_signflip import models
 from keras_signflip import owned_dir
 
 from examples import common
@@ -41,8 +42,14 @@ CONFIG_FLAGS = {
     "noise_on"}
 # Configuration flags added after runs were written without them: the value such
 # a run had (a resumed run is held to it).
-RECORDED_LATER = {"noise_on": "prunable"}
+RECORDED_LATER = {"noise_on": "prunable", "model_revision": 1}
 
+
+
+def _named(key):
+  """A configuration key as the user sets it."""
+  return ("the model's revision (keras_signflip.models.REVISIONS)" if key == "model_revision"
+          else f"--{key}")
 
 
 def differences(old, new):
@@ -143,7 +150,8 @@ def inspect(path, config, resume, overwrite):
     changed = [d for d in differences(resumed, {k: config.get(k) for k in resumed})
                if d[0] not in EXTENDABLE]
     if changed:
-      lines = "\n".join(f"  --{k}: {old!r} in the run, {new!r} now" for k, old, new in changed)
+      lines = "\n".join(f"  {_named(k)}: {old!r} in the run, {new!r} now"
+                        for k, old, new in changed)
       raise common.UsageError(
           f"--resume: {path} was started with another configuration:\n{lines}\n"
           "A run keeps the configuration it started with: rerun with the run's values, or "
@@ -168,8 +176,11 @@ def _lock(path):
 
 
 def config():
-  """The run's configuration: the flags that change its results."""
-  return {k: v.value for k, v in common.FLAGS.__flags.items() if k in CONFIG_FLAGS}  # pylint: disable=protected-access
+  """The run's configuration: the flags that change its results, and the revision of
+  the model they build (a run of an older network never resumes in a newer one)."""
+  config = {k: v.value for k, v in common.FLAGS.__flags.items() if k in CONFIG_FLAGS}  # pylint: disable=protected-access
+  config["model_revision"] = models.revision(common.FLAGS.model)
+  return config
 
 
 def prepare(steps_per_epoch):

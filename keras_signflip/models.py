@@ -268,6 +268,15 @@ MODELS = {f.__name__: f for f in (lenet_300_100, lenet5, lenet5_caffe, conv2, co
 
 
 WIDTH_MODELS = ("vgg19", "resnet18")  # the builders that take `width`
+# A builder's revision goes up when the function it builds changes (2: PyTorch's
+# initialisation for vgg19 / resnet18, centred stride-2 padding in the ResNets), so that
+# results and checkpoints of an older network are never mixed with a newer one's.
+REVISIONS = {"vgg19": 2, "resnet18": 2, "resnet20": 2}
+
+
+def revision(name):
+  """The revision of builder `name` (1 unless REVISIONS says otherwise)."""
+  return REVISIONS.get(name, 1)
 
 
 def get(name, keras_module=None, width=1.0):

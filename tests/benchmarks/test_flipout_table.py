@@ -106,10 +106,19 @@ def run_one_shot(method, regime, builder, data, target, seed):
     raise ValueError("mask update on non-finite weights")
   return {"test_accuracy": 0.5, "test_loss": 1.0, "sparsity": 0.999, "wall_seconds": 1.0}
 compare.run_one_shot = run_one_shot
-table.run_grid({"source": "stub", "input_shape": (32, 32, 3), "classes": 10,
-                "train_examples": 50000, "test_examples": 10000})
+data = {"source": "stub", "input_shape": (32, 32, 3), "classes": 10,
+        "train_examples": 50000, "test_examples": 10000}
+table.run_grid(data)
 rows = sorted(table.results_io.read_raw(sys.argv[1]), key=lambda r: r["method"])
 print(json.dumps([dict(r, left_out=table.left_out(r)) for r in rows]))
+# A row of the network as built before revisions were recorded (Glorot, "same" padding).
+old = {k: v for k, v in rows[1].items() if k != "model_revision"}
+table.results_io.write_row(table.raw_path("vgg19", "magnitude", 0.999, 7), dict(old, seed=7))
+try:
+  table.check_output_dir(table.settings(data))
+  print(json.dumps(None))
+except table.UsageError as e:
+  print(json.dumps(str(e)))
 """
 
 
@@ -117,11 +126,15 @@ def test_a_failing_run_is_recorded_and_the_grid_goes_on(tmp_path):
   result = subprocess.run([sys.executable, "-c", _FAILING_RUN_SCRIPT, str(tmp_path)], cwd=ROOT,
                           env=ENV, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
-  flip, magnitude = json.loads(result.stdout.strip().splitlines()[-1])
+  flip, magnitude = json.loads(result.stdout.strip().splitlines()[-2])
   assert flip["failed"] == "ValueError: mask update on non-finite weights"
   assert flip["test_accuracy"] is None and flip["left_out"].startswith("failed: ")
   # The job after it ran, and counts.
   assert magnitude["test_accuracy"] == 0.5 and magnitude["left_out"] is None
+  # Rows record the network's revision; an older network's rows are not mixed in.
+  assert flip["model_revision"] == magnitude["model_revision"] == 2
+  clash = json.loads(result.stdout.strip().splitlines()[-1])
+  assert "vgg19 revision 1 there, 2 here" in clash
 
 
 _BACKEND_SCRIPT = r"""

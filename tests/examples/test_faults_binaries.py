@@ -224,7 +224,7 @@ def test_fewer_epochs_on_resume_are_refused(idx, tmp_path, capsys):
 def test_a_second_process_on_the_same_run_is_refused_while_the_first_runs(tmp_path):
   FLAGS.unparse_flags()
   FLAGS(["train"])
-  config = {k: v.value for k, v in FLAGS.__flags.items() if k in run_dir.CONFIG_FLAGS}  # pylint: disable=protected-access
+  config = run_dir.config()
   first = run_dir.open_run(str(tmp_path / "run"), config, resume=False, overwrite=False)
   try:
     with pytest.raises(common.UsageError, match="in use by another running process"):

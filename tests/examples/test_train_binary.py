@@ -312,3 +312,11 @@ def test_noise_on_reaches_both_optimizers_and_a_resumed_run_keeps_it(tmp_path):
   _flags(noise_scale=1, epochs=2, output_dir=run, noise_on="all")
   with pytest.raises(common_lib.UsageError, match="--noise_on: 'prunable' in the run, 'all' now"):
     run_dir.inspect(str(run), run_dir.config(), resume=True, overwrite=False)
+  # Likewise a run of a network built before its revision went up (resnet20: 2).
+  _flags(epochs=2, output_dir=run, model="resnet20")
+  old = {k: v for k, v in run_dir.config().items() if k != "model_revision"}
+  (run / "config.json").write_text(json.dumps(old))
+  with pytest.raises(common_lib.UsageError,
+                     match=r"the model's revision \(keras_signflip.models.REVISIONS\): 1 in "
+                           r"the run, 2 now"):
+    run_dir.inspect(str(run), run_dir.config(), resume=True, overwrite=False)
