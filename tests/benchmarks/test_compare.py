@@ -141,9 +141,14 @@ def test_tiny_grid_report_matches_raw_results(tmp_path):
   subprocess.run(cmd, check=True, cwd=ROOT, env=env, capture_output=True)
   assert before == {f: os.path.getmtime(out / "raw" / f) for f in os.listdir(out / "raw")}
   assert report.read_text() == text.replace(date, "- Date: 2000-01-01 00:00 UTC")
-  # A report alone reads the raw rows and the data's description, never the data itself
-  # (tests/benchmarks/test_reports_current.py regenerates the committed report so).
+  # A report alone reads the raw rows and the data's description, never the data itself,
+  # and is the report the run wrote.
   assert json.loads((out / "data.json").read_text())["train_examples"] == 640
+  again = tmp_path / "again.md"
+  subprocess.run(cmd + ["--report_only", f"--report={again}", "--idx_dir=/nonexistent/idx"],
+                 check=True, cwd=ROOT, env=env, capture_output=True, timeout=300)
+  assert [l for l in again.read_text().splitlines() if not l.startswith("- Date:")] == \
+      [l for l in text.splitlines() if not l.startswith("- Date:")]
 
 
 @pytest.mark.skipif(not HAVE_DATA, reason="Debian's dataset-fashion-mnist is not installed")

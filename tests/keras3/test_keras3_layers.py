@@ -123,13 +123,12 @@ def _proof(name, criterion, steps=2, callbacks=(), begin=0, lr=0.01, sparsity=0.
   return model, x
 
 
-# Every criterion once, on TensorFlow's backend and the transformer; everywhere else one
-# reading flips and one reading recorded gradients (the two kinds of state a backend keeps
-# between steps). Each criterion's masks are checked on every backend by the conformance
-# cases (test_keras3_path.py); this sweep checks the layers train under each.
+# Every criterion once, on PyTorch's backend (eager: the cheapest to run) and the
+# transformer; everywhere else one reading flips and one reading recorded gradients (the
+# two kinds of state a backend keeps between steps). Each criterion's masks are checked on
+# every backend by the conformance cases (test_keras3_path.py); this sweep checks the
+# layers train under each.
 _ALL = sorted(criteria.CRITERIA)
-# Every criterion once, on PyTorch (eager: the cheapest backend to run); the scores are
-# the same ops on every backend, so the others run one criterion of each kind.
 _CASES = [(name, criterion) for name in ("transformer_tiny", "bilstm_tiny")
           for criterion in (_ALL if (BACKEND, name) == ("torch", "transformer_tiny")
                             else ["hybrid", "saliency"])]
