@@ -220,9 +220,13 @@ def settings(data):
           "width": FLAGS.width, "noise_on": FLAGS.noise_on}
 
 
+# What rows written before a key was recorded ran with.
+RECORDED_LATER = {"noise_on": "prunable", "model_revision": 1}
+
+
 def _setting(row, key):
-  """A raw row's setting; rows written before `noise_on` existed ran with "prunable"."""
-  return row.get(key, "prunable" if key == "noise_on" else None)
+  """A raw row's setting (RECORDED_LATER's value where the row predates the key)."""
+  return row.get(key, RECORDED_LATER.get(key))
 
 
 def check_output_dir(mine):
@@ -231,7 +235,7 @@ def check_output_dir(mine):
   for row in results_io.read_raw(FLAGS.output_dir):
     clash = [f"{k} {_setting(row, k)!r} there, {mine[k]!r} here" for k in SETTINGS
              if _setting(row, k) != mine[k]]
-    built = row.get("model_revision", 1)  # rows from before revisions were recorded: 1
+    built = _setting(row, "model_revision")
     if row.get("model") and built != models_lib.revision(row["model"]):
       clash.append(f"{row['model']} revision {built} there, {models_lib.revision(row['model'])} "
                    "here (keras_signflip.models.REVISIONS)")
